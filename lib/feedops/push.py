@@ -1,0 +1,28 @@
+"""Push a run's outcome to Pushgateway (shared by every pushing program).
+
+A failed push never raises: it returns the reason so the caller can put it in its
+report and log, and the verdict of the run is unchanged.
+"""
+
+from __future__ import annotations
+
+import socket
+from urllib.error import URLError
+
+from prometheus_client import CollectorRegistry, push_to_gateway
+
+
+def push(url: str, job: str, registry: CollectorRegistry, *, grouping_key: dict[str, str] | None = None,
+         timeout: float = 2.0) -> str | None:
+    """PUT ``registry`` to ``url`` under ``job`` and the grouping key.
+
+    Returns None on success, else a one-line reason (never a secret: the registry
+    holds only metrics, the URL is the Pushgateway's).
+    """
+    try:
+        push_to_gateway(url, job=job, registry=registry, grouping_key=grouping_key or {}, timeout=timeout)
+        return None
+    except URLError as exc:
+        return f"push to {url} failed: {getattr(exc, 'reason', exc)}"
+    except (OSError, socket.timeout, ValueError) as exc:
+        return f"push to {url} failed: {exc}"

@@ -1,0 +1,135 @@
+"""Shared pytest fixtures: real servers from Debian on free loopback ports.
+
+Every server binds 127.0.0.1 only, is started on a free port, waited for by
+polling (never a fixed sleep) and stopped by PID at the end of the session.
+A binary that is missing skips the tests that need it with the install hint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - polling
+            last_exc = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as resp:
+        return 200 <= resp.status < 300
+
+
+class Server:
+    """A child process on a loopback port, stopped by PID."""
+
+    def __init__(self, name: str, argv: list[str], port: int, log_path: Path, env: dict | None = None):
+        self.name, self.argv, self.port, self.log_path = name, argv, port, log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _require(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (f"/usr/bin/{binary}" if os.path.exists(f"/usr/bin/{binary}") else None)
+    if not path:
+        pytest.skip(f"{binary} not installed: apt-get install {package} (.ci/run does this)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    binary = _require("redis-server", "redis-server")
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    srv = Server("redis", [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                           "--dir", str(d)], port, d / "redis.log")
+    import redis as redis_lib
+
+    wait_for(lambda: redis_lib.Redis(host="127.0.0.1", port=port).ping(), what="redis")
+    srv.url = f"redis://127.0.0.1:{port}/0"
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory):
+    binary = _require("prometheus-pushgateway", "prometheus-pushgateway")
+    port = free_port()
+    d = tmp_path_factory.mktemp("pushgateway")
+    srv = Server("pushgateway", [binary, f"--web.listen-address=127.0.0.1:{port}"], port, d / "pushgateway.log")
+    wait_for(lambda: http_ok(f"{srv.url}/-/ready"), what="pushgateway")
+    yield srv
+    srv.stop()
+
+
+def start_prometheus(tmp_dir: Path, config_text: str, extra_args: list[str] | None = None) -> Server:
+    """Start Prometheus with ``config_text`` (the caller owns stopping it)."""
+    binary = _require("prometheus", "prometheus")
+    port = free_port()
+    cfg = tmp_dir / "prometheus.yml"
+    cfg.write_text(config_text)
+    argv = [binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle", *(extra_args or [])]
+    srv = Server("prometheus", argv, port, tmp_dir / "prometheus.log")
+    wait_for(lambda: http_ok(f"{srv.url}/-/ready"), timeout=30, what="prometheus")
+    return srv
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path):
+    started: list[Server] = []
+
+    def factory(config_text: str, extra_args: list[str] | None = None) -> Server:
+        srv = start_prometheus(tmp_path, config_text, extra_args)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
