@@ -66,6 +66,7 @@ class Runbook(enum.IntEnum):
     SHUTDOWN_FAILED = 72  # a component did not stop within the timeout
     STATE_CORRUPT = 73  # a state file is corrupt or unreadable; it was not trusted
     DEPENDENCY_MISSING = 74  # a required tool (python venv, docker compose) is missing
+    ROTATION_FAILED = 75  # the new credentials did not recover; the previous ones were restored
 
 
 FAMILIES: dict[str, type[enum.IntEnum]] = {

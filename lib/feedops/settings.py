@@ -434,7 +434,19 @@ def _explain(error: dict[str, Any], var: str, secret: bool) -> tuple[str, str]:
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}{shown}", f"set {var} to one of {ctx.get('expected')}"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    for suffix, fix in _VALUE_FIXES.items():
+        if var.endswith(suffix):
+            return message, fix.format(var=var)
     return message, f"correct {var} (see .env.example)"
+
+
+#: The fix for a value a validator rejected, by variable-name suffix.
+_VALUE_FIXES = {
+    "_FRONTS": "write {var} as tcp://host:port entries (port 1-65535), comma-separated",
+    "_WORKER_LISTEN": "set {var} to host:port, e.g. 127.0.0.1:9108",
+    "_SHARD": "set {var} to i/N with 0 <= i < N, e.g. 0/1",
+    "_SINK_URL": "set {var} to file:<dir> (e.g. file:var/feed) or redis://host:port/db",
+}
 
 
 def load_settings(
@@ -468,8 +480,9 @@ def load_settings(
         try:
             file_values = parse_env_file(path)
         except EnvFileError as exc:
-            raise ConfigError([Problem("env file", f"syntax error at {exc.path}:{exc.line_no}: {exc.reason}",
-                                       "edit the file; lines are NAME=value or # comments", exc.path)]) from None
+            what, _, fix = exc.reason.partition("; ")
+            raise ConfigError([Problem(f"{Path(exc.path).name}:{exc.line_no}", f"syntax error: {what}",
+                                       f"{fix or 'edit the line'} (lines are NAME=value or # comments)", exc.path)]) from None
     elif env_file is not None or env_name != "dev":
         raise ConfigError([Problem("FEEDOPS_ENV", f"environment file {path} does not exist",
                                    f"create it from .env.example or choose one of {', '.join(ENV_NAMES)}", str(path))])

@@ -13,6 +13,7 @@ readonly EXIT_ROLLBACK_FAILED=71  # no usable previous release/snapshot, or it d
 readonly EXIT_SHUTDOWN_FAILED=72  # a component did not stop within the timeout
 readonly EXIT_STATE_CORRUPT=73  # a state file is corrupt or unreadable; it was not trusted
 readonly EXIT_DEPENDENCY_MISSING=74  # a required tool (python venv, docker compose) is missing
+readonly EXIT_ROTATION_FAILED=75  # the new credentials did not recover; the previous ones were restored
 readonly CHECK_OK=0  # all checks passed
 readonly CHECK_WARNING=1  # warnings only; startup may continue
 readonly CHECK_CRITICAL=2  # a check failed; startup must halt

@@ -44,7 +44,7 @@ feedops::log::emit() {
   ts=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
   local kv key value line
   if [[ "${FEEDOPS_LOG_FORMAT:-json}" == "text" ]]; then
-    line="${ts} ${level^^} ${component} ${event} ${msg}"
+    printf -v line '%s %-8s %s %s %s' "$ts" "${level^^}" "$component" "$event" "$msg"
     for kv in "$@"; do line+=" ${kv}"; done
   else
     line="{\"ts\":\"${ts}\",\"level\":\"${level}\",\"component\":\"$(feedops::log::_json_escape "$component")\""

@@ -1,0 +1,15 @@
+"""The feed health check (check_feed_health.py): sources -> checks -> report -> push.
+
+* :mod:`.sources`: the worker's ``/status`` (one per shard), the Prometheus HTTP API,
+  Redis consumer groups and the runbook's last pre-market success, each normalised
+  into an :class:`~feedops.health.sources.Observation`;
+* :mod:`.checks`: thresholds (from the settings model, overridable by flags) applied
+  to the observations, one :class:`~feedops.health.checks.CheckResult` per
+  ``component:measurement`` and component;
+* :mod:`.report`: the IETF health-check report, its verdict and exit code, and the
+  json / text / nagios renderings;
+* :mod:`.push`: the run's outcome to Pushgateway.
+
+:func:`feedops.health.run.run` ties them together. Imports stay lazy on the hot path:
+``jsonschema``, ``prometheus_client`` and ``redis`` load only when needed.
+"""

@@ -1,0 +1,351 @@
+"""Where the health check reads the feed's state, normalised into observations.
+
+* :func:`read_workers`: ``GET <worker>/status?instruments=1`` on every shard (in
+  parallel); the instrument tables are merged so that coverage is judged across
+  shards by our own calendar at ``--at``;
+* :func:`read_prometheus`: the same facts from the Prometheus HTTP API (instant
+  queries evaluated at ``--at``), for hosts that cannot reach the workers;
+* :func:`read_consumer_groups`: ``XINFO GROUPS`` of every ``<prefix>:*`` stream;
+* :func:`read_premarket`: ``<state_dir>/runs/premarket.last-success`` written by the runbook.
+
+A source that cannot be read raises :class:`SourceError`, whose message names the
+target (never with credentials) and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import metric_names as mn
+
+DEFAULT_TIMEOUT = 3.0
+PREMARKET_FILE = ("runs", "premarket.last-success")
+
+
+class SourceError(Exception):
+    """A source could not be read: ``component`` (worker, prometheus, redis), ``target``, reason and fix."""
+
+    def __init__(self, component: str, target: str, reason: str, fix: str):
+        self.component, self.target, self.reason, self.fix = component, target, reason, fix
+        super().__init__(f"{component} {target}: {reason}; fix: {fix}")
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user information (a password in a Redis URL never reaches a report)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<malformed url>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass
+class WorkerObservation:
+    """One worker (shard) as the health check sees it."""
+
+    source: str  # the worker URL or the Prometheus instance label
+    shard: str | None = None
+    profile: str | None = None
+    front_address: str | None = None
+    connected: bool = False
+    logged_in: bool = False
+    reconnects: int | None = None
+    recent_disconnects: int | None = None
+    ticks_per_second: float | None = None
+    expected_ticks_per_second: float | None = None
+    latency_p99_seconds: float | None = None
+    rate_limit_incidents: float = 0
+    errors: float = 0
+    sink_kind: str | None = None
+    sink_up: bool | None = None
+    sink_buffered: int | None = None
+    dropped: float = 0  # queue and sink drops
+    started_unix: float | None = None
+    instruments: dict[str, int] | None = None  # known, subscribed, acknowledged, failed, ...
+    instrument_table: dict[str, list[Any]] | None = None
+    coverage_summary: dict[str, Any] | None = None  # the worker's own coverage (its clock and calendar)
+    newest_tick_age_seconds: float | None = None  # the worker's own view
+
+
+@dataclass
+class ConsumerGroup:
+    stream: str
+    group: str
+    lag: int | None  # None when Redis cannot tell (XDEL, group created at an arbitrary id)
+    pending: int
+    consumers: int
+
+
+@dataclass
+class PremarketRun:
+    ts: float
+    env: str | None = None
+    profile: str | None = None
+
+
+# ---------------------------------------------------------------------------- HTTP
+def _get_json(component: str, url: str, timeout: float, fix: str, target: str) -> Any:
+    shown = safe_url(target)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - operator-given URL
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        raise SourceError(component, shown, f"answered HTTP {exc.code}", fix) from None
+    except urllib.error.URLError as exc:
+        raise SourceError(component, shown, f"unreachable ({getattr(exc, 'reason', exc)})", fix) from None
+    except (OSError, ValueError) as exc:  # timeouts, resets, malformed URLs
+        raise SourceError(component, shown, f"unreachable ({exc or type(exc).__name__})", fix) from None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise SourceError(component, shown, f"answered something that is not JSON ({body[:40]!r})", fix) from None
+
+
+# ---------------------------------------------------------------------------- worker
+_WORKER_REQUIRED = ("service", "front", "coverage", "throughput", "latency", "sink", "queue")
+
+
+def _field(doc: dict, path: str, kinds: tuple[type, ...], url: str) -> Any:
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise SourceError("worker", url, f"/status lacks {path!r}", "point --worker at a feedops worker of this version")
+        value = value[part]
+    if value is not None and not isinstance(value, kinds):
+        raise SourceError("worker", url, f"/status field {path!r} has the wrong type ({type(value).__name__})",
+                          "point --worker at a feedops worker of this version")
+    return value
+
+
+def parse_worker_status(url: str, doc: Any) -> WorkerObservation:
+    """Check the parts of a /status document the health check uses and normalise them."""
+    shown = safe_url(url)
+    if not isinstance(doc, dict) or doc.get("service") != "feedops-worker":
+        raise SourceError("worker", shown, "answered a JSON document that is not a feedops worker /status",
+                          "point --worker at the worker's base URL (FEEDOPS_WORKER_URLS)")
+    for key in _WORKER_REQUIRED:
+        _field(doc, key, (dict, str), shown)
+    num = (int, float)
+    obs = WorkerObservation(
+        source=shown,
+        shard=doc.get("shard"),
+        profile=doc.get("profile"),
+        front_address=_field(doc, "front.address", (str,), shown),
+        connected=bool(_field(doc, "front.connected", (bool,), shown)),
+        logged_in=bool(_field(doc, "front.logged_in", (bool,), shown)),
+        reconnects=_field(doc, "front.reconnects", (int,), shown),
+        recent_disconnects=doc["front"].get("recent_disconnects"),
+        ticks_per_second=_field(doc, "throughput.ticks_per_second", num, shown),
+        expected_ticks_per_second=doc["throughput"].get("expected_ticks_per_second"),
+        latency_p99_seconds=_field(doc, "latency.p99_seconds", num, shown),
+        rate_limit_incidents=_field(doc, "rate_limit_incidents_total", (int,), shown) or 0,
+        errors=_field(doc, "errors_total", (int,), shown) or 0,
+        sink_kind=_field(doc, "sink.kind", (str,), shown),
+        sink_up=_field(doc, "sink.up", (bool,), shown),
+        sink_buffered=_field(doc, "sink.buffered", (int,), shown),
+        dropped=(_field(doc, "queue.dropped_total", (int,), shown) or 0) + (_field(doc, "sink.dropped_total", (int,), shown) or 0),
+        started_unix=doc.get("started_unix"),
+        instruments=_field(doc, "instruments", (dict,), shown) if "instruments" in doc else None,
+        coverage_summary=_field(doc, "coverage", (dict,), shown),
+        newest_tick_age_seconds=(doc.get("staleness") or {}).get("newest_tick_age_seconds"),
+    )
+    table = doc.get("instrument_table")
+    if table is not None:
+        columns = ("instrument", "exchange", "product", "product_class", "last_tick_unix")
+        if not isinstance(table, dict) or any(not isinstance(table.get(c), list) for c in columns) \
+                or len({len(table[c]) for c in columns}) != 1:
+            raise SourceError("worker", shown, "/status instrument_table is malformed (columns missing or of unequal length)",
+                              "point --worker at a feedops worker of this version")
+        obs.instrument_table = table
+    return obs
+
+
+def read_worker(url: str, timeout: float = DEFAULT_TIMEOUT) -> WorkerObservation:
+    base = url.rstrip("/")
+    doc = _get_json("worker", f"{base}/status?instruments=1", timeout,
+                    "start the worker (make premarket) or pass the right --worker URL", base)
+    return parse_worker_status(base, doc)
+
+
+def read_workers(urls: list[str], timeout: float = DEFAULT_TIMEOUT) -> tuple[list[WorkerObservation], list[SourceError]]:
+    """Read every shard, in parallel when there are several; errors are returned, not raised."""
+    if len(urls) == 1:
+        results: list[Any] = [_capture(read_worker, urls[0], timeout)]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
+            results = list(pool.map(lambda u: _capture(read_worker, u, timeout), urls))
+    return [r for r in results if isinstance(r, WorkerObservation)], [r for r in results if isinstance(r, SourceError)]
+
+
+def _capture(fn, *args):
+    try:
+        return fn(*args)
+    except SourceError as exc:
+        return exc
+
+
+# ---------------------------------------------------------------------------- prometheus
+@dataclass
+class PrometheusView:
+    workers: list[WorkerObservation]
+    open_by_exchange: dict[str, float]
+    fresh_by_exchange: dict[str, float]
+    newest_tick_age_seconds: float | None
+    never_ticked: int
+
+
+def _prom_query(base: str, query: str, at_unix: float, timeout: float) -> list[tuple[dict[str, str], float]]:
+    url = f"{base.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query, "time": f"{at_unix:.3f}"})
+    doc = _get_json("prometheus", url, timeout, "start Prometheus or pass the right --prometheus URL", base)
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        error = doc.get("error") if isinstance(doc, dict) else None
+        raise SourceError("prometheus", safe_url(base), f"query {query!r} failed ({error or 'bad answer'})",
+                          "check the Prometheus version and the query")
+    result = (doc.get("data") or {}).get("result")
+    if not isinstance(result, list):
+        raise SourceError("prometheus", safe_url(base), f"query {query!r} returned no vector", "check the Prometheus URL")
+    rows = []
+    for item in result:
+        try:
+            value = float(item["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if value != value:  # NaN (e.g. histogram_quantile without data)
+            continue
+        rows.append((item.get("metric") or {}, value))
+    return rows
+
+
+def read_prometheus(base: str, at_unix: float, window_seconds: float, timeout: float = DEFAULT_TIMEOUT) -> PrometheusView:
+    """The feed's state from the worker metrics Prometheus scraped, as of ``at_unix``."""
+    w = f"{max(int(window_seconds), 60)}s"
+    queries = {
+        "connected": f"max by (instance) ({mn.FRONT_CONNECTED.name})",
+        "logged_in": f"max by (instance) ({mn.LOGGED_IN.name})",
+        "disconnects": f"sum by (instance) (increase({mn.DISCONNECTS.name}[{w}]))",
+        "reconnects": f"sum by (instance) ({mn.RECONNECTS.name})",
+        "tps": f"sum by (instance) (rate({mn.TICKS_RECEIVED.name}[1m]))",
+        "p99": f"histogram_quantile(0.99, sum by (instance, le) (rate({mn.TICK_LATENCY.name}_bucket[5m])))",
+        "rate_limits": f"sum by (instance) (increase({mn.FLOW_CONTROL_REFUSALS.name}[{w}]))",
+        "errors": f"sum by (instance) (increase({mn.SINK_ERRORS.name}[{w}]))",
+        "queue_dropped": f"sum by (instance) (increase({mn.QUEUE_DROPS.name}[{w}]))",
+        "sink_dropped": f"sum by (instance) (increase({mn.SINK_DROPPED.name}[{w}]))",
+        "sink_up": f"min by (instance) ({mn.SINK_UP.name})",
+        "open": f"sum by (exchange) ({mn.INSTRUMENTS_OPEN.name})",
+        "fresh": f"sum by (exchange) ({mn.INSTRUMENTS_FRESH.name})",
+        "newest_age": f"time() - max({mn.LAST_TICK_TIMESTAMP.name})",
+        "never": f"sum({mn.INSTRUMENTS_NEVER_TICKED.name})",
+    }
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = {k: pool.submit(_prom_query, base, q, at_unix, timeout) for k, q in queries.items()}
+        answers = {k: f.result() for k, f in futures.items()}  # re-raises the first SourceError
+    if not answers["connected"]:
+        raise SourceError("prometheus", safe_url(base), f"has no {mn.FRONT_CONNECTED.name} series at that time",
+                          "make Prometheus scrape the worker(s) (monitoring/prometheus) or use --worker")
+
+    def by_instance(key: str) -> dict[str, float]:
+        return {labels.get("instance", "?"): value for labels, value in answers[key]}
+
+    def by_exchange(key: str) -> dict[str, float]:
+        return {labels.get("exchange", "?"): value for labels, value in answers[key]}
+
+    per = {k: by_instance(k) for k in ("connected", "logged_in", "disconnects", "reconnects", "tps", "p99",
+                                       "rate_limits", "errors", "queue_dropped", "sink_dropped", "sink_up")}
+    workers = []
+    for instance in sorted(per["connected"]):
+        workers.append(WorkerObservation(
+            source=instance,
+            connected=per["connected"][instance] >= 1,
+            logged_in=per["logged_in"].get(instance, 0) >= 1,
+            reconnects=int(per["reconnects"][instance]) if instance in per["reconnects"] else None,
+            recent_disconnects=round(per["disconnects"].get(instance, 0)),
+            ticks_per_second=per["tps"].get(instance),
+            latency_p99_seconds=per["p99"].get(instance),
+            rate_limit_incidents=round(per["rate_limits"].get(instance, 0)),
+            errors=round(per["errors"].get(instance, 0)),
+            dropped=round(per["queue_dropped"].get(instance, 0) + per["sink_dropped"].get(instance, 0)),
+            sink_up=(per["sink_up"][instance] >= 1) if instance in per["sink_up"] else None,
+        ))
+    newest = answers["newest_age"][0][1] if answers["newest_age"] else None
+    never = int(answers["never"][0][1]) if answers["never"] else 0
+    return PrometheusView(workers, by_exchange("open"), by_exchange("fresh"), newest, never)
+
+
+# ---------------------------------------------------------------------------- redis
+_REDIS_URL = re.compile(r"^rediss?://")
+
+
+def read_consumer_groups(url: str, stream_prefix: str, timeout: float = 2.0) -> list[ConsumerGroup]:
+    """Consumer groups of every stream ``<stream_prefix>:*`` (lag may be None)."""
+    shown = safe_url(url)
+    if not _REDIS_URL.match(url):
+        raise SourceError("redis", shown, "is not a redis:// URL", "pass --redis redis://host:port/db or set FEEDOPS_SINK_URL")
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+        groups: list[ConsumerGroup] = []
+        try:
+            for stream in sorted(client.scan_iter(match=f"{stream_prefix}:*", _type="STREAM", count=1000)):
+                for info in client.xinfo_groups(stream):
+                    groups.append(ConsumerGroup(stream=stream, group=str(info.get("name")), lag=info.get("lag"),
+                                                pending=int(info.get("pending") or 0), consumers=int(info.get("consumers") or 0)))
+        finally:
+            client.close()
+        return groups
+    except redis.exceptions.AuthenticationError:
+        raise SourceError("redis", shown, "refused the credentials", "check the password in the Redis URL") from None
+    except (redis.exceptions.RedisError, OSError, ValueError) as exc:
+        reason = str(exc).split("\n", 1)[0] or type(exc).__name__
+        raise SourceError("redis", shown, f"unreachable ({reason})", "start Redis or pass the right --redis URL") from None
+
+
+# ---------------------------------------------------------------------------- premarket
+def read_premarket(state_dir: Path) -> PremarketRun | None:
+    """The last successful pre-market run, or None when there is none yet.
+
+    Raises :class:`SourceError` when the file exists but cannot be trusted.
+    """
+    from ..runbook.state import StateError, read_json
+
+    path = state_dir.joinpath(*PREMARKET_FILE)
+    try:
+        data = read_json(path)
+    except StateError as exc:
+        raise SourceError("premarket", str(path), str(exc).split(";")[0].removeprefix(f"state file {path} "),
+                          "move the file away; the next successful `make premarket` rewrites it") from None
+    if data is None:
+        return None
+    ts = data.get("ts")
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+        raise SourceError("premarket", str(path), "has no numeric 'ts'",
+                          "move the file away; the next successful `make premarket` rewrites it")
+    return PremarketRun(float(ts), data.get("env"), data.get("profile"))
+
+
+@dataclass
+class Sources:
+    """Everything read for one run."""
+
+    workers: list[WorkerObservation] = field(default_factory=list)
+    prometheus: PrometheusView | None = None
+    consumer_groups: list[ConsumerGroup] | None = None
+    premarket: PremarketRun | None = None
+    errors: list[SourceError] = field(default_factory=list)
+    premarket_error: SourceError | None = None
+    redis_target: str | None = None  # the Redis URL read, without credentials

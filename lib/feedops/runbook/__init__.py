@@ -1,0 +1,14 @@
+"""Python helpers behind ``scripts/operations/start_live_env.sh`` (the runbook).
+
+The bash script stays a thin orchestrator; everything that needs more than a few
+lines lives here and is reached through ``python -m feedops.runbook SUBCOMMAND``:
+
+* :mod:`.state`: state files under FEEDOPS_STATE_DIR, written atomically; a corrupt
+  or missing file is reported (:class:`~.state.StateError`), never trusted;
+* :mod:`.config`: the few values bash needs, configuration snapshots without secrets;
+* :mod:`.procs`: the native runtime (processes with pid files and log files);
+* :mod:`.ready`: bounded readiness polling with progress lines;
+* :mod:`.outcome`: run outcomes in the state and on Pushgateway.
+
+Every subcommand exits with a code of :class:`feedops.exitcodes.Runbook`.
+"""

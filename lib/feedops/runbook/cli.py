@@ -1,0 +1,272 @@
+"""``python -m feedops.runbook SUBCOMMAND``: the steps start_live_env.sh delegates to Python.
+
+Every subcommand exits with a :class:`feedops.exitcodes.Runbook` code; reports go to
+stdout, log lines (feedops.log) to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from .. import log as feedlog
+from ..exitcodes import Runbook
+from ..settings import ConfigError
+from . import outcome, procs, ready
+from .config import RunbookContext, snapshot_values
+from .state import StateError, atomic_write_json, read_json
+
+log = feedlog.get_logger("runbook")
+
+
+class StepFailed(Exception):
+    def __init__(self, code: Runbook, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _ctx(args: argparse.Namespace) -> RunbookContext:
+    extra = dict(kv.split("=", 1) for kv in getattr(args, "set", None) or [])
+    ctx = RunbookContext.load(args.env, args.runtime, extra=extra)
+    feedlog.configure(level=ctx.feed.log_level, fmt=os.environ.get("FEEDOPS_LOG_FORMAT_OVERRIDE") or ctx.feed.log_format)
+    return ctx
+
+
+# ---------------------------------------------------------------- subcommands
+def cmd_config(args, ctx: RunbookContext) -> int:
+    for key, value in ctx.shell_values().items():
+        print(f"{key}={value}")
+    return Runbook.OK
+
+
+def cmd_run(args, ctx: RunbookContext) -> int:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise StepFailed(Runbook.USAGE, "run: no command given after --")
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, ctx.child_environ())
+    return Runbook.OK  # not reached
+
+
+def cmd_start_stack(args, ctx: RunbookContext) -> int:
+    table = procs.ProcessTable(ctx)
+    comps = procs.sim_components(ctx, sys.executable)
+    started = {comp.name: table.start(comp)[1] for comp in comps}
+    deadline = time.monotonic() + args.timeout
+    for comp in comps:
+        reason = table.wait_listening(comp, deadline)
+        if reason:
+            raise StepFailed(Runbook.START_FAILED, reason)
+        verb = "started" if started[comp.name] else "running"
+        print(f"{verb}: {comp.name} listening on {comp.address[0]}:{comp.address[1]}")
+    if not comps:
+        print("started: nothing to start for the stack (no local ctp-sim in this environment)")
+    return Runbook.OK
+
+
+def cmd_start_workers(args, ctx: RunbookContext) -> int:
+    table = procs.ProcessTable(ctx)
+    for comp in procs.worker_components(ctx, sys.executable):
+        pid, started = table.start(comp)
+        verb = "started" if started else "running"
+        print(f"{verb}: {comp.name} (pid {pid}) profile {ctx.profile} on {comp.address[0]}:{comp.address[1]}")
+    return Runbook.OK
+
+
+def cmd_wait_ready(args, ctx: RunbookContext) -> int:
+    urls = ctx.feed.worker_url_list
+    alive: Callable[[int], str | None] | None = None
+    if ctx.runtime == "native":
+        table = procs.ProcessTable(ctx)
+
+        def alive(index: int) -> str | None:
+            name = f"worker-{index}"
+            if table.running_pid(name):
+                return None
+            return f"{name} exited; log {table.log_file(name)}: {procs.tail(table.log_file(name))}"
+    ok, summary = ready.wait_ready(urls, args.timeout, sys.stdout, expect_profile=args.expect_profile, alive=alive)
+    if not ok:
+        code = Runbook.START_FAILED if "exited" in summary and alive else Runbook.NOT_READY
+        raise StepFailed(code, summary)
+    print(f"ready: {summary}")
+    return Runbook.OK
+
+
+def cmd_stop(args, ctx: RunbookContext) -> int:
+    table = procs.ProcessTable(ctx)
+    names = [args.name] if args.name else [n for n in table.names() if args.kind == "all" or n.startswith(f"{args.kind}-")]
+    sig = signal.SIGKILL if args.kill else signal.SIGTERM
+    stubborn = [n for n in names if not table.stop(n, args.timeout, sig)]
+    for name in names:
+        print(f"stopped: {name}")
+    if stubborn:
+        raise StepFailed(Runbook.SHUTDOWN_FAILED, f"{', '.join(stubborn)} did not stop within {args.timeout:g}s "
+                                                  f"and had to be killed (check their logs in {table.log_dir})")
+    return Runbook.OK
+
+
+def cmd_mark_good(args, ctx: RunbookContext) -> int:
+    tag = ctx.image_tag()
+    snap_id = ctx.state.write_snapshot({"env": ctx.env, "profile": ctx.profile, "image": ctx.feed.image, "tag": tag,
+                                        "values": snapshot_values(ctx.settings)})
+    ctx.state.set_deployed(ctx.feed.image, tag)
+    ctx.state.append_ledger({"kind": "release", "mode": args.mode, "tag": tag, "profile": ctx.profile, "snapshot": snap_id})
+    ctx.state.set_last_good(snap_id, tag, ctx.profile)
+    if args.mode == "premarket":
+        ctx.state.mark_premarket_success(ctx.env, ctx.profile)
+    print(f"last-known-good: snapshot {snap_id}, image tag {tag}, profile {ctx.profile}")
+    return Runbook.OK
+
+
+def cmd_set_profile(args, ctx: RunbookContext) -> int:
+    previous = ctx.profile
+    ctx.state.set_active_profile(args.profile, args.reason)
+    ctx.state.append_ledger({"kind": "profile", "reason": args.reason, "from": previous, "profile": args.profile,
+                             "tag": ctx.image_tag()})
+    print(f"profile: {previous} -> {args.profile}")
+    return Runbook.OK
+
+
+def cmd_rollback_apply(args, ctx: RunbookContext) -> int:
+    good = ctx.state.last_good()
+    if good is None:
+        raise StepFailed(Runbook.ROLLBACK_FAILED, "no last-known-good mark in the state: nothing to roll back to "
+                                                  "(a successful premarket records one)")
+    snap_id, tag, profile = good["snapshot"], good["tag"], good["profile"]
+    if args.to != "last-good":
+        tag = args.to
+        releases = [e for e in ctx.state.ledger() if e.get("kind") == "release" and e.get("tag") == tag and e.get("snapshot")]
+        if releases:
+            snap_id, profile = releases[-1]["snapshot"], releases[-1].get("profile", profile)
+    snapshot = ctx.state.snapshot(snap_id)
+    from_tag = ctx.image_tag()
+    ctx.state.set_pin(snapshot["values"], "rollback", snapshot=snap_id, tag=tag)
+    ctx.state.set_deployed(ctx.feed.image, tag)
+    ctx.state.set_active_profile(profile, "rollback")
+    ctx.state.append_ledger({"kind": "rollback", "tag": tag, "profile": profile, "snapshot": snap_id, "from_tag": from_tag})
+    print(f"TAG={tag}\nPROFILE={profile}\nSNAPSHOT={snap_id}")
+    return Runbook.OK
+
+
+def cmd_rotate(args, ctx: RunbookContext) -> int:
+    previous_path = ctx.state.path("pin.previous.json")
+    if args.action == "apply":
+        if not args.secrets_dir:
+            raise StepFailed(Runbook.USAGE, "rotate apply needs --secrets-dir DIR (the directory holding the new secrets)")
+        atomic_write_json(previous_path, {"pin": ctx.pin}, mode=0o600)
+        kept = {k: v for k, v in (ctx.pin or {}).items() if k in ("snapshot", "tag")}
+        values = {**(ctx.pin["values"] if ctx.pin else {}), "FEEDOPS_SECRETS_DIR": args.secrets_dir}
+        ctx.state.set_pin(values, "rotate", **kept)
+        ctx.state.append_ledger({"kind": "rotate", "secrets_dir": args.secrets_dir, "profile": ctx.profile})
+        print(f"rotate: secrets directory {args.secrets_dir} applied")
+        return Runbook.OK
+    data = read_json(previous_path, required=True)
+    if data.get("pin"):
+        old = data["pin"]
+        ctx.state.set_pin(old["values"], old["reason"], **{k: v for k, v in old.items() if k in ("snapshot", "tag")})
+    else:
+        ctx.state.clear_pin()
+    previous_path.unlink(missing_ok=True)
+    ctx.state.append_ledger({"kind": "rotate-revert", "profile": ctx.profile})
+    print("rotate: previous credentials restored")
+    return Runbook.OK
+
+
+def cmd_unpin(args, ctx: RunbookContext) -> int:
+    print("unpin: configuration pin removed" if ctx.state.clear_pin() else "unpin: no pin")
+    return Runbook.OK
+
+
+def cmd_compose_env(args, ctx: RunbookContext) -> int:
+    """Write <state>/release.env (the pin as an env file for compose) and print its path."""
+    target = ctx.state.path("release.env")
+    lines = [f"{k}={v}" for k, v in sorted((ctx.pin or {}).get("values", {}).items())]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".env.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, target)
+    print(target)
+    return Runbook.OK
+
+
+def cmd_record(args, ctx: RunbookContext) -> int:
+    reason = outcome.record(ctx, args.mode, args.rc, args.duration, args.detail)
+    if reason:
+        log.warning("runbook.push.failed", reason, mode=args.mode)
+    return Runbook.OK
+
+
+def cmd_status(args, ctx: RunbookContext) -> int:
+    from .status import render_status
+
+    sys.stdout.write(render_status(ctx))
+    return Runbook.OK
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m feedops.runbook", description=__doc__)
+    parser.add_argument("--env", default=None, help="environment (envs/<env>.env)")
+    parser.add_argument("--runtime", default=None, choices=("auto", "native", "compose"))
+    parser.add_argument("--set", action="append", metavar="VAR=VALUE", help="extra setting for this step (e.g. a new secrets dir)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("config", help="print the values the runbook needs (KEY=value)").set_defaults(func=cmd_config)
+    p = sub.add_parser("run", help="run a command with the effective environment")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_run)
+    for name, func in (("start-stack", cmd_start_stack), ("start-workers", cmd_start_workers), ("wait-ready", cmd_wait_ready)):
+        p = sub.add_parser(name)
+        p.add_argument("--timeout", type=float, default=60.0)
+        p.add_argument("--expect-profile", choices=("primary", "backup"))
+        p.set_defaults(func=func)
+    p = sub.add_parser("stop", help="stop native components")
+    p.add_argument("--kind", choices=("worker", "sim", "all"), default="all")
+    p.add_argument("--name")
+    p.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM (drills)")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(func=cmd_stop)
+    p = sub.add_parser("mark-good")
+    p.add_argument("--mode", required=True)
+    p.set_defaults(func=cmd_mark_good)
+    p = sub.add_parser("set-profile")
+    p.add_argument("profile", choices=("primary", "backup"))
+    p.add_argument("--reason", default="failover")
+    p.set_defaults(func=cmd_set_profile)
+    p = sub.add_parser("rollback-apply")
+    p.add_argument("--to", default="last-good")
+    p.set_defaults(func=cmd_rollback_apply)
+    p = sub.add_parser("rotate")
+    p.add_argument("action", choices=("apply", "revert"))
+    p.add_argument("--secrets-dir")
+    p.set_defaults(func=cmd_rotate)
+    sub.add_parser("unpin").set_defaults(func=cmd_unpin)
+    sub.add_parser("compose-env").set_defaults(func=cmd_compose_env)
+    p = sub.add_parser("record")
+    p.add_argument("--mode", required=True)
+    p.add_argument("--rc", type=int, required=True)
+    p.add_argument("--duration", type=float, required=True)
+    p.add_argument("--detail", default="")
+    p.set_defaults(func=cmd_record)
+    sub.add_parser("status").set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ctx = _ctx(args)
+        return int(args.func(args, ctx))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("runbook.config.invalid", str(problem), setting=problem.setting)
+        return Runbook.VALIDATION_FAILED
+    except StateError as exc:
+        log.error("runbook.state.corrupt", str(exc))
+        return Runbook.STATE_CORRUPT
+    except StepFailed as exc:
+        log.error("runbook.step.failed", str(exc), exit_code=int(exc.code))
+        return exc.code

@@ -1,0 +1,172 @@
+"""The runbook's view of the configuration: settings + state, snapshots, child environment.
+
+The effective configuration is the settings model (``feedops.settings``) loaded with
+the *pin* (a configuration snapshot re-applied by a rollback, or a rotated secrets
+directory) laid over the environment. Every program the runbook starts receives the
+same effective environment, so validate_env.py, the worker and check_feed_health.py
+all judge the configuration that actually runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import paths
+from ..settings import MODELS, Settings, _is_secret, load_settings
+from .state import StateStore
+
+#: Variables that describe where/how the runbook runs, not the feed's configuration:
+#: they are never part of a snapshot (the profile and image tag are recorded apart).
+NOT_SNAPSHOTTED = frozenset({"FEEDOPS_ENV", "FEEDOPS_STATE_DIR", "FEEDOPS_RUNTIME", "FEEDOPS_ACTIVE_PROFILE",
+                             "FEEDOPS_IMAGE", "FEEDOPS_IMAGE_TAG"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def _env_string(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def snapshot_values(settings: Settings) -> dict[str, str]:
+    """Every non-secret setting as the string an env file would hold (no secrets, ever)."""
+    built = {MODELS[0]: settings.feed, MODELS[1]: settings.primary, MODELS[2]: settings.backup}
+    values: dict[str, str] = {}
+    for model, instance in built.items():
+        for var, name in model.env_vars().items():
+            if var in NOT_SNAPSHOTTED or _is_secret(model.model_fields[name]):
+                continue
+            text = _env_string(getattr(instance, name))
+            if text is not None:
+                values[var] = text
+    return values
+
+
+def detect_runtime(requested: str) -> str:
+    """auto -> compose when a docker engine answers and compose v2 is installed, else native."""
+    if requested != "auto":
+        return requested
+    docker = shutil.which("docker")
+    if not docker:
+        return "native"
+    try:
+        for argv in ([docker, "compose", "version"], [docker, "info", "--format", "{{.ServerVersion}}"]):
+            if subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=5).returncode != 0:
+                return "native"
+    except (OSError, subprocess.TimeoutExpired):
+        return "native"
+    return "compose"
+
+
+def listen_of(url: str) -> tuple[str, int]:
+    """host, port of a worker base URL or a front address (tcp://host:port)."""
+    parts = urlsplit(url if "://" in url else f"tcp://{url}")
+    if not parts.hostname or not parts.port:
+        raise ValueError(f"{url!r} has no host:port")
+    return parts.hostname, parts.port
+
+
+@dataclass
+class RunbookContext:
+    """Settings + state for one runbook step."""
+
+    env: str
+    settings: Settings
+    state: StateStore
+    pin: dict | None
+    profile: str
+    runtime: str
+    extra: dict[str, str]
+
+    @classmethod
+    def load(cls, env: str | None, runtime: str | None = None, extra: dict[str, str] | None = None,
+             environ: dict[str, str] | None = None) -> "RunbookContext":
+        """Load settings with the pin applied. Raises ConfigError or StateError."""
+        base = dict(os.environ if environ is None else environ)
+        first = load_settings(env, environ=base)
+        state = StateStore(first.feed.path("state_dir"))
+        pin = state.pin()
+        extra = dict(extra or {})
+        if pin or extra:
+            merged = {**base, **(pin["values"] if pin else {}), **extra}
+            settings = load_settings(env, environ=merged)
+        else:
+            settings = first
+        profile = extra.get("FEEDOPS_ACTIVE_PROFILE") or state.active_profile() or settings.feed.active_profile
+        chosen = runtime if runtime and runtime != "auto" else settings.feed.runtime
+        return cls(env=settings.feed.env, settings=settings, state=state, pin=pin, profile=profile,
+                   runtime=detect_runtime(chosen), extra=extra)
+
+    @property
+    def feed(self):
+        return self.settings.feed
+
+    def image_tag(self) -> str:
+        """The tag to run: the one a rollback pinned, else the settings' FEEDOPS_IMAGE_TAG."""
+        if self.pin and self.pin.get("tag"):
+            return str(self.pin["tag"])
+        return self.feed.image_tag
+
+    def child_environ(self) -> dict[str, str]:
+        """The environment every program the runbook starts receives."""
+        env = dict(os.environ)
+        if self.pin:
+            env.update(self.pin["values"])
+        env.update(self.extra)
+        env.update({"FEEDOPS_ENV": self.env, "FEEDOPS_ACTIVE_PROFILE": self.profile,
+                    "FEEDOPS_STATE_DIR": str(self.state.root), "FEEDOPS_IMAGE_TAG": self.image_tag()})
+        env.setdefault("LOCPATH", str(paths.ROOT / ".venv" / "locale"))
+        return env
+
+    def compose_profiles(self) -> list[str]:
+        profiles = []
+        if self.feed.channel == "sim":
+            profiles.append("sim")
+        if any((self.feed.prometheus_enabled, self.feed.pushgateway_enabled, self.feed.alertmanager_enabled,
+                self.feed.grafana_enabled)):
+            profiles.append("monitoring")
+        return profiles
+
+    def sim_profiles(self) -> list[str]:
+        """Profiles whose market-data front is a local ctp-sim the runbook starts (channel=sim)."""
+        if self.feed.channel != "sim":
+            return []
+        names = []
+        for name in ("primary", "backup"):
+            fronts = self.settings.profile(name).md_fronts
+            if fronts and listen_of(fronts[0])[0] in LOOPBACK_HOSTS:
+                names.append(name)
+        return names
+
+    def shell_values(self) -> dict[str, str]:
+        """The few values bash needs (KEY=value lines, no secrets)."""
+        env_file = self.settings.env_file
+        return {
+            "ENV": self.env,
+            "ENV_FILE": str(env_file) if env_file else "",
+            "STATE_DIR": str(self.state.root),
+            "RUNTIME": self.runtime,
+            "CHANNEL": self.feed.channel,
+            "CALENDAR": self.feed.calendar,
+            "PROFILE": self.profile,
+            "IMAGE": self.feed.image,
+            "IMAGE_TAG": self.image_tag(),
+            "WORKER_URLS": " ".join(self.feed.worker_url_list),
+            "SIM_PROFILES": " ".join(self.sim_profiles()),
+            "COMPOSE_PROFILES": " ".join(self.compose_profiles()),
+            "PUSHGATEWAY_ENABLED": "true" if self.feed.pushgateway_enabled else "false",
+            "PINNED": self.pin["reason"] if self.pin else "",
+            "LOG_FORMAT": self.feed.log_format,
+            "PYTHON": sys.executable,
+        }

@@ -1,0 +1,49 @@
+"""Run outcomes: one record per mode in the state, and a push to Pushgateway when enabled."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from .. import metric_names as mn
+from ..exitcodes import Runbook
+from ..push import push
+from .config import RunbookContext
+
+
+def record(ctx: RunbookContext, mode: str, exit_code: int, duration: float, detail: str = "") -> str | None:
+    """Store the outcome of a run; push it when Pushgateway is enabled. Returns a push failure reason."""
+    previous = ctx.state.run_outcome(mode) if mode in ctx.state.modes_with_runs() else None
+    now = time.time()
+    last_success = now if exit_code == Runbook.OK else (previous or {}).get("last_success_ts")
+    try:
+        outcome_name = Runbook(exit_code).name
+    except ValueError:
+        outcome_name = "UNKNOWN"
+    ctx.state.record_run({"mode": mode, "exit_code": exit_code, "outcome": outcome_name, "duration_seconds": round(duration, 3),
+                          "ts": now, "last_success_ts": last_success, "env": ctx.env, "profile": ctx.profile,
+                          "runtime": ctx.runtime, "detail": detail})
+    if not ctx.feed.pushgateway_enabled:
+        return None
+    return push(ctx.feed.pushgateway_url, mn.PUSH_JOB_RUNBOOK, build_registry(ctx, mode, exit_code, duration, now, last_success),
+                grouping_key={"instance": socket.gethostname(), "env": ctx.env, "mode": mode})
+
+
+def build_registry(ctx: RunbookContext, mode: str, exit_code: int, duration: float, now: float,
+                   last_success: float | None) -> CollectorRegistry:
+    registry = CollectorRegistry()
+
+    def gauge(spec: mn.MetricSpec) -> Gauge:
+        return Gauge(spec.base, spec.help, spec.labels, registry=registry)
+
+    gauge(mn.RUNBOOK_EXIT_CODE).labels(mode=mode).set(exit_code)
+    gauge(mn.RUNBOOK_DURATION).labels(mode=mode).set(duration)
+    gauge(mn.RUNBOOK_LAST_RUN).labels(mode=mode).set(now)
+    if last_success is not None:
+        gauge(mn.RUNBOOK_LAST_SUCCESS).labels(mode=mode).set(last_success)
+    active = gauge(mn.ACTIVE_PROFILE)
+    for name in ("primary", "backup"):
+        active.labels(profile=name).set(1 if name == ctx.profile else 0)
+    return registry

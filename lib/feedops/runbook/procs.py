@@ -1,0 +1,177 @@
+"""The native runtime: components as processes with pid files and log files.
+
+Each component runs in its own session (process group), its output appended to
+``<state>/logs/<name>.log``; its pid file ``<state>/pids/<name>.pid`` records the pid
+and the kernel start time, so a recycled pid is never mistaken for the component.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import paths
+from ..log import get_logger
+from .config import RunbookContext, listen_of
+from .state import StateError, atomic_write_json, read_json
+
+log = get_logger("runbook")
+SCRIPTS = paths.ROOT / "scripts" / "operations"
+
+
+@dataclass
+class Component:
+    name: str  # sim-primary, sim-backup, worker-0 ...
+    kind: str  # sim | worker
+    argv: list[str]
+    address: tuple[str, int]  # where it listens once started
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def sim_components(ctx: RunbookContext, python: str) -> list[Component]:
+    comps = []
+    for profile in ctx.sim_profiles():
+        front = ctx.settings.profile(profile).md_fronts[0]
+        argv = [python, str(SCRIPTS / "ctp_sim.py"), "--env", ctx.env, "--profile", profile]
+        comps.append(Component(f"sim-{profile}", "sim", argv, listen_of(front)))
+    return comps
+
+
+def worker_components(ctx: RunbookContext, python: str) -> list[Component]:
+    urls = ctx.feed.worker_url_list
+    comps = []
+    for index, url in enumerate(urls):
+        host, port = listen_of(url)
+        argv = [python, str(SCRIPTS / "full_feed_subscription.py"), "--env", ctx.env, "--profile", ctx.profile,
+                "--listen", f"{host}:{port}", "--shard", f"{index}/{len(urls)}", "--log-format", "json"]
+        comps.append(Component(f"worker-{index}", "worker", argv, (host, port)))
+    return comps
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Kernel start time of ``pid`` (None when it does not exist or is a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def port_open(address: tuple[str, int], timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+class ProcessTable:
+    """Pid files and log files of the native runtime in one state directory."""
+
+    def __init__(self, ctx: RunbookContext):
+        self.ctx = ctx
+        self.pid_dir = ctx.state.pid_dir
+        self.log_dir = ctx.state.log_dir
+
+    def pid_file(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def record(self, name: str) -> dict | None:
+        """The pid record; a corrupt pid file raises StateError."""
+        data = read_json(self.pid_file(name))
+        if data is not None and not (isinstance(data.get("pid"), int) and isinstance(data.get("start_ticks"), int)):
+            raise StateError(f"pid file {self.pid_file(name)} is corrupt; it was not trusted: check for a stray "
+                             f"process by hand, remove the file and re-run")
+        return data
+
+    def running_pid(self, name: str) -> int | None:
+        data = self.record(name)
+        if data and _start_ticks(data["pid"]) == data["start_ticks"]:
+            return data["pid"]
+        return None
+
+    def names(self) -> list[str]:
+        if not self.pid_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.pid_dir.glob("*.pid"))
+
+    def start(self, comp: Component) -> tuple[int, bool]:
+        """Start ``comp`` unless it runs; return (pid, started now)."""
+        pid = self.running_pid(comp.name)
+        if pid:
+            log.info("runbook.component.already_running", f"{comp.name} already runs (pid {pid})", component_name=comp.name, pid=pid)
+            return pid, False
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file(comp.name), "ab") as out:
+            proc = subprocess.Popen(comp.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    env={**self.ctx.child_environ(), **comp.env}, cwd=paths.ROOT, start_new_session=True)
+        ticks = _start_ticks(proc.pid)
+        atomic_write_json(self.pid_file(comp.name), {"pid": proc.pid, "start_ticks": ticks or 0, "kind": comp.kind,
+                                                      "argv": comp.argv, "address": f"{comp.address[0]}:{comp.address[1]}",
+                                                      "log": str(self.log_file(comp.name)), "ts": time.time()})
+        log.info("runbook.component.started", f"started {comp.name} (pid {proc.pid})", component_name=comp.name,
+                 pid=proc.pid, address=f"{comp.address[0]}:{comp.address[1]}")
+        return proc.pid, True
+
+    def wait_listening(self, comp: Component, deadline: float) -> str | None:
+        """None once ``comp`` accepts connections; else why not (exited, or timed out)."""
+        while True:
+            if not self.running_pid(comp.name):
+                return f"{comp.name} exited during start-up; log {self.log_file(comp.name)}: {tail(self.log_file(comp.name))}"
+            if port_open(comp.address):
+                return None
+            if time.monotonic() >= deadline:
+                return f"{comp.name} did not listen on {comp.address[0]}:{comp.address[1]} in time"
+            time.sleep(0.1)
+
+    def stop(self, name: str, timeout: float, sig: int = signal.SIGTERM) -> bool:
+        """Stop ``name`` (its whole process group); True when it ended before the timeout."""
+        pid = self.running_pid(name)
+        graceful = True
+        if pid:
+            log.info("runbook.component.stopping", f"stopping {name} (pid {pid}, {signal.Signals(sig).name})",
+                     component_name=name, pid=pid)
+            _signal_group(pid, sig)
+            graceful = self._wait_gone(name, time.monotonic() + timeout)
+            if not graceful:
+                log.warning("runbook.component.kill", f"{name} did not stop within {timeout:g}s; sending SIGKILL",
+                            component_name=name, pid=pid)
+                _signal_group(pid, signal.SIGKILL)
+                self._wait_gone(name, time.monotonic() + 5)
+        self.pid_file(name).unlink(missing_ok=True)
+        return graceful
+
+    def _wait_gone(self, name: str, deadline: float) -> bool:
+        while self.running_pid(name):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)

@@ -1,0 +1,199 @@
+"""Runbook state that survives runs, under FEEDOPS_STATE_DIR.
+
+Layout (all JSON, each written to a temporary file in the same directory, fsynced and
+renamed over the old one, so a reader sees the old or the new content, never half)::
+
+    active-profile.json       {"profile": "backup", "ts": ..., "reason": "failover"}
+    deployed.json             {"image": ..., "tag": ..., "ts": ...}
+    ledger.json               {"entries": [{"id", "ts", "kind", "tag", "profile", "snapshot", ...}]}
+    snapshots/<id>.json       configuration snapshot, non-secret values only
+    last-good.json            {"snapshot": id, "tag": ..., "profile": ..., "ts": ...}
+    pin.json                  configuration applied on top of the settings (rollback, rotation)
+    runs/<mode>.last.json     outcome of the last run per mode
+    runs/premarket.last-success   {"ts", "env", "profile"} (read by check_feed_health.py)
+    pids/<name>.pid, logs/<name>.log   the native runtime's processes
+    runbook.lock              held by the running start_live_env.sh (bash, noclobber)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LEDGER_MAX_ENTRIES = 500
+
+
+class StateError(Exception):
+    """A state file is corrupt or unreadable; the message names the file and the fix."""
+
+
+def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_json(path: Path, *, required: bool = False, kind: type = dict) -> Any:
+    """Read a JSON state file; None when it is missing and not required.
+
+    Raises :class:`StateError` when it is unreadable, not JSON or not a ``kind``.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise StateError(f"state file {path} is missing; run `start_live_env.sh premarket` to create it") from None
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateError(f"state file {path} is unreadable ({exc}); fix its permissions or move it away") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(f"state file {path} is corrupt (not JSON: {exc.msg} at line {exc.lineno}); "
+                         f"it was not trusted: move it away and re-run") from None
+    if not isinstance(data, kind):
+        raise StateError(f"state file {path} is corrupt (expected a JSON {kind.__name__}); it was not trusted: "
+                         f"move it away and re-run")
+    return data
+
+
+def _require_keys(path: Path, data: dict | None, keys: tuple[str, ...]) -> dict | None:
+    if data is None:
+        return None
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise StateError(f"state file {path} is corrupt (missing {', '.join(missing)}); it was not trusted: "
+                         f"move it away and re-run")
+    return data
+
+
+class StateStore:
+    """Typed access to the files of one state directory."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ paths
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.path("pids")
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path("logs")
+
+    # ------------------------------------------------------------------ profile / deployed tag
+    def active_profile(self) -> str | None:
+        p = self.path("active-profile.json")
+        data = _require_keys(p, read_json(p), ("profile",))
+        if data is None:
+            return None
+        if data["profile"] not in ("primary", "backup"):
+            raise StateError(f"state file {p} is corrupt (profile {data['profile']!r} is neither primary nor backup); "
+                             f"it was not trusted: move it away and re-run")
+        return data["profile"]
+
+    def set_active_profile(self, profile: str, reason: str) -> None:
+        atomic_write_json(self.path("active-profile.json"), {"profile": profile, "ts": time.time(), "reason": reason})
+
+    def deployed(self) -> dict | None:
+        p = self.path("deployed.json")
+        return _require_keys(p, read_json(p), ("image", "tag"))
+
+    def set_deployed(self, image: str, tag: str) -> None:
+        atomic_write_json(self.path("deployed.json"), {"image": image, "tag": tag, "ts": time.time()})
+
+    # ------------------------------------------------------------------ ledger and snapshots
+    def ledger(self) -> list[dict]:
+        p = self.path("ledger.json")
+        data = _require_keys(p, read_json(p), ("entries",))
+        if data is None:
+            return []
+        if not isinstance(data["entries"], list) or not all(isinstance(e, dict) for e in data["entries"]):
+            raise StateError(f"state file {p} is corrupt (entries is not a list of objects); it was not trusted: "
+                             f"move it away and re-run")
+        return data["entries"]
+
+    def append_ledger(self, entry: dict) -> dict:
+        entries = self.ledger()
+        entry = {"ts": time.time(), **entry}
+        entries.append(entry)
+        atomic_write_json(self.path("ledger.json"), {"entries": entries[-LEDGER_MAX_ENTRIES:]})
+        return entry
+
+    def write_snapshot(self, snapshot: dict) -> str:
+        """Store a configuration snapshot (no secrets in it); return its id."""
+        snap_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}-{time.monotonic_ns() % 100000:05d}"
+        atomic_write_json(self.path("snapshots", f"{snap_id}.json"), {"id": snap_id, **snapshot}, mode=0o600)
+        return snap_id
+
+    def snapshot(self, snap_id: str) -> dict:
+        p = self.path("snapshots", f"{snap_id}.json")
+        data = _require_keys(p, read_json(p, required=True), ("id", "values"))
+        if not isinstance(data["values"], dict):
+            raise StateError(f"state file {p} is corrupt (values is not an object); it was not trusted")
+        return data
+
+    def last_good(self) -> dict | None:
+        p = self.path("last-good.json")
+        return _require_keys(p, read_json(p), ("snapshot", "tag", "profile"))
+
+    def set_last_good(self, snap_id: str, tag: str, profile: str) -> None:
+        atomic_write_json(self.path("last-good.json"), {"snapshot": snap_id, "tag": tag, "profile": profile, "ts": time.time()})
+
+    # ------------------------------------------------------------------ pin (configuration applied over settings)
+    def pin(self) -> dict | None:
+        p = self.path("pin.json")
+        data = _require_keys(p, read_json(p), ("values", "reason"))
+        if data is not None and not all(isinstance(v, str) for v in data["values"].values()):
+            raise StateError(f"state file {p} is corrupt (values must be strings); it was not trusted")
+        return data
+
+    def set_pin(self, values: dict[str, str], reason: str, **extra: Any) -> None:
+        atomic_write_json(self.path("pin.json"), {"values": values, "reason": reason, "ts": time.time(), **extra}, mode=0o600)
+
+    def clear_pin(self) -> bool:
+        try:
+            self.path("pin.json").unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    # ------------------------------------------------------------------ runs
+    def run_outcome(self, mode: str) -> dict | None:
+        p = self.path("runs", f"{mode}.last.json")
+        return _require_keys(p, read_json(p), ("mode", "exit_code", "ts"))
+
+    def record_run(self, outcome: dict) -> None:
+        atomic_write_json(self.path("runs", f"{outcome['mode']}.last.json"), outcome)
+
+    def mark_premarket_success(self, env: str, profile: str, ts: float | None = None) -> None:
+        atomic_write_json(self.path("runs", "premarket.last-success"),
+                          {"ts": ts if ts is not None else time.time(), "env": env, "profile": profile})
+
+    def modes_with_runs(self) -> list[str]:
+        d = self.path("runs")
+        if not d.is_dir():
+            return []
+        return sorted(p.name[: -len(".last.json")] for p in d.glob("*.last.json"))

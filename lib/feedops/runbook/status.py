@@ -1,0 +1,53 @@
+"""``start_live_env.sh status``: what runs, which profile and image tag, the last runs."""
+
+from __future__ import annotations
+
+import time
+
+from .config import RunbookContext
+from .procs import ProcessTable
+from .state import StateError
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def render_status(ctx: RunbookContext) -> str:
+    """A compact report for people. Raises StateError on a corrupt state file."""
+    lines = [f"feedops {ctx.env}: runtime {ctx.runtime}, channel {ctx.feed.channel}, calendar {ctx.feed.calendar}",
+             f"  state dir      {ctx.state.root}",
+             f"  profile        {ctx.profile}",
+             f"  image          {ctx.feed.image}:{ctx.image_tag()}"]
+    pin = ctx.pin
+    lines.append(f"  pinned config  {pin['reason']} ({pin.get('snapshot', 'no snapshot')}, {_when(pin.get('ts'))})" if pin
+                 else "  pinned config  none (settings as loaded)")
+    good = ctx.state.last_good()
+    lines.append(f"  last good      snapshot {good['snapshot']}, tag {good['tag']}, profile {good['profile']}, {_when(good.get('ts'))}"
+                 if good else "  last good      none yet (a successful premarket records it)")
+    if ctx.runtime == "native":
+        table = ProcessTable(ctx)
+        lines.append("  processes:")
+        names = table.names()
+        for name in names:
+            pid = table.running_pid(name)
+            record = table.record(name) or {}
+            state = f"running (pid {pid})" if pid else "not running (stale pid file)"
+            lines.append(f"    {name:<14} {state:<24} {record.get('address', '')}")
+        if not names:
+            lines.append("    none")
+    lines.append("  last runs:")
+    modes = ctx.state.modes_with_runs()
+    for mode in modes:
+        try:
+            run = ctx.state.run_outcome(mode) or {}
+        except StateError as exc:
+            lines.append(f"    {mode:<10} unreadable: {exc}")
+            continue
+        lines.append(f"    {mode:<10} {run.get('outcome', '?'):<18} exit {run.get('exit_code')}  {_when(run.get('ts'))}  "
+                     f"{run.get('duration_seconds', 0):.1f}s  last success {_when(run.get('last_success_ts'))}")
+    if not modes:
+        lines.append("    none")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,87 @@
+"""ctp-sim's wire protocol (loopback TCP, not SFIT's).
+
+Every frame is a 6-byte header ``<BBI`` (magic 0xC7, frame type, payload length)
+followed by the payload. Control frames carry compact JSON; tick frames carry
+fixed-size binary records (:data:`TICK`), many per frame, so that a client decodes
+them with one ``struct.iter_unpack``.
+
+A client that reads a frame with the wrong magic treats the stream as garbage
+(CTP's disconnect reason 0x2003), exactly as the real library does with a front
+that sends junk.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+MAGIC = 0xC7
+HEADER = struct.Struct("<BBI")
+MAX_FRAME = 64 * 1024 * 1024
+
+# server -> client
+WELCOME = 1  # {"front_id", "session_id", "query_interval"}: the front answered (OnFrontConnected)
+HEARTBEAT = 2  # empty
+RSP = 3  # JSON list of callbacks: [callback, struct name or null, fields or null, error id or null, error msg, request id, is last]
+TICKS = 4  # binary TICK records
+STATIC = 5  # JSON list of [index, fields]: the static part of the depth struct of each newly subscribed instrument
+# client -> server
+HELLO = 16  # {"kind": "md" | "td", "api": version}
+REQ = 17  # {"op": ..., "req": request id, "data": {...}}
+
+#: One depth-market-data update: instrument index, TradingDay, ActionDay, UpdateTime, UpdateMillisec,
+#: LastPrice, Volume, Turnover, OpenInterest, OpenPrice, HighestPrice, LowestPrice,
+#: BidPrice1, BidVolume1, AskPrice1, AskVolume1, AveragePrice.
+TICK = struct.Struct("<I8s8s8sHdiddddddidid")
+TICK_FIELDS = ("TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec", "LastPrice", "Volume", "Turnover",
+               "OpenInterest", "OpenPrice", "HighestPrice", "LowestPrice", "BidPrice1", "BidVolume1", "AskPrice1",
+               "AskVolume1", "AveragePrice")
+
+# CTP disconnect reasons (see CTP_FACTS.md)
+REASON_READ_FAILURE = 0x1001  # 4097
+REASON_WRITE_FAILURE = 0x1002
+REASON_HEARTBEAT_TIMEOUT = 0x2001
+REASON_BAD_PACKET = 0x2003  # 8195
+
+# request return codes
+RC_OK, RC_NETWORK, RC_IN_FLIGHT, RC_RATE = 0, -1, -2, -3
+
+# CTP error ids the sim uses (ErrorID, ErrorMsg as the real fronts word them)
+ERR_INVALID_LOGIN = (3, "CTP:不合法的登录")
+ERR_NOT_LOGGED_IN = (4, "CTP:还没有登录")
+ERR_AUTH_FAILED = (63, "CTP:客户端认证失败")
+ERR_QUERY_NOT_READY = (90, "CTP:查询未就绪，请稍后重试")
+ERR_SUB_TOO_MANY = (6000, "CTP:sub too many insts")
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return HEADER.pack(MAGIC, kind, len(payload)) + payload
+
+
+def json_frame(kind: int, obj: Any) -> bytes:
+    return frame(kind, json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+class FrameError(ValueError):
+    """The byte stream is not ctp-sim protocol (bad magic or absurd length)."""
+
+
+def split_frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Remove every complete frame from ``buf`` and return them as (type, payload)."""
+    frames = []
+    pos = 0
+    size = len(buf)
+    unpack = HEADER.unpack_from
+    while size - pos >= HEADER.size:
+        magic, kind, length = unpack(buf, pos)
+        if magic != MAGIC or length > MAX_FRAME:
+            raise FrameError(f"bad frame header at offset {pos}")
+        end = pos + HEADER.size + length
+        if end > size:
+            break
+        frames.append((kind, bytes(buf[pos + HEADER.size:end])))
+        pos = end
+    if pos:
+        del buf[:pos]
+    return frames

@@ -1,0 +1,112 @@
+"""The CTP struct classes the sim hands out and accepts.
+
+When openctp-ctp imports (its ``zh_CN.GB18030`` locale is loadable), the struct
+classes are the binding's own, so ``isinstance(tick, openctp_ctp.mdapi.
+CThostFtdcDepthMarketDataField)`` holds and code written against the sim runs
+unchanged on the real library. Otherwise small pure-Python classes with exactly the
+same field names (:mod:`feedops.sim.fields`) stand in.
+
+Callback structs are *fast* variants: a subclass of the binding's class whose every
+field is a Python slot. Reading or writing a SWIG property costs 0.5-2.5 µs; a slot
+costs ~0.03 µs, which is what lets one client take 40k+ ticks/s. The real library
+reuses one buffer per callback, so callers must copy fields out (as with the real
+thing); the sim reuses one struct object per instrument.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+from .fields import FIELDS
+
+#: CTP's "no value" marker for prices (the largest double); consumers must turn it into null.
+NO_VALUE = sys.float_info.max
+_DEFAULTS = {"s": "", "i": 0, "f": 0.0}
+
+
+def _load_binding() -> tuple[ModuleType | None, ModuleType | None]:
+    """Import openctp-ctp only when its locale is loadable (the import aborts the process otherwise)."""
+    try:
+        from feedops.ctpapi import locale_available
+    except ImportError:  # pragma: no cover - ctpapi ships with feedops
+        return None, None
+    if not locale_available():
+        return None, None
+    try:
+        from openctp_ctp import mdapi as real_md
+        from openctp_ctp import tdapi as real_td
+    except ImportError:
+        return None, None
+    return real_md, real_td
+
+
+REAL_MD, REAL_TD = _load_binding()
+#: True when callbacks receive (subclasses of) openctp-ctp's own structs.
+NATIVE = REAL_MD is not None
+
+
+class _PlainStruct:
+    """Base of the fallback structs: slots only, defaults like the binding's (0, 0.0, '')."""
+
+    __slots__ = ()
+    _kinds: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self) -> None:
+        for name, kind in self._kinds:
+            object.__setattr__(self, name, _DEFAULTS[kind])
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n, _ in self._kinds if getattr(self, n) not in ("", 0, 0.0))
+        return f"<{type(self).__name__} {shown}>"
+
+
+def _plain(name: str) -> type:
+    kinds = FIELDS[name]
+    return type(name, (_PlainStruct,), {"__slots__": tuple(n for n, _ in kinds), "_kinds": kinds,
+                                         "__module__": __name__})
+
+
+def _fast(base: type, name: str) -> type:
+    """A subclass of the binding's struct whose fields are Python slots (fast, isinstance-compatible)."""
+    kinds = FIELDS[name]
+
+    def __init__(self: Any) -> None:
+        base.__init__(self)
+        for field, kind in kinds:
+            object.__setattr__(self, field, _DEFAULTS[kind])
+
+    return type(name, (base,), {"__slots__": tuple(n for n, _ in kinds), "__setattr__": object.__setattr__,
+                                "__init__": __init__, "_kinds": kinds, "__module__": __name__})
+
+
+def struct_classes(binding: ModuleType | None) -> tuple[dict[str, type], dict[str, type]]:
+    """(classes to re-export, fast classes for callbacks) for one of md/td."""
+    exported: dict[str, type] = {}
+    fast: dict[str, type] = {}
+    for name in FIELDS:
+        real = getattr(binding, name, None) if binding is not None else None
+        if real is None:
+            exported[name] = fast[name] = _plain(name)
+        else:
+            exported[name] = real
+            fast[name] = _fast(real, name)
+    return exported, fast
+
+
+def fill(struct: Any, values: dict[str, Any]) -> Any:
+    """Set fields from a mapping (unknown names are ignored, as the binding ignores misspellings)."""
+    for key, value in values.items():
+        try:
+            setattr(struct, key, value)
+        except (AttributeError, TypeError):
+            pass
+    return struct
+
+
+def fields_of(struct: Any) -> dict[str, Any]:
+    """Read the known fields of a request struct (real binding or fallback) into a dict."""
+    name = type(struct).__name__
+    kinds = FIELDS.get(name, ())
+    return {field: getattr(struct, field, _DEFAULTS[kind]) for field, kind in kinds}

@@ -1,0 +1,78 @@
+"""The worker's Prometheus metrics: one private registry built from feedops.metric_names.
+
+Names, help texts and labels come only from the specs in :mod:`feedops.metric_names`;
+this module builds the prometheus-client objects and keeps the few label values the
+worker uses. Labels are at most exchange, product_class, profile and reason.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+from .. import metric_names as mn
+
+#: Exchange-to-publish latency buckets, seconds (sub-ms up to the 2 s critical threshold and beyond).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+_KINDS = {"counter": Counter, "gauge": Gauge, "info": Info}
+
+
+def build(spec: mn.MetricSpec, registry: CollectorRegistry):
+    if spec.kind == "histogram":
+        return Histogram(spec.base, spec.help, spec.labels, registry=registry, buckets=LATENCY_BUCKETS)
+    return _KINDS[spec.kind](spec.base, spec.help, spec.labels, registry=registry)
+
+
+class WorkerMetrics:
+    """Every metric of one worker process, attribute names as in metric_names."""
+
+    def __init__(self, profile: str):
+        self.profile = profile
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.info = build(mn.WORKER_INFO, r)
+        self.start_time = build(mn.WORKER_UP, r)
+        self.front_connected = build(mn.FRONT_CONNECTED, r)
+        self.logged_in = build(mn.LOGGED_IN, r)
+        self.reconnects = build(mn.RECONNECTS, r)
+        self.disconnects = build(mn.DISCONNECTS, r)
+        self.login_failures = build(mn.LOGIN_FAILURES, r)
+        self.flow_control = build(mn.FLOW_CONTROL_REFUSALS, r)
+        self.watchdog = build(mn.WATCHDOG_FIRED, r)
+        self.instruments_known = build(mn.INSTRUMENTS_KNOWN, r)
+        self.instruments_subscribed = build(mn.INSTRUMENTS_SUBSCRIBED, r)
+        self.instruments_acknowledged = build(mn.INSTRUMENTS_ACKNOWLEDGED, r)
+        self.subscribe_failures = build(mn.SUBSCRIBE_FAILURES, r)
+        self.instruments_open = build(mn.INSTRUMENTS_OPEN, r)
+        self.instruments_fresh = build(mn.INSTRUMENTS_FRESH, r)
+        self.instruments_never_ticked = build(mn.INSTRUMENTS_NEVER_TICKED, r)
+        self.coverage = build(mn.COVERAGE_RATIO, r)
+        self.ticks_received = build(mn.TICKS_RECEIVED, r)
+        self.ticks_published = build(mn.TICKS_PUBLISHED, r)
+        self.ticks_dropped = build(mn.DUPLICATES_DROPPED, r)
+        self.queue_drops = build(mn.QUEUE_DROPS, r)
+        self.queue_depth = build(mn.QUEUE_DEPTH, r)
+        self.queue_capacity = build(mn.QUEUE_CAPACITY, r)
+        self.latency = build(mn.TICK_LATENCY, r)
+        self.last_tick = build(mn.LAST_TICK_TIMESTAMP, r)
+        self.sink_up = build(mn.SINK_UP, r)
+        self.sink_errors = build(mn.SINK_ERRORS, r)
+        self.sink_buffered = build(mn.SINK_BUFFERED, r)
+        self.sink_dropped = build(mn.SINK_DROPPED, r)
+        self.query_duration = build(mn.INSTRUMENT_QUERY_DURATION, r)
+        self.subscribe_duration = build(mn.SUBSCRIBE_DURATION, r)
+        # series that must exist from the start (zero) so that rate() and alerts see them
+        for metric in (self.front_connected, self.logged_in, self.reconnects):
+            metric.labels(profile=profile)
+        self.queue_drops.inc(0)
+        self.sink_dropped.inc(0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # helpers used by the gateway and pipeline
+    def flow_refusal(self, reason: str) -> None:
+        self.flow_control.labels(reason=reason).inc()
+
+    def watchdog_fired(self, reason: str) -> None:
+        self.watchdog.labels(reason=reason).inc()

@@ -1,0 +1,286 @@
+"""The callback queue and the pipeline thread.
+
+CTP's callback thread calls :meth:`TickQueue.put` with a raw tuple and returns: the
+queue is a bounded ``deque``; when it is full the tick is dropped and counted (the
+pipeline logs the drops once a second and exports them), the callback never blocks.
+
+The pipeline thread drains the queue in batches: normalise -> de-duplicate -> last
+tick per instrument (coverage) -> sink -> metrics. Latency is measured from the
+exchange time to the moment the sink accepted the tick, corrected for clock skew:
+the smallest (receive - exchange) offset of the last minute is taken as the skew
+between our clock and the exchange's when it exceeds one second.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..log import get_logger
+from .metrics import WorkerMetrics
+from .sinks import Sink
+from .ticks import Deduper, Normaliser
+
+_log = get_logger("worker")
+PRODUCT_CLASSES = {"1": "futures", "2": "options"}
+SKEW_THRESHOLD_SECONDS = 1.0
+SKEW_WINDOW_SECONDS = 60
+HOUSEKEEPING_SECONDS = 0.5
+LATENCY_SAMPLE = 20_000
+
+
+@dataclass(frozen=True)
+class Instrument:
+    instrument: str
+    exchange: str
+    product: str
+    product_class: str  # futures | options
+
+
+class InstrumentBook:
+    """The shard's instruments and the last receive time of each (what coverage needs)."""
+
+    def __init__(self) -> None:
+        self.instruments: dict[str, Instrument] = {}
+        self.exchange_of: dict[str, str] = {}
+        self.last_tick: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def load(self, instruments: list[Instrument]) -> None:
+        with self.lock:
+            self.instruments = {i.instrument: i for i in instruments}
+            self.exchange_of.clear()
+            self.exchange_of.update({i.instrument: i.exchange for i in instruments})
+
+    def table(self) -> dict[str, list[Any]]:
+        """Column arrays (the /status?instruments=1 ``instrument_table`` shape)."""
+        with self.lock:
+            rows = list(self.instruments.values())
+        last = self.last_tick
+        return {
+            "instrument": [r.instrument for r in rows],
+            "exchange": [r.exchange for r in rows],
+            "product": [r.product for r in rows],
+            "product_class": [r.product_class for r in rows],
+            "last_tick_unix": [last.get(r.instrument) for r in rows],
+        }
+
+
+class TickQueue:
+    """Bounded, non-blocking hand-off from the callback thread to the pipeline."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.items: collections.deque[tuple] = collections.deque()
+        self.dropped = 0
+        self.received = 0
+        self.wakeup = threading.Event()
+        self.idle = False
+
+    def put(self, raw: tuple) -> None:
+        self.received += 1
+        if len(self.items) >= self.capacity:
+            self.dropped += 1
+            return
+        self.items.append(raw)
+        if self.idle:
+            self.wakeup.set()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Pipeline(threading.Thread):
+    """Drains the queue: normalise, dedupe, coverage, sink, metrics."""
+
+    def __init__(self, queue: TickQueue, normaliser: Normaliser, deduper: Deduper, book: InstrumentBook,
+                 sink: Sink, metrics: WorkerMetrics, batch_max: int = 2000):
+        super().__init__(name="feedops-pipeline", daemon=True)
+        self.queue = queue
+        self.normaliser = normaliser
+        self.deduper = deduper
+        self.book = book
+        self.sink = sink
+        self.metrics = metrics
+        self.batch_max = batch_max
+        self.stopping = threading.Event()
+        self.heartbeat = time.monotonic()
+        self.published_total = 0
+        self.dropped_by_reason: collections.Counter[str] = collections.Counter()
+        self.last_tick_unix: float | None = None
+        self.sink_latency: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLE)  # receive -> sink
+        self.exchange_latency: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLE)  # exchange -> sink
+        self.rate_buckets: collections.deque[list[int]] = collections.deque(maxlen=16)  # [second, ticks]
+        self._skew_minimums: dict[int, float] = {}
+        self.skew = 0.0
+        self._seen_drops = 0
+        self._seen_sink_dropped = 0
+        self._next_housekeeping = 0.0
+        self._latency_children: dict[str, Any] = {}
+        self._received_children: dict[str, Any] = {}
+        self._published_children: dict[str, Any] = {}
+        self._last_tick_children: dict[str, Any] = {}
+        self.error: BaseException | None = None
+
+    # -------------------------------------------------------------- thread
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - reported by /livez and the main loop
+            self.error = exc
+            _log.critical("worker.pipeline.crashed", f"pipeline thread crashed: {exc.__class__.__name__}: {exc}")
+
+    def _loop(self) -> None:
+        queue = self.queue
+        while True:
+            self.heartbeat = time.monotonic()
+            if self.heartbeat >= self._next_housekeeping:
+                self.housekeeping()
+            if not queue.items:
+                if self.stopping.is_set():
+                    break
+                queue.idle = True
+                if not queue.items:
+                    queue.wakeup.wait(0.05)
+                queue.idle = False
+                queue.wakeup.clear()
+                if not queue.items and self.sink.buffer:
+                    self._account(self.sink.publish([]))
+                continue
+            self.process(self._take())
+        self._account(self.sink.flush())
+        self.housekeeping()
+
+    def _take(self) -> list[tuple]:
+        items = self.queue.items
+        n = min(len(items), self.batch_max)
+        popleft = items.popleft
+        return [popleft() for _ in range(n)]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Drain what is queued, flush the sink, stop."""
+        self.stopping.set()
+        self.queue.wakeup.set()
+        self.join(timeout)
+
+    # -------------------------------------------------------------- work
+    def process(self, batch: list[tuple]) -> None:
+        normalise = self.normaliser.normalise
+        check = self.deduper.check
+        last_tick = self.book.last_tick
+        received: collections.Counter[str] = collections.Counter()
+        records = []
+        batch_min_offset = None
+        for raw in batch:
+            record = normalise(raw)
+            if record is None:
+                self.dropped_by_reason["invalid"] += 1
+                self.metrics.ticks_dropped.labels(reason="invalid").inc()
+                continue
+            received[record["exchange"]] += 1
+            reason = check(record)
+            if reason is not None:
+                self.dropped_by_reason[reason] += 1
+                self.metrics.ticks_dropped.labels(reason=reason).inc()
+                continue
+            recv = record["recv_ts"]
+            last_tick[record["instrument"]] = recv
+            offset = recv - record["exchange_ts"]
+            if batch_min_offset is None or offset < batch_min_offset:
+                batch_min_offset = offset
+            records.append(record)
+        for exchange, count in received.items():
+            child = self._received_children.get(exchange)
+            if child is None:
+                child = self._received_children[exchange] = self.metrics.ticks_received.labels(exchange=exchange)
+            child.inc(count)
+        if batch_min_offset is not None:
+            self._update_skew(batch_min_offset)
+        if records:
+            self.last_tick_unix = records[-1]["recv_ts"]
+            self._account(self.sink.publish(records))
+        second = int(time.monotonic())
+        buckets = self.rate_buckets
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += len(batch)
+        else:
+            buckets.append([second, len(batch)])
+
+    def _update_skew(self, offset: float) -> None:
+        second = int(time.monotonic())
+        known = self._skew_minimums.get(second)
+        if known is None or offset < known:
+            self._skew_minimums[second] = offset
+        if len(self._skew_minimums) > SKEW_WINDOW_SECONDS:
+            for key in sorted(self._skew_minimums)[:-SKEW_WINDOW_SECONDS]:
+                del self._skew_minimums[key]
+        skew = min(self._skew_minimums.values())
+        self.skew = skew if abs(skew) > SKEW_THRESHOLD_SECONDS else 0.0
+
+    def _account(self, delivered: list[dict[str, Any]]) -> None:
+        if not delivered:
+            return
+        now = time.time()
+        skew = self.skew
+        per_exchange: collections.Counter[str] = collections.Counter()
+        sink_latency = self.sink_latency.append
+        exchange_latency = self.exchange_latency.append
+        for record in delivered:
+            exchange = record["exchange"]
+            per_exchange[exchange] += 1
+            sink_latency(now - record["recv_ts"])
+            latency = max(0.0, now - record["exchange_ts"] - skew)
+            exchange_latency(latency)
+            child = self._latency_children.get(exchange)
+            if child is None:
+                child = self._latency_children[exchange] = self.metrics.latency.labels(exchange=exchange)
+            child.observe(latency)
+        for exchange, count in per_exchange.items():
+            child = self._published_children.get(exchange)
+            if child is None:
+                child = self._published_children[exchange] = self.metrics.ticks_published.labels(exchange=exchange)
+            child.inc(count)
+            child = self._last_tick_children.get(exchange)
+            if child is None:
+                child = self._last_tick_children[exchange] = self.metrics.last_tick.labels(exchange=exchange)
+            child.set(now)
+        self.published_total += len(delivered)
+
+    def housekeeping(self) -> None:
+        """Gauges and loud drop accounting, twice a second."""
+        self._next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+        m = self.metrics
+        q = self.queue
+        m.queue_depth.set(len(q))
+        m.queue_capacity.set(q.capacity)
+        dropped = q.dropped
+        if dropped > self._seen_drops:
+            m.queue_drops.inc(dropped - self._seen_drops)
+            _log.error("worker.queue.dropped", f"callback queue full ({q.capacity}): dropped "
+                       f"{dropped - self._seen_drops} ticks (total {dropped}); the pipeline cannot keep up",
+                       dropped=dropped - self._seen_drops, dropped_total=dropped)
+            self._seen_drops = dropped
+        sink = self.sink
+        m.sink_up.set(1 if sink.up else 0)
+        m.sink_buffered.set(sink.buffered)
+        if sink.dropped_total > self._seen_sink_dropped:
+            m.sink_dropped.inc(sink.dropped_total - self._seen_sink_dropped)
+            self._seen_sink_dropped = sink.dropped_total
+
+    # -------------------------------------------------------------- readings
+    def ticks_per_second(self, window: float = 10.0) -> float:
+        """Received ticks per second over the last ``window`` seconds (whole seconds)."""
+        now = int(time.monotonic())
+        total = sum(n for second, n in list(self.rate_buckets) if now - second < window)
+        return total / window
+
+    @staticmethod
+    def percentile(samples: collections.deque[float] | list[float], q: float) -> float | None:
+        values = sorted(samples)
+        if not values:
+            return None
+        index = min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))
+        return values[index]

@@ -1,0 +1,242 @@
+"""Tick sinks: JSON lines per trading day (file) and Redis Streams (redis).
+
+Both share :class:`Sink`'s buffering: while the target refuses writes the records
+wait in a bounded buffer (``FEEDOPS_SINK_BUFFER_MAX``); beyond it the oldest are
+dropped and counted. Reconnection is attempted at most once per
+``reconnect_interval`` seconds, on the pipeline thread, so a dead sink never blocks
+CTP's callback thread. Layouts for consumers are in docs/ops/worker.md.
+
+* ``file:<dir>``: ``<dir>/<TradingDay>/ticks-<i>of<N>.jsonl``, one JSON object per
+  line, appended, flushed after every batch (one file per shard: several workers never
+  interleave writes).
+* ``redis://host:port/db``: one stream per exchange, ``<prefix>:<EXCHANGE>``, written
+  with pipelined ``XADD <stream> MAXLEN ~ <maxlen> * instrument <id> tick <json>``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from .. import paths
+from ..log import get_logger
+
+_log = get_logger("worker")
+encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class SinkError(Exception):
+    """The sink cannot be opened at all (malformed URL, unwritable directory)."""
+
+
+class Sink:
+    """Base: bounded buffering, drop counting and reconnection pacing."""
+
+    kind = "base"
+
+    def __init__(self, target: str, buffer_max: int, reconnect_interval: float = 1.0,
+                 on_error: Callable[[str], None] | None = None):
+        self.target = target
+        self.buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self.buffer_max = buffer_max
+        self.reconnect_interval = reconnect_interval
+        self.up = False
+        self.published_total = 0
+        self.dropped_total = 0
+        self.errors_total = 0
+        self._next_attempt = 0.0
+        self._on_error = on_error or (lambda reason: None)
+
+    # subclasses implement these two
+    def _connect(self) -> None:
+        raise NotImplementedError
+
+    def _send(self, records: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def buffered(self) -> int:
+        return len(self.buffer)
+
+    def _error(self, reason: str, exc: BaseException) -> None:
+        self.errors_total += 1
+        self._on_error(reason)
+        if self.up:
+            _log.error("worker.sink.down", f"{self.kind} sink failed ({exc.__class__.__name__}: {exc}); buffering up to "
+                       f"{self.buffer_max} ticks and reconnecting", sink=self.kind, target=self.target, reason=reason)
+        self.up = False
+        self._next_attempt = time.monotonic() + self.reconnect_interval
+
+    def open(self) -> bool:
+        """First connection; a refusal is logged and retried later (the worker keeps running)."""
+        try:
+            self._connect()
+        except SinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any transport error means "down"
+            self.up = True  # so that _error logs the transition once
+            self._error("connect", exc)
+            return False
+        self.up = True
+        return True
+
+    def publish(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write ``records`` (after anything buffered); return the records that reached the target."""
+        if not self.up:
+            if time.monotonic() < self._next_attempt:
+                self._buffer(records)
+                return []
+            try:
+                self._connect()
+            except Exception as exc:  # noqa: BLE001
+                self._error("connect", exc)
+                self._buffer(records)
+                return []
+            self.up = True
+            _log.info("worker.sink.up", f"{self.kind} sink reconnected; sending {len(self.buffer)} buffered ticks",
+                      sink=self.kind, target=self.target)
+        batch = records
+        if self.buffer:
+            self.buffer.extend(records)
+            batch = list(self.buffer)
+            self.buffer.clear()
+        try:
+            self._send(batch)
+        except Exception as exc:  # noqa: BLE001
+            self._error("write", exc)
+            self._buffer(batch)
+            return []
+        self.published_total += len(batch)
+        return batch
+
+    def _buffer(self, records: list[dict[str, Any]]) -> None:
+        self.buffer.extend(records)
+        overflow = len(self.buffer) - self.buffer_max
+        if overflow > 0:
+            for _ in range(overflow):
+                self.buffer.popleft()
+            if self.dropped_total == 0:
+                _log.error("worker.sink.dropping", f"{self.kind} sink buffer is full ({self.buffer_max} ticks); "
+                           "dropping the oldest", sink=self.kind, target=self.target)
+            self.dropped_total += overflow
+
+    def flush(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Try to deliver the buffer before shutdown (bounded in time); return what was delivered."""
+        deadline = time.monotonic() + timeout
+        delivered: list[dict[str, Any]] = []
+        while self.buffer and time.monotonic() < deadline:
+            self._next_attempt = 0.0
+            sent = self.publish([])
+            delivered.extend(sent)
+            if not sent:
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        return delivered
+
+
+class FileSink(Sink):
+    kind = "file"
+
+    def __init__(self, directory: Path, shard: tuple[int, int], buffer_max: int, **kw: Any):
+        super().__init__(f"file:{directory}", buffer_max, **kw)
+        self.directory = directory
+        self.file_name = f"ticks-{shard[0]}of{shard[1]}.jsonl"
+        self._files: dict[str, Any] = {}
+
+    def _connect(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"cannot create the file sink directory {self.directory} ({exc.strerror})") from None
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise SinkError(f"the file sink directory {self.directory} is not writable")
+
+    def path_for(self, trading_day: str) -> Path:
+        return self.directory / trading_day / self.file_name
+
+    def _file(self, trading_day: str):
+        fh = self._files.get(trading_day)
+        if fh is None:
+            path = self.path_for(trading_day)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across batches
+            for old in [d for d in self._files if d < trading_day]:
+                self._files.pop(old).close()
+            self._files[trading_day] = fh
+        return fh
+
+    def _send(self, records: list[dict[str, Any]]) -> None:
+        by_day: dict[str, list[str]] = {}
+        for record in records:
+            by_day.setdefault(record["trading_day"], []).append(encode(record))
+        for day, lines in by_day.items():
+            fh = self._file(day)
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+
+    def close(self) -> None:
+        for fh in self._files.values():
+            try:
+                fh.close()
+            except OSError:
+                pass
+        self._files.clear()
+
+
+class RedisSink(Sink):
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str, maxlen: int, buffer_max: int, **kw: Any):
+        super().__init__(url, buffer_max, **kw)
+        self.prefix = prefix
+        self.maxlen = maxlen
+        import redis
+
+        try:
+            self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
+        except ValueError as exc:
+            raise SinkError(f"malformed Redis URL {url!r} ({exc})") from None
+
+    def stream(self, exchange: str) -> str:
+        return f"{self.prefix}:{exchange or 'UNKNOWN'}"
+
+    def _connect(self) -> None:
+        self.client.ping()
+
+    def _send(self, records: list[dict[str, Any]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        maxlen = self.maxlen
+        for record in records:
+            pipe.execute_command("XADD", self.stream(record["exchange"]), "MAXLEN", "~", maxlen, "*",
+                                 "instrument", record["instrument"], "tick", encode(record))
+        pipe.execute()
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def open_sink(feed, shard: tuple[int, int], on_error: Callable[[str], None] | None = None) -> Sink:
+    """Build the sink named by FEEDOPS_SINK_URL; raise :class:`SinkError` when it is unusable."""
+    url = feed.sink_url
+    if url.startswith("file:"):
+        directory = paths.resolve(url[len("file:"):].removeprefix("//"))
+        return FileSink(directory, shard, feed.sink_buffer_max, on_error=on_error)
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+        parsed = None  # type: ignore[assignment]
+    if parsed is None or not parsed.hostname or (port is None and ":" in (parsed.netloc or "").rsplit("@", 1)[-1]):
+        raise SinkError(f"malformed Redis URL {url!r}; expected redis://host:port/db")
+    return RedisSink(url, feed.redis_stream_prefix, feed.redis_stream_maxlen, feed.sink_buffer_max, on_error=on_error)

@@ -1,0 +1,187 @@
+"""Ticks: the raw copy taken in the callback, date normalisation and de-duplication.
+
+The callback (CTP's native thread) only calls :func:`raw_tick`, which copies the
+fields of a ``CThostFtdcDepthMarketDataField`` into a plain tuple. Everything else
+runs on the pipeline thread:
+
+:class:`Normaliser` turns a raw tuple into the published record (a dict, layout in
+docs/ops/worker.md):
+
+* ``ActionDay`` (the calendar date of the exchange time): trusted from SHFE, INE,
+  CFFEX and GFEX; derived for DCE (it sends the trading day at night) and CZCE from
+  the receive time in Beijing, corrected when the tick and the clock are on
+  different sides of midnight;
+* ``TradingDay``: trusted except CZCE (it sends the calendar date), where it is the
+  calendar's trading day of the exchange time, so Friday-night ticks belong to
+  Monday (holidays included);
+* the "no value" marker (the largest double) becomes ``None``.
+
+:class:`Deduper` drops duplicates and replays per instrument on (trading day,
+exchange time, volume): same key again -> ``duplicate``; older exchange time on the
+same trading day -> ``replay``; volume going down -> ``backwards_volume``; an older
+trading day -> ``backwards_day``; a trading day older than the session's (from the
+login) -> ``stale``.
+"""
+
+from __future__ import annotations
+
+import calendar as _calendar
+import datetime as _dt
+import time
+from typing import Any
+
+#: Order of the fields in the raw tuple (after the receive time).
+RAW_FIELDS = (
+    "InstrumentID", "ExchangeID", "TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec",
+    "LastPrice", "Volume", "Turnover", "OpenInterest",
+    "BidPrice1", "BidVolume1", "AskPrice1", "AskVolume1",
+    "UpperLimitPrice", "LowerLimitPrice", "OpenPrice", "HighestPrice", "LowestPrice",
+    "PreSettlementPrice", "PreClosePrice", "PreOpenInterest", "AveragePrice", "SettlementPrice", "ClosePrice",
+)
+#: Published names of the value fields, in RAW_FIELDS order from LastPrice on.
+VALUE_NAMES = (
+    "last", "volume", "turnover", "open_interest",
+    "bid1", "bid_volume1", "ask1", "ask_volume1",
+    "upper_limit", "lower_limit", "open", "high", "low",
+    "pre_settlement", "pre_close", "pre_open_interest", "average", "settlement", "close",
+)
+_FIRST_VALUE = 7  # index of LastPrice in the raw tuple (0 is the receive time)
+#: CTP's "no value" marker is the largest double; anything this large is not a price.
+NO_VALUE_THRESHOLD = 1e300
+TRUSTED_ACTION_DAY = frozenset({"SHFE", "INE", "CFFEX", "GFEX"})
+TRUSTED_TRADING_DAY = frozenset({"SHFE", "INE", "DCE", "CFFEX", "GFEX"})
+BEIJING_OFFSET = 8 * 3600
+_HALF_DAY = 12 * 3600
+
+
+def raw_tick(f: Any, now: Any = time.time) -> tuple:
+    """Copy a depth-market-data struct into a tuple (the only work done in the callback)."""
+    return (now(), f.InstrumentID, f.ExchangeID, f.TradingDay, f.ActionDay, f.UpdateTime, f.UpdateMillisec,
+            f.LastPrice, f.Volume, f.Turnover, f.OpenInterest,
+            f.BidPrice1, f.BidVolume1, f.AskPrice1, f.AskVolume1,
+            f.UpperLimitPrice, f.LowerLimitPrice, f.OpenPrice, f.HighestPrice, f.LowestPrice,
+            f.PreSettlementPrice, f.PreClosePrice, f.PreOpenInterest, f.AveragePrice, f.SettlementPrice, f.ClosePrice)
+
+
+def _valid_day(text: str) -> bool:
+    return len(text) == 8 and text.isdigit() and text[:2] in ("19", "20")
+
+
+def _day_str(day: _dt.date) -> str:
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
+def _time_secs(update_time: str) -> int | None:
+    try:
+        return int(update_time[0:2]) * 3600 + int(update_time[3:5]) * 60 + int(update_time[6:8])
+    except (ValueError, IndexError):
+        return None
+
+
+class Normaliser:
+    """Raw tuple -> published record; see the module docstring for the date rules."""
+
+    def __init__(self, calendar, exchange_of: dict[str, str] | None = None):
+        self.calendar = calendar
+        self.exchange_of = exchange_of if exchange_of is not None else {}
+        self._date_by_index: dict[int, str] = {}
+        self._epoch_by_day: dict[str, float] = {}
+        self._trading_day_cache: dict[tuple[str, bool], str] = {}
+
+    def _local_date(self, day_index: int) -> str:
+        text = self._date_by_index.get(day_index)
+        if text is None:
+            text = _day_str(_dt.date(1970, 1, 1) + _dt.timedelta(days=day_index))
+            self._date_by_index[day_index] = text
+        return text
+
+    def _day_epoch(self, day: str) -> float:
+        epoch = self._epoch_by_day.get(day)
+        if epoch is None:
+            epoch = float(_calendar.timegm((int(day[:4]), int(day[4:6]), int(day[6:8]), 0, 0, 0)) - BEIJING_OFFSET)
+            self._epoch_by_day[day] = epoch
+        return epoch
+
+    def trading_day_of(self, action_day: str, secs: int) -> str:
+        """The calendar's trading day for a Beijing date and second of day (cached)."""
+        key = (action_day, secs >= 18 * 3600)
+        found = self._trading_day_cache.get(key)
+        if found is None:
+            at = _dt.datetime(int(action_day[:4]), int(action_day[4:6]), int(action_day[6:8]),
+                              secs // 3600, (secs % 3600) // 60, secs % 60,
+                              tzinfo=_dt.timezone(_dt.timedelta(hours=8)))
+            found = _day_str(self.calendar.trading_day(at))
+            self._trading_day_cache[key] = found
+        return found
+
+    def derive_action_day(self, recv: float, secs: int) -> str:
+        """Calendar date of a tick stamped ``secs`` after local midnight, received at ``recv``."""
+        local = recv + BEIJING_OFFSET
+        day_index = int(local // 86400)
+        local_secs = local - day_index * 86400
+        if secs - local_secs > _HALF_DAY:  # tick 23:59:59, clock already 00:00:01
+            day_index -= 1
+        elif local_secs - secs > _HALF_DAY:  # tick 00:00:00, clock still 23:59:59
+            day_index += 1
+        return self._local_date(day_index)
+
+    def normalise(self, raw: tuple) -> dict[str, Any] | None:
+        """Return the record, or None when the tick is unusable (no instrument or time)."""
+        recv, instrument, exchange, trading_day, action_day, update_time, millisec = raw[:7]
+        if not instrument:
+            return None
+        if not exchange:
+            exchange = self.exchange_of.get(instrument, "")
+        secs = _time_secs(update_time)
+        if secs is None:
+            return None
+        if exchange not in TRUSTED_ACTION_DAY or not _valid_day(action_day):
+            action_day = self.derive_action_day(recv, secs)
+        if exchange not in TRUSTED_TRADING_DAY or not _valid_day(trading_day):
+            trading_day = self.trading_day_of(action_day, secs)
+        record: dict[str, Any] = {
+            "instrument": instrument,
+            "exchange": exchange,
+            "trading_day": trading_day,
+            "action_day": action_day,
+            "update_time": update_time,
+            "millisec": millisec,
+            "exchange_ts": self._day_epoch(action_day) + secs + millisec / 1000.0,
+            "recv_ts": recv,
+        }
+        for name, value in zip(VALUE_NAMES, raw[_FIRST_VALUE:]):
+            record[name] = None if value > NO_VALUE_THRESHOLD else value
+        return record
+
+
+class Deduper:
+    """Per-instrument replay and duplicate filter; ``check`` returns a drop reason or None."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[str, int, float]] = {}
+        self.session_trading_day: str | None = None
+
+    def reset(self) -> None:
+        self._last.clear()
+
+    def check(self, record: dict[str, Any]) -> str | None:
+        instrument = record["instrument"]
+        trading_day = record["trading_day"]
+        volume = record["volume"] or 0
+        ts = record["exchange_ts"]
+        if self.session_trading_day is not None and trading_day < self.session_trading_day:
+            return "stale"
+        last = self._last.get(instrument)
+        if last is not None:
+            last_day, last_volume, last_ts = last
+            if trading_day < last_day:
+                return "backwards_day"
+            if trading_day == last_day:
+                if volume < last_volume:
+                    return "backwards_volume"
+                if ts == last_ts and volume == last_volume:
+                    return "duplicate"
+                if ts < last_ts:
+                    return "replay"
+        self._last[instrument] = (trading_day, volume, ts)
+        return None

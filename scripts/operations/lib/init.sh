@@ -1,0 +1,32 @@
+# shellcheck shell=bash
+# The one bootstrap of the runbook: strict mode, repo root resolved once, a guard
+# against double sourcing, then the libraries (logging, exit codes, utilities,
+# runtimes, steps). Source it from scripts/operations/*.sh.
+#
+# Globals set: FEEDOPS_ROOT (repository root), FEEDOPS_PY (the venv's python).
+
+[[ -n "${__FEEDOPS_INIT_SH:-}" ]] && return 0
+readonly __FEEDOPS_INIT_SH=1
+
+set -o errexit -o nounset -o pipefail
+umask 027
+
+FEEDOPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd -P)"
+readonly FEEDOPS_ROOT
+FEEDOPS_PY="${FEEDOPS_ROOT}/.venv/bin/python"
+readonly FEEDOPS_PY
+# openctp-ctp needs the zh_CN.GB18030 locale that `make bootstrap` generates here.
+export LOCPATH="${LOCPATH:-${FEEDOPS_ROOT}/.venv/locale}"
+# the bash logger's component (a shell variable: the settings model does not know it)
+FEEDOPS_LOG_COMPONENT="${FEEDOPS_LOG_COMPONENT:-runbook}"
+
+# shellcheck source=scripts/operations/lib/log.sh
+source "${FEEDOPS_ROOT}/scripts/operations/lib/log.sh"
+# shellcheck source=scripts/operations/lib/exitcodes.sh
+source "${FEEDOPS_ROOT}/scripts/operations/lib/exitcodes.sh"
+# shellcheck source=scripts/operations/lib/util.sh
+source "${FEEDOPS_ROOT}/scripts/operations/lib/util.sh"
+# shellcheck source=scripts/operations/lib/runtime.sh
+source "${FEEDOPS_ROOT}/scripts/operations/lib/runtime.sh"
+# shellcheck source=scripts/operations/lib/steps.sh
+source "${FEEDOPS_ROOT}/scripts/operations/lib/steps.sh"

@@ -1,0 +1,85 @@
+# shellcheck shell=bash
+# The two runtimes behind the same runbook steps:
+#   native:  processes with pid files and log files under FEEDOPS_STATE_DIR (python helper)
+#   compose: docker compose with the project's one docker-compose.yml, image by tag
+# Every function dispatches on FEEDOPS_CFG[RUNTIME].
+
+[[ -n "${__FEEDOPS_RUNTIME_SH:-}" ]] && return 0
+readonly __FEEDOPS_RUNTIME_SH=1
+
+#######################################
+# docker compose with the project file, the environment's env file, its profiles
+# and the image tag; the pin (rollback, rotation) is handed over as release.env.
+# Globals: FEEDOPS_CFG
+# Arguments: compose arguments
+#######################################
+feedops::compose() {
+  command -v docker >/dev/null 2>&1 \
+    || feedops::fail "${EXIT_DEPENDENCY_MISSING}" "the compose runtime needs the docker CLI with compose v2; install it or use --runtime native"
+  local -a profiles=()
+  local p release_env
+  for p in ${FEEDOPS_CFG[COMPOSE_PROFILES]}; do profiles+=(--profile "${p}"); done
+  release_env="${FEEDOPS_CFG[STATE_DIR]}/release.env"
+  if (( ! FEEDOPS_DRY_RUN )); then
+    release_env="$(feedops::py compose-env)" || feedops::fail "$?" "cannot write the release env file"
+  fi
+  feedops::run env "${FEEDOPS_CFG[ENV]}" FEEDOPS_IMAGE="${FEEDOPS_CFG[IMAGE]}" FEEDOPS_IMAGE_TAG="${FEEDOPS_CFG[IMAGE_TAG]}" \
+    FEEDOPS_ACTIVE_PROFILE="${FEEDOPS_CFG[PROFILE]}" FEEDOPS_RELEASE_ENV_FILE="${release_env}" \
+    docker compose --project-directory "${FEEDOPS_ROOT}" --file "${FEEDOPS_ROOT}/docker-compose.yml" \
+    --project-name "feedops-${FEEDOPS_CFG[ENV]}" "${profiles[@]}" "$@"
+}
+
+# Start what the workers need (ctp-sim fronts in dev, Redis, monitoring).
+feedops::runtime::start_stack() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) feedops::py::act start-stack --timeout "${FEEDOPS_TIMEOUT}" ;;
+    compose) feedops::compose up --detach --wait --wait-timeout "${FEEDOPS_TIMEOUT%.*}" --scale worker=0 \
+               || return "${EXIT_START_FAILED}" ;;
+  esac
+}
+
+# Start the worker(s) on the active profile. Arguments: [--recreate]
+feedops::runtime::start_workers() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) feedops::py::act start-workers ;;
+    compose)
+      local -a recreate=()
+      [[ "${1:-}" == --recreate ]] && recreate=(--force-recreate)
+      feedops::compose up --detach --no-deps "${recreate[@]}" worker || return "${EXIT_START_FAILED}" ;;
+  esac
+}
+
+# Stop the worker(s): SIGTERM, they drain the queue and flush the sink.
+feedops::runtime::stop_workers() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) feedops::py::act stop --kind worker --timeout "${FEEDOPS_TIMEOUT}" ;;
+    compose) feedops::compose stop --timeout "${FEEDOPS_TIMEOUT}" worker || return "${EXIT_SHUTDOWN_FAILED}" ;;
+  esac
+}
+
+# Stop everything else; named volumes (Prometheus, Grafana data) are kept.
+feedops::runtime::stop_stack() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) feedops::py::act stop --kind all --timeout "${FEEDOPS_TIMEOUT}" ;;
+    compose) feedops::compose down --timeout "${FEEDOPS_TIMEOUT}" || return "${EXIT_SHUTDOWN_FAILED}" ;;
+  esac
+}
+
+# Kill the ctp-sim front of a profile (failover drill). Arguments: PROFILE
+feedops::runtime::kill_front() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) feedops::py::act stop --name "sim-$1" --kill --timeout 5 ;;
+    compose) feedops::compose kill "$(feedops::runtime::sim_service "$1")" || return "${EXIT_START_FAILED}" ;;
+  esac
+}
+
+# The compose service of a profile's simulator. Arguments: PROFILE
+feedops::runtime::sim_service() {
+  if [[ "$1" == primary ]]; then echo ctp-sim; else echo ctp-sim-backup; fi
+}
+
+# What runs (compose only; the native table is part of the helper's status).
+feedops::runtime::status() {
+  [[ ${FEEDOPS_CFG[RUNTIME]} == compose ]] || return 0
+  feedops::compose ps || feedops::log::warning runbook.status.compose "docker compose ps failed (is the engine up?)"
+}

@@ -1,0 +1,131 @@
+# shellcheck shell=bash
+# Utilities of the runbook: failing with an exit code, chained traps, the lock,
+# the Python helper (python -m feedops.runbook) and dry-run aware actions.
+
+[[ -n "${__FEEDOPS_UTIL_SH:-}" ]] && return 0
+readonly __FEEDOPS_UTIL_SH=1
+
+# Settings the runbook needs, filled by feedops::config::load (KEY -> value).
+declare -gA FEEDOPS_CFG=()
+# Extra helper arguments for every python -m feedops.runbook call (--env, --runtime).
+declare -ga FEEDOPS_HELPER_ARGS=()
+# 1 while --dry-run is in effect: actions are printed, not run.
+FEEDOPS_DRY_RUN="${FEEDOPS_DRY_RUN:-0}"
+
+#######################################
+# Log an error and exit with a runbook exit code.
+# Arguments: CODE MESSAGE [key=value ...]
+#######################################
+feedops::fail() {
+  local code=$1 msg=$2
+  shift 2
+  feedops::log::error runbook.failed "${msg}" exit_code="${code}" "$@"
+  exit "${code}"
+}
+
+#######################################
+# Append a command to a trap instead of replacing it (Kubernetes' trap_add).
+# Arguments: COMMAND SIGNAL...
+#######################################
+feedops::trap_add() {
+  local cmd=$1 sig existing
+  shift
+  for sig in "$@"; do
+    existing="$(trap -p "${sig}" | sed -E "s/^trap -- '(.*)' [A-Z0-9]+$/\1/")"
+    # shellcheck disable=SC2064  # expand now: the trap body is fixed at registration
+    trap "${existing:+${existing}; }${cmd}" "${sig}"
+  done
+}
+
+#######################################
+# Run the Python helper (python -m feedops.runbook) with --env/--runtime.
+# Arguments: SUBCOMMAND [ARGS...]
+# Returns: the helper's exit code (feedops.exitcodes.Runbook)
+#######################################
+feedops::py() {
+  "${FEEDOPS_PY}" -m feedops.runbook "${FEEDOPS_HELPER_ARGS[@]}" "$@"
+}
+
+#######################################
+# Load the values the runbook needs into FEEDOPS_CFG (no env-file parsing in bash).
+# Exits with the helper's code (VALIDATION_FAILED, STATE_CORRUPT) when it cannot.
+#######################################
+feedops::config::load() {
+  local out rc=0 key value
+  out="$(feedops::py config)" || rc=$?
+  (( rc == 0 )) || feedops::fail "${rc}" "cannot load the configuration (see the lines above)"
+  FEEDOPS_CFG=()
+  while IFS='=' read -r key value; do
+    [[ -n "${key}" ]] && FEEDOPS_CFG[${key}]="${value}"
+  done <<< "${out}"
+  # the bash logger follows the settings unless the caller chose a format
+  FEEDOPS_LOG_FORMAT="${FEEDOPS_LOG_FORMAT:-${FEEDOPS_CFG[LOG_FORMAT]}}"
+}
+
+#######################################
+# Run a command that changes something, or print it under --dry-run.
+# Arguments: COMMAND [ARGS...]
+#######################################
+feedops::run() {
+  if (( FEEDOPS_DRY_RUN )); then
+    printf 'dry-run:'
+    printf ' %q' "$@"
+    printf '\n'
+    return 0
+  fi
+  "$@"
+}
+
+# The Python helper for a step that changes something (printed under --dry-run).
+feedops::py::act() {
+  feedops::run "${FEEDOPS_PY}" -m feedops.runbook "${FEEDOPS_HELPER_ARGS[@]}" "$@"
+}
+
+#######################################
+# Log a step and run it; under --dry-run print it as a plan line (the commands
+# inside print themselves through feedops::run).
+# Arguments: DESCRIPTION COMMAND [ARGS...]
+#######################################
+feedops::act() {
+  local what=$1
+  shift
+  if (( FEEDOPS_DRY_RUN )); then
+    printf 'plan: %s\n' "${what}"
+  else
+    feedops::log::info runbook.step "${what}" mode="${FEEDOPS_MODE:-}"
+  fi
+  "$@"
+}
+
+#######################################
+# Take the runbook lock (noclobber); a live holder makes this run exit LOCK_HELD.
+# Globals: FEEDOPS_LOCK_FILE (set here), FEEDOPS_MODE
+#######################################
+feedops::lock::acquire() {
+  FEEDOPS_LOCK_FILE="${FEEDOPS_CFG[STATE_DIR]}/runbook.lock"
+  mkdir -p "${FEEDOPS_CFG[STATE_DIR]}"
+  local holder holder_pid
+  if ! (set -o noclobber; printf 'pid=%s mode=%s started=%s\n' "$$" "${FEEDOPS_MODE}" "$(date -u +%FT%TZ)" \
+        > "${FEEDOPS_LOCK_FILE}") 2>/dev/null; then
+    holder="$(cat "${FEEDOPS_LOCK_FILE}" 2>/dev/null || true)"
+    holder_pid="$(sed -nE 's/^pid=([0-9]+).*/\1/p' <<< "${holder}")"
+    if [[ -n "${holder_pid}" ]] && kill -0 "${holder_pid}" 2>/dev/null; then
+      feedops::fail "${EXIT_LOCK_HELD}" "another run holds the lock ${FEEDOPS_LOCK_FILE} (${holder}); wait for it to finish" \
+        holder="${holder}"
+    fi
+    feedops::log::warning runbook.lock.stale "removing a stale lock left by a dead run (${holder:-empty})" lock="${FEEDOPS_LOCK_FILE}"
+    rm -f "${FEEDOPS_LOCK_FILE}"
+    (set -o noclobber; printf 'pid=%s mode=%s started=%s\n' "$$" "${FEEDOPS_MODE}" "$(date -u +%FT%TZ)" \
+      > "${FEEDOPS_LOCK_FILE}") 2>/dev/null \
+      || feedops::fail "${EXIT_LOCK_HELD}" "another run took the lock ${FEEDOPS_LOCK_FILE} first; wait for it to finish"
+  fi
+  feedops::trap_add feedops::lock::release EXIT
+}
+
+# Release the lock if this process holds it.
+feedops::lock::release() {
+  [[ -n "${FEEDOPS_LOCK_FILE:-}" && -f "${FEEDOPS_LOCK_FILE}" ]] || return 0
+  if grep -q "^pid=$$ " "${FEEDOPS_LOCK_FILE}" 2>/dev/null; then
+    rm -f "${FEEDOPS_LOCK_FILE}"
+  fi
+}

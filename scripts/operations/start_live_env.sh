@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# start_live_env.sh: the feedops runbook. Starts, restarts, stops, fails over and
+# rolls back the market-data feed; thin orchestration over the Python tools
+# (validate_env.py, full_feed_subscription.py, check_feed_health.py and the helpers
+# in lib/feedops/runbook). Every step is a JSON log line on stderr (lib/log.sh);
+# reports and progress go to stdout.
+#
+# Usage: start_live_env.sh MODE [--env dev|staging|prod] [--runtime auto|native|compose]
+#                               [--timeout SECONDS] [--dry-run] [MODE OPTIONS]
+#   premarket [--unpin]          validate -> stack -> worker(s) -> ready -> health -> last-known-good
+#   restart                      restart the worker(s) on the same profile and verify
+#   shutdown                     workers drain and flush, then the stack stops (safe twice)
+#   failover --to primary|backup switch the credential profile, restart, verify, record
+#   rollback [--to TAG|last-good]  previous image tag + last-known-good config snapshot
+#   status                       what runs, profile, image tag, last runs (no lock)
+#   drill                        failover drill on ctp-sim: kill the active front, fail over, fail back
+#   rotate --secrets-dir DIR     credential rotation; the previous credentials come back on failure
+#
+# Exit codes (lib/feedops/exitcodes.py, docs/ops/exit-codes.md):
+#   0 OK                  the mode completed
+#   64 USAGE              unknown mode or option, bad option value
+#   65 LOCK_HELD          another run holds the lock (the message names its pid and mode)
+#   66 VALIDATION_FAILED  validate_env.py (or loading the settings) failed; nothing was started
+#   67 START_FAILED       a component did not start (stack, sim or worker)
+#   68 NOT_READY          the worker(s) did not become ready within the timeout
+#   69 HEALTH_FAILED      check_feed_health.py reported CRITICAL or UNKNOWN
+#   70 FAILOVER_FAILED    the other profile did not recover within the timeout (failover, drill)
+#   71 ROLLBACK_FAILED    no usable previous release/snapshot, or it did not recover
+#   72 SHUTDOWN_FAILED    a component did not stop within the timeout
+#   73 STATE_CORRUPT      a state file is corrupt or unreadable; it was not trusted
+#   74 DEPENDENCY_MISSING a required tool (python venv, docker compose, a CLI) is missing
+#   75 ROTATION_FAILED    the new credentials did not recover; the previous ones were restored
+
+# shellcheck source=scripts/operations/lib/init.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/init.sh"
+
+readonly MODES="premarket restart shutdown failover rollback status drill rotate"
+FEEDOPS_MODE=""
+FEEDOPS_TIMEOUT=60
+OPT_ENV=""
+OPT_RUNTIME=""
+OPT_TO=""
+OPT_SECRETS_DIR=""
+OPT_UNPIN=0
+RUN_STARTED_AT=0
+CLEANUP_ON_FAILURE=0
+
+usage() {
+  sed -n '/^# Usage:/,/^# Exit codes/p' "${BASH_SOURCE[0]}" | sed -e 's/^# \{0,1\}//' -e '$d'
+}
+
+usage_error() {
+  feedops::fail "${EXIT_USAGE}" "$1 (see --help)"
+}
+
+# Parse MODE and options into the OPT_* globals. Arguments: "$@" of the script
+parse_args() {
+  (( $# )) || usage_error "a MODE is required: one of ${MODES// /, }"
+  case $1 in -h|--help|help) usage; exit "${EXIT_OK}" ;; esac
+  [[ " ${MODES} " == *" $1 "* ]] || usage_error "unknown mode '$1': use one of ${MODES// /, }"
+  FEEDOPS_MODE=$1
+  shift
+  while (( $# )); do
+    case $1 in
+      --env|--runtime|--timeout|--to|--secrets-dir) (( $# >= 2 )) || usage_error "$1 needs a value"; set_option "$1" "$2"; shift 2 ;;
+      --env=*|--runtime=*|--timeout=*|--to=*|--secrets-dir=*) set_option "${1%%=*}" "${1#*=}"; shift ;;
+      --dry-run) FEEDOPS_DRY_RUN=1; shift ;;
+      --unpin) OPT_UNPIN=1; shift ;;
+      -h|--help) usage; exit "${EXIT_OK}" ;;
+      *) usage_error "unknown option '$1'" ;;
+    esac
+  done
+  check_mode_options
+}
+
+# Store one option after checking its value. Arguments: OPTION VALUE
+set_option() {
+  case $1 in
+    --env) [[ $2 =~ ^(dev|staging|prod)$ ]] || usage_error "--env must be dev, staging or prod (got '$2')"; OPT_ENV=$2 ;;
+    --runtime) [[ $2 =~ ^(auto|native|compose)$ ]] || usage_error "--runtime must be auto, native or compose (got '$2')"
+               OPT_RUNTIME=$2 ;;
+    --timeout) [[ $2 =~ ^[1-9][0-9]*$ ]] || usage_error "--timeout must be a whole number of seconds > 0 (got '$2')"
+               FEEDOPS_TIMEOUT=$2 ;;
+    --to) OPT_TO=$2 ;;
+    --secrets-dir) [[ -d $2 ]] || usage_error "--secrets-dir '$2' is not a directory; give the directory holding the new secrets"
+                   OPT_SECRETS_DIR="$(cd "$2" && pwd -P)" ;;
+  esac
+}
+
+# Options that only some modes take, and the ones they require.
+check_mode_options() {
+  case ${FEEDOPS_MODE} in
+    failover) [[ ${OPT_TO} =~ ^(primary|backup)$ ]] || usage_error "failover needs --to primary or --to backup" ;;
+    rollback) [[ -z ${OPT_TO} || ${OPT_TO} =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] \
+                || usage_error "rollback --to must be an image tag or last-good (got '${OPT_TO}')"
+              OPT_TO=${OPT_TO:-last-good} ;;
+    rotate) [[ -n ${OPT_SECRETS_DIR} ]] || usage_error "rotate needs --secrets-dir DIR (the directory with the new secrets)" ;;
+    *) [[ -z ${OPT_TO} ]] || usage_error "--to is only for failover and rollback" ;;
+  esac
+  [[ ${FEEDOPS_MODE} == rotate || -z ${OPT_SECRETS_DIR} ]] || usage_error "--secrets-dir is only for rotate"
+  [[ ${FEEDOPS_MODE} == premarket || ${OPT_UNPIN} == 0 ]] || usage_error "--unpin is only for premarket"
+}
+
+# EXIT trap: clean up a failed start, record the outcome (state + Pushgateway).
+on_exit() {
+  local rc=$?
+  trap - INT TERM
+  if (( rc != 0 && CLEANUP_ON_FAILURE )); then
+    feedops::log::warning runbook.cleanup "the run failed: stopping what it started" mode="${FEEDOPS_MODE}"
+    feedops::runtime::stop_stack >/dev/null || true
+  fi
+  local duration=$(( $(date +%s) - RUN_STARTED_AT ))
+  feedops::py record --mode "${FEEDOPS_MODE}" --rc "${rc}" --duration "${duration}" || true
+  if (( rc == 0 )); then
+    feedops::log::info runbook.done "${FEEDOPS_MODE} completed" mode="${FEEDOPS_MODE}" duration_seconds="${duration}"
+  else
+    feedops::log::error runbook.done "${FEEDOPS_MODE} failed with exit code ${rc}" mode="${FEEDOPS_MODE}" exit_code="${rc}"
+  fi
+  feedops::lock::release
+  exit "${rc}"
+}
+
+# ------------------------------------------------------------------ modes
+mode_premarket() {
+  if [[ -n ${FEEDOPS_CFG[PINNED]} ]]; then
+    if (( OPT_UNPIN )); then
+      feedops::act "remove the configuration pin (${FEEDOPS_CFG[PINNED]})" feedops::py::act unpin
+      (( FEEDOPS_DRY_RUN )) || feedops::config::load
+    else
+      feedops::log::warning runbook.pinned "configuration pinned by ${FEEDOPS_CFG[PINNED]}; add --unpin to start on the current settings"
+    fi
+  fi
+  feedops::step::validate
+  if (( ! FEEDOPS_DRY_RUN )) && nothing_running; then CLEANUP_ON_FAILURE=1; fi
+  feedops::step::start_stack
+  feedops::step::start_workers
+  feedops::step::wait_ready "${EXIT_NOT_READY}"
+  feedops::step::health "${EXIT_HEALTH_FAILED}"
+  CLEANUP_ON_FAILURE=0
+  feedops::act "record last-known-good" feedops::py::act mark-good --mode premarket
+}
+
+# True when no component of this environment runs (a failed premarket may then clean up).
+nothing_running() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) [[ -z "$(compgen -G "${FEEDOPS_CFG[STATE_DIR]}/pids/*.pid" || true)" ]] ;;
+    compose) [[ -z "$(feedops::compose ps --quiet 2>/dev/null || true)" ]] ;;
+  esac
+}
+
+mode_restart() {
+  restart_workers
+}
+
+mode_shutdown() {
+  feedops::step::stop_workers --strict
+  local rc=0
+  feedops::act "stop the stack" feedops::runtime::stop_stack || rc=$?
+  (( rc == 0 )) || feedops::fail "${EXIT_SHUTDOWN_FAILED}" "the stack did not stop cleanly (exit ${rc})"
+}
+
+# Switch to a profile, restart on it, verify. Arguments: PROFILE REASON
+switch_profile() {
+  feedops::step::validate --set "FEEDOPS_ACTIVE_PROFILE=$1"
+  feedops::act "make $1 the active profile" feedops::py::act set-profile "$1" --reason "$2" \
+    || feedops::fail "$?" "cannot record the active profile"
+  (( FEEDOPS_DRY_RUN )) || feedops::config::load
+  feedops::step::stop_workers
+  feedops::step::recover "${EXIT_FAILOVER_FAILED}" --expect-profile "$1"
+}
+
+mode_failover() {
+  switch_profile "${OPT_TO}" failover
+}
+
+mode_rollback() {
+  local out rc=0
+  if (( FEEDOPS_DRY_RUN )); then
+    printf 'dry-run: re-apply the last-known-good snapshot and image tag: %s\n' "${OPT_TO}"
+  else
+    out="$(feedops::py rollback-apply --to "${OPT_TO}")" || rc=$?
+    (( rc == 0 )) || feedops::fail "${rc}" "cannot roll back to ${OPT_TO}"
+    printf 'rollback: %s\n' "${out//$'\n'/ }"
+    feedops::config::load
+  fi
+  if [[ ${FEEDOPS_CFG[RUNTIME]} == compose ]]; then
+    feedops::act "pull image ${FEEDOPS_CFG[IMAGE]}:${FEEDOPS_CFG[IMAGE_TAG]}" feedops::compose pull worker \
+      || feedops::fail "${EXIT_ROLLBACK_FAILED}" "cannot pull ${FEEDOPS_CFG[IMAGE]}:${FEEDOPS_CFG[IMAGE_TAG]}"
+  fi
+  feedops::step::stop_workers
+  feedops::step::recover "${EXIT_ROLLBACK_FAILED}" --expect-profile "${FEEDOPS_CFG[PROFILE]}"
+}
+
+mode_status() {
+  local rc=0
+  feedops::py status || rc=$?
+  (( rc == 0 )) || feedops::fail "${rc}" "cannot read the state in ${FEEDOPS_CFG[STATE_DIR]}"
+  feedops::runtime::status
+}
+
+mode_drill() {
+  [[ ${FEEDOPS_CFG[CHANNEL]} == sim ]] \
+    || usage_error "drill runs on the simulator only (FEEDOPS_CHANNEL=sim, e.g. --env dev); this environment uses ${FEEDOPS_CFG[CHANNEL]}"
+  local home=${FEEDOPS_CFG[PROFILE]} other=backup
+  [[ ${home} == backup ]] && other=primary
+  mode_premarket
+  feedops::act "drill: kill the ${home} front" feedops::runtime::kill_front "${home}" \
+    || feedops::fail "${EXIT_FAILOVER_FAILED}" "cannot kill the ${home} front"
+  switch_profile "${other}" drill
+  feedops::step::start_stack
+  switch_profile "${home}" drill
+  printf 'drill: failover %s -> %s -> %s passed\n' "${home}" "${other}" "${home}"
+}
+
+mode_rotate() {
+  local rc=0
+  feedops::step::validate --set "FEEDOPS_SECRETS_DIR=${OPT_SECRETS_DIR}"
+  feedops::act "switch to the new secrets directory" feedops::py::act rotate apply --secrets-dir "${OPT_SECRETS_DIR}" \
+    || feedops::fail "$?" "cannot record the new secrets directory"
+  (( FEEDOPS_DRY_RUN )) || feedops::config::load
+  ( restart_workers ) || rc=$?
+  (( rc == 0 )) && return 0
+  feedops::log::error runbook.rotate.revert "the new credentials did not recover (exit ${rc}); restoring the previous ones"
+  feedops::py rotate revert || feedops::fail "$?" "cannot restore the previous credentials"
+  feedops::config::load
+  ( restart_workers ) || feedops::fail "${EXIT_ROTATION_FAILED}" "the previous credentials did not recover either"
+  feedops::fail "${EXIT_ROTATION_FAILED}" "rotation failed; the previous credentials were restored and recovered"
+}
+
+# Restart the worker(s) on the effective configuration and verify.
+restart_workers() {
+  feedops::step::stop_workers
+  feedops::step::recover "${EXIT_NOT_READY}"
+}
+
+main() {
+  parse_args "$@"
+  [[ -x ${FEEDOPS_PY} ]] || feedops::fail "${EXIT_DEPENDENCY_MISSING}" "${FEEDOPS_PY} is missing; run 'make bootstrap'"
+  FEEDOPS_HELPER_ARGS=()
+  [[ -n ${OPT_ENV} ]] && FEEDOPS_HELPER_ARGS+=(--env "${OPT_ENV}")
+  [[ -n ${OPT_RUNTIME} ]] && FEEDOPS_HELPER_ARGS+=(--runtime "${OPT_RUNTIME}")
+  feedops::config::load
+  FEEDOPS_HELPER_ARGS=(--env "${FEEDOPS_CFG[ENV]}" --runtime "${FEEDOPS_CFG[RUNTIME]}")
+  feedops::log::info runbook.start "${FEEDOPS_MODE} on ${FEEDOPS_CFG[ENV]}" mode="${FEEDOPS_MODE}" \
+    runtime="${FEEDOPS_CFG[RUNTIME]}" profile="${FEEDOPS_CFG[PROFILE]}" image_tag="${FEEDOPS_CFG[IMAGE_TAG]}" \
+    dry_run="${FEEDOPS_DRY_RUN}"
+  if [[ ${FEEDOPS_MODE} != status ]] && (( ! FEEDOPS_DRY_RUN )); then
+    feedops::lock::acquire
+    RUN_STARTED_AT=$(date +%s)
+    trap on_exit EXIT  # replaces the lock's own trap: on_exit releases the lock last
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+  fi
+  "mode_${FEEDOPS_MODE}"
+}
+
+main "$@"

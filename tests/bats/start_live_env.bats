@@ -1,0 +1,178 @@
+#!/usr/bin/env bats
+# start_live_env.sh without servers: usage, --dry-run of every mode, the lock, and the
+# exit codes that need no running feed (validation, state, rollback, shutdown, deps).
+
+bats_require_minimum_version 1.5.0
+load stubs/runbook_helpers
+
+setup() {
+  runbook_setup
+}
+
+teardown() {
+  runbook_teardown
+}
+
+@test "--help prints the modes and exits 0" {
+  run -0 "${RUNBOOK}" --help
+  assert_output --partial "Usage: start_live_env.sh MODE"
+  for mode in premarket restart shutdown failover rollback status drill rotate; do
+    assert_output --partial "  ${mode}"
+  done
+}
+
+@test "usage errors exit USAGE (64) with one line naming the argument" {
+  run -64 "${RUNBOOK}"
+  assert_output --partial "a MODE is required"
+  run -64 "${RUNBOOK}" launch
+  assert_output --partial "unknown mode 'launch'"
+  run -64 "${RUNBOOK}" premarket --fast
+  assert_output --partial "unknown option '--fast'"
+  run -64 "${RUNBOOK}" failover
+  assert_output --partial "failover needs --to primary or --to backup"
+  run -64 "${RUNBOOK}" failover --to tertiary
+  assert_output --partial "--to backup"
+  run -64 "${RUNBOOK}" premarket --timeout soon
+  assert_output --partial "--timeout must be a whole number"
+  run -64 "${RUNBOOK}" premarket --env qa
+  assert_output --partial "--env must be dev, staging or prod (got 'qa')"
+  run -64 "${RUNBOOK}" premarket --runtime k8s
+  assert_output --partial "--runtime must be auto, native or compose"
+  run -64 "${RUNBOOK}" rotate
+  assert_output --partial "rotate needs --secrets-dir DIR"
+  run -64 "${RUNBOOK}" rollback --to 'bad tag!'
+  assert_output --partial "rollback --to must be an image tag or last-good"
+  run -64 "${RUNBOOK}" restart --to backup
+  assert_output --partial "--to is only for failover and rollback"
+  refute_output --partial "Traceback"
+  [ "$(grep -c . <<< "${output}")" -eq 1 ]
+}
+
+@test "--dry-run of every mode prints the plan and changes nothing" {
+  local mode
+  for mode in premarket restart shutdown "failover --to backup" "rollback --to last-good" status drill \
+              "rotate --secrets-dir ${FEEDOPS_SECRETS_DIR}"; do
+    # shellcheck disable=SC2086
+    run -0 "${RUNBOOK}" ${mode} --dry-run --runtime native
+    [[ "${mode}" == status ]] || assert_output --partial "plan: "
+  done
+  run -0 "${RUNBOOK}" premarket --dry-run --runtime native
+  assert_output --partial "plan: validate the configuration"
+  assert_output --partial "validate_env.py --env dev"
+  assert_output --partial "start-stack --timeout 60"
+  assert_output --partial "wait-ready --timeout 60"
+  assert_output --partial "check_feed_health.py --env dev --format text"
+  assert_output --partial "mark-good --mode premarket"
+  [ ! -e "${FEEDOPS_STATE_DIR}/pids" ]
+  [ ! -e "${FEEDOPS_STATE_DIR}/runs" ]
+  [ ! -e "${FEEDOPS_STATE_DIR}/active-profile.json" ]
+  [ ! -e "${FEEDOPS_STATE_DIR}/runbook.lock" ]
+}
+
+@test "a second run exits LOCK_HELD (65) and names the holder" {
+  mkdir -p "${FEEDOPS_STATE_DIR}"
+  sleep 300 &
+  local holder=$!
+  printf 'pid=%s mode=premarket started=2026-11-27T00:00:00Z\n' "${holder}" > "${FEEDOPS_STATE_DIR}/runbook.lock"
+  run -65 "${RUNBOOK}" shutdown --runtime native
+  kill "${holder}"
+  assert_output --partial "pid=${holder} mode=premarket"
+  # the holder's lock is left alone
+  run grep -c "pid=${holder}" "${FEEDOPS_STATE_DIR}/runbook.lock"
+  assert_output 1
+}
+
+@test "a stale lock of a dead run is removed; the lock is released at the end" {
+  mkdir -p "${FEEDOPS_STATE_DIR}"
+  printf 'pid=999999 mode=restart started=2026-11-27T00:00:00Z\n' > "${FEEDOPS_STATE_DIR}/runbook.lock"
+  run -0 "${RUNBOOK}" shutdown --runtime native
+  assert_output --partial "runbook.lock.stale"
+  [ ! -e "${FEEDOPS_STATE_DIR}/runbook.lock" ]
+}
+
+@test "shutdown on nothing is safe, twice, and status shows the runs" {
+  run -0 "${RUNBOOK}" shutdown --runtime native
+  run -0 "${RUNBOOK}" shutdown --runtime native
+  run -0 "${RUNBOOK}" status --runtime native
+  assert_output --partial "profile        primary"
+  assert_output --partial "processes:"
+  assert_output --regexp "shutdown +OK +exit 0"
+  refute_output --partial "${SENTINEL}"
+}
+
+@test "invalid settings exit VALIDATION_FAILED (66) naming the setting; nothing starts" {
+  FEEDOPS_SUBSCRIBE_BATCH_SIZE=5000 run -66 "${RUNBOOK}" premarket --runtime native
+  assert_output --partial "FEEDOPS_SUBSCRIBE_BATCH_SIZE"
+  assert_output --partial "fix: set FEEDOPS_SUBSCRIBE_BATCH_SIZE to 1000 or less"
+  [ ! -e "${FEEDOPS_STATE_DIR}/pids" ]
+}
+
+@test "a corrupt state file exits STATE_CORRUPT (73) and is not trusted" {
+  mkdir -p "${FEEDOPS_STATE_DIR}"
+  echo '{"profile": "backup"' > "${FEEDOPS_STATE_DIR}/active-profile.json"
+  run -73 "${RUNBOOK}" status --runtime native
+  assert_output --partial "active-profile.json is corrupt"
+  echo '{"profile": "tertiary"}' > "${FEEDOPS_STATE_DIR}/active-profile.json"
+  run -73 "${RUNBOOK}" restart --runtime native
+  assert_output --partial "neither primary nor backup"
+}
+
+@test "rollback without a last-known-good mark exits ROLLBACK_FAILED (71)" {
+  run -71 "${RUNBOOK}" rollback --runtime native --timeout 2
+  assert_output --partial "no last-known-good mark"
+  run -0 "${RUNBOOK}" status --runtime native
+  assert_output --regexp "rollback +ROLLBACK_FAILED +exit 71"
+}
+
+@test "a component that ignores SIGTERM makes shutdown exit SHUTDOWN_FAILED (72), killed anyway" {
+  mkdir -p "${FEEDOPS_STATE_DIR}/pids"
+  setsid bash -c 'trap "" TERM; while :; do sleep 0.1; done' </dev/null >/dev/null 2>&1 &
+  local pid=$! ticks
+  ticks="$(awk '{print $22}' "/proc/${pid}/stat")"
+  printf '{"pid": %s, "start_ticks": %s, "kind": "worker", "address": "127.0.0.1:1"}\n' "${pid}" "${ticks}" \
+    > "${FEEDOPS_STATE_DIR}/pids/worker-0.pid"
+  run -72 "${RUNBOOK}" shutdown --runtime native --timeout 1
+  assert_output --partial "did not stop within 1s"
+  run ! kill -0 "${pid}" 2>/dev/null
+  [ ! -e "${FEEDOPS_STATE_DIR}/pids/worker-0.pid" ]
+}
+
+@test "a pid file of a recycled pid is not trusted: the process is left alone" {
+  mkdir -p "${FEEDOPS_STATE_DIR}/pids"
+  sleep 300 &
+  local pid=$!
+  printf '{"pid": %s, "start_ticks": 1, "kind": "worker"}\n' "${pid}" > "${FEEDOPS_STATE_DIR}/pids/worker-0.pid"
+  run -0 "${RUNBOOK}" shutdown --runtime native
+  kill -0 "${pid}"
+  kill "${pid}"
+}
+
+@test "the compose runtime without docker exits DEPENDENCY_MISSING (74)" {
+  local bin="${BATS_TEST_TMPDIR}/bin"
+  mkdir -p "${bin}"
+  ln -s "$(command -v date)" "${bin}/date"
+  ln -s "$(command -v sed)" "${bin}/sed"
+  ln -s "$(command -v grep)" "${bin}/grep"
+  ln -s "$(command -v tr)" "${bin}/tr"
+  ln -s "$(command -v cat)" "${bin}/cat"
+  ln -s "$(command -v mkdir)" "${bin}/mkdir"
+  ln -s "$(command -v rm)" "${bin}/rm"
+  ln -s "$(command -v dirname)" "${bin}/dirname"
+  PATH="${bin}" run -74 /bin/bash "${RUNBOOK}" shutdown --runtime compose
+  assert_output --partial "needs the docker CLI with compose v2"
+}
+
+@test "log lines are JSON in the shared shape and never carry a secret" {
+  run -0 "${RUNBOOK}" shutdown --runtime native
+  local line
+  while IFS= read -r line; do
+    [[ "${line}" == "{"* ]] || continue
+    "${RUNBOOK_PY}" -c 'import json,sys,jsonschema,pathlib
+schema=json.loads(pathlib.Path(sys.argv[1]).read_text())
+jsonschema.validate(json.loads(sys.argv[2]), schema)' "${RUNBOOK_ROOT}/lib/feedops/schemas/log-line.schema.json" "${line}"
+  done <<< "${output}"
+  assert_output --partial '"event":"runbook.start"'
+  refute_output --partial "${SENTINEL}"
+  run grep -rF "${SENTINEL}" "${FEEDOPS_STATE_DIR}"
+  assert_failure
+}

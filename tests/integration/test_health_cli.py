@@ -1,0 +1,335 @@
+"""check_feed_health.py end to end against real servers: a real HTTP server serving
+worker /status documents built to the schema, real Redis, Pushgateway and Prometheus."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import ROOT, free_port, wait_for
+from health_support import FakeWorker, status_doc, universe, validate_report
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = ROOT / "scripts" / "operations" / "check_feed_health.py"
+SENTINEL = "sentinel-Secret-4711"
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("check_feed_health_cli", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CLI = _load_cli()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for var in [v for v in os.environ if v.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))]:
+        monkeypatch.delenv(var)
+    values = {"FEEDOPS_SECRETS_DIR": str(tmp_path), "FEEDOPS_STATE_DIR": str(tmp_path / "state"), "FEEDOPS_LOG_FORMAT": "json",
+              "FEEDOPS_REDIS_STREAM_PREFIX": f"t{tmp_path.name[-12:]}"}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def mark_premarket(env, ts=None):
+    runs = os.path.join(env["FEEDOPS_STATE_DIR"], "runs")
+    os.makedirs(runs, exist_ok=True)
+    with open(os.path.join(runs, "premarket.last-success"), "w") as fh:
+        json.dump({"ts": ts or time.time(), "env": "dev", "profile": "primary"}, fh)
+
+
+@pytest.fixture
+def worker():
+    w = FakeWorker()
+    yield w
+    w.close()
+
+
+def cli(capsys, *argv):
+    code = CLI.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys, *argv):
+    code, out, err = cli(capsys, *argv, "--format", "json")
+    report = validate_report(json.loads(out))
+    assert report["exitCode"] == code
+    for line in err.splitlines():  # every log line is one JSON object
+        json.loads(line)
+    return code, report, err
+
+
+def statuses(report, key):
+    return {e.get("componentId"): e["status"] for e in report["checks"][key]}
+
+
+def pushed(pushgateway) -> str:
+    with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def test_pass_pushes_outcome(env, worker, pushgateway, capsys):
+    now = time.time()
+    worker.serve(status_doc(universe(600, now), now=now))
+    mark_premarket(env)
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--pushgateway", pushgateway.url, "--push-instance", "t-pass")
+    assert code == 0, report["output"]
+    assert report["status"] == "pass" and report["push"] == {"enabled": True, "url": pushgateway.url, "ok": True, "error": None}
+    assert worker.requests == ["/status?instruments=1"]
+    metrics = pushed(pushgateway)
+    labels = 'checker="check_feed_health",instance="t-pass",job="feedops_check_feed_health"'
+    assert f"feedops_check_status{{{labels}}} 0" in metrics
+    assert f'feedops_check_observed_value{{check="coverage:ratio",{labels}}} 1' in metrics
+    assert f'feedops_check_last_success_timestamp_seconds{{{labels},result="success"}}' in metrics
+
+
+def test_coverage_dip_warns(env, worker, pushgateway, capsys):
+    now = time.time()
+    worker.serve(status_doc(universe(600, now, stale_every=25), now=now))
+    mark_premarket(env)
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--pushgateway", pushgateway.url, "--push-instance", "t-warn")
+    assert code == 1 and report["verdict"] == "WARNING"
+    assert statuses(report, "coverage:ratio")["all"] == "warn"
+    assert 'feedops_check_status{checker="check_feed_health",instance="t-warn",job="feedops_check_feed_health"} 1' in pushed(pushgateway)
+
+
+def test_front_down_fails_and_keeps_last_success(env, worker, pushgateway, capsys):
+    now = time.time()
+    mark_premarket(env)
+    worker.serve(status_doc(universe(60, now), now=now))
+    assert run_json(capsys, "--worker", worker.url, "--pushgateway", pushgateway.url, "--push-instance", "t-fail")[0] == 0
+    worker.serve(status_doc(universe(60, now), now=now, connected=False, logged_in=False))
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--pushgateway", pushgateway.url, "--push-instance", "t-fail")
+    assert code == 2 and report["status"] == "fail"
+    assert statuses(report, "front:connected") == {worker.url: "fail"}
+    metrics = pushed(pushgateway)
+    labels = 'checker="check_feed_health",instance="t-fail",job="feedops_check_feed_health"'
+    assert f"feedops_check_status{{{labels}}} 2" in metrics
+    assert f'feedops_check_last_success_timestamp_seconds{{{labels},result="success"}}' in metrics  # kept from the first run
+
+
+def test_stale_feed_fails(env, worker, capsys):
+    now = time.time()
+    worker.serve(status_doc(universe(60, now), now=now))
+    mark_premarket(env)
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--at", str(int(now + 300)))
+    assert code == 2
+    assert statuses(report, "staleness:newest-tick-age")["all"] == "fail"
+    assert report["coverage"]["fresh"] == 0
+
+
+def test_threshold_flags_override_settings(env, worker, capsys):
+    now = time.time()
+    worker.serve(status_doc(universe(600, now, stale_every=25), now=now))
+    mark_premarket(env)
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--coverage-warn", "0.95", "--coverage-crit", "0.9")
+    assert code == 0 and report["thresholds"]["coverage_warn_ratio"] == 0.95
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--coverage-warn", "0.99", "--coverage-crit", "0.97")
+    assert code == 2
+
+
+def test_shards_are_aggregated(env, capsys):
+    now = time.time()
+    rows = universe(600, now, stale_every=10)
+    a, b = FakeWorker(), FakeWorker()
+    try:
+        a.serve(status_doc(rows[:300], now=now, shard="0/2"))
+        b.serve(status_doc(rows[300:], now=now, shard="1/2"))
+        mark_premarket(env)
+        code, report, _ = run_json(capsys, "--worker", a.url, "--worker", b.url)
+        assert report["coverage"]["open"] == 600 and report["coverage"]["fresh"] == 540
+        assert set(statuses(report, "front:connected")) == {a.url, b.url}
+        assert code == 2  # 90% < 98% warn; 0.90 is not below crit 0.90, but the per-exchange ratios are
+        b.close()
+        code, report, _ = run_json(capsys, "--worker", a.url, "--worker", b.url, "--coverage-crit", "0.5")
+        assert code == 3 and statuses(report, "worker:reachable") == {b.url: "fail"}
+        assert report["coverage"]["open"] == 300  # the reachable shard is still judged
+    finally:
+        a.close()
+
+
+@pytest.mark.parametrize("body,code,reason", [
+    (b"<html>oops</html>", 200, "not JSON"),
+    (b'{"service": "something-else"}', 200, "not a feedops worker"),
+    (b"{}", 500, "HTTP 500"),
+])
+def test_garbage_is_unknown(env, worker, capsys, body, code, reason):
+    worker.serve(body).code = code
+    rc, report, err = run_json(capsys, "--worker", worker.url)
+    assert rc == 3 and report["verdict"] == "UNKNOWN"
+    assert reason in report["checks"]["worker:reachable"][0]["output"]
+    assert "health.source.unreachable" in err
+
+
+def test_worker_down_is_unknown_without_traceback(env):
+    port = free_port()
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--worker", f"http://127.0.0.1:{port}", "--format", "nagios"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "LOCPATH": os.environ.get("LOCPATH", "")})
+    assert proc.returncode == 3
+    assert proc.stdout.startswith("FEEDOPS HEALTH UNKNOWN - ") and proc.stdout.count("\n") == 1
+    assert "refused" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--format", "xml"], "--format 'xml' is unknown"),
+    (["--coverage-warn", "lots"], "--coverage-warn (FEEDOPS_COVERAGE_WARN_RATIO): must be a number"),
+    (["--coverage-warn", "0.5", "--coverage-crit", "0.9"], "FEEDOPS_COVERAGE_CRIT_RATIO must not exceed"),
+    (["--at", "yesterday"], "--at 'yesterday' is not a time"),
+    (["--worker", "127.0.0.1:9108"], "not an http:// URL"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_arguments_are_unknown(env, capsys, argv, needle):
+    code, out, err = cli(capsys, *argv)
+    report = validate_report(json.loads(out))
+    assert code == 3 and report["verdict"] == "UNKNOWN"
+    assert needle in report["output"] and "\n" not in report["output"]
+    assert needle in err
+
+
+def test_bad_holiday_file_is_unknown(env, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "holidays.txt"
+    bad.write_text("2026-10-01\n2026-10-32\n")
+    monkeypatch.setenv("FEEDOPS_HOLIDAYS_FILE", str(bad))
+    code, out, _ = cli(capsys, "--format", "text")
+    assert code == 3
+    assert f"holiday file {bad} line 2: '2026-10-32' is not a date" in out
+
+
+def test_closed_market_at_is_not_judged(env, worker, monkeypatch, capsys):
+    monkeypatch.setenv("FEEDOPS_CALENDAR", "exchange")
+    import datetime as dt
+
+    from feedops.calendar import BEIJING
+    saturday_noon = dt.datetime(2026, 11, 28, 12, 0, tzinfo=BEIJING).timestamp()
+    worker.serve(status_doc(universe(60, saturday_noon - 50000), now=saturday_noon, connected=False, logged_in=False))
+    mark_premarket(env, saturday_noon - 60)
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--at", "2026-11-28T12:00:00+08:00")
+    assert code == 0, report["output"]
+    assert report["market"] == {"open": False, "calendar": "exchange", "tradingDay": "2026-11-30",
+                                "beijingTime": "2026-11-28T12:00:00+08:00"}
+    assert "coverage, staleness and throughput not judged" in report["checks"]["market:open"][0]["output"]
+
+
+def _redis_groups(redis_server, prefix: str, entries: int):
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(redis_server.url)
+    stream = f"{prefix}:SHFE"
+    for i in range(entries):
+        client.xadd(stream, {"i": i})
+    client.xgroup_create(stream, "reader", id="0")
+    client.xgroup_create(stream, "caught-up", id="$")
+    client.close()
+    return stream
+
+
+def test_consumer_lag_over_threshold_fails(env, worker, redis_server, capsys):
+    now = time.time()
+    worker.serve(status_doc(universe(60, now), now=now, sink_kind="redis"))
+    mark_premarket(env)
+    stream = _redis_groups(redis_server, env["FEEDOPS_REDIS_STREAM_PREFIX"], 20)
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--redis", redis_server.url, "--lag-warn", "5", "--lag-crit", "10")
+    assert code == 2
+    lag = {e["componentId"]: (e["status"], e["observedValue"]) for e in report["checks"]["redis:consumer-lag"]}
+    assert lag == {f"{stream}/reader": ("fail", 20), f"{stream}/caught-up": ("pass", 0)}
+
+
+def test_redis_down_is_unknown(env, worker, capsys):
+    now = time.time()
+    worker.serve(status_doc(universe(60, now), now=now))
+    mark_premarket(env)
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--redis", f"redis://127.0.0.1:{free_port()}/0")
+    assert code == 3
+    assert "unreachable" in report["checks"]["redis:reachable"][0]["output"]
+
+
+def test_failed_push_does_not_change_the_verdict(env, worker, capsys):
+    now = time.time()
+    worker.serve(status_doc(universe(60, now), now=now))
+    mark_premarket(env)
+    code, report, err = run_json(capsys, "--worker", worker.url, "--pushgateway", f"http://127.0.0.1:{free_port()}")
+    assert code == 0 and report["status"] == "pass"
+    assert report["push"]["ok"] is False and "push to" in report["push"]["error"]
+    assert "health.push.failed" in err
+
+
+def test_secrets_never_leak(env, worker, redis_server, pushgateway, tmp_path):
+    now = time.time()
+    worker.serve(status_doc(universe(60, now), now=now))
+    (tmp_path / "CTP_PRIMARY_PASSWORD").write_text(SENTINEL)
+    redis_url = redis_server.url.replace("redis://", f"redis://:{SENTINEL}@")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--worker", worker.url, "--redis", redis_url, "--pushgateway",
+                           pushgateway.url, "--push-instance", "t-secret", "--format", "text"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "CTP_BACKUP_PASSWORD": SENTINEL})
+    assert proc.returncode == 1, proc.stdout  # WARNING: no pre-market run recorded
+    assert "redis:consumer-lag" in proc.stdout and "127.0.0.1" in proc.stdout  # the Redis URL is shown without its password
+    for text in (proc.stdout, proc.stderr, pushed(pushgateway)):
+        assert SENTINEL not in text
+
+
+class _Exporter:
+    """A real /metrics endpoint with the worker's metric names (what Prometheus scrapes)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+        from feedops import metric_names as mn
+
+        self.registry = r = CollectorRegistry()
+        Gauge(mn.FRONT_CONNECTED.name, "h", mn.FRONT_CONNECTED.labels, registry=r).labels("primary").set(1)
+        Gauge(mn.LOGGED_IN.name, "h", mn.LOGGED_IN.labels, registry=r).labels("primary").set(1)
+        Counter(mn.TICKS_RECEIVED.base, "h", mn.TICKS_RECEIVED.labels, registry=r).labels("SHFE").inc(1000)
+        Histogram(mn.TICK_LATENCY.name, "h", mn.TICK_LATENCY.labels, registry=r).labels("SHFE").observe(0.01)
+        Gauge(mn.SINK_UP.name, "h", registry=r).set(1)
+        opened = Gauge(mn.INSTRUMENTS_OPEN.name, "h", mn.INSTRUMENTS_OPEN.labels, registry=r)
+        fresh = Gauge(mn.INSTRUMENTS_FRESH.name, "h", mn.INSTRUMENTS_FRESH.labels, registry=r)
+        opened.labels("SHFE", "futures").set(100)
+        fresh.labels("SHFE", "futures").set(99)
+        opened.labels("DCE", "options").set(50)
+        fresh.labels("DCE", "options").set(40)
+        self.last_tick = Gauge(mn.LAST_TICK_TIMESTAMP.name, "h", mn.LAST_TICK_TIMESTAMP.labels, registry=r).labels("SHFE")
+        self.last_tick.set_to_current_time()
+        self.port = free_port()
+        self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=r)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_prometheus_source(env, prometheus_factory, capsys):
+    exporter = _Exporter()
+    try:
+        prom = prometheus_factory(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"scrape_configs: [{{job_name: worker, static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]}}]\n")
+
+        def scraped():
+            exporter.last_tick.set_to_current_time()
+            url = f"{prom.url}/api/v1/query?query=feedops_instruments_fresh"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return len(json.loads(resp.read())["data"]["result"]) == 2
+
+        wait_for(scraped, timeout=30, interval=0.3, what="Prometheus to scrape the exporter")
+        mark_premarket(env)
+        code, report, _ = run_json(capsys, "--prometheus", prom.url)
+        assert report["coverage"]["open"] == 150 and report["coverage"]["fresh"] == 139
+        assert statuses(report, "coverage:ratio") == {"all": "warn", "DCE": "fail", "SHFE": "pass"}
+        assert statuses(report, "front:connected") == {f"127.0.0.1:{exporter.port}": "pass"}
+        assert code == 2
+        code, report, _ = run_json(capsys, "--prometheus", f"http://127.0.0.1:{free_port()}")
+        assert code == 3 and "prometheus:reachable" in report["checks"]
+    finally:
+        exporter.close()

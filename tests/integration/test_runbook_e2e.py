@@ -1,0 +1,163 @@
+"""start_live_env.sh end to end on the native runtime with two ctp-sim fronts.
+
+One stack per module (premarket is the expensive step), driven through the real
+runbook script: premarket reaches healthy; a bad configuration fails a restart and
+``rollback`` restores the last-known-good snapshot; the primary sim dies and
+``failover --to backup`` recovers; ``shutdown`` leaves no process behind. Everything
+runs in a temporary state dir on free loopback ports, so a dev stack is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, free_port
+from feedops.exitcodes import Runbook
+
+pytestmark = pytest.mark.integration
+
+RUNBOOK = ROOT / "scripts" / "operations" / "start_live_env.sh"
+SENTINEL = "e2eSntl7q"  # CTP auth codes are at most 16 characters
+REQUIRED = ("ctp_sim.py", "full_feed_subscription.py", "check_feed_health.py", "validate_env.py")
+
+
+def _fronts(port: int) -> str:
+    return f"tcp://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    missing = [s for s in REQUIRED if not (ROOT / "scripts" / "operations" / s).exists()]
+    if missing:
+        pytest.skip(f"runbook e2e needs {', '.join(missing)}")
+    tmp = tmp_path_factory.mktemp("runbook")
+    secrets = tmp / "secrets"
+    secrets.mkdir(mode=0o700)
+    for var in ("CTP_PRIMARY_PASSWORD", "CTP_PRIMARY_AUTH_CODE", "CTP_BACKUP_PASSWORD", "CTP_BACKUP_AUTH_CODE"):
+        (secrets / var).write_text(f"{SENTINEL}{var[4]}{var[-1]}")
+    primary, backup, worker = free_port(), free_port(), free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))}
+    environ.update({
+        "FEEDOPS_STATE_DIR": str(tmp / "state"), "FEEDOPS_SECRETS_DIR": str(secrets),
+        "FEEDOPS_SINK_URL": f"file:{tmp / 'feed'}", "FEEDOPS_FLOW_DIR": str(tmp / "flow"), "FEEDOPS_CACHE_DIR": str(tmp / "cache"),
+        "FEEDOPS_WORKER_LISTEN": f"127.0.0.1:{worker}", "FEEDOPS_WORKER_URLS": f"http://127.0.0.1:{worker}",
+        "CTP_PRIMARY_MD_FRONTS": _fronts(primary), "CTP_PRIMARY_TD_FRONTS": _fronts(primary),
+        "CTP_BACKUP_MD_FRONTS": _fronts(backup), "CTP_BACKUP_TD_FRONTS": _fronts(backup),
+        "FEEDOPS_SIM_INSTRUMENTS": "500", "FEEDOPS_LOG_FORMAT": "json",
+        "LOCPATH": str(ROOT / ".venv" / "locale"),
+    })
+    yield environ
+    # whatever a failed test left running is stopped through the pid files, by pid
+    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "feedops.runbook", "--runtime", "native", "stop",
+                    "--kind", "all", "--timeout", "10"], env=environ, cwd=ROOT, capture_output=True, timeout=60)
+
+
+def runbook(environ: dict[str, str], *args: str, timeout: float = 120, **overrides: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(RUNBOOK), *args, "--runtime", "native"], env={**environ, **overrides}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    assert SENTINEL not in proc.stdout + proc.stderr, "a secret leaked into the runbook's output"
+    return proc
+
+
+def worker_status(environ: dict[str, str]) -> dict:
+    with urllib.request.urlopen(f"{environ['FEEDOPS_WORKER_URLS']}/status", timeout=2) as resp:
+        return json.loads(resp.read())
+
+
+def pid_records(environ: dict[str, str]) -> dict[str, dict]:
+    pid_dir = Path(environ["FEEDOPS_STATE_DIR"]) / "pids"
+    return {p.stem: json.loads(p.read_text()) for p in pid_dir.glob("*.pid")} if pid_dir.is_dir() else {}
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+def explain(proc: subprocess.CompletedProcess) -> str:
+    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+
+
+def test_premarket_reaches_healthy_and_marks_last_good(env):
+    proc = runbook(env, "premarket")
+    assert proc.returncode == Runbook.OK, explain(proc)
+    assert "ready: 1/1 worker(s) ready" in proc.stdout
+    assert "feedops health:" in proc.stdout  # the health summary is printed
+    state = Path(env["FEEDOPS_STATE_DIR"])
+    success = json.loads((state / "runs" / "premarket.last-success").read_text())
+    assert success["env"] == "dev" and success["profile"] == "primary"
+    good = json.loads((state / "last-good.json").read_text())
+    snapshot = json.loads((state / "snapshots" / f"{good['snapshot']}.json").read_text())
+    assert snapshot["values"]["CTP_PRIMARY_MD_FRONTS"] == env["CTP_PRIMARY_MD_FRONTS"]
+    assert not any("PASSWORD" in k or "AUTH_CODE" in k for k in snapshot["values"])
+    assert sorted(pid_records(env)) == ["sim-backup", "sim-primary", "worker-0"]
+    assert worker_status(env)["profile"] == "primary"
+    for line in proc.stderr.splitlines():
+        assert json.loads(line)["component"], line  # every line of every program is a JSON log line
+
+
+def test_second_run_while_one_holds_the_lock(env):
+    lock = Path(env["FEEDOPS_STATE_DIR"]) / "runbook.lock"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_text(f"pid={holder.pid} mode=premarket started=now\n")
+        proc = runbook(env, "restart")
+        assert proc.returncode == Runbook.LOCK_HELD, explain(proc)
+        assert f"pid={holder.pid} mode=premarket" in proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+        lock.unlink()
+
+
+def test_rollback_restores_last_good_snapshot_after_a_bad_config(env):
+    dead = _fronts(free_port())
+    bad = {"CTP_PRIMARY_MD_FRONTS": dead, "CTP_PRIMARY_TD_FRONTS": dead}
+    proc = runbook(env, "restart", "--timeout", "4", **bad)
+    assert proc.returncode == Runbook.NOT_READY, explain(proc)
+    assert "waiting: 0/1 ready" in proc.stdout  # progress lines while waiting
+    # the bad setting is still in the environment: the snapshot must win over it
+    proc = runbook(env, "rollback", **bad)
+    assert proc.returncode == Runbook.OK, explain(proc)
+    front = worker_status(env)["front"]
+    assert front["address"] == env["CTP_PRIMARY_MD_FRONTS"] and front["logged_in"], front
+    status = runbook(env, "status")
+    assert "pinned config  rollback" in status.stdout, status.stdout
+    assert "restart    NOT_READY" in status.stdout and "rollback   OK" in status.stdout
+
+
+def test_failover_to_backup_after_the_primary_dies(env):
+    primary = pid_records(env)["sim-primary"]["pid"]
+    os.killpg(primary, 9)
+    proc = runbook(env, "failover", "--to", "backup")
+    assert proc.returncode == Runbook.OK, explain(proc)
+    assert "ready on profile backup" in proc.stdout
+    status = worker_status(env)
+    assert status["profile"] == "backup" and status["front"]["address"] == env["CTP_BACKUP_MD_FRONTS"], status["front"]
+    ledger = json.loads((Path(env["FEEDOPS_STATE_DIR"]) / "ledger.json").read_text())["entries"]
+    assert ledger[-1]["kind"] == "profile" and ledger[-1]["from"] == "primary" and ledger[-1]["profile"] == "backup"
+
+
+def test_failover_to_a_dead_front_fails_with_its_code(env):
+    proc = runbook(env, "failover", "--to", "primary", "--timeout", "4")
+    assert proc.returncode == Runbook.FAILOVER_FAILED, explain(proc)
+
+
+def test_shutdown_leaves_no_process_behind(env):
+    pids = [r["pid"] for r in pid_records(env).values()]
+    assert pids
+    proc = runbook(env, "shutdown")
+    assert proc.returncode == Runbook.OK, explain(proc)
+    assert not [p for p in pids if alive(p)]
+    assert pid_records(env) == {}
+    proc = runbook(env, "shutdown")
+    assert proc.returncode == Runbook.OK, explain(proc)

@@ -1,0 +1,51 @@
+"""The one exit-code table: shell include and docs page stay identical to feedops.exitcodes."""
+
+from __future__ import annotations
+
+import subprocess
+
+from validate_support import PYTHON, ROOT
+
+from feedops import exitcodes
+from feedops.exitcodes import FAMILIES, Check, render_markdown_table, render_shell
+
+SHELL_INCLUDE = ROOT / "scripts" / "operations" / "lib" / "exitcodes.sh"
+DOC = ROOT / "docs" / "ops" / "exit-codes.md"
+
+
+def test_shell_include_is_the_generator_output():
+    assert SHELL_INCLUDE.read_text() == render_shell(), "regenerate: python -m feedops.exitcodes --shell > " + str(SHELL_INCLUDE)
+
+
+def test_module_cli_prints_the_same_include():
+    out = subprocess.run([PYTHON, "-m", "feedops.exitcodes", "--shell"], capture_output=True, text=True, check=True).stdout
+    assert out == SHELL_INCLUDE.read_text()
+
+
+def test_shell_include_defines_the_codes_in_bash():
+    script = f'source "{SHELL_INCLUDE}"; echo "$EXIT_VALIDATION_FAILED $CHECK_CRITICAL $CHECK_UNKNOWN"'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(exitcodes.Runbook.VALIDATION_FAILED.value), "2", "3"]
+
+
+def test_docs_page_has_every_family_table():
+    text = DOC.read_text()
+    for key, family in FAMILIES.items():
+        assert f"### {key}\n\n{render_markdown_table(family)}" in text, f"docs/ops/exit-codes.md is out of date for {key}"
+
+
+def test_checker_codes_are_nagios():
+    assert [(c.name, c.value) for c in Check] == [("OK", 0), ("WARNING", 1), ("CRITICAL", 2), ("UNKNOWN", 3)]
+
+
+def test_codes_unique_per_family_and_every_code_has_a_meaning():
+    for family in FAMILIES.values():
+        values = [m.value for m in family]
+        assert len(values) == len(set(values)), family
+        assert all(0 <= v <= 125 for v in values)
+        assert all(meaning for _, _, meaning in exitcodes.describe(family)), family
+
+
+def test_module_usage_error():
+    done = subprocess.run([PYTHON, "-m", "feedops.exitcodes", "--nope"], capture_output=True, text=True)
+    assert done.returncode == 2 and "usage" in done.stderr

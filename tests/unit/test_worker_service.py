@@ -1,0 +1,230 @@
+"""The worker's pipeline, file sink, /status schema, metrics (promtool) and HTTP endpoints, without a front."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from types import SimpleNamespace
+
+import jsonschema
+import pytest
+
+from conftest import free_port, wait_for
+from feedops import ctpapi, metric_names
+from feedops.exitcodes import Worker
+from feedops.paths import SCHEMAS_DIR
+from feedops.settings import load_settings
+from feedops.worker.errors import WorkerError
+from feedops.worker.pipeline import Instrument
+from feedops.worker.service import FeedWorker, _public_target
+from feedops.worker.sinks import FileSink, Sink
+from feedops.worker.ticks import RAW_FIELDS, raw_tick
+
+SCHEMA = json.loads((SCHEMAS_DIR / "worker-status.schema.json").read_text())
+INSTRUMENTS = [Instrument("rb2601", "SHFE", "rb", "futures"), Instrument("m2601", "DCE", "m", "futures"),
+               Instrument("cu2601C80000", "SHFE", "cu_o", "options")]
+
+
+def settings_for(tmp_path, **extra):
+    environ = {"FEEDOPS_SECRETS_DIR": "", "FEEDOPS_CALENDAR": "always-open", "FEEDOPS_CHANNEL": "sim",
+               "FEEDOPS_FLOW_DIR": str(tmp_path / "flow"), "FEEDOPS_CACHE_DIR": str(tmp_path / "cache"),
+               "FEEDOPS_SINK_URL": f"file:{tmp_path / 'feed'}", "FEEDOPS_WORKER_LISTEN": f"127.0.0.1:{free_port()}",
+               "CTP_PRIMARY_PASSWORD": "sentinel-pw-9f3a"}
+    environ.update(extra)
+    return load_settings("dev", environ=environ)
+
+
+def tick(instrument="rb2601", volume=10, update_time=None, exchange="SHFE", **fields):
+    now = time.time()
+    local = time.gmtime(now + 8 * 3600)
+    values = {name: 1.0 for name in RAW_FIELDS}
+    values.update(InstrumentID=instrument, ExchangeID=exchange, TradingDay=time.strftime("%Y%m%d", local),
+                  ActionDay=time.strftime("%Y%m%d", local), UpdateTime=update_time or time.strftime("%H:%M:%S", local),
+                  UpdateMillisec=0, Volume=volume, SettlementPrice=sys.float_info.max)
+    values.update(fields)
+    return raw_tick(SimpleNamespace(**values))
+
+
+@pytest.fixture
+def worker(tmp_path):
+    w = FeedWorker(settings_for(tmp_path))
+    w.book.load(INSTRUMENTS)
+    w.gateway.instruments = list(INSTRUMENTS)
+    yield w
+    if w.pipeline.is_alive():
+        w.pipeline.stop()
+    if w.http is not None:
+        w.http.stop()
+
+
+def run_pipeline(w, raws):
+    w.sink.open()
+    w.pipeline.start()
+    for raw in raws:
+        w.queue.put(raw)
+    wait_for(lambda: w.pipeline.published_total + sum(w.pipeline.dropped_by_reason.values()) >= len(raws),
+             timeout=10, what="pipeline")
+
+
+def test_pipeline_writes_json_lines_per_trading_day_and_drops_duplicates(worker, tmp_path):
+    first = tick(volume=10)
+    run_pipeline(worker, [first, first, tick("m2601", exchange="DCE", volume=3), tick(volume=5)])
+    worker.pipeline.stop()
+    assert worker.pipeline.published_total == 2
+    assert worker.pipeline.dropped_by_reason == {"duplicate": 1, "backwards_volume": 1}
+    files = list((tmp_path / "feed").glob("*/ticks-0of1.jsonl"))
+    assert len(files) == 1 and files[0].parent.name.isdigit()
+    lines = [json.loads(line) for line in files[0].read_text().splitlines()]
+    assert [r["instrument"] for r in lines] == ["rb2601", "m2601"]
+    assert lines[0]["settlement"] is None and lines[0]["volume"] == 10
+    assert worker.book.last_tick["rb2601"] > 0 and "cu2601C80000" not in worker.book.last_tick
+
+
+def test_full_queue_drops_and_counts_without_blocking(tmp_path):
+    w = FeedWorker(settings_for(tmp_path, FEEDOPS_QUEUE_MAX="1000"))
+    try:
+        started = time.monotonic()
+        for i in range(1500):
+            w.queue.put(tick(volume=i))
+        assert time.monotonic() - started < 5  # never blocks (generous bound: not a speed test)
+        assert w.queue.dropped == 500 and len(w.queue) == 1000
+        w.pipeline.housekeeping()
+        assert "feedops_queue_dropped_total 500.0" in w.metrics.render().decode()
+    finally:
+        w.http.stop()
+
+
+def test_status_validates_against_the_schema_with_and_without_the_table(worker):
+    run_pipeline(worker, [tick(), tick("m2601", exchange="DCE")])
+    worker.refresh()
+    status = worker.status(False)
+    jsonschema.validate(status, SCHEMA)
+    assert "instrument_table" not in status
+    assert status["instruments"]["known"] == 3 and status["instruments"]["never_ticked"] == 1
+    assert status["never_ticked"]["sample"] == ["cu2601C80000"]
+    assert status["coverage"]["ratio"] == pytest.approx(2 / 3)
+    assert status["coverage"]["by_product_class"]["options"]["fresh"] == 0
+    assert status["ready"] is False and "not connected" in " ".join(status["ready_reasons"])
+    full = worker.status(True)
+    jsonschema.validate(full, SCHEMA)
+    table = full["instrument_table"]
+    assert table["instrument"] == [i.instrument for i in INSTRUMENTS]
+    assert table["last_tick_unix"][2] is None and table["last_tick_unix"][0] > 0
+
+
+def test_metrics_pass_promtool_and_use_only_declared_names(worker):
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    run_pipeline(worker, [tick(), tick("m2601", exchange="DCE")])
+    worker.refresh()
+    worker.metrics.flow_refusal("too_many_per_second")
+    worker.metrics.disconnects.labels(profile="primary", reason="4097").inc()
+    text = worker.metrics.render().decode()
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    assert names <= metric_names.exposed_names(), names - metric_names.exposed_names()
+    assert 'feedops_coverage_ratio{exchange="all"}' in text
+    for line in text.splitlines():
+        if "{" in line and not line.startswith("#"):
+            labels = {kv.split("=")[0] for kv in line.split("{", 1)[1].split("}")[0].split(",") if kv}
+            assert labels <= {"exchange", "product_class", "profile", "reason", "le", "api_version", "channel",
+                              "env", "shard"}, line
+    if not shutil.which(promtool) and not __import__("os").path.exists(promtool):
+        pytest.skip("promtool not installed: apt-get install prometheus")
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_http_endpoints_over_a_real_socket(worker):
+    worker.http.start()
+    worker._heartbeat = time.monotonic()
+    base = f"http://{worker.listen_address}"
+    run_pipeline(worker, [tick()])
+    worker.refresh()
+    with urllib.request.urlopen(base + "/livez", timeout=5) as resp:
+        assert resp.status == 200 and json.load(resp)["status"] == "pass"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(base + "/readyz", timeout=5)
+    assert info.value.code == 503 and json.load(info.value)["reasons"]
+    with urllib.request.urlopen(base + "/status?instruments=1", timeout=5) as resp:
+        body = json.load(resp)
+    jsonschema.validate(body, SCHEMA)
+    assert len(body["instrument_table"]["instrument"]) == 3
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+        assert b"feedops_ticks_published_total" in resp.read()
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(base + "/nope", timeout=5)
+    assert info.value.code == 404
+
+
+def test_listen_port_in_use_is_a_listen_error(tmp_path):
+    first = FeedWorker(settings_for(tmp_path))
+    try:
+        with pytest.raises(WorkerError) as info:
+            FeedWorker(settings_for(tmp_path, FEEDOPS_WORKER_LISTEN=first.listen_address))
+        assert info.value.code == Worker.LISTEN and "FEEDOPS_WORKER_LISTEN" in str(info.value)
+    finally:
+        first.http.stop()
+
+
+def test_unwritable_file_sink_is_a_sink_error(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory")
+    w = FeedWorker(settings_for(tmp_path, FEEDOPS_SINK_URL=f"file:{blocker}/feed"))
+    with pytest.raises(WorkerError) as info:
+        w.run()
+    assert info.value.code == Worker.SINK and "FEEDOPS_SINK_URL" in str(info.value)
+
+
+def test_malformed_redis_url_is_a_sink_error(tmp_path):
+    with pytest.raises(WorkerError) as info:
+        FeedWorker(settings_for(tmp_path, FEEDOPS_SINK_URL="redis://127.0.0.1:notaport/0"))
+    assert info.value.code == Worker.SINK
+
+
+def test_sink_buffer_is_bounded_and_counts_drops():
+    class Down(Sink):
+        kind = "file"
+
+        def _connect(self):
+            raise ConnectionError("down")
+
+        def _send(self, records):
+            raise AssertionError("never reached")
+
+    sink = Down("test", buffer_max=1000, reconnect_interval=3600)
+    assert sink.open() is False and sink.errors_total == 1
+    for i in range(3):
+        assert sink.publish([{"n": i * 1000 + k} for k in range(1000)]) == []
+    assert sink.buffered == 1000 and sink.dropped_total == 2000
+    assert sink.buffer[0] == {"n": 2000}  # the oldest were dropped
+
+
+def test_file_sink_reconnects_and_delivers_the_buffer(tmp_path):
+    sink = FileSink(tmp_path / "feed", (1, 4), buffer_max=5000, reconnect_interval=0.0)
+    (tmp_path / "feed").write_text("blocks the directory")
+    assert sink.open() is False or True  # the directory check fails at open or at the first write
+    records = [{"instrument": "rb2601", "trading_day": "20261127", "n": n} for n in range(3)]
+    assert sink.publish(records) == []
+    (tmp_path / "feed").unlink()
+    delivered = sink.publish([{"instrument": "rb2601", "trading_day": "20261127", "n": 3}])
+    assert [r["n"] for r in delivered] == [0, 1, 2, 3]
+    lines = (tmp_path / "feed" / "20261127" / "ticks-1of4.jsonl").read_text().splitlines()
+    assert [json.loads(line)["n"] for line in lines] == [0, 1, 2, 3]
+    sink.close()
+
+
+def test_public_target_hides_a_redis_password():
+    assert _public_target("redis://:sentinel-pw@127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert _public_target("file:var/feed") == "file:var/feed"
+
+
+def test_unknown_channel_and_missing_locale_are_clear(monkeypatch):
+    with pytest.raises(ctpapi.CtpApiError, match="ctp or sim"):
+        ctpapi.load_api("fix")
+    monkeypatch.setattr(ctpapi, "locale_available", lambda name=ctpapi.CTP_LOCALE: False)
+    with pytest.raises(ctpapi.CtpApiError, match="zh_CN.GB18030.*make bootstrap"):
+        ctpapi.load_api("ctp")
