@@ -21,7 +21,7 @@ LOG_SCHEMA = ROOT / "lib" / "feedops" / "schemas" / "log-line.schema.json"
 SECRET_VARS = ("CTP_PRIMARY_PASSWORD", "CTP_PRIMARY_AUTH_CODE", "CTP_BACKUP_PASSWORD", "CTP_BACKUP_AUTH_CODE")
 #: Distinctive values that must never show up in any output.
 SENTINEL_PASSWORD = "S3ntinel-PW-7f3a9c0d"
-SENTINEL_AUTH_CODE = "S3ntinel-AC-2b8d41e6"
+SENTINEL_AUTH_CODE = "S3ntl-AC-2b8d41e"  # 16 characters: CTP's AuthCode size
 
 
 def clean_environ(**extra: str) -> dict[str, str]:
@@ -35,8 +35,8 @@ def clean_environ(**extra: str) -> dict[str, str]:
 def write_secrets(directory: Path, values: dict[str, str] | None = None) -> Path:
     """A secrets directory with one (non-placeholder) file per secret; ``values`` overrides some."""
     directory.mkdir(parents=True, exist_ok=True)
-    for var in SECRET_VARS:
-        (directory / var).write_text((values or {}).get(var, f"pw-{var.lower()}-Zq81xv") + "\n")
+    for index, var in enumerate(SECRET_VARS):
+        (directory / var).write_text((values or {}).get(var, f"Zq81xv-{index}-tst") + "\n")
     return directory
 
 

@@ -3,7 +3,7 @@
 Creates the dev secrets directory (mode 0700) holding one file per secret the
 settings model reads from a secrets directory (``CTP_PRIMARY_PASSWORD``,
 ``CTP_PRIMARY_AUTH_CODE``, ``CTP_BACKUP_PASSWORD``, ``CTP_BACKUP_AUTH_CODE``;
-mode 0600, random, prefixed ``dev-`` so that ``validate_env.py`` rejects them as
+mode 0600, random, 16 characters (CTP's AuthCode field size), prefixed ``dev-`` so that ``validate_env.py`` rejects them as
 placeholders outside dev) and a ``.generated`` marker. Existing files are never
 overwritten, so an operator's own dev credentials survive. ctp-sim and the worker
 both read these files through :func:`feedops.settings.load_settings`
@@ -36,7 +36,8 @@ def secret_names() -> list[str]:
 
 
 def new_secret() -> str:
-    return DEV_SECRET_PREFIX + secrets.token_urlsafe(18)
+    """``dev-`` and 12 random URL-safe characters: 16 in all, CTP's shortest secret field (AuthCode)."""
+    return DEV_SECRET_PREFIX + secrets.token_urlsafe(9)
 
 
 def _write_new(path: Path, text: str) -> bool:

@@ -113,7 +113,7 @@ def exposed_names() -> set[str]:
     for spec in all_specs():
         names.add(spec.name)
         if spec.kind == "histogram":
-            names.update({spec.name + "_bucket", spec.name + "_sum", spec.name + "_count"})
+            names.update({spec.name + "_bucket", spec.name + "_sum", spec.name + "_count", spec.name + "_created"})
         if spec.kind == "counter":
             names.add(spec.base + "_created")
     return names

@@ -45,9 +45,19 @@ PROFILE_NAMES = ("primary", "backup")
 CHANNELS = ("ctp", "sim")
 FRONT_RE = re.compile(r"^(?P<scheme>tcp|ssl)://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]+)$")
 DEFAULT_SECRETS_DIR = "/run/secrets"
+#: FEEDOPS_* variables of the tooling that are not settings (no "unknown variable" warning for them).
+TOOLING_ENV_VARS = frozenset({
+    "FEEDOPS_HOME",  # repository/image root (feedops.paths)
+    "FEEDOPS_LOG_COMPONENT",  # component name of scripts/operations/lib/log.sh
+    "FEEDOPS_RELEASE_ENV_FILE",  # the runbook's release env file handed to docker compose
+    "FEEDOPS_PYTHON",  # interpreter the bats tests use
+})
 #: CTP's own limits (see shared CTP_FACTS.md): SFIT advises batches of at most 1000.
 CTP_MAX_SUBSCRIBE_BATCH = 1000
 CTP_MAX_QUERIES_IN_FLIGHT = 1
+#: Longest value each credential field takes: the C structs are char[N+1] (BrokerID char[11],
+#: AuthCode char[17], ...); a longer value makes the binding raise TypeError at login (observed).
+CTP_FIELD_SIZES = {"broker_id": 10, "user_id": 15, "password": 40, "app_id": 32, "auth_code": 16, "user_product_info": 10}
 
 
 # --------------------------------------------------------------------------- errors
@@ -137,12 +147,18 @@ class CtpProfile(_LayeredSettings):
 
     md_fronts: list[str] = Field(default_factory=list, description="market-data fronts, comma-separated tcp://host:port")
     td_fronts: list[str] = Field(default_factory=list, description="trader fronts (instrument query), comma-separated tcp://host:port")
-    broker_id: str | None = Field(default=None, description="broker id (BrokerID) given by the futures company")
-    user_id: str | None = Field(default=None, description="investor/user id (UserID)")
-    password: SecretStr | None = Field(default=None, description="login password (secret: environment or secrets dir only)")
-    app_id: str | None = Field(default=None, description="AppID registered for terminal authentication")
-    auth_code: SecretStr | None = Field(default=None, description="AuthCode for ReqAuthenticate (secret: environment or secrets dir only)")
-    user_product_info: str | None = Field(default=None, description="UserProductInfo sent at login (optional)")
+    broker_id: str | None = Field(default=None, max_length=CTP_FIELD_SIZES["broker_id"],
+                                  description="broker id (BrokerID) given by the futures company, at most 10 characters")
+    user_id: str | None = Field(default=None, max_length=CTP_FIELD_SIZES["user_id"],
+                                description="investor/user id (UserID), at most 15 characters")
+    password: SecretStr | None = Field(default=None, max_length=CTP_FIELD_SIZES["password"],
+                                       description="login password, at most 40 characters (secret: environment or secrets dir only)")
+    app_id: str | None = Field(default=None, max_length=CTP_FIELD_SIZES["app_id"],
+                               description="AppID registered for terminal authentication, at most 32 characters")
+    auth_code: SecretStr | None = Field(default=None, max_length=CTP_FIELD_SIZES["auth_code"],
+                                        description="AuthCode for ReqAuthenticate, at most 16 characters (secret: environment or secrets dir only)")
+    user_product_info: str | None = Field(default=None, max_length=CTP_FIELD_SIZES["user_product_info"],
+                                          description="UserProductInfo sent at login (optional), at most 10 characters")
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("md_fronts", "td_fronts", "broker_id", "user_id", "password", "app_id", "auth_code")
 
@@ -431,6 +447,10 @@ def _explain(error: dict[str, Any], var: str, secret: bool) -> tuple[str, str]:
         limit = ctx.get("ge", ctx.get("gt"))
         word = "at least" if "ge" in ctx else "greater than"
         return f"must be {word} {limit}{shown}", f"set {var} to a larger value"
+    if kind in ("string_too_long", "too_long"):
+        limit = ctx.get("max_length")
+        actual = "" if secret else f" (got {len(str(error.get('input', '')))})"
+        return f"must be at most {limit} characters, CTP's field size{actual}", f"shorten {var} to {limit} characters or fewer"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}{shown}", f"set {var} to one of {ctx.get('expected')}"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
@@ -500,7 +520,7 @@ def load_settings(
 
     for var in environ:
         if (var.startswith("FEEDOPS_") or var.startswith("CTP_PRIMARY_") or var.startswith("CTP_BACKUP_")) and var not in known \
-                and var not in ("FEEDOPS_HOME",):
+                and var not in TOOLING_ENV_VARS:
             warnings.append(Problem(var, "unknown variable in the environment (ignored)", "fix its spelling or unset it", "environment"))
 
     env_values = {k: v for k, v in environ.items() if k in known}

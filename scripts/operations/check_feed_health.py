@@ -13,6 +13,7 @@ cron (every minute, Beijing trading hours are judged by the tool itself):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from feedops.exitcodes import Check
@@ -67,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _emit(report: dict, fmt: str) -> None:
     from feedops.health.report import render
 
-    sys.stdout.write(render(report, fmt) + "\n")
+    try:
+        sys.stdout.write(render(report, fmt) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`: the exit code still tells the verdict
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
 
 
 def _fail(reason: str, fmt: str, component: str = "checker:arguments") -> int:

@@ -161,7 +161,7 @@ mode_shutdown() {
 
 # Switch to a profile, restart on it, verify. Arguments: PROFILE REASON
 switch_profile() {
-  feedops::step::validate --set "FEEDOPS_ACTIVE_PROFILE=$1"
+  feedops::step::validate "FEEDOPS_ACTIVE_PROFILE=$1"
   feedops::act "make $1 the active profile" feedops::py::act set-profile "$1" --reason "$2" \
     || feedops::fail "$?" "cannot record the active profile"
   (( FEEDOPS_DRY_RUN )) || feedops::config::load
@@ -214,7 +214,7 @@ mode_drill() {
 
 mode_rotate() {
   local rc=0
-  feedops::step::validate --set "FEEDOPS_SECRETS_DIR=${OPT_SECRETS_DIR}"
+  feedops::step::validate "FEEDOPS_SECRETS_DIR=${OPT_SECRETS_DIR}"
   feedops::act "switch to the new secrets directory" feedops::py::act rotate apply --secrets-dir "${OPT_SECRETS_DIR}" \
     || feedops::fail "$?" "cannot record the new secrets directory"
   (( FEEDOPS_DRY_RUN )) || feedops::config::load

@@ -5,7 +5,7 @@
 bats_require_minimum_version 1.5.0
 
 readonly SENTINEL_PW="S3ntinel-PW-bats-4c2e"
-readonly SENTINEL_AC="S3ntinel-AC-bats-9d7a"
+readonly SENTINEL_AC="S3nt-AC-bats-9d7"  # 16 characters: CTP's AuthCode size
 
 setup() {
   bats_load_library bats-support
@@ -19,7 +19,7 @@ setup() {
   SECRETS="$BATS_TEST_TMPDIR/secrets"
   mkdir -p "$SECRETS"
   for var in CTP_PRIMARY_PASSWORD CTP_PRIMARY_AUTH_CODE CTP_BACKUP_PASSWORD CTP_BACKUP_AUTH_CODE; do
-    printf 'bats-%s-Qx71\n' "${var,,}" >"$SECRETS/$var"
+    printf 'bats-%s-Qx71\n' "${var: -6}" >"$SECRETS/$var"
   done
   export FEEDOPS_SECRETS_DIR="$SECRETS" FEEDOPS_FLOW_DIR="$BATS_TEST_TMPDIR/flow"
   export CTP_PRIMARY_PASSWORD="$SENTINEL_PW" CTP_PRIMARY_AUTH_CODE="$SENTINEL_AC"

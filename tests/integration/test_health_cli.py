@@ -11,9 +11,10 @@ import sys
 import time
 import urllib.request
 
+import jsonschema
 import pytest
 from conftest import ROOT, free_port, wait_for
-from health_support import FakeWorker, status_doc, universe, validate_report
+from health_support import FakeWorker, schema, status_doc, universe, validate_report
 
 pytestmark = pytest.mark.integration
 
@@ -66,8 +67,9 @@ def run_json(capsys, *argv):
     code, out, err = cli(capsys, *argv, "--format", "json")
     report = validate_report(json.loads(out))
     assert report["exitCode"] == code
-    for line in err.splitlines():  # every log line is one JSON object
-        json.loads(line)
+    log_schema = schema("log-line.schema.json")
+    for line in err.splitlines():  # every log line is one JSON object of the log format
+        jsonschema.validate(json.loads(line), log_schema)
     return code, report, err
 
 
@@ -333,3 +335,56 @@ def test_prometheus_source(env, prometheus_factory, capsys):
         assert code == 3 and "prometheus:reachable" in report["checks"]
     finally:
         exporter.close()
+
+
+def test_nil_lag_warns(env, worker, redis_server, capsys):
+    import redis as redis_lib
+
+    now = time.time()
+    worker.serve(status_doc(universe(60, now), now=now))
+    mark_premarket(env)
+    stream = _redis_groups(redis_server, env["FEEDOPS_REDIS_STREAM_PREFIX"], 3)
+    client = redis_lib.Redis.from_url(redis_server.url)
+    middle = client.xrange(stream)[1][0]
+    client.xdel(stream, middle)  # an unread entry deleted in the middle: Redis can no longer tell the lag
+    client.close()
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--redis", redis_server.url)
+    assert code == 1
+    entry = {e["componentId"]: e for e in report["checks"]["redis:consumer-lag"]}[f"{stream}/reader"]
+    assert entry["status"] == "warn" and entry["observedValue"] is None and "lag unknown" in entry["output"]
+
+
+def test_push_enabled_by_settings(env, worker, pushgateway, monkeypatch, capsys):
+    now = time.time()
+    worker.serve(status_doc(universe(60, now), now=now))
+    mark_premarket(env)
+    monkeypatch.setenv("FEEDOPS_PUSHGATEWAY_ENABLED", "true")
+    monkeypatch.setenv("FEEDOPS_PUSHGATEWAY_URL", pushgateway.url)
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--push-instance", "t-settings")
+    assert code == 0 and report["push"]["ok"] is True
+    assert 'feedops_check_status{checker="check_feed_health",instance="t-settings",job="feedops_check_feed_health"} 0' in pushed(pushgateway)
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--no-push")
+    assert report["push"] == {"enabled": False, "url": None, "ok": None, "error": None}
+
+
+def test_text_and_nagios_formats(env, worker, capsys):
+    now = time.time()
+    worker.serve(status_doc(universe(600, now, stale_every=25), now=now))
+    mark_premarket(env)
+    code, out, _ = cli(capsys, "--worker", worker.url, "--format", "text")
+    assert code == 1 and out.startswith("feedops health: WARNING (warn)")
+    assert "EXCHANGE" in out and "WARN    coverage:ratio" in out
+    code, out, _ = cli(capsys, "--worker", worker.url, "--format", "nagios")
+    assert code == 1 and out.count("\n") == 1 and out.startswith("FEEDOPS HEALTH WARNING - ") and "| coverage=0.96;" in out
+
+
+def test_internal_error_is_unknown_without_traceback(env, monkeypatch, capsys):
+    import feedops.health.run as health_run
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(health_run, "run", broken)
+    code, out, err = cli(capsys)
+    assert code == 3 and "internal error RuntimeError: boom" in json.loads(out)["output"]
+    assert "Traceback" not in out + err

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 SCRIPTS = ROOT / "scripts" / "operations"
 SENTINEL = "LiveSntl9k"  # CTP auth codes are at most 16 characters
-DEAD_SHARE = "0.05"  # coverage 0.95: below the 0.98 warning, above the 0.90 critical threshold
+DEAD_SHARE = "0.05"  # coverage about 0.95: below the 0.98 warning threshold
 
 
 @pytest.fixture(scope="module")
@@ -123,16 +123,20 @@ def test_live_pass(live, pushgateway):
     report = until(live, pushgateway, "live-pass", 0)
     assert report["coverage"]["open"] == 300 and report["coverage"]["ratio"] == 1.0
     assert statuses(report, "front:connected") == {live["worker"].url: "pass"}
-    assert statuses(report, "redis:consumer-lag") == {"redis": "pass"} or report["checks"]["redis:consumer-lag"]
+    assert statuses(report, "redis:consumer-lag") == {live["redis"].url: "pass"}  # no consumer group yet
     assert pushed_status(pushgateway, "live-pass") == 0
 
 
 def test_live_coverage_dip_warns(live, pushgateway):
     sim_fault(live, "dead_instruments", True)
     try:
-        report = until(live, pushgateway, "live-warn", 1, "--window", "3")
+        # 300 instruments: a small exchange can dip far below the overall ratio, so the critical
+        # threshold is lowered; the overall ratio crossing the warning threshold is what is tested
+        report = until(live, pushgateway, "live-warn", 1, "--window", "3", "--coverage-crit", "0.5")
         ratio = report["checks"]["coverage:ratio"][0]
-        assert ratio["componentId"] == "all" and ratio["status"] == "warn" and 0.9 <= ratio["observedValue"] < 0.98
+        assert ratio["componentId"] == "all", ratio
+        assert ratio["status"] == "warn", report["output"]
+        assert 0.9 <= ratio["observedValue"] < 0.98
         assert pushed_status(pushgateway, "live-warn") == 1
     finally:
         sim_fault(live, "dead_instruments", False)
@@ -161,7 +165,7 @@ def test_live_stale_feed_fails(live, pushgateway):
     sim = live["sim"]
     os.kill(sim.pid, signal.SIGSTOP)  # the front stays connected but sends nothing
     try:
-        report = until(live, pushgateway, "live-stale", 2, "--window", "2", "--staleness-warn", "1", "--staleness-crit", "2")
+        report = until(live, pushgateway, "live-stale", 2, "--window", "600", "--staleness-warn", "1", "--staleness-crit", "2")
         assert statuses(report, "staleness:newest-tick-age")["all"] == "fail"
         assert pushed_status(pushgateway, "live-stale") == 2
     finally:

@@ -126,7 +126,7 @@ def test_secret_values_are_hidden_in_the_models_repr(tmp_path):
 def test_unknown_variable_in_env_file_and_environment(tmp_path):
     found = problems(tmp_path, extra="FEEDOPS_CHANEL=sim\n")
     assert found[0].setting == "FEEDOPS_CHANEL" and "spelling" in found[0].fix
-    settings = load(tmp_path, environ={"CTP_PRIMARY_PASSWD": "x", "FEEDOPS_HOME": "/srv"})
+    settings = load(tmp_path, environ={"CTP_PRIMARY_PASSWD": "x", "FEEDOPS_HOME": "/srv", "FEEDOPS_LOG_COMPONENT": "cron"})
     assert [w.setting for w in settings.warnings] == ["CTP_PRIMARY_PASSWD"]
 
 
@@ -167,11 +167,18 @@ def test_env_file_syntax_error_names_file_and_line(tmp_path):
     ("FEEDOPS_SINK_URL", "file:", "needs a directory", "file:"),
     ("CTP_PRIMARY_MD_FRONTS", "tcp://h:65536", "out of range", "tcp://host:port"),
     ("CTP_BACKUP_TD_FRONTS", "udp://h:1", "not of the form", "tcp://host:port"),
+    ("CTP_PRIMARY_BROKER_ID", "12345678901", "at most 10 characters", "shorten CTP_PRIMARY_BROKER_ID"),
+    ("CTP_BACKUP_USER_ID", "u" * 16, "at most 15 characters", "15 characters or fewer"),
+    ("CTP_PRIMARY_APP_ID", "a" * 33, "at most 32 characters", "32 characters or fewer"),
+    ("CTP_PRIMARY_USER_PRODUCT_INFO", "feedops-1.0", "at most 10 characters", "10 characters or fewer"),
+    ("CTP_PRIMARY_PASSWORD", "p" * 41, "at most 40 characters", "40 characters or fewer"),
+    ("CTP_BACKUP_AUTH_CODE", SENTINEL_AUTH_CODE + "x", "at most 16 characters", "16 characters or fewer"),
 ])
 def test_bad_values_name_the_variable_and_the_fix(tmp_path, var, value, message, fix):
     found = problems(tmp_path, environ={var: value})
     assert [p.setting for p in found] == [var]
     assert message in found[0].message and fix in found[0].fix and found[0].source == "environment"
+    assert SENTINEL_AUTH_CODE not in str(found[0])
 
 
 def test_threshold_ordering(tmp_path):

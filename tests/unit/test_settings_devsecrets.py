@@ -10,7 +10,7 @@ from validate_support import PYTHON, SECRET_VARS, clean_environ
 
 from feedops.devsecrets import DEV_SECRET_PREFIX, MARKER, ensure_dev_secrets, secret_names
 from feedops.exitcodes import Check
-from feedops.settings import load_settings
+from feedops.settings import CTP_FIELD_SIZES, load_settings
 from feedops.validate.checks import is_placeholder_secret
 
 
@@ -32,11 +32,19 @@ def test_creates_private_directory_and_files(tmp_path):
     for name in SECRET_VARS:
         assert mode(target / name) == 0o600
         value = (target / name).read_text()
-        assert value.startswith(DEV_SECRET_PREFIX) and len(value) > 20 and value == value.strip()
+        assert value.startswith(DEV_SECRET_PREFIX) and len(value) == 16 and value == value.strip()
         values.add(value)
         assert value not in proc.stdout + proc.stderr  # the log line names files, never values
     assert len(values) == 4
     assert secret_names() == sorted(SECRET_VARS)
+
+
+def test_generated_values_fit_ctp_field_sizes_and_load(tmp_path):
+    ensure_dev_secrets(tmp_path / "s")
+    settings = load_settings("dev", environ={"FEEDOPS_SECRETS_DIR": str(tmp_path / "s")}, root=tmp_path)
+    for profile in (settings.primary, settings.backup):
+        assert len(profile.secret_value("auth_code")) <= CTP_FIELD_SIZES["auth_code"]
+        assert len(profile.secret_value("password")) <= CTP_FIELD_SIZES["password"]
 
 
 def test_never_overwrites_and_fills_gaps(tmp_path):

@@ -18,7 +18,7 @@ def dev_env(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FEEDOPS_SECRETS_DIR", str(tmp_path))
     monkeypatch.setenv("CTP_PRIMARY_PASSWORD", SENTINEL)
-    monkeypatch.setenv("CTP_PRIMARY_AUTH_CODE", SENTINEL + "-auth")
+    monkeypatch.setenv("CTP_PRIMARY_AUTH_CODE", "sentinelauth7f3a")
 
 
 def run(capsys, *argv: str) -> tuple[int, str]:
@@ -76,3 +76,18 @@ def test_port_in_use_exits_listen(capsys, which):
     assert code == Sim.LISTEN
     assert f"127.0.0.1:{busy_port}" in err and "fix" in err
     assert "Traceback" not in err
+
+
+def test_defaults_come_from_the_profile_and_settings():
+    from feedops.settings import load_settings
+    from feedops.sim.cli import build_parser, config_from_args
+
+    settings = load_settings("dev")
+    config, control = config_from_args(build_parser().parse_args(["--profile", "backup", "--accept-any-login"]),
+                                       settings)
+    assert (config.host, config.port) == ("127.0.0.1", 17002)  # CTP_BACKUP_MD_FRONTS in envs/dev.env
+    assert control == ("127.0.0.1", 18002)  # listen port + 1000
+    assert config.instruments == settings.feed.sim_instruments and config.seed == settings.feed.sim_seed
+    config, _ = config_from_args(build_parser().parse_args(["--listen", "127.0.0.1:0"]), settings)
+    assert config.credentials.password.get_secret_value() == SENTINEL
+    assert config.credentials.user_id == "dev-primary"

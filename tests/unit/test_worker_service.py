@@ -204,15 +204,18 @@ def test_sink_buffer_is_bounded_and_counts_drops():
 
 
 def test_file_sink_reconnects_and_delivers_the_buffer(tmp_path):
-    sink = FileSink(tmp_path / "feed", (1, 4), buffer_max=5000, reconnect_interval=0.0)
-    (tmp_path / "feed").write_text("blocks the directory")
-    assert sink.open() is False or True  # the directory check fails at open or at the first write
+    feed = tmp_path / "feed"
+    sink = FileSink(feed, (1, 4), buffer_max=5000, reconnect_interval=0.0)
+    assert sink.open() is True
+    feed.rmdir()
+    feed.write_text("a file where the directory was")  # every write now fails
     records = [{"instrument": "rb2601", "trading_day": "20261127", "n": n} for n in range(3)]
     assert sink.publish(records) == []
-    (tmp_path / "feed").unlink()
+    assert sink.up is False and sink.buffered == 3 and sink.errors_total == 1
+    feed.unlink()
     delivered = sink.publish([{"instrument": "rb2601", "trading_day": "20261127", "n": 3}])
-    assert [r["n"] for r in delivered] == [0, 1, 2, 3]
-    lines = (tmp_path / "feed" / "20261127" / "ticks-1of4.jsonl").read_text().splitlines()
+    assert [r["n"] for r in delivered] == [0, 1, 2, 3] and sink.up and sink.buffered == 0
+    lines = (feed / "20261127" / "ticks-1of4.jsonl").read_text().splitlines()
     assert [json.loads(line)["n"] for line in lines] == [0, 1, 2, 3]
     sink.close()
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from .. import log as feedlog
 from ..exitcodes import Runbook
 from ..settings import ConfigError
-from . import outcome, procs, ready
+from . import procs, ready
 from .config import RunbookContext, snapshot_values
 from .state import StateError, atomic_write_json, read_json
 
@@ -30,26 +30,30 @@ class StepFailed(Exception):
 
 
 def _ctx(args: argparse.Namespace) -> RunbookContext:
-    extra = dict(kv.split("=", 1) for kv in getattr(args, "set", None) or [])
-    ctx = RunbookContext.load(args.env, args.runtime, extra=extra)
+    ctx = RunbookContext.load(args.env, args.runtime)
     feedlog.configure(level=ctx.feed.log_level, fmt=os.environ.get("FEEDOPS_LOG_FORMAT_OVERRIDE") or ctx.feed.log_format)
     return ctx
 
 
 # ---------------------------------------------------------------- subcommands
 def cmd_config(args, ctx: RunbookContext) -> int:
+    if args.write_release_env and ctx.runtime == "compose":
+        write_release_env(ctx)
     for key, value in ctx.shell_values().items():
         print(f"{key}={value}")
+    for key, value in ctx.child_overrides().items():
+        print(f"ENV.{key}={value}")
     return Runbook.OK
 
 
-def cmd_run(args, ctx: RunbookContext) -> int:
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    if not argv:
-        raise StepFailed(Runbook.USAGE, "run: no command given after --")
-    sys.stdout.flush()
-    os.execvpe(argv[0], argv, ctx.child_environ())
-    return Runbook.OK  # not reached
+def write_release_env(ctx: RunbookContext) -> None:
+    """<state>/release.env: the pin as an env file docker compose hands to the containers (no secrets)."""
+    values = (ctx.pin or {}).get("values", {})
+    target = ctx.state.path("release.env")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(".release.env.tmp")
+    tmp.write_text("".join(f"{k}={v}\n" for k, v in sorted(values.items())), encoding="utf-8")
+    os.replace(tmp, target)
 
 
 def cmd_start_stack(args, ctx: RunbookContext) -> int:
@@ -99,6 +103,7 @@ def cmd_wait_ready(args, ctx: RunbookContext) -> int:
 def cmd_stop(args, ctx: RunbookContext) -> int:
     table = procs.ProcessTable(ctx)
     names = [args.name] if args.name else [n for n in table.names() if args.kind == "all" or n.startswith(f"{args.kind}-")]
+    names.sort(key=lambda n: not n.startswith("worker-"))  # workers drain before the fronts go away
     sig = signal.SIGKILL if args.kill else signal.SIGTERM
     stubborn = [n for n in names if not table.stop(n, args.timeout, sig)]
     for name in names:
@@ -181,19 +186,9 @@ def cmd_unpin(args, ctx: RunbookContext) -> int:
     return Runbook.OK
 
 
-def cmd_compose_env(args, ctx: RunbookContext) -> int:
-    """Write <state>/release.env (the pin as an env file for compose) and print its path."""
-    target = ctx.state.path("release.env")
-    lines = [f"{k}={v}" for k, v in sorted((ctx.pin or {}).get("values", {}).items())]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".env.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, target)
-    print(target)
-    return Runbook.OK
-
-
 def cmd_record(args, ctx: RunbookContext) -> int:
+    from . import outcome  # prometheus_client only where it is needed
+
     reason = outcome.record(ctx, args.mode, args.rc, args.duration, args.detail)
     if reason:
         log.warning("runbook.push.failed", reason, mode=args.mode)
@@ -212,12 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m feedops.runbook", description=__doc__)
     parser.add_argument("--env", default=None, help="environment (envs/<env>.env)")
     parser.add_argument("--runtime", default=None, choices=("auto", "native", "compose"))
-    parser.add_argument("--set", action="append", metavar="VAR=VALUE", help="extra setting for this step (e.g. a new secrets dir)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("config", help="print the values the runbook needs (KEY=value)").set_defaults(func=cmd_config)
-    p = sub.add_parser("run", help="run a command with the effective environment")
-    p.add_argument("argv", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("config", help="print the values the runbook needs (KEY=value)")
+    p.add_argument("--write-release-env", action="store_true", help="compose runtime: write <state>/release.env from the pin")
+    p.set_defaults(func=cmd_config)
     for name, func in (("start-stack", cmd_start_stack), ("start-workers", cmd_start_workers), ("wait-ready", cmd_wait_ready)):
         p = sub.add_parser(name)
         p.add_argument("--timeout", type=float, default=60.0)
@@ -244,7 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--secrets-dir")
     p.set_defaults(func=cmd_rotate)
     sub.add_parser("unpin").set_defaults(func=cmd_unpin)
-    sub.add_parser("compose-env").set_defaults(func=cmd_compose_env)
     p = sub.add_parser("record")
     p.add_argument("--mode", required=True)
     p.add_argument("--rc", type=int, required=True)

@@ -87,26 +87,22 @@ class RunbookContext:
     pin: dict | None
     profile: str
     runtime: str
-    extra: dict[str, str]
 
     @classmethod
-    def load(cls, env: str | None, runtime: str | None = None, extra: dict[str, str] | None = None,
-             environ: dict[str, str] | None = None) -> "RunbookContext":
+    def load(cls, env: str | None, runtime: str | None = None, environ: dict[str, str] | None = None) -> "RunbookContext":
         """Load settings with the pin applied. Raises ConfigError or StateError."""
         base = dict(os.environ if environ is None else environ)
         first = load_settings(env, environ=base)
         state = StateStore(first.feed.path("state_dir"))
         pin = state.pin()
-        extra = dict(extra or {})
-        if pin or extra:
-            merged = {**base, **(pin["values"] if pin else {}), **extra}
-            settings = load_settings(env, environ=merged)
+        if pin:
+            settings = load_settings(env, environ={**base, **pin["values"]})
         else:
             settings = first
-        profile = extra.get("FEEDOPS_ACTIVE_PROFILE") or state.active_profile() or settings.feed.active_profile
+        profile = state.active_profile() or settings.feed.active_profile
         chosen = runtime if runtime and runtime != "auto" else settings.feed.runtime
         return cls(env=settings.feed.env, settings=settings, state=state, pin=pin, profile=profile,
-                   runtime=detect_runtime(chosen), extra=extra)
+                   runtime=detect_runtime(chosen))
 
     @property
     def feed(self):
@@ -118,14 +114,17 @@ class RunbookContext:
             return str(self.pin["tag"])
         return self.feed.image_tag
 
-    def child_environ(self) -> dict[str, str]:
-        """The environment every program the runbook starts receives."""
-        env = dict(os.environ)
-        if self.pin:
-            env.update(self.pin["values"])
-        env.update(self.extra)
+    def child_overrides(self) -> dict[str, str]:
+        """What every program the runbook starts receives on top of the environment
+        (the pin, the active profile, the state dir): bash passes the same to the CLIs."""
+        env = dict(self.pin["values"]) if self.pin else {}
         env.update({"FEEDOPS_ENV": self.env, "FEEDOPS_ACTIVE_PROFILE": self.profile,
                     "FEEDOPS_STATE_DIR": str(self.state.root), "FEEDOPS_IMAGE_TAG": self.image_tag()})
+        return env
+
+    def child_environ(self) -> dict[str, str]:
+        """The environment of a component the native runtime starts."""
+        env = {**os.environ, **self.child_overrides()}
         env.setdefault("LOCPATH", str(paths.ROOT / ".venv" / "locale"))
         return env
 
@@ -156,6 +155,7 @@ class RunbookContext:
             "ENV": self.env,
             "ENV_FILE": str(env_file) if env_file else "",
             "STATE_DIR": str(self.state.root),
+            "RELEASE_ENV": str(self.state.path("release.env")),
             "RUNTIME": self.runtime,
             "CHANNEL": self.feed.channel,
             "CALENDAR": self.feed.calendar,

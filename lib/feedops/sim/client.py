@@ -110,24 +110,20 @@ class SimClientBase:
     def GetTradingDay(self) -> str:  # noqa: N802
         return self._trading_day
 
-    @staticmethod
-    def GetApiVersion() -> str:  # noqa: N802
-        from . import API_VERSION
-
-        return API_VERSION
-
     # ------------------------------------------------------------------ callbacks
     def _bind_spi(self) -> None:
-        """Cache bound SPI methods (a missing method is a no-op, as in the binding's base class)."""
+        """Cache the SPI's own callback methods; the base classes' no-ops are skipped (nothing to call)."""
         spi = self._spi
         self._cb: dict[str, Callable[..., Any]] = {}
         if spi is None:
             return
         for name in dir(spi):
-            if name.startswith("On"):
-                method = getattr(spi, name, None)
-                if callable(method):
-                    self._cb[name] = method
+            if not name.startswith("On"):
+                continue
+            method = getattr(spi, name, None)
+            defined_in = getattr(getattr(method, "__func__", method), "__module__", "") or ""
+            if callable(method) and not defined_in.startswith(("openctp_ctp", "feedops.sim.mdapi", "feedops.sim.tdapi")):
+                self._cb[name] = method
 
     def _call(self, name: str, *args: Any) -> None:
         method = self._cb.get(name) if self._spi is not None else None

@@ -23,10 +23,12 @@ from typing import Any
 
 from . import protocol as P
 from .client import SimClientBase
-from .structs import NO_VALUE, REAL_MD, struct_classes
+from .structs import NO_VALUE, REAL_MD, fast_class, struct_classes
 
 _EXPORTED, _FAST = struct_classes(REAL_MD)
 globals().update(_EXPORTED)
+#: Depth structs handed to OnRtnDepthMarketData: prices without a value carry CTP's marker (DBL_MAX).
+_DEPTH = fast_class(REAL_MD, "CThostFtdcDepthMarketDataField", float_default=NO_VALUE)
 
 if REAL_MD is not None:
     CThostFtdcMdSpi = REAL_MD.CThostFtdcMdSpi
@@ -66,7 +68,25 @@ def _instrument_ids(ppInstrumentID: Any, nCount: int | None) -> list[str]:  # no
     return [item.decode(errors="replace") for item in ids]
 
 
-class SimMdApi(SimClientBase):
+class CThostFtdcMdApi:
+    """The binding's abstract API class: ``CThostFtdcMdApi.CreateFtdcMdApi(flow_path)`` returns a :class:`SimMdApi`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise AttributeError("No constructor defined - class is abstract (use CreateFtdcMdApi)")
+
+    @staticmethod
+    def CreateFtdcMdApi(pszFlowPath: str = "", bIsUsingUdp: bool = False, bIsMulticast: bool = False,  # noqa: N802,N803
+                        bIsProductionMode: bool = True) -> "SimMdApi":
+        return SimMdApi(pszFlowPath)
+
+    @staticmethod
+    def GetApiVersion() -> str:  # noqa: N802
+        from . import API_VERSION
+
+        return API_VERSION
+
+
+class SimMdApi(SimClientBase, CThostFtdcMdApi):
     """Same methods, arguments, return codes and callbacks as ``CThostFtdcMdApi``."""
 
     KIND = "md"
@@ -76,11 +96,6 @@ class SimMdApi(SimClientBase):
         self._depth: dict[int, Any] = {}  # instrument index on the wire -> reused depth struct
         self._strings = _Strings()
         self.ticks_received = 0
-
-    @staticmethod
-    def CreateFtdcMdApi(pszFlowPath: str = "", bIsUsingUdp: bool = False, bIsMulticast: bool = False,  # noqa: N802,N803
-                        bIsProductionMode: bool = True) -> "SimMdApi":
-        return SimMdApi(pszFlowPath)
 
     def ReqUserLogin(self, pReqUserLoginField: Any, nRequestID: int) -> int:  # noqa: N802,N803
         return self._request("login", nRequestID, self._struct_fields(pReqUserLoginField))
@@ -107,22 +122,25 @@ class SimMdApi(SimClientBase):
             self._on_static(json.loads(payload))
 
     def _on_static(self, items: list[list[Any]]) -> None:
-        cls = _FAST["CThostFtdcDepthMarketDataField"]
-        template = {name: NO_VALUE for name, kind in cls._kinds if kind == "f"}
-        template.update(PreDelta=0.0, CurrDelta=0.0)
-        for index, fields in items:
-            struct = cls()
-            for name, value in template.items():
-                setattr(struct, name, value)
-            for name, value in fields.items():
-                setattr(struct, name, value)
+        for (index, instrument_id, exchange_id, exchange_inst_id, pre_settlement, pre_close, pre_open_interest,
+             upper, lower) in items:
+            struct = _DEPTH()
+            struct.InstrumentID = instrument_id
+            struct.ExchangeID = exchange_id
+            struct.ExchangeInstID = exchange_inst_id
+            struct.PreSettlementPrice = pre_settlement
+            struct.PreClosePrice = pre_close
+            struct.PreOpenInterest = pre_open_interest
+            struct.UpperLimitPrice = upper
+            struct.LowerLimitPrice = lower
+            struct.PreDelta = struct.CurrDelta = 0.0  # volumes of levels 2-5 stay 0, their prices DBL_MAX
             self._depth[index] = struct
 
     def _on_ticks(self, payload: bytes) -> None:
         depth = self._depth
         strings = self._strings
         spi = self._spi
-        callback = getattr(spi, "OnRtnDepthMarketData", None) if spi is not None else None
+        callback = self._cb.get("OnRtnDepthMarketData") if spi is not None else None
         count = 0
         for (index, trading_day, action_day, update_time, millisec, last, volume, turnover, open_interest, open_,
              high, low, bid, bid_volume, ask, ask_volume, average) in P.TICK.iter_unpack(payload):
@@ -156,13 +174,3 @@ class SimMdApi(SimClientBase):
             if self._spi is not spi:  # RegisterSpi(None) or Release() from inside a callback
                 break
         self.ticks_received += count
-
-
-class CThostFtdcMdApi:
-    """Factory with the binding's static methods: ``CThostFtdcMdApi.CreateFtdcMdApi(flow_path)``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise AttributeError("No constructor defined - class is abstract (use CreateFtdcMdApi)")
-
-    CreateFtdcMdApi = staticmethod(SimMdApi.CreateFtdcMdApi)
-    GetApiVersion = staticmethod(SimMdApi.GetApiVersion)

@@ -25,7 +25,7 @@ WELCOME = 1  # {"front_id", "session_id", "query_interval"}: the front answered 
 HEARTBEAT = 2  # empty
 RSP = 3  # JSON list of callbacks: [callback, struct name or null, fields or null, error id or null, error msg, request id, is last]
 TICKS = 4  # binary TICK records
-STATIC = 5  # JSON list of [index, fields]: the static part of the depth struct of each newly subscribed instrument
+STATIC = 5  # JSON list of [index, *STATIC_FIELDS values]: the fixed part of each newly subscribed instrument's depth struct
 # client -> server
 HELLO = 16  # {"kind": "md" | "td", "api": version}
 REQ = 17  # {"op": ..., "req": request id, "data": {...}}
@@ -37,6 +37,10 @@ TICK = struct.Struct("<I8s8s8sHdiddddddidid")
 TICK_FIELDS = ("TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec", "LastPrice", "Volume", "Turnover",
                "OpenInterest", "OpenPrice", "HighestPrice", "LowestPrice", "BidPrice1", "BidVolume1", "AskPrice1",
                "AskVolume1", "AveragePrice")
+
+#: Depth-struct fields that do not change during a session, sent once per subscription.
+STATIC_FIELDS = ("InstrumentID", "ExchangeID", "ExchangeInstID", "PreSettlementPrice", "PreClosePrice",
+                 "PreOpenInterest", "UpperLimitPrice", "LowerLimitPrice")
 
 # CTP disconnect reasons (see CTP_FACTS.md)
 REASON_READ_FAILURE = 0x1001  # 4097

@@ -235,6 +235,7 @@ class SimServer:
         self.universe: list[Instrument] = generate(config.instruments, config.seed, self.trading_day_at_start)
         self.index = {inst.instrument_id: i for i, inst in enumerate(self.universe)}
         self._build_state()
+        self._instrument_rows: list[dict[str, Any]] | None = None  # built on the first query
         self._clock_second = -1
         self._slice_no = 0
         for name in config.faults:
@@ -267,13 +268,11 @@ class SimServer:
         self.history: list[deque[bytes] | None] = [None] * n
         self.multiplier = [10.0] * n
 
-    def static_fields(self, index: int) -> dict[str, Any]:
+    def static_values(self, index: int) -> list[Any]:
+        """The per-instrument part of the depth struct, in :data:`protocol.STATIC_FIELDS` order."""
         inst = self.universe[index]
-        return {"InstrumentID": inst.instrument_id, "ExchangeID": inst.exchange, "ExchangeInstID": inst.instrument_id,
-                "PreSettlementPrice": inst.pre_settlement, "PreClosePrice": inst.pre_settlement,
-                "PreOpenInterest": self.open_interest[index], "UpperLimitPrice": self.upper[index],
-                "LowerLimitPrice": self.lower[index], "BidVolume2": 0, "AskVolume2": 0, "BidVolume3": 0,
-                "AskVolume3": 0, "BidVolume4": 0, "AskVolume4": 0, "BidVolume5": 0, "AskVolume5": 0}
+        return [index, inst.instrument_id, inst.exchange, inst.instrument_id, inst.pre_settlement,
+                inst.pre_settlement, self.open_interest[index], self.upper[index], self.lower[index]]
 
     def instrument_fields(self, inst: Instrument) -> dict[str, Any]:
         expire = _dt.date(inst.delivery_year, inst.delivery_month, 15).strftime("%Y%m%d")
@@ -457,7 +456,7 @@ class SimServer:
                 continue
             if index is not None and index not in session.subs and index not in new:
                 new.add(index)
-                static.append([index, self.static_fields(index)])
+                static.append(self.static_values(index))
             # unknown instruments are acknowledged and never tick, like a real front
             items.append(["OnRspSubMarketData", "CThostFtdcSpecificInstrumentField", {"InstrumentID": instrument_id},
                           0, "CTP:正确", req, last])
@@ -502,16 +501,16 @@ class SimServer:
             return
         session.last_query = now
         wanted = {k: data.get(k) for k in ("InstrumentID", "ExchangeID", "ProductID") if data.get(k)}
-        matches = [inst for inst in self.universe
-                   if all(getattr(inst, {"InstrumentID": "instrument_id", "ExchangeID": "exchange",
-                                         "ProductID": "product"}[k]) == v for k, v in wanted.items())]
+        if self._instrument_rows is None:
+            self._instrument_rows = [self.instrument_fields(inst) for inst in self.universe]
+        matches = [row for row in self._instrument_rows if all(row[k] == v for k, v in wanted.items())]
         if not matches:
             session.rsp([["OnRspQryInstrument", None, None, None, "", req, True]])
             return
         for start in range(0, len(matches), QUERY_CHUNK):
             chunk = matches[start:start + QUERY_CHUNK]
-            session.rsp([["OnRspQryInstrument", "CThostFtdcInstrumentField", self.instrument_fields(inst), None, "",
-                          req, start + n == len(matches) - 1] for n, inst in enumerate(chunk)])
+            session.rsp([["OnRspQryInstrument", "CThostFtdcInstrumentField", row, None, "",
+                          req, start + n == len(matches) - 1] for n, row in enumerate(chunk)])
 
     # ------------------------------------------------------------------ ticks
     def _trading_day(self, now: _dt.datetime) -> _dt.date:
@@ -544,9 +543,8 @@ class SimServer:
         while True:
             next_at += SLICE_SECONDS
             delay = next_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -1.0:
+            await asyncio.sleep(max(0.0, delay))  # sleep(0) still lets requests in when behind
+            if delay < -1.0:
                 next_at = loop.time()  # fell far behind: skip rather than burst
             try:
                 self._tick_slice()
@@ -637,6 +635,9 @@ class SimServer:
                 if i in subs:
                     counts[exchange_of[i]] += 1
             session.send(P.frame(P.TICKS, b"".join(parts)))
+        self._count_sent(counts)
+
+    def _count_sent(self, counts: list[int]) -> None:
         total = sum(counts)
         if total:
             self.ticks_sent += total
@@ -648,11 +649,17 @@ class SimServer:
         """Send the kept history of ``indexes`` again (older ticks: volume and time go backwards)."""
         if session.kind != "md" or not session.logged_in:
             return
-        records = [rec for i in sorted(indexes) if self.history[i] for rec in self.history[i]]  # type: ignore[union-attr]
+        records: list[bytes] = []
+        counts = [0] * len(self.exchanges)
+        for index in sorted(indexes):
+            kept = self.history[index]
+            if kept:
+                records.extend(kept)
+                counts[self.exchange_of[index]] += len(kept)
         for start in range(0, len(records), TICK_CHUNK):
             session.send(P.frame(P.TICKS, b"".join(records[start:start + TICK_CHUNK])))
         if records:
-            self.ticks_sent += len(records)
+            self._count_sent(counts)
             log.info("sim.replay", "replayed already-sent ticks", ticks=len(records), peer=session.peer)
 
     async def _heartbeats(self) -> None:

@@ -40,7 +40,24 @@ else:
         def OnRtnInstrumentStatus(self, pInstrumentStatus) -> None: ...  # noqa: N802,N803
 
 
-class SimTraderApi(SimClientBase):
+class CThostFtdcTraderApi:
+    """The binding's abstract API class: ``CThostFtdcTraderApi.CreateFtdcTraderApi(flow_path)`` returns a :class:`SimTraderApi`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise AttributeError("No constructor defined - class is abstract (use CreateFtdcTraderApi)")
+
+    @staticmethod
+    def CreateFtdcTraderApi(pszFlowPath: str = "", bIsProductionMode: bool = True) -> "SimTraderApi":  # noqa: N802,N803
+        return SimTraderApi(pszFlowPath)
+
+    @staticmethod
+    def GetApiVersion() -> str:  # noqa: N802
+        from . import API_VERSION
+
+        return API_VERSION
+
+
+class SimTraderApi(SimClientBase, CThostFtdcTraderApi):
     """Same methods, arguments, return codes and callbacks as ``CThostFtdcTraderApi`` (the subset the feed uses)."""
 
     KIND = "td"
@@ -51,10 +68,6 @@ class SimTraderApi(SimClientBase):
         self._query_in_flight = False
         self._last_query = 0.0
         self.query_interval = 0.0  # seconds between queries the front allows (sent in its welcome)
-
-    @staticmethod
-    def CreateFtdcTraderApi(pszFlowPath: str = "", bIsProductionMode: bool = True) -> "SimTraderApi":  # noqa: N802,N803
-        return SimTraderApi(pszFlowPath)
 
     def SubscribePublicTopic(self, nResumeType: int) -> None:  # noqa: N802,N803
         pass
@@ -101,16 +114,6 @@ class SimTraderApi(SimClientBase):
         if is_last and callback in ("OnRspQryInstrument", "OnRspError"):
             with self._query_lock:
                 self._query_in_flight = False
-
-
-class CThostFtdcTraderApi:
-    """Factory with the binding's static methods: ``CThostFtdcTraderApi.CreateFtdcTraderApi(flow_path)``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise AttributeError("No constructor defined - class is abstract (use CreateFtdcTraderApi)")
-
-    CreateFtdcTraderApi = staticmethod(SimTraderApi.CreateFtdcTraderApi)
-    GetApiVersion = staticmethod(SimTraderApi.GetApiVersion)
 
 
 SimTdApi = SimTraderApi

@@ -125,6 +125,32 @@ def _round_tick(value: float, tick: float) -> float:
     return round(round(value / tick) * tick, 6)
 
 
+def _options(product: Product, future: Instrument, distance: int) -> list[Instrument]:
+    """Calls and puts ``distance`` strike steps from the money (both sides) on one future."""
+    settle = future.pre_settlement
+    step = _strike_step(settle)
+    atm = round(settle / step) * step
+    option_product = product.option_product or f"{product.product}_o"
+    out = []
+    for sign in ((0,) if distance == 0 else (-1, 1)):
+        strike = atm + sign * distance * step
+        if strike <= 0:
+            continue
+        for call in (True, False):
+            intrinsic = max(0.0, (settle - strike) if call else (strike - settle))
+            premium = _round_tick(max(product.price_tick, intrinsic + settle * 0.02 / (1 + distance)),
+                                  product.price_tick)
+            out.append(Instrument(option_id(product, future.instrument_id, call, strike), product.exchange,
+                                  option_product, product.product, "2", product.price_tick, premium,
+                                  future.delivery_year, future.delivery_month, future.instrument_id, float(strike),
+                                  "1" if call else "2"))
+    return out
+
+
+OPTION_MONTHS = 6
+MAX_STRIKE_DISTANCE = 40
+
+
 def generate(size: int, seed: int, as_of: _dt.date, products: list[Product] | None = None) -> list[Instrument]:
     """The first ``size`` instruments of the universe for ``seed`` and the month of ``as_of``."""
     if not 1 <= size <= MAX_INSTRUMENTS:
@@ -132,37 +158,29 @@ def generate(size: int, seed: int, as_of: _dt.date, products: list[Product] | No
     products = products if products is not None else load_products()
     rng = random.Random(seed)
     start = (as_of.replace(day=1) + _dt.timedelta(days=32)).replace(day=1)  # next month: the nearest listed
-    tiers: list[list[Instrument]] = [[] for _ in range(4)]
-    option_rounds: dict[int, list[Instrument]] = {}
+    near: list[Instrument] = []
+    far: list[Instrument] = []
+    optionable: list[tuple[Product, list[Instrument]]] = []
     for product in products:
         price = _round_tick(product.base_price * rng.uniform(0.95, 1.05), product.price_tick)
-        months = _contract_months(product, start)
-        for n, (year, month) in enumerate(months):
-            fid = future_id(product, year, month)
+        futures = []
+        for n, (year, month) in enumerate(_contract_months(product, start)):
             settle = _round_tick(price * (1 + 0.002 * n), product.price_tick)
-            tiers[0 if n < 2 else 1].append(Instrument(fid, product.exchange, product.product, product.product, "1",
-                                                       product.price_tick, settle, year, month))
-            if not product.options or n >= 6:
-                continue
-            step = _strike_step(settle)
-            atm = round(settle / step) * step
-            option_product = product.option_product or f"{product.product}_o"
-            for distance in range(0, 40):
-                for sign in ((0,) if distance == 0 else (-1, 1)):
-                    strike = atm + sign * distance * step
-                    if strike <= 0:
-                        continue
-                    for call in (True, False):
-                        intrinsic = max(0.0, (settle - strike) if call else (strike - settle))
-                        premium = _round_tick(max(product.price_tick, intrinsic + settle * 0.02 / (1 + distance)),
-                                              product.price_tick)
-                        inst = Instrument(option_id(product, fid, call, strike), product.exchange, option_product,
-                                          product.product, "2", product.price_tick, premium, year, month, fid,
-                                          float(strike), "1" if call else "2")
-                        option_rounds.setdefault(distance * 6 + n, []).append(inst)
-    ordered = tiers[0] + tiers[1]
-    for key in sorted(option_rounds):
-        ordered.extend(option_rounds[key])
+            futures.append(Instrument(future_id(product, year, month), product.exchange, product.product,
+                                      product.product, "1", product.price_tick, settle, year, month))
+        near += futures[:2]
+        far += futures[2:]
+        if product.options:
+            optionable.append((product, futures[:OPTION_MONTHS]))
+    ordered = near + far
+    # options in rounds: nearest the money and nearest month first, interleaved across products
+    for distance in range(MAX_STRIKE_DISTANCE):
+        for month_index in range(OPTION_MONTHS):
+            if len(ordered) >= size:
+                return ordered[:size]
+            for product, futures in optionable:
+                if month_index < len(futures):
+                    ordered += _options(product, futures[month_index], distance)
     if size > len(ordered):
         raise ValueError(f"universe size {size} exceeds the {len(ordered)} instruments products.csv can produce")
     return ordered[:size]

@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import paths
+from ..devsecrets import DEV_SECRET_PREFIX
 from ..settings import (
     CTP_MAX_QUERIES_IN_FLIGHT,
     CTP_MAX_SUBSCRIBE_BATCH,
@@ -46,7 +47,6 @@ PLACEHOLDER_SECRETS = frozenset({
 _PLACEHOLDER_PATTERNS = (re.compile(r"^<.*>$"), re.compile(r"^\$\{.*\}$"), re.compile(r"^(x+|\*+|\.+)$", re.I))
 #: Host names reserved for documentation (RFC 2606 / RFC 6761): a front there is a placeholder.
 _RESERVED_HOST = re.compile(r"(^|\.)(example|invalid|test)$|(^|\.)example\.(com|net|org)$", re.I)
-DEV_SECRET_PREFIX = "dev-"  # same as feedops.devsecrets.DEV_SECRET_PREFIX (importing it would be circular)
 RATE_LIMIT_SETTINGS = frozenset({
     "FEEDOPS_SUBSCRIBE_BATCH_SIZE", "FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS", "FEEDOPS_QUERY_RATE_PER_SECOND",
     "FEEDOPS_QUERY_MAX_IN_FLIGHT", "FEEDOPS_MAX_RETRIES", "FEEDOPS_RETRY_BACKOFF_SECONDS",
@@ -117,13 +117,6 @@ def _verdict(check_id: str, problems: list[Problem], fail: bool, ok_summary: str
     status = "fail" if fail else "warn"
     summary = bad_summary or (str(problems[0]) if len(problems) == 1 else f"{len(problems)} problems")
     return CheckResult(check_id, status, summary, problems)
-
-
-def _worst(*statuses: str) -> str:
-    for status in ("fail", "warn", "pass"):
-        if status in statuses:
-            return status
-    return "skip"
 
 
 def mask_url(url: str) -> str:

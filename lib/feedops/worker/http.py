@@ -37,7 +37,8 @@ class HealthServer:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits forever when serve_forever never ran
+            self.server.shutdown()
         self.server.server_close()
 
 

@@ -9,7 +9,8 @@ readonly __FEEDOPS_RUNTIME_SH=1
 
 #######################################
 # docker compose with the project file, the environment's env file, its profiles
-# and the image tag; the pin (rollback, rotation) is handed over as release.env.
+# and the image tag; the pin (rollback, rotation) is handed over as release.env
+# (written by the helper's `config` step, see feedops::config::load).
 # Globals: FEEDOPS_CFG
 # Arguments: compose arguments
 #######################################
@@ -17,14 +18,10 @@ feedops::compose() {
   command -v docker >/dev/null 2>&1 \
     || feedops::fail "${EXIT_DEPENDENCY_MISSING}" "the compose runtime needs the docker CLI with compose v2; install it or use --runtime native"
   local -a profiles=()
-  local p release_env
+  local p
   for p in ${FEEDOPS_CFG[COMPOSE_PROFILES]}; do profiles+=(--profile "${p}"); done
-  release_env="${FEEDOPS_CFG[STATE_DIR]}/release.env"
-  if (( ! FEEDOPS_DRY_RUN )); then
-    release_env="$(feedops::py compose-env)" || feedops::fail "$?" "cannot write the release env file"
-  fi
-  feedops::run env "${FEEDOPS_CFG[ENV]}" FEEDOPS_IMAGE="${FEEDOPS_CFG[IMAGE]}" FEEDOPS_IMAGE_TAG="${FEEDOPS_CFG[IMAGE_TAG]}" \
-    FEEDOPS_ACTIVE_PROFILE="${FEEDOPS_CFG[PROFILE]}" FEEDOPS_RELEASE_ENV_FILE="${release_env}" \
+  feedops::run env FEEDOPS_ENV="${FEEDOPS_CFG[ENV]}" FEEDOPS_IMAGE="${FEEDOPS_CFG[IMAGE]}" FEEDOPS_IMAGE_TAG="${FEEDOPS_CFG[IMAGE_TAG]}" \
+    FEEDOPS_ACTIVE_PROFILE="${FEEDOPS_CFG[PROFILE]}" FEEDOPS_RELEASE_ENV_FILE="${FEEDOPS_CFG[RELEASE_ENV]}" \
     docker compose --project-directory "${FEEDOPS_ROOT}" --file "${FEEDOPS_ROOT}/docker-compose.yml" \
     --project-name "feedops-${FEEDOPS_CFG[ENV]}" "${profiles[@]}" "$@"
 }

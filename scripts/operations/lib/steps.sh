@@ -17,13 +17,12 @@ feedops::step::require() {
 
 #######################################
 # validate_env.py with the effective configuration; warnings continue.
-# Arguments: [--set VAR=VALUE ...]  (helper options, e.g. a new secrets directory)
+# Arguments: [VAR=VALUE ...]  (settings for this check only, e.g. a new secrets directory)
 #######################################
 feedops::step::validate() {
   feedops::step::require validate_env.py
   local rc=0
-  feedops::act "validate the configuration" feedops::py::act "$@" run -- "${FEEDOPS_PY}" \
-    "${FEEDOPS_OPS_DIR}/validate_env.py" --env "${FEEDOPS_CFG[ENV]}" || rc=$?
+  feedops::act "validate the configuration" feedops::cli "$@" validate_env.py --env "${FEEDOPS_CFG[ENV]}" || rc=$?
   case ${rc} in
     "${CHECK_OK}") ;;
     "${CHECK_WARNING}") feedops::log::warning runbook.validate.warning "validation passed with warnings (see above)" ;;
@@ -77,8 +76,8 @@ feedops::step::wait_ready() {
 feedops::step::health() {
   feedops::step::require check_feed_health.py
   local code=$1 rc=0
-  feedops::act "check the feed's health" feedops::py::act run -- "${FEEDOPS_PY}" "${FEEDOPS_OPS_DIR}/check_feed_health.py" \
-    --env "${FEEDOPS_CFG[ENV]}" --format text || rc=$?
+  feedops::act "check the feed's health" feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" --format text \
+    || rc=$?
   case ${rc} in
     "${CHECK_OK}") ;;
     "${CHECK_WARNING}") feedops::log::warning runbook.health.warning "the feed is up with warnings (see the summary)" ;;

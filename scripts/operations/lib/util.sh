@@ -9,6 +9,8 @@ readonly __FEEDOPS_UTIL_SH=1
 declare -gA FEEDOPS_CFG=()
 # Extra helper arguments for every python -m feedops.runbook call (--env, --runtime).
 declare -ga FEEDOPS_HELPER_ARGS=()
+# VAR=value settings every program the runbook runs gets (pin, profile, state dir).
+declare -ga FEEDOPS_CHILD_ENV=()
 # 1 while --dry-run is in effect: actions are printed, not run.
 FEEDOPS_DRY_RUN="${FEEDOPS_DRY_RUN:-0}"
 
@@ -47,16 +49,24 @@ feedops::py() {
 }
 
 #######################################
-# Load the values the runbook needs into FEEDOPS_CFG (no env-file parsing in bash).
+# Load the values the runbook needs into FEEDOPS_CFG and FEEDOPS_CHILD_ENV
+# (the helper reads the settings: no env-file parsing in bash).
 # Exits with the helper's code (VALIDATION_FAILED, STATE_CORRUPT) when it cannot.
 #######################################
 feedops::config::load() {
   local out rc=0 key value
-  out="$(feedops::py config)" || rc=$?
+  local -a write=()
+  (( FEEDOPS_DRY_RUN )) || write=(--write-release-env)
+  out="$(feedops::py config "${write[@]}")" || rc=$?
   (( rc == 0 )) || feedops::fail "${rc}" "cannot load the configuration (see the lines above)"
   FEEDOPS_CFG=()
+  FEEDOPS_CHILD_ENV=()
   while IFS='=' read -r key value; do
-    [[ -n "${key}" ]] && FEEDOPS_CFG[${key}]="${value}"
+    case ${key} in
+      '') ;;
+      ENV.*) FEEDOPS_CHILD_ENV+=("${key#ENV.}=${value}") ;;
+      *) FEEDOPS_CFG[${key}]="${value}" ;;
+    esac
   done <<< "${out}"
   # the bash logger follows the settings unless the caller chose a format
   FEEDOPS_LOG_FORMAT="${FEEDOPS_LOG_FORMAT:-${FEEDOPS_CFG[LOG_FORMAT]}}"
@@ -74,6 +84,18 @@ feedops::run() {
     return 0
   fi
   "$@"
+}
+
+#######################################
+# Run one of the feed's CLIs with the runbook's effective configuration.
+# Arguments: [VAR=VALUE ...] SCRIPT [ARGS...]  (VAR=VALUE: settings for this call only)
+#######################################
+feedops::cli() {
+  local -a extra=()
+  while [[ $# -gt 0 && $1 == *=* ]]; do extra+=("$1"); shift; done
+  local script=$1
+  shift
+  feedops::run env "${FEEDOPS_CHILD_ENV[@]}" "${extra[@]}" "${FEEDOPS_PY}" "${FEEDOPS_ROOT}/scripts/operations/${script}" "$@"
 }
 
 # The Python helper for a step that changes something (printed under --dry-run).

@@ -1,0 +1,333 @@
+"""The worker end to end on ctp-sim (5,000 instruments): coverage, sinks and every sim fault.
+
+One simulator process serves the module; faults are switched through its control
+endpoint. Each test starts its own worker process (full_feed_subscription.py) with a
+small batch interval, polls its /status with deadlines, and stops it by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import ROOT, Server, free_port, wait_for
+from feedops.exitcodes import Check, Worker
+from feedops.paths import SCHEMAS_DIR
+
+pytestmark = pytest.mark.integration
+CLI = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
+SIM = ROOT / "scripts" / "operations" / "ctp_sim.py"
+INSTRUMENTS = 5000
+SENTINEL = "sentinel-pw-5e7d1c"
+SCHEMA = json.loads((SCHEMAS_DIR / "worker-status.schema.json").read_text())
+CREDENTIALS = {"CTP_PRIMARY_BROKER_ID": "9999", "CTP_PRIMARY_USER_ID": "feed-user", "CTP_PRIMARY_PASSWORD": SENTINEL,
+               "CTP_PRIMARY_APP_ID": "feedops_test", "CTP_PRIMARY_AUTH_CODE": "sentinel-ac-0b1e"}
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_"))}
+    env.update(CREDENTIALS, FEEDOPS_SECRETS_DIR="", FEEDOPS_CALENDAR="always-open")
+    return env
+
+
+def http_json(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+class Sim:
+    def __init__(self, tmp: Path):
+        self.port, self.control = free_port(), free_port()
+        self.server = Server("ctp-sim", [sys.executable, str(SIM), "--listen", f"127.0.0.1:{self.port}", "--control",
+                                         f"127.0.0.1:{self.control}", "--instruments", str(INSTRUMENTS), "--always-open",
+                                         "--log-format", "json", "--log-level", "warning"],
+                             self.port, tmp / "sim.log", env=base_env())
+        self.control_url = f"http://127.0.0.1:{self.control}"
+        wait_for(lambda: http_json(self.control_url + "/healthz")[0] == 200, timeout=30, what="ctp-sim")
+
+    def fault(self, name: str, on: bool) -> None:
+        request = urllib.request.Request(f"{self.control_url}/faults/{name}?on={1 if on else 0}", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert resp.status == 200
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    s = Sim(tmp_path_factory.mktemp("sim"))
+    yield s
+    s.server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _faults_off(request):
+    yield
+    if "sim" in request.fixturenames:
+        sim = request.getfixturevalue("sim")
+        for name in ("disconnect", "silent", "refuse_login", "flow_control", "dead_instruments", "replay", "date_quirks"):
+            sim.fault(name, False)
+
+
+class WorkerProc:
+    def __init__(self, sim: Sim, tmp: Path, *args: str, **env_extra: str):
+        self.tmp = tmp
+        self.listen = f"127.0.0.1:{free_port()}"
+        self.url = f"http://{self.listen}"
+        env = base_env()
+        env.update({"FEEDOPS_CHANNEL": "sim", "FEEDOPS_FLOW_DIR": str(tmp / "flow"), "FEEDOPS_CACHE_DIR": str(tmp / "cache"),
+                    "FEEDOPS_SINK_URL": f"file:{tmp / 'feed'}", "FEEDOPS_WORKER_LISTEN": self.listen,
+                    "FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS": "0.05", "FEEDOPS_CONNECT_TIMEOUT_SECONDS": "5",
+                    "FEEDOPS_RETRY_BACKOFF_SECONDS": "0.2", "FEEDOPS_LOG_FORMAT": "json",
+                    "CTP_PRIMARY_MD_FRONTS": f"tcp://127.0.0.1:{sim.port}", "CTP_PRIMARY_TD_FRONTS": f"tcp://127.0.0.1:{sim.port}"})
+        env.update(env_extra)
+        self.log_path = tmp / f"worker-{self.listen.rsplit(':', 1)[1]}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, str(CLI), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def status(self, table: bool = False) -> dict:
+        return http_json(self.url + "/status" + ("?instruments=1" if table else ""))[1]
+
+    def wait_status(self, predicate, what: str, timeout: float = 30.0) -> dict:
+        def check():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}: {self.output()[-2000:]}")
+            status = self.status()
+            return status if predicate(status) else None
+        return wait_for(check, timeout=timeout, what=what)
+
+    def wait_ready(self, timeout: float = 30.0) -> dict:
+        wait_for(lambda: http_json(self.url + "/readyz")[0] == 200, timeout=timeout, what="worker ready")
+        return self.status()
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=3) as resp:
+            return resp.read().decode()
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.log.close()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(30)
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text()
+
+    def events(self) -> list[str]:
+        return [json.loads(line)["event"] for line in self.output().splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def workers():
+    started: list[WorkerProc] = []
+    yield started
+    for w in started:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait(10)
+
+
+def start(workers, *args, **kw) -> WorkerProc:
+    w = WorkerProc(*args, **kw)
+    workers.append(w)
+    return w
+
+
+def metric_value(text: str, prefix: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_full_coverage_on_redis_then_clean_stop(sim, workers, tmp_path, redis_server):
+    import redis as redis_lib
+
+    prefix = f"test:{tmp_path.name}"
+    w = start(workers, sim, tmp_path, "--sink", redis_server.url, FEEDOPS_REDIS_STREAM_PREFIX=prefix)
+    status = w.wait_ready()
+    jsonschema.validate(status, SCHEMA)
+    assert status["instruments"]["known"] == INSTRUMENTS
+    assert status["instruments"]["acknowledged"] == INSTRUMENTS
+    assert status["coverage"]["ratio"] == 1.0 and status["never_ticked"]["count"] == 0
+    assert set(status["coverage"]["by_exchange"]) == {"CFFEX", "CZCE", "DCE", "GFEX", "INE", "SHFE"}
+    assert status["sink"] == {**status["sink"], "kind": "redis", "up": True}
+    table = w.status(table=True)
+    jsonschema.validate(table, SCHEMA)
+    assert len(table["instrument_table"]["instrument"]) == INSTRUMENTS
+    text = w.metrics()
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    if os.path.exists(promtool):
+        check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    assert metric_value(text, 'feedops_coverage_ratio{exchange="all"}') == 1.0
+    assert metric_value(text, "feedops_instruments_acknowledged{") == INSTRUMENTS
+    assert w.stop() == int(Worker.OK)
+    client = redis_lib.Redis.from_url(redis_server.url, decode_responses=True)
+    streams = sorted(client.scan_iter(f"{prefix}:*"))
+    assert streams == [f"{prefix}:{ex}" for ex in ("CFFEX", "CZCE", "DCE", "GFEX", "INE", "SHFE")]
+    total = sum(client.xlen(s) for s in streams)
+    stopped = [json.loads(line) for line in w.output().splitlines() if '"worker.stopped"' in line][0]
+    assert total == stopped["published"] > 0  # drained and flushed: every published tick is in Redis
+    _id, fields = client.xrange(f"{prefix}:SHFE", count=1)[0]
+    tick = json.loads(fields["tick"])
+    assert fields["instrument"] == tick["instrument"] and tick["exchange"] == "SHFE"
+    assert {"trading_day", "action_day", "update_time", "millisec", "exchange_ts", "last", "volume"} <= set(tick)
+    assert SENTINEL not in w.output()
+
+
+def test_disconnect_fault_reconnects_logs_in_and_resubscribes(sim, workers, tmp_path):
+    w = start(workers, sim, tmp_path)
+    w.wait_ready()
+    sim.fault("disconnect", True)
+    w.wait_status(lambda s: s["front"]["disconnects"].get("4097", 0) >= 1 and not s["front"]["logged_in"], "disconnect")
+    sim.fault("disconnect", False)
+    status = w.wait_status(lambda s: s["front"]["logged_in"] and s["instruments"]["acknowledged"] == INSTRUMENTS,
+                           "re-login and re-subscription")
+    assert status["front"]["reconnects"] >= 1
+    w.wait_ready()
+    text = w.metrics()
+    assert metric_value(text, 'feedops_reconnects_total{profile="primary"}') >= 1
+    assert metric_value(text, 'feedops_disconnects_total{profile="primary",reason="4097"}') >= 1
+    assert w.stop() == int(Worker.OK)
+    assert w.events().count("worker.login.ok") >= 2
+
+
+def test_refused_login_exits_login(sim, workers, tmp_path):
+    sim.fault("refuse_login", True)
+    w = start(workers, sim, tmp_path)
+    assert w.wait_exit() == int(Worker.LOGIN)
+    out = w.output()
+    assert "worker.login.failed" in out and "CTP_PRIMARY_USER_ID" in out and "Traceback" not in out
+    assert SENTINEL not in out
+
+
+def test_flow_control_is_retried_and_counted(sim, workers, tmp_path):
+    sim.fault("flow_control", True)
+    w = start(workers, sim, tmp_path, "--max-retries", "20")
+    wait_for(lambda: "worker.instruments.retry" in w.output(), timeout=20, what="a refused query")
+    sim.fault("flow_control", False)
+    status = w.wait_ready()
+    assert status["rate_limit_incidents_total"] >= 1
+    assert metric_value(w.metrics(), 'feedops_flow_control_refusals_total{reason="query_not_ready"}') >= 1
+    assert w.stop() == int(Worker.OK)
+
+
+def test_flow_control_forever_exits_instruments(sim, workers, tmp_path):
+    sim.fault("flow_control", True)
+    w = start(workers, sim, tmp_path, "--max-retries", "1", "--retry-backoff", "0.1")
+    assert w.wait_exit() == int(Worker.INSTRUMENTS)
+    assert "worker.instruments.failed" in w.output() and "FEEDOPS_MAX_RETRIES" in w.output()
+
+
+def test_replay_is_dropped(sim, workers, tmp_path):
+    w = start(workers, sim, tmp_path)
+    w.wait_ready()
+    sim.fault("replay", True)
+    status = w.wait_status(lambda s: sum(s["ticks_dropped"].get(k, 0) for k in ("replay", "duplicate")) > 100,
+                           "replayed ticks dropped")
+    assert status["ticks_dropped"]
+    assert metric_value(w.metrics(), 'feedops_ticks_dropped_total{reason="') > 100
+    assert w.stop() == int(Worker.OK)
+    keys = set()
+    for path in (tmp_path / "feed").glob("*/ticks-0of1.jsonl"):
+        for line in path.read_text().splitlines():
+            t = json.loads(line)
+            key = (t["instrument"], t["trading_day"], t["update_time"], t["millisec"], t["volume"])
+            assert key not in keys, f"duplicate tick published: {key}"
+            keys.add(key)
+    assert len(keys) > INSTRUMENTS
+
+
+def test_never_ticking_instruments_are_listed(sim, workers, tmp_path):
+    sim.fault("dead_instruments", True)
+    w = start(workers, sim, tmp_path, FEEDOPS_STALENESS_WINDOW_SECONDS="30")
+    status = w.wait_status(lambda s: s["instruments"]["acknowledged"] == INSTRUMENTS and s["coverage"]["ratio"]
+                           and s["coverage"]["ratio"] > 0.8, "coverage settles")
+    status = w.wait_status(lambda s: s["never_ticked"]["count"] < INSTRUMENTS * 0.2, "live instruments ticked")
+    assert 0.02 * INSTRUMENTS < status["never_ticked"]["count"] < 0.2 * INSTRUMENTS
+    assert status["coverage"]["ratio"] < 1.0 and status["never_ticked"]["sample"]
+    text = w.metrics()
+    assert metric_value(text, "feedops_instruments_never_ticked{") == status["never_ticked"]["count"]
+    assert w.stop() == int(Worker.OK)
+
+
+def test_date_quirks_are_normalised(sim, workers, tmp_path):
+    sim.fault("date_quirks", True)
+    w = start(workers, sim, tmp_path)
+    w.wait_ready()
+    w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 3 * INSTRUMENTS, "ticks")
+    assert w.stop() == int(Worker.OK)
+    by_exchange: dict[str, set] = {}
+    for path in (tmp_path / "feed").glob("*/ticks-0of1.jsonl"):
+        for line in path.read_text().splitlines()[-4000:]:
+            t = json.loads(line)
+            by_exchange.setdefault(t["exchange"], set()).add((t["trading_day"], t["action_day"], path.parent.name))
+    # in a night session every exchange's ticks carry the next trading day and the calendar date
+    days = {pair for pairs in by_exchange.values() for pair in pairs}
+    assert len({d[0] for d in days}) == 1, days
+    assert all(td == folder for td, _ad, folder in days)
+    shfe = next(iter(by_exchange["SHFE"]))
+    assert by_exchange["CZCE"] == {shfe} and by_exchange["DCE"] == {shfe}
+
+
+def test_silent_front_exits_no_front(sim, workers, tmp_path):
+    sim.fault("silent", True)
+    w = start(workers, sim, tmp_path, FEEDOPS_CONNECT_TIMEOUT_SECONDS="2")
+    assert w.wait_exit() == int(Worker.NO_FRONT)
+    assert "worker.front.none" in w.output() or "worker.watchdog.no_connection" in w.output()
+
+
+def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        pytest.skip("redis-server not installed: apt-get install redis-server")
+    port = free_port()
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    redis_proc = Server("redis", argv, port, tmp_path / "redis1.log")
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        w = start(workers, sim, tmp_path, "--sink", url, FEEDOPS_SINK_BUFFER_MAX="5000")
+        w.wait_ready()
+        redis_proc.stop()
+        status = w.wait_status(lambda s: not s["sink"]["up"] and s["sink"]["dropped_total"] > 0, "sink down, dropping")
+        assert status["sink"]["buffered"] <= 5000 and status["sink"]["errors_total"] >= 1
+        assert any("sink down" in r for r in status["ready_reasons"])
+        text = w.metrics()
+        assert metric_value(text, "feedops_sink_up ") == 0 and metric_value(text, "feedops_sink_dropped_total ") > 0
+        redis_proc = Server("redis", argv, port, tmp_path / "redis2.log")
+        w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "sink recovered", timeout=30)
+        w.wait_ready()
+        assert w.stop() == int(Worker.OK)
+        assert "worker.sink.up" in w.events()
+    finally:
+        redis_proc.stop()
+
+
+def test_probe_reports_json_and_exit_ok(sim, tmp_path):
+    env = base_env()
+    env.update({"FEEDOPS_CHANNEL": "sim", "FEEDOPS_FLOW_DIR": str(tmp_path / "flow"), "FEEDOPS_CACHE_DIR": str(tmp_path / "c"),
+                "CTP_PRIMARY_MD_FRONTS": f"tcp://127.0.0.1:{sim.port}", "CTP_PRIMARY_TD_FRONTS": f"tcp://127.0.0.1:{sim.port}"})
+    result = subprocess.run([sys.executable, str(CLI), "--probe"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == int(Check.OK), result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["status"] == "pass" and report["logged_in"] and report["ticked"] == report["sample"] == 20
+    sim.fault("refuse_login", True)
+    result = subprocess.run([sys.executable, str(CLI), "--probe"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == int(Check.CRITICAL)
+    assert json.loads(result.stdout)["status"] == "fail"
