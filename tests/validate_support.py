@@ -27,7 +27,6 @@ SENTINEL_AUTH_CODE = "S3ntl-AC-2b8d41e"  # 16 characters: CTP's AuthCode size
 def clean_environ(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_")) and k not in ("LOCPATH",)}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra)
     return env
 

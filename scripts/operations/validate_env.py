@@ -55,10 +55,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a file; give the path of an env file such as envs/dev.env")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Pre-market configuration checklist (docs/ops/premarket-checklist.md).")
     parser.add_argument("--env", choices=ENV_NAMES, help="environment: selects envs/NAME.env (default: FEEDOPS_ENV, else dev)")
-    parser.add_argument("--env-file", type=Path, metavar="PATH", help="use this env file instead of envs/NAME.env")
+    parser.add_argument("--env-file", type=_existing_file, metavar="PATH", help="use this env file instead of envs/NAME.env")
     parser.add_argument("--profile", choices=PROFILE_NAMES, help="check this credential profile as the active one")
     parser.add_argument("--probe", action="store_true", help="also connect to each front, monitoring endpoint and the sink")
     parser.add_argument("--probe-timeout", type=_seconds, default=2.0, metavar="SECONDS", help="timeout of each probe (default 2)")

@@ -108,12 +108,26 @@ class WorkerProc:
         return wait_for(check, timeout=timeout, what=what)
 
     def wait_ready(self, timeout: float = 30.0) -> dict:
-        wait_for(lambda: http_json(self.url + "/readyz")[0] == 200, timeout=timeout, what="worker ready")
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}: {self.output()[-2000:]}")
+            return http_json(self.url + "/readyz")[0] == 200
+        try:
+            wait_for(ready, timeout=timeout, what="worker ready")
+        except TimeoutError:
+            raise AssertionError(f"worker not ready in {timeout} s: {self.output()[-3000:]}") from None
         return self.status()
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=3) as resp:
             return resp.read().decode()
+
+    def wait_metric(self, prefix: str, predicate, timeout: float = 10.0) -> str:
+        """Poll /metrics until the summed value of the series starting with ``prefix`` satisfies ``predicate``."""
+        def check():
+            text = self.metrics()
+            return text if predicate(metric_value(text, prefix)) else None
+        return wait_for(check, timeout=timeout, what=f"metric {prefix}")
 
     def wait_exit(self, timeout: float = 60.0) -> int:
         try:
@@ -160,7 +174,8 @@ def test_full_coverage_on_redis_then_clean_stop(sim, workers, tmp_path, redis_se
 
     prefix = f"test:{tmp_path.name}"
     w = start(workers, sim, tmp_path, "--sink", redis_server.url, FEEDOPS_REDIS_STREAM_PREFIX=prefix)
-    status = w.wait_ready()
+    w.wait_ready()
+    status = w.wait_status(lambda s: s["coverage"]["ratio"] == 1.0, "full coverage")
     jsonschema.validate(status, SCHEMA)
     assert status["instruments"]["known"] == INSTRUMENTS
     assert status["instruments"]["acknowledged"] == INSTRUMENTS
@@ -175,7 +190,7 @@ def test_full_coverage_on_redis_then_clean_stop(sim, workers, tmp_path, redis_se
     if os.path.exists(promtool):
         check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
-    assert metric_value(text, 'feedops_coverage_ratio{exchange="all"}') == 1.0
+    text = w.wait_metric('feedops_coverage_ratio{exchange="all"}', lambda v: v == 1.0)
     assert metric_value(text, "feedops_instruments_acknowledged{") == INSTRUMENTS
     assert w.stop() == int(Worker.OK)
     client = redis_lib.Redis.from_url(redis_server.url, decode_responses=True)
@@ -262,8 +277,7 @@ def test_never_ticking_instruments_are_listed(sim, workers, tmp_path):
     status = w.wait_status(lambda s: s["never_ticked"]["count"] < INSTRUMENTS * 0.2, "live instruments ticked")
     assert 0.02 * INSTRUMENTS < status["never_ticked"]["count"] < 0.2 * INSTRUMENTS
     assert status["coverage"]["ratio"] < 1.0 and status["never_ticked"]["sample"]
-    text = w.metrics()
-    assert metric_value(text, "feedops_instruments_never_ticked{") == status["never_ticked"]["count"]
+    w.wait_metric("feedops_instruments_never_ticked{", lambda v: 0 < v < 0.2 * INSTRUMENTS)
     assert w.stop() == int(Worker.OK)
 
 
@@ -308,8 +322,8 @@ def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
         status = w.wait_status(lambda s: not s["sink"]["up"] and s["sink"]["dropped_total"] > 0, "sink down, dropping")
         assert status["sink"]["buffered"] <= 5000 and status["sink"]["errors_total"] >= 1
         assert any("sink down" in r for r in status["ready_reasons"])
-        text = w.metrics()
-        assert metric_value(text, "feedops_sink_up ") == 0 and metric_value(text, "feedops_sink_dropped_total ") > 0
+        text = w.wait_metric("feedops_sink_dropped_total ", lambda v: v > 0)
+        assert metric_value(text, "feedops_sink_up ") == 0 and metric_value(text, "feedops_sink_errors_total{") > 0
         redis_proc = Server("redis", argv, port, tmp_path / "redis2.log")
         w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "sink recovered", timeout=30)
         w.wait_ready()

@@ -107,7 +107,6 @@ BAD_INPUTS = [
     ("flow-dir-unwritable", {"FEEDOPS_FLOW_DIR": "/proc/feedops-flow"}, [], "flow_dir.writable", "FEEDOPS_FLOW_DIR", "writable directory"),
     ("env-file-syntax", {}, ["--env-file", "SYNTAX"], "settings.load", "broken.env:2", "NAME=value"),
     ("env-file-unknown-variable", {}, ["--env-file", "UNKNOWN"], "settings.load", "FEEDOPS_CHANEL", "spelling"),
-    ("env-file-missing", {}, ["--env-file", "/nonexistent/x.env"], "settings.load", "FEEDOPS_ENV", "create it"),
 ]
 
 
@@ -143,6 +142,15 @@ def test_bad_input_fails_the_owning_check_naming_setting_and_fix(tmp_path, case)
     assert any(setting in line and "fix:" in line and fix in line for line in table.stdout.splitlines()), table.stdout
     assert_clean_output(table, SENTINEL_PASSWORD, SENTINEL_AUTH_CODE)
     assert SENTINEL_PASSWORD not in json.dumps(report) and SENTINEL_AUTH_CODE not in json.dumps(report)
+
+
+def test_env_file_of_the_environment_missing(tmp_path):
+    """FEEDOPS_HOME points at a root without envs/staging.env: a configuration problem, exit 2."""
+    proc = run_validate(["--json", "--env", "staging"], dev_environ(tmp_path, FEEDOPS_HOME=str(tmp_path)))
+    assert proc.returncode == Check.CRITICAL, proc.stderr
+    problem = check(validate_report(proc.stdout), "settings.load")["problems"][0]
+    assert problem["setting"] == "FEEDOPS_ENV" and "does not exist" in problem["message"] and "create it" in problem["fix"]
+    assert_clean_output(proc)
 
 
 def test_secret_file_with_trailing_whitespace(tmp_path):
@@ -199,6 +207,7 @@ def test_secrets_unreadable(what):
     (["--probe-timeout", "soon"], "--probe-timeout"),
     (["--probe-timeout", "0"], "--probe-timeout"),
     (["--bogus"], "--bogus"),
+    (["--env-file", "/nonexistent/x.env"], "--env-file"),
 ])
 def test_bad_arguments_exit_3_with_one_line(tmp_path, args, fragment):
     proc = run_validate(args, dev_environ(tmp_path))

@@ -120,3 +120,11 @@ def test_dedupe_drops_ticks_older_than_the_session():
     d.session_trading_day = "20261127"
     assert d.check(rec(day="20261126")) == "stale"
     assert d.check(rec(day="20261127")) is None
+
+
+def test_czce_trading_day_never_precedes_the_session_day():
+    n = Normaliser(TradingCalendar("exchange", set()))
+    n.session_trading_day = "20261130"  # logged in for Monday's trading day
+    rec = n.normalise(raw_tick(struct(InstrumentID="SR601", ExchangeID="CZCE", TradingDay="20261127",
+                                      ActionDay="20261127", UpdateTime="14:00:00"), now=lambda: recv_at(2026, 11, 27, 14)))
+    assert rec["trading_day"] == "20261130"

@@ -128,6 +128,7 @@ class FeedWorker:
     def _on_login(self, trading_day: str | None) -> None:
         if trading_day:
             self.deduper.session_trading_day = trading_day
+            self.normaliser.session_trading_day = trading_day
 
     # ------------------------------------------------------------------ run
     def run(self) -> Worker:
@@ -313,6 +314,8 @@ class FeedWorker:
             "throughput": {"ticks_per_second": round(p.ticks_per_second(), 3), "ticks_received_total": q.received,
                            "ticks_published_total": p.published_total, "expected_ticks_per_second": None},
             "latency": {"p50_seconds": p.percentile(p.exchange_latency, 0.5), "p99_seconds": p.percentile(p.exchange_latency, 0.99)},
+            "pipeline_latency": {"p50_seconds": p.percentile(p.sink_latency, 0.5),
+                                 "p99_seconds": p.percentile(p.sink_latency, 0.99), "samples": len(p.sink_latency)},
             "rate_limit_incidents_total": g.rate_limit_incidents,
             "errors_total": errors,
             "queue": {"depth": len(q), "capacity": q.capacity, "dropped_total": q.dropped},

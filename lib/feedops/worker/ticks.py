@@ -12,8 +12,9 @@ docs/ops/worker.md):
   the receive time in Beijing, corrected when the tick and the clock are on
   different sides of midnight;
 * ``TradingDay``: trusted except CZCE (it sends the calendar date), where it is the
+  later of the session's trading day (from the market-data login) and the
   calendar's trading day of the exchange time, so Friday-night ticks belong to
-  Monday (holidays included);
+  Monday (holidays included) and a session that outlives a trading day moves on;
 * the "no value" marker (the largest double) becomes ``None``.
 
 :class:`Deduper` drops duplicates and replays per instrument on (trading day,
@@ -87,6 +88,7 @@ class Normaliser:
         self._date_by_index: dict[int, str] = {}
         self._epoch_by_day: dict[str, float] = {}
         self._trading_day_cache: dict[tuple[str, bool], str] = {}
+        self.session_trading_day: str = ""  # from the market-data login
 
     def _local_date(self, day_index: int) -> str:
         text = self._date_by_index.get(day_index)
@@ -138,7 +140,7 @@ class Normaliser:
         if exchange not in TRUSTED_ACTION_DAY or not _valid_day(action_day):
             action_day = self.derive_action_day(recv, secs)
         if exchange not in TRUSTED_TRADING_DAY or not _valid_day(trading_day):
-            trading_day = self.trading_day_of(action_day, secs)
+            trading_day = max(self.trading_day_of(action_day, secs), self.session_trading_day)
         record: dict[str, Any] = {
             "instrument": instrument,
             "exchange": exchange,

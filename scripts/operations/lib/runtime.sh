@@ -22,6 +22,7 @@ feedops::compose() {
   for p in ${FEEDOPS_CFG[COMPOSE_PROFILES]}; do profiles+=(--profile "${p}"); done
   feedops::run env FEEDOPS_ENV="${FEEDOPS_CFG[ENV]}" FEEDOPS_IMAGE="${FEEDOPS_CFG[IMAGE]}" FEEDOPS_IMAGE_TAG="${FEEDOPS_CFG[IMAGE_TAG]}" \
     FEEDOPS_ACTIVE_PROFILE="${FEEDOPS_CFG[PROFILE]}" FEEDOPS_RELEASE_ENV_FILE="${FEEDOPS_CFG[RELEASE_ENV]}" \
+    FEEDOPS_STATE_DIR="${FEEDOPS_CFG[STATE_DIR]}" \
     docker compose --project-directory "${FEEDOPS_ROOT}" --file "${FEEDOPS_ROOT}/docker-compose.yml" \
     --project-name "feedops-${FEEDOPS_CFG[ENV]}" "${profiles[@]}" "$@"
 }
@@ -66,13 +67,27 @@ feedops::runtime::stop_stack() {
 feedops::runtime::kill_front() {
   case ${FEEDOPS_CFG[RUNTIME]} in
     native) feedops::py::act stop --name "sim-$1" --kill --timeout 5 ;;
-    compose) feedops::compose kill "$(feedops::runtime::sim_service "$1")" || return "${EXIT_START_FAILED}" ;;
+    compose) feedops::compose kill "ctp-sim-$1" || return "${EXIT_START_FAILED}" ;;
   esac
 }
 
-# The compose service of a profile's simulator. Arguments: PROFILE
-feedops::runtime::sim_service() {
-  if [[ "$1" == primary ]]; then echo ctp-sim; else echo ctp-sim-backup; fi
+# Wait for the worker(s) to be ready; compose checks from inside the project network.
+# Arguments: [--expect-profile P]
+feedops::runtime::wait_ready() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) feedops::py::act wait-ready --timeout "${FEEDOPS_TIMEOUT}" "$@" ;;
+    compose) feedops::compose exec -T worker python -m feedops.runbook --runtime compose \
+               wait-ready --timeout "${FEEDOPS_TIMEOUT}" "$@" ;;
+  esac
+}
+
+# check_feed_health.py against the running worker(s), text summary on stdout.
+feedops::runtime::health() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" --format text ;;
+    compose) feedops::compose exec -T worker python scripts/operations/check_feed_health.py \
+               --env "${FEEDOPS_CFG[ENV]}" --format text ;;
+  esac
 }
 
 # What runs (compose only; the native table is part of the helper's status).

@@ -62,10 +62,9 @@ feedops::step::stop_workers() {
 feedops::step::wait_ready() {
   local code=$1 rc=0
   shift
-  feedops::act "wait for readiness (timeout ${FEEDOPS_TIMEOUT}s)" \
-    feedops::py::act wait-ready --timeout "${FEEDOPS_TIMEOUT}" "$@" || rc=$?
+  feedops::act "wait for readiness (timeout ${FEEDOPS_TIMEOUT}s)" feedops::runtime::wait_ready "$@" || rc=$?
   (( rc == 0 )) && return 0
-  (( rc == EXIT_NOT_READY )) && rc=${code}
+  (( rc == EXIT_START_FAILED )) || rc=${code}
   feedops::fail "${rc}" "the worker(s) did not become ready (see the progress lines above)"
 }
 
@@ -76,12 +75,12 @@ feedops::step::wait_ready() {
 feedops::step::health() {
   feedops::step::require check_feed_health.py
   local code=$1 rc=0
-  feedops::act "check the feed's health" feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" --format text \
-    || rc=$?
+  feedops::act "check the feed's health" feedops::runtime::health || rc=$?
   case ${rc} in
     "${CHECK_OK}") ;;
     "${CHECK_WARNING}") feedops::log::warning runbook.health.warning "the feed is up with warnings (see the summary)" ;;
-    *) feedops::fail "${code}" "the health check reported $( ((rc == CHECK_UNKNOWN)) && echo UNKNOWN || echo CRITICAL) (exit ${rc})" ;;
+    "${CHECK_CRITICAL}") feedops::fail "${code}" "the health check reported CRITICAL (exit ${rc})" ;;
+    *) feedops::fail "${code}" "the health check reported UNKNOWN or could not run (exit ${rc})" ;;
   esac
 }
 

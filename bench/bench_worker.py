@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Benchmark the full-feed worker on ctp-sim with 20,000 instruments (one run, bounded in time).
+
+Phases, all against one ctp-sim process (20,000 instruments, 500 ms snapshots: 40,000
+ticks/s offered; the ``burst`` fault multiplies that by 4 for the throughput phases):
+
+1. worker with the file sink and the default subscription pacing (batches of 1000,
+   1 s pause): time from process start to full coverage (every instrument ticked);
+   then callback-to-sink latency p50/p99 and sustained ticks/s at 40,000 ticks/s offered;
+2. the same worker under burst: sustained ticks/s through the whole pipeline to the file sink;
+3. a worker with the Redis sink under burst: sustained ticks/s to Redis (skipped when
+   redis-server is not installed);
+4. the ceiling: a bare SimMdApi client whose callback only counts, under burst;
+5. peak RSS (VmHWM) of the worker processes.
+
+Numbers are printed, not asserted. Targets (issue 4): >= 50,000 ticks/s through the
+pipeline, ratio to the ceiling >= 0.5, p99 <= 50 ms, full coverage within
+(instruments / batch size) x pause + 5 s, RSS <= 300 MB.
+
+    .venv/bin/python bench/bench_worker.py [--instruments 20000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+os.environ.setdefault("LOCPATH", str(ROOT / ".venv" / "locale"))
+
+from feedops.sim import mdapi  # noqa: E402
+
+PY = sys.executable
+SIM = ROOT / "scripts" / "operations" / "ctp_sim.py"
+WORKER = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - polling
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what} (last error: {last})")
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_"))}
+    env.update(FEEDOPS_SECRETS_DIR="", FEEDOPS_CALENDAR="always-open", CTP_PRIMARY_BROKER_ID="9999",
+               CTP_PRIMARY_USER_ID="bench", CTP_PRIMARY_PASSWORD="bench-password", CTP_PRIMARY_APP_ID="bench",
+               CTP_PRIMARY_AUTH_CODE="bench-auth")
+    return env
+
+
+def vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Proc:
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path):
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+class Sim:
+    def __init__(self, tmp: Path, instruments: int):
+        self.port, self.control = free_port(), free_port()
+        self.proc = Proc([PY, str(SIM), "--listen", f"127.0.0.1:{self.port}", "--control", f"127.0.0.1:{self.control}",
+                          "--instruments", str(instruments), "--always-open", "--log-level", "warning",
+                          "--accept-any-login"], base_env(), tmp / "sim.log")
+        wait_for(lambda: get_json(f"http://127.0.0.1:{self.control}/healthz"), 30, "ctp-sim")
+
+    def fault(self, name: str, on: bool) -> None:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.control}/faults/{name}?on={int(on)}", method="POST", data=b"")
+        urllib.request.urlopen(req, timeout=5).close()
+
+    def ticks_sent(self) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.control}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("feedops_sim_ticks_sent_total{"))
+
+
+class Worker:
+    def __init__(self, sim: Sim, tmp: Path, name: str, sink: str, batch_interval: float):
+        self.listen = f"127.0.0.1:{free_port()}"
+        env = base_env()
+        env.update(FEEDOPS_CHANNEL="sim", FEEDOPS_FLOW_DIR=str(tmp / "flow" / name), FEEDOPS_CACHE_DIR=str(tmp / "cache" / name),
+                   FEEDOPS_WORKER_LISTEN=self.listen, FEEDOPS_SINK_URL=sink, FEEDOPS_LOG_LEVEL="warning",
+                   FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS=str(batch_interval), FEEDOPS_SUBSCRIBE_BATCH_SIZE="1000",
+                   CTP_PRIMARY_MD_FRONTS=f"tcp://127.0.0.1:{sim.port}", CTP_PRIMARY_TD_FRONTS=f"tcp://127.0.0.1:{sim.port}")
+        self.started = time.monotonic()
+        self.proc = Proc([PY, str(WORKER)], env, tmp / f"worker-{name}.log")
+        self.url = f"http://{self.listen}"
+
+    def status(self) -> dict:
+        if self.proc.proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.proc.proc.returncode}")
+        return get_json(self.url + "/status")
+
+    def published(self) -> int:
+        return self.status()["throughput"]["ticks_published_total"]
+
+    def rate(self, seconds: float) -> tuple[float, dict]:
+        """Published ticks/s over ``seconds`` (after a short settling period)."""
+        time.sleep(1.0)
+        first, t0 = self.published(), time.monotonic()
+        time.sleep(seconds)
+        status = self.status()
+        return (status["throughput"]["ticks_published_total"] - first) / (time.monotonic() - t0), status
+
+
+def ceiling(sim: Sim, instruments: list[str], seconds: float, tmp: Path) -> float:
+    """A bare client: the callback only counts."""
+    counter = [0]
+    connected = threading.Event()
+    logged_in = threading.Event()
+
+    class Spi(mdapi.CThostFtdcMdSpi):
+        def OnFrontConnected(self):  # noqa: N802
+            connected.set()
+
+        def OnRspUserLogin(self, *args):  # noqa: N802
+            logged_in.set()
+
+        def OnRtnDepthMarketData(self, field):  # noqa: N802
+            counter[0] += 1
+
+    flow = tmp / "flow" / "ceiling"
+    flow.mkdir(parents=True, exist_ok=True)
+    api = mdapi.CThostFtdcMdApi.CreateFtdcMdApi(str(flow) + "/")
+    spi = Spi()
+    api.RegisterSpi(spi)
+    api.RegisterFront(f"tcp://127.0.0.1:{sim.port}")
+    api.Init()
+    try:
+        wait_for(connected.is_set, 10, "ceiling client connected")
+        login = mdapi.CThostFtdcReqUserLoginField()
+        login.BrokerID, login.UserID, login.Password = "9999", "bench", "bench-password"
+        api.ReqUserLogin(login, 1)
+        wait_for(logged_in.is_set, 10, "ceiling client login")
+        for i in range(0, len(instruments), 1000):
+            api.SubscribeMarketData([name.encode() for name in instruments[i:i + 1000]], len(instruments[i:i + 1000]))
+        time.sleep(2.0)
+        first, t0 = counter[0], time.monotonic()
+        time.sleep(seconds)
+        return (counter[0] - first) / (time.monotonic() - t0)
+    finally:
+        api.RegisterSpi(None)
+        api.Release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instruments", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measuring window")
+    args = parser.parse_args(argv)
+    n, window = args.instruments, args.seconds
+    began = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    procs: list[Proc] = []
+    results: dict[str, object] = {}
+    rss: list[float] = []
+    try:
+        sim = Sim(tmp, n)
+        procs.append(sim.proc)
+        print(f"ctp-sim: {n} instruments, 500 ms snapshots ({2 * n} ticks/s offered), burst x4 for throughput phases")
+
+        # 1. coverage time and latency at the nominal rate, file sink, default pacing
+        w = Worker(sim, tmp, "file", f"file:{tmp / 'feed'}", batch_interval=1.0)
+        procs.append(w.proc)
+        status = wait_for(lambda: (s := w.status())["coverage"]["ratio"] == 1.0 and s["instruments"]["known"] == n and s,
+                          timeout=120, what="full coverage", interval=0.2)
+        coverage_s = time.monotonic() - w.started
+        target_cov = n / 1000 * 1.0 + 5
+        results["coverage"] = coverage_s
+        print(f"start to full coverage: {coverage_s:.1f} s  (target <= {target_cov:.0f} s = {n}/1000 x 1 s + 5 s)")
+        p50s, p99s = [], []
+        sent0, t0 = sim.ticks_sent(), time.monotonic()
+        first = w.published()
+        for _ in range(int(window)):
+            time.sleep(1.0)
+            lat = w.status()["pipeline_latency"]
+            if lat["p50_seconds"] is not None:
+                p50s.append(lat["p50_seconds"])
+                p99s.append(lat["p99_seconds"])
+        elapsed = time.monotonic() - t0
+        offered = (sim.ticks_sent() - sent0) / elapsed
+        nominal_rate = (w.published() - first) / elapsed
+        p50, p99 = statistics.median(p50s), max(p99s)
+        print(f"at {offered:,.0f} ticks/s offered: {nominal_rate:,.0f} ticks/s published (file); callback-to-sink "
+              f"latency p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms (worst 1 s window)  (target p99 <= 50 ms)")
+
+        # 2. throughput to the file sink under burst
+        sim.fault("burst", True)
+        file_rate, status = w.rate(window)
+        print(f"file sink: {file_rate:,.0f} ticks/s sustained through the pipeline "
+              f"(queue drops {status['queue']['dropped_total']})")
+        rss.append(vm_hwm_mb(w.proc.proc.pid))
+        sim.fault("burst", False)
+        w.proc.stop()
+
+        # 3. throughput to Redis under burst
+        redis_rate = None
+        redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if os.path.exists(redis_bin):
+            port = free_port()
+            redis = Proc([redis_bin, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                          "--dir", str(tmp)], base_env(), tmp / "redis.log")
+            procs.append(redis)
+            wr = Worker(sim, tmp, "redis", f"redis://127.0.0.1:{port}/0", batch_interval=0.05)
+            procs.append(wr.proc)
+            wait_for(lambda: wr.status()["coverage"]["ratio"] == 1.0, 60, "redis worker coverage", interval=0.2)
+            sim.fault("burst", True)
+            redis_rate, status = wr.rate(window)
+            print(f"redis sink: {redis_rate:,.0f} ticks/s sustained through the pipeline "
+                  f"(queue drops {status['queue']['dropped_total']}, sink up {status['sink']['up']})")
+            rss.append(vm_hwm_mb(wr.proc.proc.pid))
+            sim.fault("burst", False)
+            wr.proc.stop()
+            redis.stop()
+        else:
+            print("redis sink: skipped (redis-server not installed: apt-get install redis-server)")
+
+        # 4. the ceiling
+        instruments = [row[0] for row in json.loads(next((tmp / "cache" / "file").glob("*.json")).read_text())["instruments"]]
+        sim.fault("burst", True)
+        bare = ceiling(sim, instruments, window, tmp)
+        sim.fault("burst", False)
+        print(f"bare callback ceiling: {bare:,.0f} ticks/s")
+        best = max(file_rate, redis_rate or 0.0)
+        print(f"ratio pipeline/ceiling: file {file_rate / bare:.2f}" +
+              (f", redis {redis_rate / bare:.2f}" if redis_rate else "") + "  (target >= 0.5; pipeline target >= 50,000 ticks/s)")
+        print(f"peak RSS of the worker: {max(rss):.0f} MB  (target <= 300 MB)")
+        print(f"best pipeline rate {best:,.0f} ticks/s; benchmark wall time {time.monotonic() - began:.0f} s")
+        return 0
+    finally:
+        for proc in reversed(procs):
+            if isinstance(proc, Proc):
+                proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
