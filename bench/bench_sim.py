@@ -112,7 +112,10 @@ class Market(mdapi.CThostFtdcMdSpi):
 
 
 def callback_path_us(records: int = 200_000) -> tuple[float, float]:
-    """µs per tick of SimMdApi's decode-and-callback path alone (no socket): empty callback, and a 4-field copy."""
+    """µs per tick of SimMdApi's decode-and-callback path alone (no socket): empty callback, and a 4-field copy.
+
+    Copy rows are kept (as a queue would), so the second figure includes allocating them.
+    """
     from feedops.sim import protocol as P
 
     api = mdapi.SimMdApi("")
@@ -135,9 +138,12 @@ def callback_path_us(records: int = 200_000) -> tuple[float, float]:
     results = []
     for spi in (Empty(), Copy()):
         api.RegisterSpi(spi)
-        t0 = time.perf_counter()
-        api._on_ticks(payload)
-        results.append((time.perf_counter() - t0) / records * 1e6)
+        best = float("inf")
+        for _ in range(3):  # best of three: the machine is shared
+            t0 = time.perf_counter()
+            api._on_ticks(payload)
+            best = min(best, time.perf_counter() - t0)
+        results.append(best / records * 1e6)
     return results[0], results[1]
 
 

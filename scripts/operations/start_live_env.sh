@@ -153,10 +153,9 @@ mode_restart() {
 }
 
 mode_shutdown() {
-  feedops::step::stop_workers --strict
   local rc=0
-  feedops::act "stop the stack" feedops::runtime::stop_stack || rc=$?
-  (( rc == 0 )) || feedops::fail "${EXIT_SHUTDOWN_FAILED}" "the stack did not stop cleanly (exit ${rc})"
+  feedops::act "stop the worker(s) (drain and flush), then the stack" feedops::runtime::shutdown || rc=$?
+  (( rc == 0 )) || feedops::fail "${EXIT_SHUTDOWN_FAILED}" "a component did not stop within ${FEEDOPS_TIMEOUT}s (see above)"
 }
 
 # Switch to a profile, restart on it, verify. Arguments: PROFILE REASON
@@ -164,7 +163,8 @@ switch_profile() {
   feedops::step::validate "FEEDOPS_ACTIVE_PROFILE=$1"
   feedops::act "make $1 the active profile" feedops::py::act set-profile "$1" --reason "$2" \
     || feedops::fail "$?" "cannot record the active profile"
-  (( FEEDOPS_DRY_RUN )) || feedops::config::load
+  FEEDOPS_CFG[PROFILE]=$1
+  FEEDOPS_CHILD_ENV+=("FEEDOPS_ACTIVE_PROFILE=$1")  # the last assignment wins
   feedops::step::stop_workers
   feedops::step::recover "${EXIT_FAILOVER_FAILED}" --expect-profile "$1"
 }

@@ -49,7 +49,7 @@ def env(tmp_path_factory) -> dict[str, str]:
         "FEEDOPS_WORKER_LISTEN": f"127.0.0.1:{worker}", "FEEDOPS_WORKER_URLS": f"http://127.0.0.1:{worker}",
         "CTP_PRIMARY_MD_FRONTS": _fronts(primary), "CTP_PRIMARY_TD_FRONTS": _fronts(primary),
         "CTP_BACKUP_MD_FRONTS": _fronts(backup), "CTP_BACKUP_TD_FRONTS": _fronts(backup),
-        "FEEDOPS_SIM_INSTRUMENTS": "500", "FEEDOPS_LOG_FORMAT": "json",
+        "FEEDOPS_SIM_INSTRUMENTS": "200", "FEEDOPS_LOG_FORMAT": "json",
         "LOCPATH": str(ROOT / ".venv" / "locale"),
     })
     yield environ
@@ -122,7 +122,7 @@ def test_second_run_while_one_holds_the_lock(env):
 def test_rollback_restores_last_good_snapshot_after_a_bad_config(env):
     dead = _fronts(free_port())
     bad = {"CTP_PRIMARY_MD_FRONTS": dead, "CTP_PRIMARY_TD_FRONTS": dead}
-    proc = runbook(env, "restart", "--timeout", "4", **bad)
+    proc = runbook(env, "restart", "--timeout", "3", **bad)
     assert proc.returncode == Runbook.NOT_READY, explain(proc)
     assert "waiting: 0/1 ready" in proc.stdout  # progress lines while waiting
     # the bad setting is still in the environment: the snapshot must win over it
@@ -130,9 +130,10 @@ def test_rollback_restores_last_good_snapshot_after_a_bad_config(env):
     assert proc.returncode == Runbook.OK, explain(proc)
     front = worker_status(env)["front"]
     assert front["address"] == env["CTP_PRIMARY_MD_FRONTS"] and front["logged_in"], front
-    status = runbook(env, "status")
-    assert "pinned config  rollback" in status.stdout, status.stdout
-    assert "restart    NOT_READY" in status.stdout and "rollback   OK" in status.stdout
+    state = Path(env["FEEDOPS_STATE_DIR"])
+    assert json.loads((state / "pin.json").read_text())["reason"] == "rollback"
+    assert json.loads((state / "runs" / "restart.last.json").read_text())["outcome"] == "NOT_READY"
+    assert json.loads((state / "runs" / "rollback.last.json").read_text())["outcome"] == "OK"
 
 
 def test_failover_to_backup_after_the_primary_dies(env):
@@ -154,5 +155,35 @@ def test_shutdown_leaves_no_process_behind(env):
     assert proc.returncode == Runbook.OK, explain(proc)
     assert not [p for p in pids if alive(p)]
     assert pid_records(env) == {}
-    proc = runbook(env, "shutdown")
-    assert proc.returncode == Runbook.OK, explain(proc)
+
+
+def test_run_outcomes_are_pushed_to_a_real_pushgateway(pushgateway, tmp_path):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "CTP_PRIMARY_PASSWORD").write_text(SENTINEL)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))}
+    environ.update({"FEEDOPS_STATE_DIR": str(tmp_path / "state"), "FEEDOPS_SECRETS_DIR": str(secrets),
+                    "FEEDOPS_PUSHGATEWAY_ENABLED": "true", "FEEDOPS_PUSHGATEWAY_URL": pushgateway.url})
+
+    def record(mode: str, rc: int, duration: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "feedops.runbook", "--runtime", "native", "record",
+                               "--mode", mode, "--rc", str(rc), "--duration", duration], env={**environ, **extra}, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    assert record("premarket", 0, "9.5").returncode == 0
+    assert record("restart", Runbook.NOT_READY, "31").returncode == 0
+    with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    lines = [line for line in metrics.splitlines() if line.startswith("feedops_")]
+    assert any(l.startswith("feedops_runbook_exit_code{") and 'mode="premarket"' in l and l.endswith(" 0") for l in lines)
+    assert any(l.startswith("feedops_runbook_exit_code{") and 'mode="restart"' in l and l.endswith(" 68") for l in lines)
+    assert any(l.startswith("feedops_runbook_duration_seconds{") and 'mode="premarket"' in l and l.endswith(" 9.5") for l in lines)
+    assert any(l.startswith("feedops_runbook_last_success_timestamp_seconds{") and 'mode="premarket"' in l for l in lines)
+    assert not any(l.startswith("feedops_runbook_last_success_timestamp_seconds{") and 'mode="restart"' in l for l in lines)
+    assert any(l.startswith("feedops_active_profile{") and 'profile="primary"' in l and l.endswith(" 1") for l in lines)
+    assert SENTINEL not in metrics
+    # Pushgateway down: the outcome is still recorded, the push failure is a warning, the exit code unchanged
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = record("shutdown", 0, "1", FEEDOPS_PUSHGATEWAY_URL=dead)
+    assert proc.returncode == 0 and "runbook.push.failed" in proc.stderr and dead in proc.stderr
+    assert json.loads((tmp_path / "state" / "runs" / "shutdown.last.json").read_text())["exit_code"] == 0

@@ -119,12 +119,35 @@ def test_morning_break_judges_only_cffex(feed):
     assert by_key(results, "coverage:ratio", "SHFE").status == "pass" and by_key(results, "coverage:ratio", "SHFE").observed_value is None
 
 
+def test_morning_break_without_cffex_instruments_is_not_judged(feed):
+    at = dt.datetime(2026, 11, 24, 10, 20, tzinfo=BEIJING)
+    now = at.timestamp()
+    rows = [(name, ex, prod, cls, now - 400) for name, ex, prod, cls, _ in universe(60, now) if ex != "CFFEX"]
+    results, report = judge(feed, observe(status_doc(rows, now=now)), TradingCalendar("exchange", {dt.date(2026, 12, 31)}), at)
+    assert report["market"]["open"] is True and report["coverage"]["open"] == 0
+    staleness = by_key(results, "staleness:newest-tick-age")
+    assert staleness.status == "pass" and "no subscribed instrument in session" in staleness.output
+    assert rp.verdict(results) == Check.OK, report["output"]
+
+
 def test_throughput_against_expected_rate(feed):
     now = NOW.timestamp()
     results, _ = judge(feed, observe(status_doc(universe(60, now), now=now, tps=10, expected_tps=100)))
     assert by_key(results, "throughput:ticks-per-second").status == "warn"
     results, _ = judge(feed, observe(status_doc(universe(60, now), now=now, tps=50, expected_tps=100)))
     assert by_key(results, "throughput:ticks-per-second").status == "pass"
+    # no expected rate from the worker: the ceiling is 2 snapshots/s per open instrument (60 -> 120/s)
+    results, _ = judge(feed, observe(status_doc(universe(60, now), now=now, tps=23)))
+    assert by_key(results, "throughput:ticks-per-second").status == "warn"
+    assert "snapshot ceiling of 60 open instruments" in by_key(results, "throughput:ticks-per-second").output
+    results, _ = judge(feed, observe(status_doc(universe(60, now), now=now, tps=25)))
+    assert by_key(results, "throughput:ticks-per-second").status == "pass"
+    # just connected: the worker's 10 s rate is still ramping up
+    doc = status_doc(universe(60, now), now=now, tps=1)
+    doc["front"]["connected_since_unix"] = now - 3
+    results, _ = judge(feed, observe(doc))
+    assert by_key(results, "throughput:ticks-per-second").status == "pass"
+    assert "not judged yet" in by_key(results, "throughput:ticks-per-second").output
 
 
 def test_latency_rate_limits_errors(feed):

@@ -90,3 +90,39 @@ def test_dead_instruments_never_tick_about_the_configured_share():
     missing = set(everything) - set(alive)
     assert set(alive) < set(everything)
     assert 0.05 * len(everything) < len(missing) < 0.2 * len(everything)  # --dead-share 0.1
+
+
+class _Transport:
+    def __init__(self):
+        self.frames: list[bytes] = []
+
+    def is_closing(self):
+        return False
+
+    def write(self, data):
+        self.frames.append(data)
+
+    def get_write_buffer_size(self):
+        return 0
+
+
+def test_trading_phase_changes_reach_trader_sessions():
+    import json
+
+    from feedops.sim.server import Session
+
+    now = [at(MONDAY, "10:14").replace(second=59).timestamp()]
+    calendar = TradingCalendar("exchange", load_holidays(HOLIDAYS_FILE))
+    server = SimServer(SimConfig(port=0, instruments=400), calendar, clock=lambda: now[0])
+    trader = Session(server)
+    trader.transport, trader.kind, trader.logged_in = _Transport(), "td", True
+    server.sessions.add(trader)
+    server._tick_slice()  # 10:14:59: no change since the server started
+    assert trader.transport.frames == []
+    now[0] += 2  # 10:15:01: the commodity morning break starts, CFFEX keeps trading
+    server._tick_slice()
+    items = [item for frame in trader.transport.frames for item in json.loads(P.split_frames(bytearray(frame))[0][1])]
+    assert {item[0] for item in items} == {"OnRtnInstrumentStatus"}
+    last = {(item[2]["ExchangeID"], item[2]["InstrumentID"]): item[2]["InstrumentStatus"] for item in items}
+    assert last[("SHFE", "cu")] == "6" and last[("DCE", "m")] == "6"
+    assert set(last.values()) == {"6"} and ("CFFEX", "IF") not in last  # only what changed

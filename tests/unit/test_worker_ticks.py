@@ -128,3 +128,11 @@ def test_czce_trading_day_never_precedes_the_session_day():
     rec = n.normalise(raw_tick(struct(InstrumentID="SR601", ExchangeID="CZCE", TradingDay="20261127",
                                       ActionDay="20261127", UpdateTime="14:00:00"), now=lambda: recv_at(2026, 11, 27, 14)))
     assert rec["trading_day"] == "20261130"
+
+
+def test_record_keys_are_the_documented_layout(normaliser):
+    from feedops.worker.ticks import RECORD_KEYS
+
+    rec = normalise(normaliser, recv_at(2026, 11, 27, 10, 0, 1), OpenPrice=float("nan"))
+    assert tuple(rec) == RECORD_KEYS
+    assert rec["open"] is None and rec["pre_open_interest"] == 5.0 and rec["ask_volume1"] == 1

@@ -20,6 +20,7 @@ from .sources import ConsumerGroup, PremarketRun, SourceError, Sources, WorkerOb
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
 NOT_JUDGED = "not judged: market closed"
+NOT_IN_SESSION = "not judged: no subscribed instrument in session"
 
 
 @dataclass(frozen=True)
@@ -210,12 +211,13 @@ def coverage_checks(cov: Coverage | None, th: Thresholds, market_open: bool) -> 
     return results
 
 
-def staleness_checks(cov: Coverage | None, th: Thresholds, market_open: bool) -> list[CheckResult]:
+def staleness_checks(cov: Coverage | None, th: Thresholds, in_session: bool) -> list[CheckResult]:
+    """``in_session``: some subscribed instrument's session is open."""
     if cov is None:
         return []
     age = cov.newest_open_tick_age_seconds
-    if not market_open:
-        status, text = PASS, f"{NOT_JUDGED}; newest tick {_fmt(cov.newest_tick_age_seconds, 's')} old"
+    if not in_session:
+        status, text = PASS, f"{NOT_IN_SESSION}; newest tick {_fmt(cov.newest_tick_age_seconds, 's')} old"
     elif age is None:
         status, text = FAIL, "no open instrument has ticked; fix: check the front and the subscriptions (/status never_ticked)"
     else:
@@ -233,7 +235,14 @@ def staleness_checks(cov: Coverage | None, th: Thresholds, market_open: bool) ->
     return results
 
 
-def traffic_checks(workers: list[WorkerObservation], th: Thresholds, market_open: bool, window_text: str) -> list[CheckResult]:
+#: Exchanges push one snapshot per active instrument every 500 ms (CTP_FACTS.md): the session's ceiling.
+SNAPSHOTS_PER_SECOND = 2.0
+
+
+def traffic_checks(workers: list[WorkerObservation], th: Thresholds, in_session: bool, window_text: str,
+                   open_instruments: int | None = None) -> list[CheckResult]:
+    """Throughput is judged against the workers' expected rate, else against the snapshot
+    ceiling of the instruments in session (``open_instruments`` x 2/s)."""
     if not workers:
         return []
     results = []
@@ -241,16 +250,23 @@ def traffic_checks(workers: list[WorkerObservation], th: Thresholds, market_open
     tps = sum(rates) if rates else None
     expected = [w.expected_ticks_per_second for w in workers]
     expected_tps = sum(expected) if expected and all(e is not None for e in expected) else None
-    if not market_open:
-        status, text = PASS, f"{NOT_JUDGED}; {_fmt(tps, ' ticks/s')}"
+    basis = "the workers' expected rate"
+    if expected_tps is None and open_instruments:
+        expected_tps = SNAPSHOTS_PER_SECOND * open_instruments
+        basis = f"the snapshot ceiling of {open_instruments} open instruments x {_fmt(SNAPSHOTS_PER_SECOND)}/s"
+    if not in_session:
+        status, text = PASS, f"{NOT_IN_SESSION}; {_fmt(tps, ' ticks/s')}"
     elif tps is None:
         status, text = PASS, "no rate reported yet"
+    elif any(w.rate_warming_up for w in workers):
+        status, text = PASS, f"{_fmt(tps, ' ticks/s')}; a worker connected less than its rate window ago, not judged yet"
     elif not expected_tps:
-        status, text = PASS, f"{_fmt(tps, ' ticks/s')}; no expected rate reported, not judged"
+        status, text = PASS, f"{_fmt(tps, ' ticks/s')}; no expected rate, not judged"
     else:
         floor = th.throughput_warn_ratio * expected_tps
         status = WARN if tps < floor else PASS
-        text = f"{_fmt(tps, ' ticks/s')} against {_fmt(expected_tps, ' expected')} (warn below {_fmt(floor)})"
+        text = f"{_fmt(tps, ' ticks/s')} against {_fmt(expected_tps)} expected from {basis} " \
+               f"(warn below {_fmt(th.throughput_warn_ratio, '%')}: {_fmt(floor)})"
     results.append(CheckResult("throughput:ticks-per-second", status, None if tps is None else round(tps, 3), "ticks/s",
                                text, "all", "system"))
 

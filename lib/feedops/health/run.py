@@ -94,6 +94,7 @@ def evaluate(feed, sources: Sources, calendar: TradingCalendar, at: _dt.datetime
     th = ck.Thresholds.from_settings(feed)
     cov, basis = ck.feed_coverage(sources, calendar, at, th.staleness_window_seconds)
     market_open = calendar.any_open(at)
+    in_session = market_open and (cov is None or cov.open > 0)  # e.g. 10:20: only CFFEX trades
     if sources.prometheus is not None:
         window_text = f"in the last {max(int(th.staleness_window_seconds), 60)}s"
     else:
@@ -105,8 +106,8 @@ def evaluate(feed, sources: Sources, calendar: TradingCalendar, at: _dt.datetime
     for worker in sources.workers:
         results += ck.worker_checks(worker, th, market_open)
     results += ck.coverage_checks(cov, th, market_open)
-    results += ck.staleness_checks(cov, th, market_open)
-    results += ck.traffic_checks(sources.workers, th, market_open, window_text)
+    results += ck.staleness_checks(cov, th, in_session)
+    results += ck.traffic_checks(sources.workers, th, in_session, window_text, cov.open if cov is not None else None)
     results += ck.consumer_checks(sources.consumer_groups, th, sources.redis_target or "redis")
     state = feed.path("state_dir").joinpath("runs", "premarket.last-success")
     results += ck.premarket_checks(sources.premarket, sources.premarket_error, th, at, str(state))

@@ -72,6 +72,7 @@ class WorkerObservation:
     sink_buffered: int | None = None
     dropped: float = 0  # queue and sink drops
     started_unix: float | None = None
+    rate_warming_up: bool = False  # connected for less than the worker's rate window: ticks/s still ramping up
     instruments: dict[str, int] | None = None  # known, subscribed, acknowledged, failed, ...
     instrument_table: dict[str, list[Any]] | None = None
     coverage_summary: dict[str, Any] | None = None  # the worker's own coverage (its clock and calendar)
@@ -156,6 +157,7 @@ def parse_worker_status(url: str, doc: Any) -> WorkerObservation:
         sink_buffered=_field(doc, "sink.buffered", (int,), shown),
         dropped=(_field(doc, "queue.dropped_total", (int,), shown) or 0) + (_field(doc, "sink.dropped_total", (int,), shown) or 0),
         started_unix=doc.get("started_unix"),
+        rate_warming_up=_warming_up(doc),
         instruments=_field(doc, "instruments", (dict,), shown) if "instruments" in doc else None,
         coverage_summary=_field(doc, "coverage", (dict,), shown),
         newest_tick_age_seconds=(doc.get("staleness") or {}).get("newest_tick_age_seconds"),
@@ -169,6 +171,17 @@ def parse_worker_status(url: str, doc: Any) -> WorkerObservation:
                               "point --worker at a feedops worker of this version")
         obs.instrument_table = table
     return obs
+
+
+#: The worker's ticks_per_second averages the last 10 s (worker-status.schema.json).
+WORKER_RATE_WINDOW_SECONDS = 10.0
+
+
+def _warming_up(doc: dict) -> bool:
+    since, now = doc["front"].get("connected_since_unix"), doc.get("now_unix")
+    if not isinstance(since, (int, float)) or not isinstance(now, (int, float)):
+        return False
+    return now - since < WORKER_RATE_WINDOW_SECONDS
 
 
 def read_worker(url: str, timeout: float = DEFAULT_TIMEOUT) -> WorkerObservation:

@@ -49,8 +49,8 @@ def _number(kind: type, option: str) -> Any:
         try:
             return kind(text)
         except ValueError:
-            noun = "a whole number" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"{option} {text!r} is not {noun}") from None
+            noun, example = ("a whole number", "42") if kind is int else ("a number", "0.5")
+            raise UsageError(f"{option} {text!r} is not {noun}; fix: e.g. {option} {example}") from None
     return convert
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import traceback
@@ -213,13 +214,12 @@ class SimClientBase:
                 last_rx = time.monotonic()
                 buf += chunk
                 try:
-                    frames = P.split_frames(buf)
-                except P.FrameError:
-                    return P.REASON_BAD_PACKET
-                for kind, payload in frames:
-                    self._dispatch(kind, payload)
-                    if self._stop.is_set():
-                        break
+                    for kind, payload in P.split_frames(buf):
+                        self._dispatch(kind, payload)
+                        if self._stop.is_set():
+                            break
+                except (P.FrameError, ValueError, TypeError, KeyError, struct.error):
+                    return P.REASON_BAD_PACKET  # not ctp-sim protocol (callback exceptions never get here)
             return P.REASON_READ_FAILURE
         except OSError:
             return P.REASON_WRITE_FAILURE
@@ -262,6 +262,8 @@ class SimClientBase:
             self._before_callback(callback, body, info, request_id, is_last)
             if callback == "OnRspError":
                 self._call(callback, info, request_id, is_last)
+            elif callback.startswith("OnRtn"):
+                self._call(callback, body)
             else:
                 self._call(callback, body, info, request_id, is_last)
 

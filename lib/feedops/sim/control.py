@@ -92,6 +92,13 @@ class _ControlHTTPServer(ThreadingHTTPServer):
         self.loop = loop
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line instead of http.server's traceback on stderr."""
+        import sys
+
+        log.warning("sim.control.error", "control request failed", peer=f"{client_address[0]}:{client_address[1]}",
+                    error=repr(sys.exc_info()[1]))
+
 
 class ControlServer:
     """Runs the control endpoint on a daemon thread; :meth:`close` stops it."""

@@ -177,7 +177,11 @@ class Session(asyncio.Protocol):
         for kind, payload in frames:
             try:
                 message = json.loads(payload) if payload else {}
-            except ValueError:
+                if not isinstance(message, dict) or not isinstance(message.get("data", {}), dict):
+                    raise ValueError("not an object")
+                request_id = int(message.get("req", 0))
+            except (ValueError, TypeError):
+                log.warning("sim.session.garbage", "closing a connection that sent a malformed request", peer=self.peer)
                 self.close()
                 return
             if kind == P.HELLO:
@@ -185,8 +189,7 @@ class Session(asyncio.Protocol):
                 self.server.session_kind_changed()
                 self.server.welcome(self)
             elif kind == P.REQ and self.welcomed and "silent" not in self.server.faults:
-                self.server.handle_request(self, message.get("op", ""), int(message.get("req", 0)),
-                                           message.get("data") or {})
+                self.server.handle_request(self, str(message.get("op", "")), request_id, message.get("data") or {})
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.remove_session(self)
@@ -231,26 +234,28 @@ class SimServer:
         self._delayed: deque[tuple[float, Session, bytes]] = deque()
         self.started_at = time.time()
         self.ticks_sent = 0
-        self.trading_day_at_start = self.calendar.trading_day(_dt.datetime.now(BEIJING))
+        self.trading_day_at_start = self.calendar.trading_day(_dt.datetime.fromtimestamp(clock(), BEIJING))
         self.universe: list[Instrument] = generate(config.instruments, config.seed, self.trading_day_at_start)
         self.index = {inst.instrument_id: i for i, inst in enumerate(self.universe)}
         self._build_state()
         self._instrument_rows: list[dict[str, Any]] | None = None  # built on the first query
-        self._clock_second = -1
         self._slice_no = 0
         for name in config.faults:
             self._apply_fault(name, True)
+        self._clock_second = -1
+        self._refresh_clock(_dt.datetime.fromtimestamp(self.clock(), BEIJING))  # dates and phases from the start
 
     # ------------------------------------------------------------------ state
     def _build_state(self) -> None:
         n = len(self.universe)
         self.rng = random.Random(self.config.seed)
-        exchanges = sorted({inst.exchange for inst in self.universe})
-        self.exchanges = exchanges
-        self.exchange_of = [exchanges.index(inst.exchange) for inst in self.universe]
+        self.exchanges = sorted({inst.exchange for inst in self.universe})
+        exchange_no = {exchange: n for n, exchange in enumerate(self.exchanges)}
+        self.exchange_of = [exchange_no[inst.exchange] for inst in self.universe]
         self.product_keys = sorted({(inst.exchange, inst.underlying_product) for inst in self.universe})
-        self.product_of = [self.product_keys.index((inst.exchange, inst.underlying_product)) for inst in self.universe]
-        self.product_open = [True] * len(self.product_keys)
+        product_no = {key: n for n, key in enumerate(self.product_keys)}
+        self.product_of = [product_no[(inst.exchange, inst.underlying_product)] for inst in self.universe]
+        self.product_open = [False] * len(self.product_keys)  # set by the first clock refresh
         self.tick_size = [inst.price_tick for inst in self.universe]
         settle = [inst.pre_settlement for inst in self.universe]
         self.upper = [round(s * 1.08 / t) * t for s, t in zip(settle, self.tick_size)]
@@ -396,7 +401,12 @@ class SimServer:
         if handler is None:
             session.rsp([["OnRspError", None, None, 1, "CTP:unsupported request", req, True]])
             return
-        handler(session, req, data)
+        try:
+            handler(session, req, data)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            log.warning("sim.request.malformed", "answering a malformed request with OnRspError", op=op,
+                        error=type(exc).__name__, peer=session.peer)
+            session.rsp([["OnRspError", None, None, 1, "CTP:malformed request", req, True]])
 
     def _op_auth(self, session: Session, req: int, data: dict[str, Any]) -> None:
         ok = "refuse_login" not in self.faults and self.config.credentials.auth_ok(data)
@@ -429,6 +439,8 @@ class SimServer:
         session.rsp([["OnRspUserLogin", "CThostFtdcRspUserLoginField", body if ok else {}, code, msg, req, True]])
         if ok:
             log.info("sim.login.ok", "login accepted", kind=session.kind, user_id=data.get("UserID", ""))
+            if session.kind == "td":  # a trader session learns every product's trading phase after login
+                session.rsp(self._status_items(list(range(len(self.product_keys))), stamp))
         else:
             log.warning("sim.login.failed", "login refused", kind=session.kind, user_id=data.get("UserID", ""),
                         fault="refuse_login" in self.faults, error_id=code)
@@ -533,9 +545,23 @@ class SimServer:
         self.dates = dates
         self.update_time = now.strftime("%H:%M:%S").encode()
         if self.calendar.always_open:
-            self.product_open = [True] * len(self.product_keys)
+            product_open = [True] * len(self.product_keys)
         else:
-            self.product_open = [self.calendar.is_open(ex, product, now) for ex, product in self.product_keys]
+            product_open = [self.calendar.is_open(ex, product, now) for ex, product in self.product_keys]
+        changed = [n for n, (old, new) in enumerate(zip(self.product_open, product_open)) if old != new]
+        self.product_open = product_open
+        if changed:
+            stamp = now.strftime("%H:%M:%S")
+            for session in self.sessions:
+                if session.kind == "td" and session.logged_in:
+                    session.rsp(self._status_items(changed, stamp))
+
+    def _status_items(self, products: list[int], stamp: str) -> list[list[Any]]:
+        """OnRtnInstrumentStatus per product: '2' continuous trading while open, '6' closed."""
+        return [["OnRtnInstrumentStatus", "CThostFtdcInstrumentStatusField",
+                 {"ExchangeID": self.product_keys[n][0], "InstrumentID": self.product_keys[n][1],
+                  "InstrumentStatus": "2" if self.product_open[n] else "6", "EnterTime": stamp, "EnterReason": "1",
+                  "TradingSegmentSN": 1}, None, "", 0, True] for n in products]
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()

@@ -54,19 +54,22 @@ class InstrumentBook:
             self.instruments = {i.instrument: i for i in instruments}
             self.exchange_of.clear()
             self.exchange_of.update({i.instrument: i.exchange for i in instruments})
+            rows = list(self.instruments.values())
+            self._columns = {
+                "instrument": [r.instrument for r in rows],
+                "exchange": [r.exchange for r in rows],
+                "product": [r.product for r in rows],
+                "product_class": [r.product_class for r in rows],
+            }
+
+    _columns: dict[str, list[str]] = {"instrument": [], "exchange": [], "product": [], "product_class": []}
 
     def table(self) -> dict[str, list[Any]]:
-        """Column arrays (the /status?instruments=1 ``instrument_table`` shape)."""
+        """Column arrays (the /status?instruments=1 ``instrument_table`` shape); treat them as read-only."""
         with self.lock:
-            rows = list(self.instruments.values())
-        last = self.last_tick
-        return {
-            "instrument": [r.instrument for r in rows],
-            "exchange": [r.exchange for r in rows],
-            "product": [r.product for r in rows],
-            "product_class": [r.product_class for r in rows],
-            "last_tick_unix": [last.get(r.instrument) for r in rows],
-        }
+            columns = self._columns
+        last = self.last_tick.get
+        return {**columns, "last_tick_unix": [last(name) for name in columns["instrument"]]}
 
 
 class TickQueue:
@@ -119,7 +122,6 @@ class Pipeline(threading.Thread):
         self._seen_drops = 0
         self._seen_sink_dropped = 0
         self._next_housekeeping = 0.0
-        self._latency_children: dict[str, Any] = {}
         self._received_children: dict[str, Any] = {}
         self._published_children: dict[str, Any] = {}
         self._last_tick_children: dict[str, Any] = {}
@@ -228,16 +230,16 @@ class Pipeline(threading.Thread):
         per_exchange: collections.Counter[str] = collections.Counter()
         sink_latency = self.sink_latency.append
         exchange_latency = self.exchange_latency.append
+        observe = self.metrics.latency.observe
         for record in delivered:
             exchange = record["exchange"]
             per_exchange[exchange] += 1
             sink_latency(now - record["recv_ts"])
-            latency = max(0.0, now - record["exchange_ts"] - skew)
+            latency = now - record["exchange_ts"] - skew
+            if latency < 0.0:
+                latency = 0.0
             exchange_latency(latency)
-            child = self._latency_children.get(exchange)
-            if child is None:
-                child = self._latency_children[exchange] = self.metrics.latency.labels(exchange=exchange)
-            child.observe(latency)
+            observe(exchange, latency)
         for exchange, count in per_exchange.items():
             child = self._published_children.get(exchange)
             if child is None:

@@ -27,7 +27,16 @@ from .. import paths
 from ..log import get_logger
 
 _log = get_logger("worker")
-encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+try:  # orjson is ~10x faster than json on the hot path; json is the fallback
+    import orjson
+
+    def encode(record: dict[str, Any]) -> bytes:
+        return orjson.dumps(record)
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+    def encode(record: dict[str, Any]) -> bytes:
+        return _encoder.encode(record).encode()
 
 
 class SinkError(Exception):
@@ -166,19 +175,23 @@ class FileSink(Sink):
         if fh is None:
             path = self.path_for(trading_day)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across batches
+            fh = open(path, "ab")  # noqa: SIM115 - kept open across batches
             for old in [d for d in self._files if d < trading_day]:
                 self._files.pop(old).close()
             self._files[trading_day] = fh
         return fh
 
     def _send(self, records: list[dict[str, Any]]) -> None:
-        by_day: dict[str, list[str]] = {}
+        by_day: dict[str, list[bytes]] = {}
         for record in records:
-            by_day.setdefault(record["trading_day"], []).append(encode(record))
+            lines = by_day.get(record["trading_day"])
+            if lines is None:
+                lines = by_day[record["trading_day"]] = []
+            lines.append(encode(record))
         for day, lines in by_day.items():
             fh = self._file(day)
-            fh.write("\n".join(lines) + "\n")
+            lines.append(b"")
+            fh.write(b"\n".join(lines))
             fh.flush()
 
     def close(self) -> None:

@@ -63,6 +63,14 @@ feedops::runtime::stop_stack() {
   esac
 }
 
+# Controlled stop of everything: worker(s) first (drain, flush), then the stack.
+feedops::runtime::shutdown() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) feedops::runtime::stop_stack ;;  # the helper stops workers before the fronts
+    compose) feedops::runtime::stop_workers && feedops::runtime::stop_stack ;;
+  esac
+}
+
 # Kill the ctp-sim front of a profile (failover drill). Arguments: PROFILE
 feedops::runtime::kill_front() {
   case ${FEEDOPS_CFG[RUNTIME]} in

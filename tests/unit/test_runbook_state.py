@@ -1,0 +1,182 @@
+"""feedops.runbook: state files, snapshots, the pin, readiness polling, the process table."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from feedops.exitcodes import Runbook
+from feedops.runbook import cli, ready
+from feedops.runbook.config import RunbookContext, snapshot_values
+from feedops.runbook.procs import Component, ProcessTable
+from feedops.runbook.state import StateError, StateStore, atomic_write_json
+
+SENTINEL = "unitSntl42"
+
+
+@pytest.fixture
+def environ(tmp_path, monkeypatch) -> dict[str, str]:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for var in ("CTP_PRIMARY_PASSWORD", "CTP_PRIMARY_AUTH_CODE", "CTP_BACKUP_PASSWORD", "CTP_BACKUP_AUTH_CODE"):
+        (secrets / var).write_text(SENTINEL)
+    values = {"FEEDOPS_STATE_DIR": str(tmp_path / "state"), "FEEDOPS_SECRETS_DIR": str(secrets), "FEEDOPS_RUNTIME": "native"}
+    for key in [k for k in __import__("os").environ if k.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))]:
+        monkeypatch.delenv(key)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def test_atomic_write_leaves_no_temp_file_and_reads_back(tmp_path):
+    target = tmp_path / "deep" / "x.json"
+    atomic_write_json(target, {"a": 1})
+    atomic_write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+@pytest.mark.parametrize("content, reason", [
+    ('{"profile": "backup"', "not JSON"),
+    ('["backup"]', "expected a JSON dict"),
+    ('{"ts": 1}', "missing profile"),
+    ('{"profile": "tertiary"}', "neither primary nor backup"),
+])
+def test_corrupt_state_is_reported_not_trusted(tmp_path, content, reason):
+    store = StateStore(tmp_path)
+    (tmp_path / "active-profile.json").write_text(content)
+    with pytest.raises(StateError) as err:
+        store.active_profile()
+    assert "active-profile.json" in str(err.value) and reason in str(err.value)
+
+
+def test_missing_state_is_none_and_ledger_is_bounded(tmp_path, monkeypatch):
+    store = StateStore(tmp_path)
+    assert store.active_profile() is None and store.last_good() is None and store.ledger() == []
+    monkeypatch.setattr("feedops.runbook.state.LEDGER_MAX_ENTRIES", 3)
+    for i in range(5):
+        store.append_ledger({"kind": "release", "n": i})
+    assert [e["n"] for e in store.ledger()] == [2, 3, 4]
+    with pytest.raises(StateError, match="is missing"):
+        store.snapshot("nope")
+
+
+def test_snapshot_has_no_secret_and_the_pin_beats_the_environment(environ, monkeypatch):
+    ctx = RunbookContext.load("dev")
+    values = snapshot_values(ctx.settings)
+    assert SENTINEL not in json.dumps(values)
+    assert not any(k.endswith(("PASSWORD", "AUTH_CODE")) for k in values)
+    assert "FEEDOPS_STATE_DIR" not in values and values["FEEDOPS_SUBSCRIBE_BATCH_SIZE"] == "1000"
+    ctx.state.set_pin({"FEEDOPS_SUBSCRIBE_BATCH_SIZE": "500"}, "rollback", tag="v1")
+    ctx.state.set_active_profile("backup", "failover")
+    monkeypatch.setenv("FEEDOPS_SUBSCRIBE_BATCH_SIZE", "900")
+    pinned = RunbookContext.load("dev")
+    assert pinned.feed.subscribe_batch_size == 500 and pinned.image_tag() == "v1" and pinned.profile == "backup"
+    child = pinned.child_environ()
+    assert child["FEEDOPS_SUBSCRIBE_BATCH_SIZE"] == "500" and child["FEEDOPS_ACTIVE_PROFILE"] == "backup"
+
+
+def test_rollback_apply_needs_a_mark_then_pins_it(environ, capsys):
+    assert cli.main(["--env", "dev", "rollback-apply"]) == Runbook.ROLLBACK_FAILED
+    assert cli.main(["--env", "dev", "mark-good", "--mode", "premarket"]) == Runbook.OK
+    assert cli.main(["--env", "dev", "rollback-apply", "--to", "v0.9"]) == Runbook.OK
+    out = capsys.readouterr().out
+    assert "TAG=v0.9" in out and "PROFILE=primary" in out
+    store = StateStore(Path(environ["FEEDOPS_STATE_DIR"]))
+    assert store.pin()["tag"] == "v0.9" and store.ledger()[-1]["kind"] == "rollback"
+    success = json.loads((store.root / "runs" / "premarket.last-success").read_text())
+    assert success["env"] == "dev" and success["profile"] == "primary"
+    assert SENTINEL not in "".join(p.read_text() for p in store.root.rglob("*") if p.is_file())
+
+
+def test_rotate_revert_restores_the_previous_pin(environ, tmp_path):
+    store = StateStore(Path(environ["FEEDOPS_STATE_DIR"]))
+    store.set_pin({"FEEDOPS_SUBSCRIBE_BATCH_SIZE": "500"}, "rollback", tag="v1")
+    assert cli.main(["--env", "dev", "rotate", "apply", "--secrets-dir", environ["FEEDOPS_SECRETS_DIR"]]) == Runbook.OK
+    assert store.pin()["values"]["FEEDOPS_SECRETS_DIR"] == environ["FEEDOPS_SECRETS_DIR"] and store.pin()["tag"] == "v1"
+    assert cli.main(["--env", "dev", "rotate", "revert"]) == Runbook.OK
+    assert store.pin()["values"] == {"FEEDOPS_SUBSCRIBE_BATCH_SIZE": "500"} and store.pin()["reason"] == "rollback"
+
+
+class _Worker(BaseHTTPRequestHandler):
+    ready_after = 3
+    profile = "primary"
+    hits = 0
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        cls = type(self)
+        if self.path == "/readyz":
+            cls.hits += 1
+            code = 200 if cls.hits >= cls.ready_after else 503
+            body = b"ok" if code == 200 else b'{"status":"fail","reasons":["subscribing"]}'
+        else:
+            code, body = 200, json.dumps({"profile": cls.profile}).encode()
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_worker():
+    handler = type("Handler", (_Worker,), {"hits": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield handler, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_wait_ready_polls_until_ready_with_progress(fake_worker):
+    handler, url = fake_worker
+    out = io.StringIO()
+    ok, summary = ready.wait_ready([url], 10, out, interval=0.01, progress_every=0)
+    assert ok and "1/1 worker(s) ready" in summary and handler.hits == 3
+    assert "waiting: 0/1 ready" in out.getvalue() and "subscribing" in out.getvalue()
+
+
+def test_wait_ready_times_out_or_stops_when_the_worker_dies(fake_worker):
+    handler, url = fake_worker
+    handler.ready_after = 10**9
+    ok, summary = ready.wait_ready([url], 0.3, io.StringIO(), interval=0.01)
+    assert not ok and "0/1 worker(s) ready after 0.3s" in summary
+    ok, summary = ready.wait_ready([url], 30, io.StringIO(), interval=0.01, alive=lambda i: "worker-0 exited")
+    assert not ok and summary == "worker-0 exited"
+
+
+def test_wait_ready_checks_the_expected_profile(fake_worker):
+    handler, url = fake_worker
+    handler.ready_after = 0
+    ok, summary = ready.wait_ready([url], 0.3, io.StringIO(), expect_profile="backup", interval=0.01)
+    assert not ok and "ready on profile primary, waiting for backup" in summary
+    assert ready.probe(url, "primary").ready
+
+
+def test_process_table_starts_stops_and_kills_a_stubborn_one(environ):
+    ctx = RunbookContext.load("dev")
+    table = ProcessTable(ctx)
+    polite = Component("worker-0", "worker", [sys.executable, "-c", "import time; time.sleep(60)"], ("127.0.0.1", 1))
+    stubborn = Component("worker-1", "worker", [sys.executable, "-c",
+                         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"],
+                         ("127.0.0.1", 1))
+    pid, started = table.start(polite)
+    assert started and table.running_pid("worker-0") == pid
+    assert table.start(polite) == (pid, False)  # idempotent
+    table.start(stubborn)
+    deadline = time.monotonic() + 10
+    while "up" not in table.log_file("worker-1").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert table.stop("worker-0", 5) is True
+    assert table.stop("worker-1", 0.5, signal.SIGTERM) is False  # killed after the timeout
+    assert table.names() == [] and table.running_pid("worker-1") is None
