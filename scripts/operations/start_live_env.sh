@@ -101,7 +101,7 @@ check_mode_options() {
   [[ ${FEEDOPS_MODE} == premarket || ${OPT_UNPIN} == 0 ]] || usage_error "--unpin is only for premarket"
 }
 
-# EXIT trap: clean up a failed start, record the outcome (state + Pushgateway).
+# EXIT trap: clean up a failed start, record the outcome (state + Pushgateway), release the lock.
 on_exit() {
   local rc=$?
   trap - INT TERM
@@ -247,7 +247,7 @@ main() {
   if [[ ${FEEDOPS_MODE} != status ]] && (( ! FEEDOPS_DRY_RUN )); then
     feedops::lock::acquire
     RUN_STARTED_AT=$(date +%s)
-    trap on_exit EXIT  # replaces the lock's own trap: on_exit releases the lock last
+    trap on_exit EXIT  # records the outcome, cleans up a failed start, releases the lock last
     trap 'exit 130' INT
     trap 'exit 143' TERM
   fi

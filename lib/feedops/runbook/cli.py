@@ -31,7 +31,7 @@ class StepFailed(Exception):
 
 def _ctx(args: argparse.Namespace) -> RunbookContext:
     ctx = RunbookContext.load(args.env, args.runtime)
-    feedlog.configure(level=ctx.feed.log_level, fmt=os.environ.get("FEEDOPS_LOG_FORMAT_OVERRIDE") or ctx.feed.log_format)
+    feedlog.configure(level=ctx.feed.log_level, fmt=ctx.feed.log_format)
     return ctx
 
 
@@ -169,9 +169,11 @@ def cmd_rotate(args, ctx: RunbookContext) -> int:
         ctx.state.append_ledger({"kind": "rotate", "secrets_dir": args.secrets_dir, "profile": ctx.profile})
         print(f"rotate: secrets directory {args.secrets_dir} applied")
         return Runbook.OK
-    data = read_json(previous_path, required=True)
-    if data.get("pin"):
-        old = data["pin"]
+    old = read_json(previous_path, required=True).get("pin")
+    if old is not None and not (isinstance(old, dict) and isinstance(old.get("values"), dict) and "reason" in old):
+        raise StateError(f"state file {previous_path} is corrupt (pin without values/reason); it was not trusted: "
+                         f"restore the secrets directory by hand with `rotate --secrets-dir`")
+    if old:
         ctx.state.set_pin(old["values"], old["reason"], **{k: v for k, v in old.items() if k in ("snapshot", "tag")})
     else:
         ctx.state.clear_pin()
@@ -262,3 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     except StepFailed as exc:
         log.error("runbook.step.failed", str(exc), exit_code=int(exc.code))
         return exc.code
+    except OSError as exc:  # the state directory itself is unusable (permissions, disk full)
+        log.error("runbook.state.unusable", f"cannot use the state directory: {exc}; fix FEEDOPS_STATE_DIR or its permissions")
+        return Runbook.STATE_CORRUPT

@@ -42,7 +42,6 @@ from ..log import get_logger
 from .errors import WorkerError
 from .metrics import WorkerMetrics
 from .pipeline import PRODUCT_CLASSES, Instrument
-from .ticks import raw_tick
 
 _log = get_logger("worker")
 FLOW_REFUSALS = {-2: "too_many_unprocessed", -3: "too_many_per_second"}
@@ -68,7 +67,7 @@ def _md_spi_class(base: type) -> type:
             super().__init__()
             self.gateway = gateway
             self.put = gateway.events.put
-            self.on_tick = gateway.on_tick
+            self.on_depth = gateway.on_depth
 
         def OnFrontConnected(self):
             self.put(("md_connected", None))
@@ -92,7 +91,7 @@ def _md_spi_class(base: type) -> type:
 
         def OnRtnDepthMarketData(self, pDepthMarketData):
             if pDepthMarketData is not None:
-                self.on_tick(raw_tick(pDepthMarketData))
+                self.on_depth(pDepthMarketData)  # copies the fields (TickQueue.offer); nothing else here
 
     return MdSpi
 
@@ -153,14 +152,14 @@ class Gateway:
     """Login, instrument list, subscription and watchdogs for one profile."""
 
     def __init__(self, api: CtpApi, settings, profile_name: str, metrics: WorkerMetrics,
-                 on_tick: Callable[[tuple], None], calendar, *, last_tick_age: Callable[[], float | None],
+                 on_depth: Callable[[Any], None], calendar, *, last_tick_age: Callable[[], float | None],
                  any_open: Callable[[], bool], shard: tuple[int, int] = (0, 1)):
         self.api = api
         self.feed = settings.feed
         self.profile_name = profile_name
         self.profile = settings.profile(profile_name)
         self.metrics = metrics
-        self.on_tick = on_tick
+        self.on_depth = on_depth
         self.calendar = calendar
         self.shard = shard
         self.last_tick_age = last_tick_age

@@ -22,7 +22,7 @@ from typing import Any
 from ..log import get_logger
 from .metrics import WorkerMetrics
 from .sinks import Sink
-from .ticks import Deduper, Normaliser
+from .ticks import Deduper, Normaliser, raw_tick
 
 _log = get_logger("worker")
 PRODUCT_CLASSES = {"1": "futures", "2": "options"}
@@ -92,6 +92,16 @@ class TickQueue:
         if self.idle:
             self.wakeup.set()
 
+    def offer(self, depth: Any) -> None:
+        """The callback's whole job: copy the struct's fields into the queue (or count a drop, copying nothing)."""
+        self.received += 1
+        if len(self.items) >= self.capacity:
+            self.dropped += 1
+            return
+        self.items.append(raw_tick(depth))
+        if self.idle:
+            self.wakeup.set()
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -100,7 +110,7 @@ class Pipeline(threading.Thread):
     """Drains the queue: normalise, dedupe, coverage, sink, metrics."""
 
     def __init__(self, queue: TickQueue, normaliser: Normaliser, deduper: Deduper, book: InstrumentBook,
-                 sink: Sink, metrics: WorkerMetrics, batch_max: int = 2000):
+                 sink: Sink, metrics: WorkerMetrics, batch_max: int = 5000):
         super().__init__(name="feedops-pipeline", daemon=True)
         self.queue = queue
         self.normaliser = normaliser

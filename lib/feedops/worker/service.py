@@ -95,7 +95,7 @@ class FeedWorker:
             raise WorkerError(Worker.SINK, f"FEEDOPS_SINK_URL: {exc}; fix: use file:<writable dir> or "
                               "redis://host:port/db", event="worker.sink.invalid") from None
         self.pipeline = Pipeline(self.queue, self.normaliser, self.deduper, self.book, self.sink, self.metrics)
-        self.gateway = Gateway(self.api, settings, self.profile_name, self.metrics, self.queue.put, self.calendar,
+        self.gateway = Gateway(self.api, settings, self.profile_name, self.metrics, self.queue.offer, self.calendar,
                                last_tick_age=self._last_tick_age, any_open=self._any_open, shard=self.shard)
         self.gateway.on_login = self._on_login
         self._stop = threading.Event()
@@ -349,10 +349,10 @@ def probe(settings, *, profile: str | None = None, api: CtpApi | None = None, sa
     metrics = WorkerMetrics(profile_name)
     ticked: set[str] = set()
 
-    def on_tick(raw: tuple) -> None:
-        ticked.add(raw[1])
+    def on_depth(depth: Any) -> None:
+        ticked.add(depth.InstrumentID)
 
-    gateway = Gateway(api, settings, profile_name, metrics, on_tick, calendar, last_tick_age=lambda: None,
+    gateway = Gateway(api, settings, profile_name, metrics, on_depth, calendar, last_tick_age=lambda: None,
                       any_open=lambda: False, shard=parse_shard(feed.shard))
     code = Check.CRITICAL
     try:

@@ -9,8 +9,9 @@ CTP's callback thread. Layouts for consumers are in docs/ops/worker.md.
 * ``file:<dir>``: ``<dir>/<TradingDay>/ticks-<i>of<N>.jsonl``, one JSON object per
   line, appended, flushed after every batch (one file per shard: several workers never
   interleave writes).
-* ``redis://host:port/db``: one stream per exchange, ``<prefix>:<EXCHANGE>``, written
-  with pipelined ``XADD <stream> MAXLEN ~ <maxlen> * instrument <id> tick <json>``.
+* ``redis://host:port/db``: one stream per exchange, ``<prefix>:<EXCHANGE>``; every tick
+  is one entry ``XADD <stream> MAXLEN ~ <maxlen> * instrument <id> tick <json>``,
+  issued by a small Lua script per stream and batch in one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -203,6 +204,17 @@ class FileSink(Sink):
         self._files.clear()
 
 
+#: One round trip per stream and batch: the script XADDs every (instrument, tick) pair it is given.
+XADD_MANY = """
+local maxlen = ARGV[1]
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'instrument', ARGV[i], 'tick', ARGV[i + 1])
+end
+return (#ARGV - 1) / 2
+"""
+REDIS_CHUNK = 2000
+
+
 class RedisSink(Sink):
     kind = "redis"
 
@@ -216,6 +228,7 @@ class RedisSink(Sink):
             self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
         except ValueError as exc:
             raise SinkError(f"malformed Redis URL {url!r} ({exc})") from None
+        self._xadd_many = self.client.register_script(XADD_MANY)
 
     def stream(self, exchange: str) -> str:
         return f"{self.prefix}:{exchange or 'UNKNOWN'}"
@@ -224,11 +237,18 @@ class RedisSink(Sink):
         self.client.ping()
 
     def _send(self, records: list[dict[str, Any]]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        maxlen = self.maxlen
+        """Pipelined: one script call per stream and chunk, each entry ``XADD MAXLEN ~ n * instrument <id> tick <json>``."""
+        by_stream: dict[str, list[Any]] = {}
         for record in records:
-            pipe.execute_command("XADD", self.stream(record["exchange"]), "MAXLEN", "~", maxlen, "*",
-                                 "instrument", record["instrument"], "tick", encode(record))
+            args = by_stream.get(record["exchange"])
+            if args is None:
+                args = by_stream[record["exchange"]] = []
+            args.append(record["instrument"])
+            args.append(encode(record))
+        pipe = self.client.pipeline(transaction=False)
+        for exchange, args in by_stream.items():
+            for i in range(0, len(args), 2 * REDIS_CHUNK):
+                self._xadd_many(keys=[self.stream(exchange)], args=[self.maxlen, *args[i:i + 2 * REDIS_CHUNK]], client=pipe)
         pipe.execute()
 
     def close(self) -> None:

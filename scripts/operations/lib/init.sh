@@ -8,7 +8,7 @@
 [[ -n "${__FEEDOPS_INIT_SH:-}" ]] && return 0
 readonly __FEEDOPS_INIT_SH=1
 
-set -o errexit -o nounset -o pipefail
+set -o errexit -o nounset -o pipefail -o errtrace
 umask 027
 
 FEEDOPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd -P)"
@@ -30,3 +30,11 @@ source "${FEEDOPS_ROOT}/scripts/operations/lib/util.sh"
 source "${FEEDOPS_ROOT}/scripts/operations/lib/runtime.sh"
 # shellcheck source=scripts/operations/lib/steps.sh
 source "${FEEDOPS_ROOT}/scripts/operations/lib/steps.sh"
+
+# An unexpected failure (errexit) names the command and the call stack before the exit.
+feedops::on_err() {
+  local rc=$? frames="" i
+  for (( i = 1; i < ${#FUNCNAME[@]}; i++ )); do frames+="${FUNCNAME[i]}:${BASH_LINENO[i-1]} "; done
+  feedops::log::error runbook.unexpected "command failed (exit ${rc}): ${BASH_COMMAND}" stack="${frames% }"
+}
+trap feedops::on_err ERR

@@ -33,6 +33,7 @@ feedops::step::validate() {
 
 # Start the stack (sims, Redis, monitoring). Fails with START_FAILED.
 feedops::step::start_stack() {
+  [[ ${FEEDOPS_CFG[RUNTIME]} != native || -z ${FEEDOPS_CFG[SIM_PROFILES]} ]] || feedops::step::require ctp_sim.py
   local rc=0
   feedops::act "start the stack (${FEEDOPS_CFG[RUNTIME]})" feedops::runtime::start_stack || rc=$?
   (( rc == 0 )) || feedops::fail "${rc}" "the stack did not start"

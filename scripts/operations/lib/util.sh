@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Utilities of the runbook: failing with an exit code, chained traps, the lock,
+# Utilities of the runbook: failing with an exit code, the lock,
 # the Python helper (python -m feedops.runbook) and dry-run aware actions.
 
 [[ -n "${__FEEDOPS_UTIL_SH:-}" ]] && return 0
@@ -26,20 +26,6 @@ feedops::fail() {
 }
 
 #######################################
-# Append a command to a trap instead of replacing it (Kubernetes' trap_add).
-# Arguments: COMMAND SIGNAL...
-#######################################
-feedops::trap_add() {
-  local cmd=$1 sig existing
-  shift
-  for sig in "$@"; do
-    existing="$(trap -p "${sig}" | sed -E "s/^trap -- '(.*)' [A-Z0-9]+$/\1/")"
-    # shellcheck disable=SC2064  # expand now: the trap body is fixed at registration
-    trap "${existing:+${existing}; }${cmd}" "${sig}"
-  done
-}
-
-#######################################
 # Run the Python helper (python -m feedops.runbook) with --env/--runtime.
 # Arguments: SUBCOMMAND [ARGS...]
 # Returns: the helper's exit code (feedops.exitcodes.Runbook)
@@ -58,7 +44,7 @@ feedops::config::load() {
   local -a write=()
   (( FEEDOPS_DRY_RUN )) || write=(--write-release-env)
   out="$(feedops::py config "${write[@]}")" || rc=$?
-  (( rc == 0 )) || feedops::fail "${rc}" "cannot load the configuration (see the lines above)"
+  (( rc == 0 )) || feedops::fail "${rc}" "cannot load the configuration or the state (see the lines above)"
   FEEDOPS_CFG=()
   FEEDOPS_CHILD_ENV=()
   while IFS='=' read -r key value; do
@@ -121,6 +107,7 @@ feedops::act() {
 
 #######################################
 # Take the runbook lock (noclobber); a live holder makes this run exit LOCK_HELD.
+# The caller's EXIT trap releases it (feedops::lock::release).
 # Globals: FEEDOPS_LOCK_FILE (set here), FEEDOPS_MODE
 #######################################
 feedops::lock::acquire() {
@@ -141,7 +128,6 @@ feedops::lock::acquire() {
       > "${FEEDOPS_LOCK_FILE}") 2>/dev/null \
       || feedops::fail "${EXIT_LOCK_HELD}" "another run took the lock ${FEEDOPS_LOCK_FILE} first; wait for it to finish"
   fi
-  feedops::trap_add feedops::lock::release EXIT
 }
 
 # Release the lock if this process holds it.
