@@ -33,6 +33,13 @@ class MetricSpec:
             return self.name[: -len("_info")]
         return self.name
 
+    def create(self, registry, **kwargs):
+        """The prometheus-client metric for this spec, registered in ``registry``."""
+        import prometheus_client as pc  # lazy: checkers keep their import time small
+
+        cls = {"counter": pc.Counter, "gauge": pc.Gauge, "histogram": pc.Histogram, "info": pc.Info}[self.kind]
+        return cls(self.base, self.help, self.labels, registry=registry, **kwargs)
+
 
 def _m(name: str, kind: str, help_: str, *labels: str) -> MetricSpec:
     return MetricSpec(PREFIX + name, kind, help_, tuple(labels))

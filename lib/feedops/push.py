@@ -26,3 +26,15 @@ def push(url: str, job: str, registry: CollectorRegistry, *, grouping_key: dict[
         return f"push to {url} failed: {getattr(exc, 'reason', exc)}"
     except (OSError, socket.timeout, ValueError) as exc:
         return f"push to {url} failed: {exc}"
+
+
+def push_run(url: str, job: str, registry: CollectorRegistry, grouping_key: dict[str, str], *,
+             success_registry: CollectorRegistry | None = None, timeout: float = 2.0) -> str | None:
+    """Push one run's outcome; on a successful run also push ``success_registry``
+    (the last-success timestamp) to its own group (``result="success"``), so a
+    failing run never erases when the last good one happened (a PUT replaces a group).
+    """
+    error = push(url, job, registry, grouping_key=grouping_key, timeout=timeout)
+    if error is None and success_registry is not None:
+        error = push(url, job, success_registry, grouping_key={**grouping_key, "result": "success"}, timeout=timeout)
+    return error

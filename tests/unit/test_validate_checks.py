@@ -11,7 +11,7 @@ from validate_support import ROOT, SENTINEL_PASSWORD, clean_environ, dev_environ
 
 from feedops.validate import checks as checks_mod
 from feedops.validate.checks import is_placeholder_secret, mask_url, owner_of, writable_dir_problem
-from feedops.validate.runner import outcome_registry, pushgateway_target, render_table, run_checklist
+from feedops.validate.runner import outcome_registries, pushgateway_target, render_table, run_checklist
 
 LOOPBACK_PROFILES = """
 CTP_PRIMARY_MD_FRONTS=tcp://md1.broker-a.cn:41213,tcp://md2.broker-a.cn:41213
@@ -208,16 +208,18 @@ def test_pushgateway_target_without_a_loadable_configuration(tmp_path):
 
 def test_outcome_metrics(tmp_path):
     report, _ = run(tmp_path, "dev")
-    text = generate_latest(outcome_registry(report)).decode()
+    registry, success = outcome_registries(report)
+    text = generate_latest(registry).decode()
     assert 'feedops_check_status{checker="validate_env"} 0.0' in text
     assert 'feedops_check_check_status{check="profile.required",checker="validate_env"} 0.0' in text
     assert 'check="probe.sink"' not in text  # skipped checks are not pushed
-    assert "feedops_check_last_success_timestamp_seconds" in text
+    assert "feedops_check_last_success_timestamp_seconds" in generate_latest(success).decode()
     report, _ = run(tmp_path, "dev", extra_env={"CTP_PRIMARY_USER_ID": ""})
-    text = generate_latest(outcome_registry(report)).decode()
+    registry, success = outcome_registries(report)
+    text = generate_latest(registry).decode()
     assert 'feedops_check_status{checker="validate_env"} 2.0' in text
     assert 'feedops_check_check_status{check="profile.required",checker="validate_env"} 2.0' in text
-    assert "feedops_check_last_success_timestamp_seconds" not in text
+    assert success is None  # a failed run pushes no last-success time
 
 
 def test_secrets_in_any_report_string_are_redacted(tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .. import metric_names as mn
 from ..exitcodes import Check
-from ..push import push
+from ..push import push_run
 from .checks import CheckResult
 
 CHECKER = "check_feed_health"
@@ -34,24 +34,22 @@ def check_label(result: CheckResult) -> str:
 def push_results(results: list[CheckResult], code: Check, url: str, instance: str, *, duration_seconds: float,
                  run_unix: float, timeout: float = 2.0) -> str | None:
     """Push a run; None on success, else the reason (for the report and the log)."""
-    from prometheus_client import CollectorRegistry, Gauge
+    from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
-    Gauge(mn.CHECK_STATUS.name, mn.CHECK_STATUS.help, mn.CHECK_STATUS.labels, registry=registry).labels(CHECKER).set(int(code))
-    Gauge(mn.CHECK_DURATION.name, mn.CHECK_DURATION.help, mn.CHECK_DURATION.labels, registry=registry).labels(CHECKER).set(duration_seconds)
-    Gauge(mn.CHECK_LAST_RUN.name, mn.CHECK_LAST_RUN.help, mn.CHECK_LAST_RUN.labels, registry=registry).labels(CHECKER).set(run_unix)
-    values = Gauge(mn.CHECK_VALUE.name, mn.CHECK_VALUE.help, mn.CHECK_VALUE.labels, registry=registry)
-    statuses = Gauge(mn.CHECK_CHECK_STATUS.name, mn.CHECK_CHECK_STATUS.help, mn.CHECK_CHECK_STATUS.labels, registry=registry)
+    mn.CHECK_STATUS.create(registry).labels(CHECKER).set(int(code))
+    mn.CHECK_DURATION.create(registry).labels(CHECKER).set(duration_seconds)
+    mn.CHECK_LAST_RUN.create(registry).labels(CHECKER).set(run_unix)
+    values = mn.CHECK_VALUE.create(registry)
+    statuses = mn.CHECK_CHECK_STATUS.create(registry)
     for result in results:
         label = check_label(result)
         statuses.labels(CHECKER, label).set(3 if result.unknown else STATUS_CODE[result.status])
         if isinstance(result.observed_value, (bool, int, float)):
             values.labels(CHECKER, label).set(float(result.observed_value))
-    error = push(url, mn.PUSH_JOB_HEALTH, registry, grouping_key=grouping_key(instance), timeout=timeout)
-    if error is None and code in SUCCESS:
+    success = None
+    if code in SUCCESS:
         success = CollectorRegistry()
-        Gauge(mn.CHECK_LAST_SUCCESS.name, mn.CHECK_LAST_SUCCESS.help, mn.CHECK_LAST_SUCCESS.labels,
-              registry=success).labels(CHECKER).set(run_unix)
-        error = push(url, mn.PUSH_JOB_HEALTH, success, grouping_key={**grouping_key(instance), "result": "success"},
-                     timeout=timeout)
+        mn.CHECK_LAST_SUCCESS.create(success).labels(CHECKER).set(run_unix)
+    error = push_run(url, mn.PUSH_JOB_HEALTH, registry, grouping_key(instance), success_registry=success, timeout=timeout)
     return error

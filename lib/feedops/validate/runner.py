@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from .. import __version__, metric_names
 from ..envfile import EnvFileError, parse_env_file
 from ..exitcodes import Check
 from ..log import redact, register_secret, utc_timestamp
-from ..push import push
+from ..push import push_run
 from ..settings import ENV_NAMES, ConfigError, FeedSettings, Problem, Settings, env_file_for, load_settings, secret_env_vars
 from .checks import CHECKS, CheckResult, Context, mask_url, owner_of
 
@@ -189,30 +189,30 @@ def pushgateway_target(settings: Settings | None, env: str | None, environ: Mapp
     return values.get("FEEDOPS_PUSHGATEWAY_URL") or FeedSettings.model_fields["pushgateway_url"].default
 
 
-def _gauge(spec: metric_names.MetricSpec, registry: CollectorRegistry) -> Gauge:
-    return Gauge(spec.name, spec.help, spec.labels, registry=registry)
-
-
-def outcome_registry(report: Report) -> CollectorRegistry:
-    """The metrics pushed for one run (CHECK_* specs, checker="validate_env")."""
+def outcome_registries(report: Report) -> tuple[CollectorRegistry, CollectorRegistry | None]:
+    """The metrics pushed for one run (CHECK_* specs, checker="validate_env"), and the
+    last-success timestamp separately when the run did not fail."""
     registry = CollectorRegistry()
     now = time.time()
-    _gauge(metric_names.CHECK_STATUS, registry).labels(checker=CHECKER).set(report.exit_code)
-    per_check = _gauge(metric_names.CHECK_CHECK_STATUS, registry)
+    metric_names.CHECK_STATUS.create(registry).labels(checker=CHECKER).set(report.exit_code)
+    per_check = metric_names.CHECK_CHECK_STATUS.create(registry)
     for r in report.results:  # skipped checks are left out: 3 (unknown) would look like a failure
         if r.status == "skip":
             continue
         per_check.labels(checker=CHECKER, check=r.id).set(CHECK_STATUS_VALUE[r.status])
-    _gauge(metric_names.CHECK_DURATION, registry).labels(checker=CHECKER).set(report.duration_seconds)
-    _gauge(metric_names.CHECK_LAST_RUN, registry).labels(checker=CHECKER).set(now)
-    if report.status != "fail":
-        _gauge(metric_names.CHECK_LAST_SUCCESS, registry).labels(checker=CHECKER).set(now)
-    return registry
+    metric_names.CHECK_DURATION.create(registry).labels(checker=CHECKER).set(report.duration_seconds)
+    metric_names.CHECK_LAST_RUN.create(registry).labels(checker=CHECKER).set(now)
+    if report.status == "fail":
+        return registry, None
+    success = CollectorRegistry()
+    metric_names.CHECK_LAST_SUCCESS.create(success).labels(checker=CHECKER).set(now)
+    return registry, success
 
 
 def push_outcome(report: Report, url: str, timeout: float = 2.0) -> str | None:
     """Push the run's outcome; records and returns the failure reason (None on success)."""
-    error = push(url, metric_names.PUSH_JOB_VALIDATE, outcome_registry(report),
-                 grouping_key={"instance": socket.gethostname()}, timeout=timeout)
+    registry, success = outcome_registries(report)
+    error = push_run(url, metric_names.PUSH_JOB_VALIDATE, registry, {"instance": socket.gethostname()},
+                     success_registry=success, timeout=timeout)
     report.push = {"enabled": True, "url": mask_url(url), "error": redact(mask_url(error)) if error else None}
     return error
