@@ -174,13 +174,15 @@ mode_failover() {
 }
 
 mode_rollback() {
-  local out rc=0
+  local out rc=0 plan=()
+  (( FEEDOPS_DRY_RUN )) && plan=(--plan)
+  out="$(feedops::py rollback-apply --to "${OPT_TO}" "${plan[@]}")" || rc=$?
+  (( rc == 0 )) || feedops::fail "${rc}" "cannot roll back to ${OPT_TO}"
+  printf 'rollback%s: %s\n' "${plan:+ (dry-run)}" "${out//$'\n'/ }"
   if (( FEEDOPS_DRY_RUN )); then
-    printf 'dry-run: re-apply the last-known-good snapshot and image tag: %s\n' "${OPT_TO}"
+    FEEDOPS_CFG[IMAGE_TAG]="$(sed -n 's/^TAG=//p' <<< "${out}")"
+    FEEDOPS_CFG[PROFILE]="$(sed -n 's/^PROFILE=//p' <<< "${out}")"
   else
-    out="$(feedops::py rollback-apply --to "${OPT_TO}")" || rc=$?
-    (( rc == 0 )) || feedops::fail "${rc}" "cannot roll back to ${OPT_TO}"
-    printf 'rollback: %s\n' "${out//$'\n'/ }"
     feedops::config::load
   fi
   if [[ ${FEEDOPS_CFG[RUNTIME]} == compose ]]; then

@@ -50,8 +50,7 @@ teardown() {
 
 @test "--dry-run of every mode prints the plan and changes nothing" {
   local mode
-  for mode in premarket restart shutdown "failover --to backup" "rollback --to last-good" status drill \
-              "rotate --secrets-dir ${FEEDOPS_SECRETS_DIR}"; do
+  for mode in premarket restart shutdown "failover --to backup" status drill "rotate --secrets-dir ${FEEDOPS_SECRETS_DIR}"; do
     # shellcheck disable=SC2086
     run -0 "${RUNBOOK}" ${mode} --dry-run --runtime native
     [[ "${mode}" == status ]] || assert_output --partial "plan: "
@@ -67,6 +66,17 @@ teardown() {
   [ ! -e "${FEEDOPS_STATE_DIR}/runs" ]
   [ ! -e "${FEEDOPS_STATE_DIR}/active-profile.json" ]
   [ ! -e "${FEEDOPS_STATE_DIR}/runbook.lock" ]
+}
+
+@test "rollback --dry-run names the release it would deploy, or that there is none" {
+  run -71 "${RUNBOOK}" rollback --dry-run --runtime native
+  assert_output --partial "no last-known-good mark"
+  FEEDOPS_IMAGE_TAG=v1.4.1 "${RUNBOOK_PY}" -m feedops.runbook mark-good --mode premarket >/dev/null
+  run -0 "${RUNBOOK}" rollback --dry-run --runtime native
+  assert_output --partial "rollback (dry-run): TAG=v1.4.1 PROFILE=primary SNAPSHOT="
+  assert_output --partial "plan: start the worker(s) on profile primary"
+  [ ! -e "${FEEDOPS_STATE_DIR}/pin.json" ]
+  [ ! -e "${FEEDOPS_STATE_DIR}/runs/rollback.last.json" ]
 }
 
 @test "a second run exits LOCK_HELD (65) and names the holder" {
@@ -172,5 +182,21 @@ for line in lines:
   assert_output --partial '"event":"runbook.start"'
   refute_output --partial "${SENTINEL}"
   run grep -rF "${SENTINEL}" "${FEEDOPS_STATE_DIR}"
+  assert_failure
+}
+
+@test "a front port already in use exits START_FAILED (67); nothing is left running" {
+  [[ -f "${RUNBOOK_ROOT}/scripts/operations/ctp_sim.py" ]] || skip "ctp_sim.py is not there yet"
+  local port=${CTP_PRIMARY_MD_FRONTS##*:}
+  "${RUNBOOK_PY}" -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print("bound", flush=True); time.sleep(60)' "${port}" \
+    > "${BATS_TEST_TMPDIR}/squatter.out" &
+  local squatter=$!
+  until grep -q bound "${BATS_TEST_TMPDIR}/squatter.out"; do sleep 0.05; done
+  run -67 "${RUNBOOK}" premarket --runtime native --timeout 20
+  kill "${squatter}"
+  assert_output --partial "(sim-primary) is already in use by a process the runbook did not start"
+  assert_output --partial "runbook.cleanup"
+  run compgen -G "${FEEDOPS_STATE_DIR}/pids/*.pid"
   assert_failure
 }

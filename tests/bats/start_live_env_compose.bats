@@ -111,6 +111,14 @@ readonly COMPOSE="compose --project-directory ${RUNBOOK_ROOT} --file ${RUNBOOK_R
   run -0 "${RUNBOOK}" restart --timeout 3
   run calls
   assert_line --partial "--force-recreate worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.4.1"
+  # the fixed release is started again with --unpin
+  : > "${DOCKER_STUB_LOG}"
+  unset FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS
+  run -0 "${RUNBOOK}" premarket --unpin --timeout 3
+  run calls
+  assert_line --partial "up --detach --no-deps worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.5.0"
+  [ ! -e "${FEEDOPS_STATE_DIR}/pin.json" ]
+  [ ! -s "${FEEDOPS_STATE_DIR}/release.env" ]
 }
 
 @test "rollback --to TAG deploys that tag; a failed pull exits ROLLBACK_FAILED (71)" {

@@ -136,6 +136,22 @@ def test_rollback_restores_last_good_snapshot_after_a_bad_config(env):
     assert json.loads((state / "runs" / "rollback.last.json").read_text())["outcome"] == "OK"
 
 
+def test_rotation_to_wrong_credentials_restores_the_previous_ones(env, tmp_path):
+    rotated = tmp_path / "rotated"
+    rotated.mkdir(mode=0o700)
+    for var in ("CTP_PRIMARY_PASSWORD", "CTP_PRIMARY_AUTH_CODE", "CTP_BACKUP_PASSWORD", "CTP_BACKUP_AUTH_CODE"):
+        (rotated / var).write_text(f"{SENTINEL}x{var[-1]}")  # the front (ctp-sim) still expects the old ones
+    proc = runbook(env, "rotate", "--secrets-dir", str(rotated), "--timeout", "4")
+    assert proc.returncode == Runbook.ROTATION_FAILED, explain(proc)
+    assert "restoring the previous ones" in proc.stderr
+    assert "logged in" in proc.stdout  # the progress lines show why: the front refused the new credentials
+    state = Path(env["FEEDOPS_STATE_DIR"])
+    pin = json.loads((state / "pin.json").read_text())
+    assert pin["values"]["FEEDOPS_SECRETS_DIR"] == env["FEEDOPS_SECRETS_DIR"]  # the rollback pin, as before
+    front = worker_status(env)["front"]
+    assert front["logged_in"] and front["address"] == env["CTP_PRIMARY_MD_FRONTS"], front
+
+
 def test_failover_to_backup_after_the_primary_dies(env):
     primary = pid_records(env)["sim-primary"]["pid"]
     os.killpg(primary, 9)

@@ -21,8 +21,8 @@ from feedops.paths import SCHEMAS_DIR
 from feedops.settings import load_settings
 from feedops.worker.errors import WorkerError
 from feedops.worker.pipeline import Instrument
-from feedops.worker.service import FeedWorker, _public_target
-from feedops.worker.sinks import FileSink, Sink
+from feedops.worker.service import FeedWorker
+from feedops.worker.sinks import FileSink, Sink, public_target
 from feedops.worker.ticks import RAW_FIELDS, raw_tick
 
 SCHEMA = json.loads((SCHEMAS_DIR / "worker-status.schema.json").read_text())
@@ -220,9 +220,19 @@ def test_file_sink_reconnects_and_delivers_the_buffer(tmp_path):
     sink.close()
 
 
-def test_public_target_hides_a_redis_password():
-    assert _public_target("redis://:sentinel-pw@127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
-    assert _public_target("file:var/feed") == "file:var/feed"
+def test_a_redis_password_never_shows(tmp_path, capsys):
+    assert public_target("redis://:sentinel-pw@127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert public_target("file:var/feed") == "file:var/feed"
+    port = free_port()  # nothing listens: the sink is down from the start
+    w = FeedWorker(settings_for(tmp_path, FEEDOPS_SINK_URL=f"redis://:sentinel-redis-pw@127.0.0.1:{port}/0"))
+    try:
+        assert w.sink.open() is False
+        status = w.status()
+        jsonschema.validate(status, SCHEMA)
+        assert status["sink"]["up"] is False and status["sink"]["errors_total"] == 1
+        assert "sentinel-redis-pw" not in json.dumps(status) + w.metrics.render().decode() + capsys.readouterr().err
+    finally:
+        w.http.stop()
 
 
 def test_unknown_channel_and_missing_locale_are_clear(monkeypatch):

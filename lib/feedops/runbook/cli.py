@@ -56,9 +56,19 @@ def write_release_env(ctx: RunbookContext) -> None:
     os.replace(tmp, target)
 
 
+def _refuse_foreign_listener(table: procs.ProcessTable, comps: list[procs.Component], setting: str) -> None:
+    """A port already taken by a process the runbook did not start would pass for the component."""
+    for comp in comps:
+        if not table.running_pid(comp.name) and procs.port_open(comp.address):
+            host, port = comp.address
+            raise StepFailed(Runbook.START_FAILED, f"{host}:{port} ({comp.name}) is already in use by a process the runbook "
+                                                   f"did not start; stop it (ss -ltnp 'sport = :{port}') or change {setting}")
+
+
 def cmd_start_stack(args, ctx: RunbookContext) -> int:
     table = procs.ProcessTable(ctx)
     comps = procs.sim_components(ctx, sys.executable)
+    _refuse_foreign_listener(table, comps, "the profile's CTP_*_MD_FRONTS")
     started = {comp.name: table.start(comp)[1] for comp in comps}
     deadline = time.monotonic() + args.timeout
     for comp in comps:
@@ -74,7 +84,9 @@ def cmd_start_stack(args, ctx: RunbookContext) -> int:
 
 def cmd_start_workers(args, ctx: RunbookContext) -> int:
     table = procs.ProcessTable(ctx)
-    for comp in procs.worker_components(ctx, sys.executable):
+    comps = procs.worker_components(ctx, sys.executable)
+    _refuse_foreign_listener(table, comps, "FEEDOPS_WORKER_URLS")
+    for comp in comps:
         pid, started = table.start(comp)
         verb = "started" if started else "running"
         print(f"{verb}: {comp.name} (pid {pid}) profile {ctx.profile} on {comp.address[0]}:{comp.address[1]}")
@@ -148,6 +160,9 @@ def cmd_rollback_apply(args, ctx: RunbookContext) -> int:
         if releases:
             snap_id, profile = releases[-1]["snapshot"], releases[-1].get("profile", profile)
     snapshot = ctx.state.snapshot(snap_id)
+    if args.plan:  # --dry-run: say what would be deployed, change nothing
+        print(f"TAG={tag}\nPROFILE={profile}\nSNAPSHOT={snap_id}")
+        return Runbook.OK
     from_tag = ctx.image_tag()
     ctx.state.set_pin(snapshot["values"], "rollback", snapshot=snap_id, tag=tag)
     ctx.state.set_deployed(ctx.feed.image, tag)
@@ -162,7 +177,7 @@ def cmd_rotate(args, ctx: RunbookContext) -> int:
     if args.action == "apply":
         if not args.secrets_dir:
             raise StepFailed(Runbook.USAGE, "rotate apply needs --secrets-dir DIR (the directory holding the new secrets)")
-        atomic_write_json(previous_path, {"pin": ctx.pin}, mode=0o600)
+        atomic_write_json(previous_path, {"pin": ctx.pin})
         kept = {k: v for k, v in (ctx.pin or {}).items() if k in ("snapshot", "tag")}
         values = {**(ctx.pin["values"] if ctx.pin else {}), "FEEDOPS_SECRETS_DIR": args.secrets_dir}
         ctx.state.set_pin(values, "rotate", **kept)
@@ -233,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_set_profile)
     p = sub.add_parser("rollback-apply")
     p.add_argument("--to", default="last-good")
+    p.add_argument("--plan", action="store_true", help="print the target only (dry run)")
     p.set_defaults(func=cmd_rollback_apply)
     p = sub.add_parser("rotate")
     p.add_argument("action", choices=("apply", "revert"))

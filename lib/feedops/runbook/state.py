@@ -9,6 +9,8 @@ renamed over the old one, so a reader sees the old or the new content, never hal
     snapshots/<id>.json       configuration snapshot, non-secret values only
     last-good.json            {"snapshot": id, "tag": ..., "profile": ..., "ts": ...}
     pin.json                  configuration applied on top of the settings (rollback, rotation)
+    pin.previous.json         the pin before a rotation (restored when the rotation fails)
+    release.env               the pin as an env file for docker compose (compose runtime)
     runs/<mode>.last.json     outcome of the last run per mode
     runs/premarket.last-success   {"ts", "env", "profile"} (read by check_feed_health.py)
     pids/<name>.pid, logs/<name>.log   the native runtime's processes
@@ -145,7 +147,7 @@ class StateStore:
     def write_snapshot(self, snapshot: dict) -> str:
         """Store a configuration snapshot (no secrets in it); return its id."""
         snap_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}-{time.monotonic_ns() % 100000:05d}"
-        atomic_write_json(self.path("snapshots", f"{snap_id}.json"), {"id": snap_id, **snapshot}, mode=0o600)
+        atomic_write_json(self.path("snapshots", f"{snap_id}.json"), {"id": snap_id, **snapshot})
         return snap_id
 
     def snapshot(self, snap_id: str) -> dict:
@@ -171,7 +173,7 @@ class StateStore:
         return data
 
     def set_pin(self, values: dict[str, str], reason: str, **extra: Any) -> None:
-        atomic_write_json(self.path("pin.json"), {"values": values, "reason": reason, "ts": time.time(), **extra}, mode=0o600)
+        atomic_write_json(self.path("pin.json"), {"values": values, "reason": reason, "ts": time.time(), **extra})
 
     def clear_pin(self) -> bool:
         try:

@@ -136,6 +136,8 @@ class Pipeline(threading.Thread):
         self._published_children: dict[str, Any] = {}
         self._last_tick_children: dict[str, Any] = {}
         self.error: BaseException | None = None
+        self.drain_deadline = float("inf")
+        self.flush_seconds = 5.0
 
     # -------------------------------------------------------------- thread
     def run(self) -> None:
@@ -151,9 +153,12 @@ class Pipeline(threading.Thread):
             self.heartbeat = time.monotonic()
             if self.heartbeat >= self._next_housekeeping:
                 self.housekeeping()
+            if self.stopping.is_set() and (not queue.items or time.monotonic() > self.drain_deadline):
+                if queue.items:
+                    _log.error("worker.queue.abandoned", f"drain timeout: {len(queue.items)} queued ticks not published",
+                               abandoned=len(queue.items))
+                break
             if not queue.items:
-                if self.stopping.is_set():
-                    break
                 queue.idle = True
                 if not queue.items:
                     queue.wakeup.wait(0.05)
@@ -163,7 +168,7 @@ class Pipeline(threading.Thread):
                     self._account(self.sink.publish([]))
                 continue
             self.process(self._take())
-        self._account(self.sink.flush())
+        self._account(self.sink.flush(self.flush_seconds))
         self.housekeeping()
 
     def _take(self) -> list[tuple]:
@@ -172,11 +177,13 @@ class Pipeline(threading.Thread):
         popleft = items.popleft
         return [popleft() for _ in range(n)]
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Drain what is queued, flush the sink, stop."""
+    def stop(self, drain_seconds: float = 10.0, flush_seconds: float = 5.0) -> None:
+        """Drain what is queued (for at most ``drain_seconds``), flush the sink, stop."""
+        self.drain_deadline = time.monotonic() + drain_seconds
+        self.flush_seconds = flush_seconds
         self.stopping.set()
         self.queue.wakeup.set()
-        self.join(timeout)
+        self.join(drain_seconds + flush_seconds + 5.0)
 
     # -------------------------------------------------------------- work
     def process(self, batch: list[tuple]) -> None:

@@ -16,7 +16,6 @@ import datetime as _dt
 import threading
 import time
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 from .. import coverage as coverage_mod
 from ..calendar import CalendarError, TradingCalendar
@@ -29,23 +28,13 @@ from .gateway import Gateway
 from .http import HealthServer
 from .metrics import WorkerMetrics
 from .pipeline import InstrumentBook, Pipeline, TickQueue
-from .sinks import SinkError, open_sink
+from .sinks import SinkError, open_sink, public_target
 from .ticks import Deduper, Normaliser
 
 _log = get_logger("worker")
 COVERAGE_REFRESH_SECONDS = 1.0
 LIVENESS_STALL_SECONDS = 10.0
 SAMPLE_SIZE = 20
-
-
-def _public_target(url: str) -> str:
-    """A sink URL without user info (a Redis password must never be shown)."""
-    parsed = urlparse(url)
-    if parsed.scheme == "redis" and (parsed.username or parsed.password):
-        host = parsed.hostname or ""
-        netloc = f"{host}:{parsed.port}" if parsed.port else host
-        return urlunparse(parsed._replace(netloc=netloc))
-    return url
 
 
 def _calendar(feed) -> TradingCalendar:
@@ -145,7 +134,7 @@ class FeedWorker:
             _log.info("worker.started", f"worker up: profile {self.profile_name}, channel {self.api.channel}, shard "
                       f"{self.feed.shard}, sink {self.sink.kind}, listening on {self.listen_address}",
                       profile=self.profile_name, channel=self.api.channel, listen=self.listen_address,
-                      sink=_public_target(self.sink.target))
+                      sink=public_target(self.sink.target))
             try:
                 instruments = self.gateway.load_instruments(stop=self._stop.is_set)
             except WorkerError as exc:
@@ -319,7 +308,7 @@ class FeedWorker:
             "rate_limit_incidents_total": g.rate_limit_incidents,
             "errors_total": errors,
             "queue": {"depth": len(q), "capacity": q.capacity, "dropped_total": q.dropped},
-            "sink": {"kind": s.kind, "target": _public_target(s.target), "up": s.up, "buffered": s.buffered,
+            "sink": {"kind": s.kind, "target": public_target(s.target), "up": s.up, "buffered": s.buffered,
                      "dropped_total": s.dropped_total, "errors_total": s.errors_total},
             "ready": ready,
             "ready_reasons": reasons,

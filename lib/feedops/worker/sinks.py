@@ -22,7 +22,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 from .. import paths
 from ..log import get_logger
@@ -38,6 +38,19 @@ except ImportError:  # pragma: no cover - orjson is a dependency
 
     def encode(record: dict[str, Any]) -> bytes:
         return _encoder.encode(record).encode()
+
+
+def public_target(url: str) -> str:
+    """A sink URL without user info (a Redis password must never be shown or logged)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "redis" and (parsed.username or parsed.password):
+        host = parsed.hostname or ""
+        try:
+            netloc = f"{host}:{parsed.port}" if parsed.port else host
+        except ValueError:
+            netloc = host
+        return urlunparse(parsed._replace(netloc=netloc))
+    return url
 
 
 class SinkError(Exception):
@@ -219,7 +232,7 @@ class RedisSink(Sink):
     kind = "redis"
 
     def __init__(self, url: str, prefix: str, maxlen: int, buffer_max: int, **kw: Any):
-        super().__init__(url, buffer_max, **kw)
+        super().__init__(public_target(url), buffer_max, **kw)
         self.prefix = prefix
         self.maxlen = maxlen
         import redis
@@ -227,7 +240,7 @@ class RedisSink(Sink):
         try:
             self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
         except ValueError as exc:
-            raise SinkError(f"malformed Redis URL {url!r} ({exc})") from None
+            raise SinkError(f"malformed Redis URL {public_target(url)!r} ({exc})") from None
         self._xadd_many = self.client.register_script(XADD_MANY)
 
     def stream(self, exchange: str) -> str:
@@ -271,5 +284,5 @@ def open_sink(feed, shard: tuple[int, int], on_error: Callable[[str], None] | No
         port = None
         parsed = None  # type: ignore[assignment]
     if parsed is None or not parsed.hostname or (port is None and ":" in (parsed.netloc or "").rsplit("@", 1)[-1]):
-        raise SinkError(f"malformed Redis URL {url!r}; expected redis://host:port/db")
+        raise SinkError(f"malformed Redis URL {public_target(url)!r}; expected redis://host:port/db")
     return RedisSink(url, feed.redis_stream_prefix, feed.redis_stream_maxlen, feed.sink_buffer_max, on_error=on_error)

@@ -9,7 +9,7 @@
 readonly __FEEDOPS_INIT_SH=1
 
 set -o errexit -o nounset -o pipefail -o errtrace
-umask 027
+umask 022  # state files hold no secrets; the compose health check reads them as another uid
 
 FEEDOPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd -P)"
 readonly FEEDOPS_ROOT

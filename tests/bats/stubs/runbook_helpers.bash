@@ -2,6 +2,7 @@
 # Shared setup for tests/bats/start_live_env*.bats: a private state dir, dev secrets
 # with a sentinel value, free loopback ports, the stub docker on PATH.
 
+# shellcheck disable=SC2034  # RUNBOOK and SENTINEL are used by the .bats files
 RUNBOOK_ROOT="$(cd "${BATS_TEST_DIRNAME}/../.." && pwd -P)"
 RUNBOOK="${RUNBOOK_ROOT}/scripts/operations/start_live_env.sh"
 RUNBOOK_PY="${RUNBOOK_ROOT}/.venv/bin/python"
@@ -41,9 +42,4 @@ runbook_setup() {
 runbook_teardown() {
   [[ -d "${FEEDOPS_STATE_DIR:-}/pids" ]] || return 0
   "${RUNBOOK_PY}" -m feedops.runbook --runtime native stop --kind all --timeout 5 >/dev/null 2>&1 || true
-}
-
-# The last JSON log line with a given event, e.g. runbook.failed.
-log_event() {
-  grep -F "\"event\":\"$1\"" <<< "${output}" | tail -n 1
 }
