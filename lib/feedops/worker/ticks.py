@@ -92,7 +92,9 @@ class Normaliser:
         self._date_by_index: dict[int, str] = {}
         self._epoch_by_day: dict[str, float] = {}
         self._trading_day_cache: dict[tuple[str, bool], str] = {}
-        self.session_trading_day: str = ""  # from the market-data login
+        self._header_cache: dict[tuple[str, str, str, str], tuple[str, str, float]] = {}
+        self._derived_cache: dict[tuple[str, str, str, str], tuple[str, str, float]] = {}
+        self._session_trading_day: str = ""  # from the market-data login (property below)
         self._secs_by_time: dict[str, int] = {}
         self._valid_days: set[str] = set()
 
@@ -143,13 +145,16 @@ class Normaliser:
             day_index += 1
         return self._local_date(day_index)
 
-    def normalise(self, raw: tuple) -> dict[str, Any] | None:
-        """Return the record, or None when the tick is unusable (no instrument or time)."""
-        recv, instrument, exchange, trading_day, action_day, update_time, millisec = raw[:7]
-        if not instrument:
-            return None
-        if not exchange:
-            exchange = self.exchange_of.get(instrument, "")
+    @property
+    def session_trading_day(self) -> str:
+        return self._session_trading_day
+
+    @session_trading_day.setter
+    def session_trading_day(self, value: str) -> None:
+        self._session_trading_day = value
+        self._header_cache.clear()  # CZCE's trading day depends on it
+
+    def _secs(self, update_time: str) -> int | None:
         secs = self._secs_by_time.get(update_time)
         if secs is None:
             secs = _time_secs(update_time)
@@ -158,40 +163,86 @@ class Normaliser:
             if len(self._secs_by_time) > 100_000:
                 self._secs_by_time.clear()
             self._secs_by_time[update_time] = secs
-        if exchange not in TRUSTED_ACTION_DAY or not self._is_day(action_day):
-            action_day = self.derive_action_day(recv, secs)
+        return secs
+
+    def _header(self, exchange: str, trading_day: str, action_day: str, secs: int) -> tuple[str, str, float]:
+        """(trading day, action day, exchange time of the second) for a tick whose action day is final."""
         if exchange not in TRUSTED_TRADING_DAY or not self._is_day(trading_day):
-            trading_day = max(self.trading_day_of(action_day, secs), self.session_trading_day)
-        epoch = self._epoch_by_day.get(action_day)
-        if epoch is None:
-            epoch = self._day_epoch(action_day)
-        # a dict display is twice as fast as dict(zip(...)) here (the hot path); keys as in RECORD_KEYS.
-        # "no value" (the largest double) and NaN fail ``< _MAX`` and become None.
-        r = raw
-        return {
-            "instrument": instrument, "exchange": exchange, "trading_day": trading_day, "action_day": action_day,
-            "update_time": update_time, "millisec": millisec, "exchange_ts": epoch + secs + millisec / 1000.0,
-            "recv_ts": recv,
-            "last": r[7] if r[7] < _MAX else None,
-            "volume": r[8] if r[8] < _MAX else None,
-            "turnover": r[9] if r[9] < _MAX else None,
-            "open_interest": r[10] if r[10] < _MAX else None,
-            "bid1": r[11] if r[11] < _MAX else None,
-            "bid_volume1": r[12] if r[12] < _MAX else None,
-            "ask1": r[13] if r[13] < _MAX else None,
-            "ask_volume1": r[14] if r[14] < _MAX else None,
-            "upper_limit": r[15] if r[15] < _MAX else None,
-            "lower_limit": r[16] if r[16] < _MAX else None,
-            "open": r[17] if r[17] < _MAX else None,
-            "high": r[18] if r[18] < _MAX else None,
-            "low": r[19] if r[19] < _MAX else None,
-            "pre_settlement": r[20] if r[20] < _MAX else None,
-            "pre_close": r[21] if r[21] < _MAX else None,
-            "pre_open_interest": r[22] if r[22] < _MAX else None,
-            "average": r[23] if r[23] < _MAX else None,
-            "settlement": r[24] if r[24] < _MAX else None,
-            "close": r[25] if r[25] < _MAX else None,
-        }
+            trading_day = max(self.trading_day_of(action_day, secs), self._session_trading_day)
+        return trading_day, action_day, self._day_epoch(action_day) + secs
+
+    def prepare(self, raw: tuple) -> tuple | None:
+        """Raw tuple -> normalised tuple (the pipeline's hot path), or None when unusable.
+
+        Layout: instrument, exchange, trading_day, action_day, update_time, millisec,
+        exchange_ts, recv_ts, then the 19 values of VALUE_NAMES as CTP sent them (the
+        "no value" marker still in place: :func:`record_of` turns it into None). The
+        date work is cached per (exchange, TradingDay, ActionDay, UpdateTime): ticks of
+        one second share it.
+        """
+        recv, instrument, exchange, trading_day, action_day, update_time, millisec = raw[:7]
+        if not instrument:
+            return None
+        if not exchange:
+            exchange = self.exchange_of.get(instrument, "")
+        key = (exchange, trading_day, action_day, update_time)
+        header = self._header_cache.get(key)
+        if header is None:
+            secs = self._secs(update_time)
+            if secs is None:
+                return None
+            if exchange not in TRUSTED_ACTION_DAY or not self._is_day(action_day):
+                # derived from the receive time: depends on the tick, not only on the key
+                action_day = self.derive_action_day(recv, secs)
+                key = (exchange, trading_day, action_day, update_time)
+                header = self._derived_cache.get(key)
+                if header is None:
+                    if len(self._derived_cache) > 50_000:
+                        self._derived_cache.clear()
+                    header = self._derived_cache[key] = self._header(exchange, trading_day, action_day, secs)
+            else:
+                if len(self._header_cache) > 50_000:
+                    self._header_cache.clear()
+                header = self._header_cache[key] = self._header(exchange, trading_day, action_day, secs)
+        trading_day, action_day, base = header
+        return (instrument, exchange, trading_day, action_day, update_time, millisec, base + millisec / 1000.0,
+                recv) + raw[_FIRST_VALUE:]
+
+    def normalise(self, raw: tuple) -> dict[str, Any] | None:
+        """Return the published record, or None when the tick is unusable (no instrument or time)."""
+        prepared = self.prepare(raw)
+        return None if prepared is None else record_of(prepared)
+
+
+def record_of(n: tuple) -> dict[str, Any]:
+    """Normalised tuple -> the published record (keys as in RECORD_KEYS).
+
+    A dict display is twice as fast as dict(zip(...)) here (the hot path). "No value"
+    (the largest double) and NaN fail ``< _MAX`` and become None.
+    """
+    return {
+        "instrument": n[0], "exchange": n[1], "trading_day": n[2], "action_day": n[3],
+        "update_time": n[4], "millisec": n[5], "exchange_ts": n[6], "recv_ts": n[7],
+        "last": n[8] if n[8] < _MAX else None,
+        "volume": n[9] if n[9] < _MAX else None,
+        "turnover": n[10] if n[10] < _MAX else None,
+        "open_interest": n[11] if n[11] < _MAX else None,
+        "bid1": n[12] if n[12] < _MAX else None,
+        "bid_volume1": n[13] if n[13] < _MAX else None,
+        "ask1": n[14] if n[14] < _MAX else None,
+        "ask_volume1": n[15] if n[15] < _MAX else None,
+        "upper_limit": n[16] if n[16] < _MAX else None,
+        "lower_limit": n[17] if n[17] < _MAX else None,
+        "open": n[18] if n[18] < _MAX else None,
+        "high": n[19] if n[19] < _MAX else None,
+        "low": n[20] if n[20] < _MAX else None,
+        "pre_settlement": n[21] if n[21] < _MAX else None,
+        "pre_close": n[22] if n[22] < _MAX else None,
+        "pre_open_interest": n[23] if n[23] < _MAX else None,
+        "average": n[24] if n[24] < _MAX else None,
+        "settlement": n[25] if n[25] < _MAX else None,
+        "close": n[26] if n[26] < _MAX else None,
+    }
 
 
 class Deduper:
@@ -205,10 +256,14 @@ class Deduper:
         self._last.clear()
 
     def check(self, record: dict[str, Any]) -> str | None:
-        instrument = record["instrument"]
-        trading_day = record["trading_day"]
-        volume = record["volume"] or 0
-        ts = record["exchange_ts"]
+        return self.check_fields(record["instrument"], record["trading_day"], record["volume"] or 0, record["exchange_ts"])
+
+    def check_prepared(self, n: tuple) -> str | None:
+        """:meth:`check` for a normalised tuple (:meth:`Normaliser.prepare`)."""
+        volume = n[9]
+        return self.check_fields(n[0], n[2], volume if volume < _MAX else 0, n[6])
+
+    def check_fields(self, instrument: str, trading_day: str, volume: float, ts: float) -> str | None:
         if self.session_trading_day is not None and trading_day < self.session_trading_day:
             return "stale"
         last = self._last.get(instrument)
