@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="per request (default 3)")
     p.add_argument("--pushgateway", metavar="URL", help="push the outcome here (default FEEDOPS_PUSHGATEWAY_URL when enabled)")
     p.add_argument("--no-push", action="store_true", help="do not push to Pushgateway")
+    p.add_argument("--no-premarket", action="store_true",
+                   help="do not judge the age of the last pre-market run (the runbook passes it: it is the run that records it)")
     p.add_argument("--push-instance", metavar="NAME", help="grouping key instance (default FEEDOPS_ENV)")
     for flag, (var, text) in THRESHOLD_FLAGS.items():
         p.add_argument(flag, metavar="N", help=f"{text} (overrides {var})")
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     from feedops.health.run import run
 
     options = Options(workers=args.worker, prometheus=args.prometheus, redis=args.redis, no_redis=args.no_redis, at=at,
-                      timeout=args.timeout, pushgateway=args.pushgateway, no_push=args.no_push, push_instance=args.push_instance)
+                      timeout=args.timeout, pushgateway=args.pushgateway, no_push=args.no_push, push_instance=args.push_instance,
+                      no_premarket=args.no_premarket)
     try:
         report, code = run(settings, options)
     except CalendarError as exc:

@@ -24,7 +24,7 @@ readonly COMPOSE="compose --project-directory ${RUNBOOK_ROOT} --file ${RUNBOOK_R
   assert_line --index 1 --partial "${COMPOSE} --project-name feedops-dev --profile sim up --detach --wait --wait-timeout 5 --scale worker=0 | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.4.2 FEEDOPS_ACTIVE_PROFILE=primary release_env=${FEEDOPS_STATE_DIR}/release.env state=${FEEDOPS_STATE_DIR}"
   assert_line --index 2 --partial "--profile sim up --detach --no-deps worker | FEEDOPS_ENV=dev"
   assert_line --index 3 --partial "exec -T worker python -m feedops.runbook --runtime compose wait-ready --timeout 5 |"
-  assert_line --index 4 --partial "exec -T worker python scripts/operations/check_feed_health.py --env dev --format text |"
+  assert_line --index 4 --partial "exec -T worker python scripts/operations/check_feed_health.py --env dev --format text --no-premarket |"
   run cat "${FEEDOPS_STATE_DIR}/last-good.json"
   assert_output --partial '"tag": "v1.4.2"'
   [ -s "${FEEDOPS_STATE_DIR}/runs/premarket.last-success" ]

@@ -388,3 +388,14 @@ def test_internal_error_is_unknown_without_traceback(env, monkeypatch, capsys):
     code, out, err = cli(capsys)
     assert code == 3 and "internal error RuntimeError: boom" in json.loads(out)["output"]
     assert "Traceback" not in out + err
+
+
+def test_no_premarket_skips_only_the_premarket_age(env, worker, capsys):
+    """The runbook's own health step passes --no-premarket: its run is the one that records it."""
+    now = time.time()
+    worker.serve(status_doc(universe(60, now), now=now))
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--no-push")  # nothing recorded: warns
+    assert code == 1 and statuses(report, "premarket:age") == {"premarket": "warn"}
+    code, report, _ = run_json(capsys, "--worker", worker.url, "--no-push", "--no-premarket")
+    assert code == 0, report["output"]
+    assert "premarket:age" not in report["checks"] and "coverage:ratio" in report["checks"]

@@ -28,6 +28,7 @@ class Options:
     pushgateway: str | None = None  # None: FEEDOPS_PUSHGATEWAY_URL when FEEDOPS_PUSHGATEWAY_ENABLED
     no_push: bool = False
     push_instance: str | None = None  # default: FEEDOPS_ENV
+    no_premarket: bool = False  # skip premarket:age (the runbook's own runs record it)
 
 
 _UNIX = re.compile(r"^\d{9,11}(\.\d+)?$")
@@ -82,6 +83,9 @@ def collect(feed, options: Options, at: _dt.datetime) -> Sources:
             sources.consumer_groups = read_consumer_groups(redis_url, feed.redis_stream_prefix, min(options.timeout, 2.0))
         except SourceError as exc:
             sources.errors.append(exc)
+    if options.no_premarket:
+        sources.premarket_skipped = True
+        return sources
     try:
         sources.premarket = read_premarket(feed.path("state_dir"))
     except SourceError as exc:
@@ -109,8 +113,9 @@ def evaluate(feed, sources: Sources, calendar: TradingCalendar, at: _dt.datetime
     results += ck.staleness_checks(cov, th, in_session)
     results += ck.traffic_checks(sources.workers, th, in_session, window_text, cov.open if cov is not None else None)
     results += ck.consumer_checks(sources.consumer_groups, th, sources.redis_target or "redis")
-    state = feed.path("state_dir").joinpath("runs", "premarket.last-success")
-    results += ck.premarket_checks(sources.premarket, sources.premarket_error, th, at, str(state))
+    if not sources.premarket_skipped:
+        state = feed.path("state_dir").joinpath("runs", "premarket.last-success")
+        results += ck.premarket_checks(sources.premarket, sources.premarket_error, th, at, str(state))
     extra = {
         "market": {"open": market_open, "calendar": calendar.mode, "tradingDay": calendar.trading_day(at).isoformat(),
                    "beijingTime": at.astimezone(BEIJING).isoformat(timespec="seconds")},

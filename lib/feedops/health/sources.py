@@ -361,4 +361,5 @@ class Sources:
     premarket: PremarketRun | None = None
     errors: list[SourceError] = field(default_factory=list)
     premarket_error: SourceError | None = None
+    premarket_skipped: bool = False
     redis_target: str | None = None  # the Redis URL read, without credentials

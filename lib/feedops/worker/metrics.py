@@ -49,6 +49,17 @@ class LatencyHistogram:
         counts[bisect.bisect_left(self.buckets, value)] += 1
         self.sums[exchange] += value
 
+    def merge(self, exchange: str, counts: list[int], total: float) -> None:
+        """Add a batch's bucket counts (same buckets; the sink writer counts them) and its sum."""
+        mine = self.counts.get(exchange)
+        if mine is None:
+            mine = self.counts[exchange] = [0] * (len(self.buckets) + 1)
+            self.sums[exchange] = 0.0
+        for i, count in enumerate(counts):
+            if count:
+                mine[i] += count
+        self.sums[exchange] += total
+
     def collect(self):
         family = HistogramMetricFamily(self.spec.name, self.spec.help, labels=self.spec.labels)
         for exchange, counts in sorted(self.counts.items()):

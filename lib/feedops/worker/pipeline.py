@@ -4,15 +4,18 @@ CTP's callback thread calls :meth:`TickQueue.put` with a raw tuple and returns: 
 queue is a bounded ``deque``; when it is full the tick is dropped and counted (the
 pipeline logs the drops once a second and exports them), the callback never blocks.
 
-The pipeline thread drains the queue in batches: normalise -> de-duplicate -> last
-tick per instrument (coverage) -> sink -> metrics. Latency is measured from the
-exchange time to the moment the sink accepted the tick, corrected for clock skew:
-the smallest (receive - exchange) offset of the last minute is taken as the skew
-between our clock and the exchange's when it exceeds one second.
+The pipeline thread drains the queue in batches: normalise (to a tuple) ->
+de-duplicate -> last tick per instrument (coverage) -> the sink writer process
+(:mod:`feedops.worker.writer`), which builds the JSON, writes it and reports back what
+it wrote. Latency is measured in the writer after the write: from the callback's
+receive time, and from the exchange time corrected for clock skew (the smallest
+(receive - exchange) offset of the last minute is taken as the skew between our clock
+and the exchange's when it exceeds one second).
 """
 
 from __future__ import annotations
 
+import array
 import collections
 import threading
 import time
@@ -21,15 +24,12 @@ from typing import Any
 
 from ..log import get_logger
 from .metrics import WorkerMetrics
-from .sinks import Sink
 from .ticks import Deduper, Normaliser, raw_tick
+from .writer import LATENCY_SAMPLE, SinkWriter
 
 _log = get_logger("worker")
 PRODUCT_CLASSES = {"1": "futures", "2": "options"}
-SKEW_THRESHOLD_SECONDS = 1.0
-SKEW_WINDOW_SECONDS = 60
 HOUSEKEEPING_SECONDS = 0.5
-LATENCY_SAMPLE = 20_000
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,14 @@ class Pipeline(threading.Thread):
     """Drains the queue: normalise, dedupe, coverage, sink, metrics."""
 
     def __init__(self, queue: TickQueue, normaliser: Normaliser, deduper: Deduper, book: InstrumentBook,
-                 sink: Sink, metrics: WorkerMetrics, batch_max: int = 5000):
+                 sink: SinkWriter, metrics: WorkerMetrics, batch_max: int = 5000):
         super().__init__(name="feedops-pipeline", daemon=True)
         self.queue = queue
         self.normaliser = normaliser
         self.deduper = deduper
         self.book = book
         self.sink = sink
+        sink.on_account = self._account  # called on the writer's reader thread
         self.metrics = metrics
         self.batch_max = batch_max
         self.stopping = threading.Event()
@@ -127,8 +128,7 @@ class Pipeline(threading.Thread):
         self.sink_latency: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLE)  # receive -> sink
         self.exchange_latency: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLE)  # exchange -> sink
         self.rate_buckets: collections.deque[list[int]] = collections.deque(maxlen=16)  # [second, ticks]
-        self._skew_minimums: dict[int, float] = {}
-        self.skew = 0.0
+        self.skew = 0.0  # as estimated by the writer
         self._seen_drops = 0
         self._seen_sink_dropped = 0
         self._next_housekeeping = 0.0
@@ -164,11 +164,9 @@ class Pipeline(threading.Thread):
                     queue.wakeup.wait(0.05)
                 queue.idle = False
                 queue.wakeup.clear()
-                if not queue.items and self.sink.buffer:
-                    self._account(self.sink.publish([]))
                 continue
             self.process(self._take())
-        self._account(self.sink.flush(self.flush_seconds))
+        self.sink.flush(self.flush_seconds)
         self.housekeeping()
 
     def _take(self) -> list[tuple]:
@@ -187,40 +185,34 @@ class Pipeline(threading.Thread):
 
     # -------------------------------------------------------------- work
     def process(self, batch: list[tuple]) -> None:
-        normalise = self.normaliser.normalise
-        check = self.deduper.check
+        prepare = self.normaliser.prepare
+        check = self.deduper.check_prepared
         last_tick = self.book.last_tick
         received: collections.Counter[str] = collections.Counter()
-        records = []
-        batch_min_offset = None
+        out = []
+        append = out.append
         for raw in batch:
-            record = normalise(raw)
-            if record is None:
+            n = prepare(raw)
+            if n is None:
                 self.dropped_by_reason["invalid"] += 1
                 self.metrics.ticks_dropped.labels(reason="invalid").inc()
                 continue
-            received[record["exchange"]] += 1
-            reason = check(record)
+            received[n[1]] += 1
+            reason = check(n)
             if reason is not None:
                 self.dropped_by_reason[reason] += 1
                 self.metrics.ticks_dropped.labels(reason=reason).inc()
                 continue
-            recv = record["recv_ts"]
-            last_tick[record["instrument"]] = recv
-            offset = recv - record["exchange_ts"]
-            if batch_min_offset is None or offset < batch_min_offset:
-                batch_min_offset = offset
-            records.append(record)
+            last_tick[n[0]] = n[7]
+            append(n)
         for exchange, count in received.items():
             child = self._received_children.get(exchange)
             if child is None:
                 child = self._received_children[exchange] = self.metrics.ticks_received.labels(exchange=exchange)
             child.inc(count)
-        if batch_min_offset is not None:
-            self._update_skew(batch_min_offset)
-        if records:
-            self.last_tick_unix = records[-1]["recv_ts"]
-            self._account(self.sink.publish(records))
+        if out:
+            self.last_tick_unix = out[-1][7]
+            self._submit(out)
         second = int(time.monotonic())
         buckets = self.rate_buckets
         if buckets and buckets[-1][0] == second:
@@ -228,36 +220,19 @@ class Pipeline(threading.Thread):
         else:
             buckets.append([second, len(batch)])
 
-    def _update_skew(self, offset: float) -> None:
-        second = int(time.monotonic())
-        known = self._skew_minimums.get(second)
-        if known is None or offset < known:
-            self._skew_minimums[second] = offset
-        if len(self._skew_minimums) > SKEW_WINDOW_SECONDS:
-            for key in sorted(self._skew_minimums)[:-SKEW_WINDOW_SECONDS]:
-                del self._skew_minimums[key]
-        skew = min(self._skew_minimums.values())
-        self.skew = skew if abs(skew) > SKEW_THRESHOLD_SECONDS else 0.0
+    def _submit(self, out: list[tuple]) -> None:
+        """Hand the batch to the writer once it has room (back pressure: the callback queue absorbs the wait)."""
+        sink = self.sink
+        while not sink.wait_room(0.25):
+            self.heartbeat = time.monotonic()
+            if self.heartbeat >= self._next_housekeeping:
+                self.housekeeping()
+        sink.submit(out)
 
-    def _account(self, delivered: list[dict[str, Any]]) -> None:
-        if not delivered:
-            return
-        now = time.time()
-        skew = self.skew
-        per_exchange: collections.Counter[str] = collections.Counter()
-        sink_latency = self.sink_latency.append
-        exchange_latency = self.exchange_latency.append
-        observe = self.metrics.latency.observe
-        for record in delivered:
-            exchange = record["exchange"]
-            per_exchange[exchange] += 1
-            sink_latency(now - record["recv_ts"])
-            latency = now - record["exchange_ts"] - skew
-            if latency < 0.0:
-                latency = 0.0
-            exchange_latency(latency)
-            observe(exchange, latency)
-        for exchange, count in per_exchange.items():
+    def _account(self, acct: dict[str, Any]) -> None:
+        """What the writer wrote (on the writer's reader thread): metrics, latency samples, published count."""
+        now = acct["now"]
+        for exchange, count in acct["per_exchange"].items():
             child = self._published_children.get(exchange)
             if child is None:
                 child = self._published_children[exchange] = self.metrics.ticks_published.labels(exchange=exchange)
@@ -266,7 +241,13 @@ class Pipeline(threading.Thread):
             if child is None:
                 child = self._last_tick_children[exchange] = self.metrics.last_tick.labels(exchange=exchange)
             child.set(now)
-        self.published_total += len(delivered)
+        sums = acct["sums"]
+        for exchange, counts in acct["histogram"].items():
+            self.metrics.latency.merge(exchange, counts, sums[exchange])
+        self.sink_latency.extend(array.array("d", acct["sink_latency"]))
+        self.exchange_latency.extend(array.array("d", acct["exchange_latency"]))
+        self.skew = acct["skew"]
+        self.published_total += acct["delivered"]
 
     def housekeeping(self) -> None:
         """Gauges and loud drop accounting, twice a second."""

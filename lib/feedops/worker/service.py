@@ -28,7 +28,9 @@ from .gateway import Gateway
 from .http import HealthServer
 from .metrics import WorkerMetrics
 from .pipeline import InstrumentBook, Pipeline, TickQueue
-from .sinks import SinkError, open_sink, public_target
+from .metrics import LATENCY_BUCKETS
+from .sinks import SinkError, public_target
+from .writer import SinkWriter
 from .ticks import Deduper, Normaliser
 
 _log = get_logger("worker")
@@ -79,7 +81,8 @@ class FeedWorker:
         self.normaliser = Normaliser(self.calendar, self.book.exchange_of)
         self.deduper = Deduper()
         try:
-            self.sink = open_sink(feed, self.shard, on_error=lambda reason: self.metrics.sink_errors.labels(reason=reason).inc())
+            self.sink = SinkWriter(feed, self.shard, LATENCY_BUCKETS,
+                                   on_error=lambda reason: self.metrics.sink_errors.labels(reason=reason).inc())
         except SinkError as exc:
             raise WorkerError(Worker.SINK, f"FEEDOPS_SINK_URL: {exc}; fix: use file:<writable dir> or "
                               "redis://host:port/db", event="worker.sink.invalid") from None

@@ -153,6 +153,7 @@ class Normaliser:
     def session_trading_day(self, value: str) -> None:
         self._session_trading_day = value
         self._header_cache.clear()  # CZCE's trading day depends on it
+        self._derived_cache.clear()
 
     def _secs(self, update_time: str) -> int | None:
         secs = self._secs_by_time.get(update_time)
@@ -171,6 +172,20 @@ class Normaliser:
             trading_day = max(self.trading_day_of(action_day, secs), self._session_trading_day)
         return trading_day, action_day, self._day_epoch(action_day) + secs
 
+    def _header_miss(self, key: tuple[str, str, str, str], recv: float) -> tuple[str, str, float] | int | None:
+        """Fill the cache for ``key``: the header, or the second of day when the action day must be derived."""
+        exchange, trading_day, action_day, update_time = key
+        secs = self._secs(update_time)
+        if secs is None:
+            return None
+        if len(self._header_cache) > 50_000:
+            self._header_cache.clear()
+        if exchange not in TRUSTED_ACTION_DAY or not self._is_day(action_day):
+            self._header_cache[key] = secs
+            return secs
+        header = self._header_cache[key] = self._header(exchange, trading_day, action_day, secs)
+        return header
+
     def prepare(self, raw: tuple) -> tuple | None:
         """Raw tuple -> normalised tuple (the pipeline's hot path), or None when unusable.
 
@@ -188,22 +203,18 @@ class Normaliser:
         key = (exchange, trading_day, action_day, update_time)
         header = self._header_cache.get(key)
         if header is None:
-            secs = self._secs(update_time)
-            if secs is None:
+            header = self._header_miss(key, recv)
+            if header is None:
                 return None
-            if exchange not in TRUSTED_ACTION_DAY or not self._is_day(action_day):
-                # derived from the receive time: depends on the tick, not only on the key
-                action_day = self.derive_action_day(recv, secs)
-                key = (exchange, trading_day, action_day, update_time)
-                header = self._derived_cache.get(key)
-                if header is None:
-                    if len(self._derived_cache) > 50_000:
-                        self._derived_cache.clear()
-                    header = self._derived_cache[key] = self._header(exchange, trading_day, action_day, secs)
-            else:
-                if len(self._header_cache) > 50_000:
-                    self._header_cache.clear()
-                header = self._header_cache[key] = self._header(exchange, trading_day, action_day, secs)
+        if header.__class__ is int:  # the action day comes from the receive time: per tick
+            action_day = self.derive_action_day(recv, header)
+            derived_key = (exchange, trading_day, action_day, update_time)
+            found = self._derived_cache.get(derived_key)
+            if found is None:
+                if len(self._derived_cache) > 50_000:
+                    self._derived_cache.clear()
+                found = self._derived_cache[derived_key] = self._header(exchange, trading_day, action_day, header)
+            header = found
         trading_day, action_day, base = header
         return (instrument, exchange, trading_day, action_day, update_time, millisec, base + millisec / 1000.0,
                 recv) + raw[_FIRST_VALUE:]

@@ -92,9 +92,9 @@ feedops::runtime::wait_ready() {
 # check_feed_health.py against the running worker(s), text summary on stdout.
 feedops::runtime::health() {
   case ${FEEDOPS_CFG[RUNTIME]} in
-    native) feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" --format text ;;
+    native) feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" --format text --no-premarket ;;
     compose) feedops::compose exec -T worker python scripts/operations/check_feed_health.py \
-               --env "${FEEDOPS_CFG[ENV]}" --format text ;;
+               --env "${FEEDOPS_CFG[ENV]}" --format text --no-premarket ;;
   esac
 }
 

@@ -1,0 +1,347 @@
+"""The sink writer: a child process that turns normalised ticks into JSON and writes them.
+
+On a 2-vCPU machine the worker is CPU-bound in Python: CTP's callback thread and the
+pipeline share one interpreter lock. Encoding (a dict per tick, JSON) and writing are
+about half of the per-tick work, so they run in a child process with its own
+interpreter; the pipeline only pickles batches of normalised tuples
+(:meth:`feedops.worker.ticks.Normaliser.prepare`) into a pipe.
+
+The child owns the real :class:`~feedops.worker.sinks.Sink` (file or Redis) with its
+buffering, drop counting and reconnection, and measures what happened to every tick:
+after each write it sends back the counts per exchange, the latency samples
+(callback -> written, and exchange time -> written, skew-corrected) and the sink state
+(up, buffered, dropped, errors). :class:`SinkWriter` is its proxy in the worker: the
+same attributes as a ``Sink`` (``kind``, ``target``, ``up``, ``buffered``,
+``dropped_total``, ``errors_total``, ``published_total``), ``open``/``flush``/``close``
+synchronous, ``submit`` asynchronous with at most ``max_in_flight`` batches under way
+(beyond that the pipeline waits and the callback queue absorbs the burst: back pressure
+without blocking CTP's thread).
+
+Shutdown: ``flush`` asks the child to write what it buffered (bounded in time) and
+answers when it is done; ``close`` stops it. The child ignores SIGINT/SIGTERM (the
+worker drives the shutdown) and exits when the pipe closes, after a last flush, so a
+dead worker never leaves it behind.
+"""
+
+from __future__ import annotations
+
+import array
+import atexit
+import bisect
+import collections
+import multiprocessing
+import queue as queue_mod
+import signal
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .. import log as log_mod
+from ..log import get_logger
+from .sinks import SinkError, open_sink
+from .ticks import record_of
+
+_log = get_logger("worker")
+SKEW_THRESHOLD_SECONDS = 1.0
+SKEW_WINDOW_SECONDS = 60
+LATENCY_SAMPLE = 20_000
+REPLY_TIMEOUT_SECONDS = 30.0
+_LIVE: "weakref.WeakSet[SinkWriter]" = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """What the child needs to build the sink (the subset of the feed settings open_sink reads)."""
+
+    sink_url: str
+    redis_stream_prefix: str
+    redis_stream_maxlen: int
+    sink_buffer_max: int
+    shard: tuple[int, int]
+
+
+# ---------------------------------------------------------------------- child side
+class Accountant:
+    """Skew estimate and per-batch accounting of delivered records (runs in the child)."""
+
+    def __init__(self, buckets: tuple[float, ...]):
+        self.buckets = buckets
+        self._skew_minimums: dict[int, float] = {}
+        self.skew = 0.0
+
+    def update_skew(self, records: list[dict[str, Any]]) -> None:
+        """The smallest (receive - exchange) offset of the last minute, when beyond one second, is the skew."""
+        if not records:
+            return
+        offset = min(r["recv_ts"] - r["exchange_ts"] for r in records)
+        second = int(time.monotonic())
+        known = self._skew_minimums.get(second)
+        if known is None or offset < known:
+            self._skew_minimums[second] = offset
+        if len(self._skew_minimums) > SKEW_WINDOW_SECONDS:
+            for key in sorted(self._skew_minimums)[:-SKEW_WINDOW_SECONDS]:
+                del self._skew_minimums[key]
+        skew = min(self._skew_minimums.values())
+        self.skew = skew if abs(skew) > SKEW_THRESHOLD_SECONDS else 0.0
+
+    def account(self, delivered: list[dict[str, Any]]) -> dict[str, Any]:
+        now = time.time()
+        skew = self.skew
+        buckets = self.buckets
+        nb = len(buckets) + 1
+        per_exchange: dict[str, int] = {}
+        histogram: dict[str, list[int]] = {}
+        sums: dict[str, float] = {}
+        sink_latency = array.array("d")
+        exchange_latency = array.array("d")
+        to_sink, to_exchange, find = sink_latency.append, exchange_latency.append, bisect.bisect_left
+        for record in delivered:
+            exchange = record["exchange"]
+            counts = histogram.get(exchange)
+            if counts is None:
+                counts = histogram[exchange] = [0] * nb
+                sums[exchange] = 0.0
+                per_exchange[exchange] = 0
+            per_exchange[exchange] += 1
+            to_sink(now - record["recv_ts"])
+            latency = now - record["exchange_ts"] - skew
+            if latency < 0.0:
+                latency = 0.0
+            to_exchange(latency)
+            counts[find(buckets, latency)] += 1
+            sums[exchange] += latency
+        return {"delivered": len(delivered), "now": now, "per_exchange": per_exchange, "histogram": histogram,
+                "sums": sums, "sink_latency": sink_latency[-LATENCY_SAMPLE:].tobytes(),
+                "exchange_latency": exchange_latency[-LATENCY_SAMPLE:].tobytes(), "skew": skew}
+
+
+def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaults: dict[str, str],
+                secrets: list[str]) -> None:
+    """The writer process: build the sink, then write every batch the pipe brings."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker drives the shutdown (drain, flush, close)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    log_mod.configure(log_defaults.get("level"), log_defaults.get("fmt"))
+    for secret in secrets:
+        log_mod.register_secret(secret)
+    errors: collections.Counter[str] = collections.Counter()
+    try:
+        sink = open_sink(config, config.shard, on_error=lambda reason: errors.update((reason,)))
+    except SinkError as exc:
+        conn.send(("sink_error", str(exc)))
+        return
+    accountant = Accountant(buckets)
+
+    def state() -> dict[str, Any]:
+        body = {"up": sink.up, "buffered": sink.buffered, "dropped_total": sink.dropped_total,
+                "errors_total": sink.errors_total, "published_total": sink.published_total, "errors": dict(errors)}
+        errors.clear()
+        return body
+
+    def write(batches: int, nts: list[tuple]) -> None:
+        records = [record_of(n) for n in nts]
+        accountant.update_skew(records)
+        delivered = sink.publish(records)
+        conn.send(("acct", batches, accountant.account(delivered), state()))
+
+    try:
+        while True:
+            timeout = None
+            if sink.buffer:  # down with ticks waiting: retry at the sink's pace even when nothing new comes
+                timeout = max(0.05, sink.reconnect_interval)
+            if not conn.poll(timeout):
+                write(0, [])
+                continue
+            message = conn.recv()
+            kind = message[0]
+            if kind == "batch":
+                batches, nts, pending = 1, list(message[1]), None
+                while conn.poll(0):  # behind: coalesce what is waiting into one write
+                    message = conn.recv()
+                    if message[0] != "batch":
+                        pending = message
+                        break
+                    batches += 1
+                    nts.extend(message[1])
+                write(batches, nts)
+                if pending is None:
+                    continue
+                message, kind = pending, pending[0]
+            if kind == "open":
+                try:
+                    ok = sink.open()
+                except SinkError as exc:
+                    conn.send(("reply", "sink_error", str(exc), state()))
+                    continue
+                conn.send(("reply", "opened", ok, state()))
+            elif kind == "flush":
+                delivered = sink.flush(message[1])
+                conn.send(("acct", 0, accountant.account(delivered), state()))
+                conn.send(("reply", "flushed", None, state()))
+            elif kind == "close":
+                sink.close()
+                conn.send(("reply", "closed", None, state()))
+                return
+    except (EOFError, OSError):  # the worker went away: write what is left, then go
+        try:
+            sink.flush(5.0)
+        finally:
+            sink.close()
+
+
+# ---------------------------------------------------------------------- worker side
+class SinkWriter:
+    """The worker's handle on the writer process (the attributes of a Sink; see the module docstring)."""
+
+    def __init__(self, feed, shard: tuple[int, int], buckets: tuple[float, ...],
+                 on_error: Callable[[str], None] | None = None, max_in_flight: int = 4):
+        self.config = SinkConfig(feed.sink_url, feed.redis_stream_prefix, feed.redis_stream_maxlen,
+                                 feed.sink_buffer_max, shard)
+        probe = open_sink(self.config, shard)  # validates the URL here (SinkError), connects nothing
+        self.kind, self.target = probe.kind, probe.target
+        probe.close()
+        self.buckets = buckets
+        self._on_error = on_error or (lambda reason: None)
+        self.on_account: Callable[[dict[str, Any]], None] = lambda acct: None
+        self.max_in_flight = max_in_flight
+        self.up = False
+        self.buffered = 0
+        self.dropped_total = 0
+        self.errors_total = 0
+        self.published_total = 0
+        self.error: str | None = None
+        self.in_flight = 0
+        self._cond = threading.Condition()
+        self._replies: queue_mod.Queue[tuple[str, Any]] = queue_mod.Queue()
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn = None
+        self._reader: threading.Thread | None = None
+        self._closing = False
+        self._send_lock = threading.Lock()
+
+    # -------------------------------------------------------------- process
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that runs CTP's threads
+        parent, child = ctx.Pipe(duplex=True)
+        secrets = sorted(getattr(log_mod, "_secrets", ()))
+        self._process = ctx.Process(target=_child_main, name="feedops-sink-writer",
+                                    args=(child, self.config, self.buckets, dict(log_mod._defaults), secrets))
+        self._process.start()
+        child.close()
+        self._conn = parent
+        self._reader = threading.Thread(target=self._read, name="feedops-sink-reader", daemon=True)
+        self._reader.start()
+        _LIVE.add(self)
+
+    def _read(self) -> None:
+        conn = self._conn
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break
+            kind = message[0]
+            if kind == "acct":
+                _, batches, acct, state = message
+                self._state(state)
+                if acct["delivered"]:
+                    self.on_account(acct)
+                with self._cond:
+                    self.in_flight -= batches
+                    self._cond.notify_all()
+            elif kind == "reply":
+                self._state(message[3])
+                self._replies.put((message[1], message[2]))
+            elif kind == "sink_error":
+                self._replies.put(("sink_error", message[1]))
+                break
+        if not self._closing:
+            code = self._process.exitcode if self._process is not None else None
+            self.error = f"the sink writer process exited unexpectedly (exit code {code})"
+            self.up = False
+            _log.critical("worker.sink.writer_died", self.error)
+        self._replies.put(("eof", None))
+        with self._cond:
+            self.in_flight = 0
+            self._cond.notify_all()
+
+    def _state(self, state: dict[str, Any]) -> None:
+        self.up, self.buffered = state["up"], state["buffered"]
+        self.dropped_total, self.errors_total = state["dropped_total"], state["errors_total"]
+        self.published_total = state["published_total"]
+        for reason, count in state["errors"].items():
+            for _ in range(count):
+                self._on_error(reason)
+
+    def _send(self, message: tuple) -> None:
+        with self._send_lock:
+            self._conn.send(message)
+
+    def _request(self, message: tuple, timeout: float) -> tuple[str, Any]:
+        if self._conn is None or self.error is not None:
+            return "eof", None
+        try:
+            self._send(message)
+        except OSError:
+            return "eof", None
+        try:
+            return self._replies.get(timeout=timeout)
+        except queue_mod.Empty:
+            return "timeout", None
+
+    # -------------------------------------------------------------- Sink interface
+    def open(self) -> bool:
+        """Start the writer and connect the sink; False when the target refuses (retried later); SinkError when unusable."""
+        if self._process is None:
+            self._start()
+        kind, value = self._request(("open",), REPLY_TIMEOUT_SECONDS)
+        if kind == "sink_error":
+            self.close()
+            raise SinkError(value)
+        return kind == "opened" and bool(value)
+
+    def wait_room(self, timeout: float) -> bool:
+        """Wait until fewer than ``max_in_flight`` batches are under way; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.in_flight < self.max_in_flight or self.error is not None, timeout)
+
+    def submit(self, nts: list[tuple]) -> None:
+        """Hand a batch of normalised tuples to the writer (asynchronous)."""
+        if self.error is not None:
+            raise RuntimeError(self.error)
+        with self._cond:
+            self.in_flight += 1
+        self._send(("batch", nts))
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything sent is written and the buffer is flushed (at most ``timeout`` s for the buffer)."""
+        if self._process is not None and self._conn is not None:
+            self._request(("flush", timeout), timeout + REPLY_TIMEOUT_SECONDS)
+
+    def close(self) -> None:
+        if self._process is None:
+            return
+        self._closing = True
+        if self.error is None and self._conn is not None:
+            self._request(("close",), REPLY_TIMEOUT_SECONDS)
+        if self._conn is not None:
+            self._conn.close()
+        self._process.join(10.0)
+        if self._process.exitcode is None:
+            self._process.kill()
+            self._process.join(5.0)
+        if self._reader is not None:
+            self._reader.join(5.0)
+        self._process = None
+        _LIVE.discard(self)
+
+
+@atexit.register
+def _close_all() -> None:
+    """Registered after multiprocessing's own exit hook, so it runs first: writers end before the join."""
+    for writer in list(_LIVE):
+        try:
+            writer.close()
+        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+            pass
