@@ -99,7 +99,7 @@ test-bats: $(TEST_STAMP)
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bats --recursive tests/bats
 
 lint: $(TEST_STAMP) ## shellcheck every shell script
-	@$(VENV)/bin/shellcheck -x scripts/operations/*.sh scripts/operations/lib/*.sh .ci/run
+	@$(VENV)/bin/shellcheck -x scripts/operations/*.sh scripts/operations/lib/*.sh .ci/run tests/bats/*.bats tests/bats/stubs/*
 
 bench: bootstrap ## benchmarks: print ticks/s, latency, coverage time, RSS, health-check wall time
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done

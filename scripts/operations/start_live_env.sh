@@ -30,6 +30,8 @@
 #   73 STATE_CORRUPT      a state file is corrupt or unreadable; it was not trusted
 #   74 DEPENDENCY_MISSING a required tool (python venv, docker compose, a CLI) is missing
 #   75 ROTATION_FAILED    the new credentials did not recover; the previous ones were restored
+#   130 INTERRUPTED       stopped by SIGINT (Ctrl-C); what this run started was cleaned up
+#   143 TERMINATED        stopped by SIGTERM; what this run started was cleaned up
 
 # shellcheck source=scripts/operations/lib/init.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/init.sh"
@@ -250,8 +252,8 @@ main() {
     feedops::lock::acquire
     RUN_STARTED_AT=$(date +%s)
     trap on_exit EXIT  # records the outcome, cleans up a failed start, releases the lock last
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    trap 'exit "${EXIT_INTERRUPTED}"' INT
+    trap 'exit "${EXIT_TERMINATED}"' TERM
   fi
   "mode_${FEEDOPS_MODE}"
 }

@@ -192,7 +192,13 @@ for line in lines:
 s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print("bound", flush=True); time.sleep(60)' "${port}" \
     > "${BATS_TEST_TMPDIR}/squatter.out" &
   local squatter=$!
-  until grep -q bound "${BATS_TEST_TMPDIR}/squatter.out"; do sleep 0.05; done
+  local _
+  for _ in {1..200}; do
+    grep -q bound "${BATS_TEST_TMPDIR}/squatter.out" && break
+    kill -0 "${squatter}" 2>/dev/null || break
+    sleep 0.05
+  done
+  grep -q bound "${BATS_TEST_TMPDIR}/squatter.out" || { kill "${squatter}" 2>/dev/null; fail "the squatter did not bind ${port}"; }
   run -67 "${RUNBOOK}" premarket --runtime native --timeout 20
   kill "${squatter}"
   assert_output --partial "(sim-primary) is already in use by a process the runbook did not start"

@@ -423,9 +423,9 @@ def test_fault_slow(clients):
             stamp = dt.datetime.strptime(tick[3] + tick[4], "%Y%m%d%H:%M:%S").replace(tzinfo=BEIJING)
             return tick[8] - (stamp.timestamp() + tick[5] / 1000)
 
-        assert max(lag(t) for t in md.ticks[:10]) < 1.5  # UpdateMillisec is 0 or 500: up to 0.5 s by itself
+        baseline = max(lag(t) for t in md.ticks[:10])  # stamp granularity (0/500 ms) plus machine load
         sim.set_fault("slow")
         start = len(md.ticks)
         md.rec.wait(lambda r: len(md.ticks) >= start + 20, timeout=15, what="delayed ticks")
         late = [lag(t) for t in md.ticks[start + 10:start + 20]]
-        assert min(late) > 2.5, late
+        assert min(late) > 2.5 and min(late) > baseline + 2.0, (baseline, late)

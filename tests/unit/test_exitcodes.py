@@ -42,10 +42,22 @@ def test_codes_unique_per_family_and_every_code_has_a_meaning():
     for family in FAMILIES.values():
         values = [m.value for m in family]
         assert len(values) == len(set(values)), family
-        assert all(0 <= v <= 125 for v in values)
+        # programs choose 0-125; 128+n is only the shell's convention for death by signal n
+        assert all(0 <= v <= 125 or (v - 128) in (2, 15) for v in values), family
         assert all(meaning for _, _, meaning in exitcodes.describe(family)), family
 
 
 def test_module_usage_error():
     done = subprocess.run([PYTHON, "-m", "feedops.exitcodes", "--nope"], capture_output=True, text=True)
     assert done.returncode == 2 and "usage" in done.stderr
+
+
+def test_runbook_header_lists_every_runbook_code():
+    """start_live_env.sh's header table names the same codes as the Runbook family."""
+    from feedops.exitcodes import Runbook
+
+    header = (ROOT / "scripts" / "operations" / "start_live_env.sh").read_text().split("\nsource ", 1)[0]
+    import re
+
+    listed = {(int(code), name) for code, name in re.findall(r"^#\s+(\d+) ([A-Z_]+)\s", header, re.M)}
+    assert listed == {(int(m.value), m.name) for m in Runbook}

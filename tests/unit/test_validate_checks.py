@@ -14,13 +14,13 @@ from feedops.validate.checks import is_placeholder_secret, mask_url, owner_of, w
 from feedops.validate.runner import outcome_registries, pushgateway_target, render_table, run_checklist
 
 LOOPBACK_PROFILES = """
-CTP_PRIMARY_MD_FRONTS=tcp://md1.broker-a.cn:41213,tcp://md2.broker-a.cn:41213
-CTP_PRIMARY_TD_FRONTS=tcp://td1.broker-a.cn:41205
+CTP_PRIMARY_MD_FRONTS=tcp://127.0.0.11:41213,tcp://127.0.0.12:41213
+CTP_PRIMARY_TD_FRONTS=tcp://127.0.0.13:41205
 CTP_PRIMARY_BROKER_ID=4200
 CTP_PRIMARY_USER_ID=88001
 CTP_PRIMARY_APP_ID=feedops_1.0
-CTP_BACKUP_MD_FRONTS=tcp://md1.broker-b.cn:41213
-CTP_BACKUP_TD_FRONTS=tcp://td1.broker-b.cn:41205
+CTP_BACKUP_MD_FRONTS=tcp://127.0.0.21:41213
+CTP_BACKUP_TD_FRONTS=tcp://127.0.0.23:41205
 CTP_BACKUP_BROKER_ID=4200
 CTP_BACKUP_USER_ID=88002
 CTP_BACKUP_APP_ID=feedops_1.0
@@ -67,8 +67,8 @@ def test_backup_secret_missing_in_prod_names_the_secrets_directory(tmp_path):
 
 
 def test_backup_identical_to_primary_warns(tmp_path):
-    same = LOOPBACK_PROFILES.replace("CTP_BACKUP_MD_FRONTS=tcp://md1.broker-b.cn:41213",
-                                     "CTP_BACKUP_MD_FRONTS=tcp://md1.broker-a.cn:41213,tcp://md2.broker-a.cn:41213")
+    same = LOOPBACK_PROFILES.replace("CTP_BACKUP_MD_FRONTS=tcp://127.0.0.21:41213",
+                                     "CTP_BACKUP_MD_FRONTS=tcp://127.0.0.11:41213,tcp://127.0.0.12:41213")
     same = same.replace("CTP_BACKUP_USER_ID=88002", "CTP_BACKUP_USER_ID=88001")
     _, results = run(tmp_path, "dev", file_extra="", profiles=same)
     assert results["profile.backup_complete"].status == "warn"
@@ -77,7 +77,7 @@ def test_backup_identical_to_primary_warns(tmp_path):
 
 @pytest.mark.parametrize("env, expected", [("dev", "warn"), ("staging", "fail")])
 def test_placeholder_front_hosts(tmp_path, env, expected):
-    profiles = LOOPBACK_PROFILES.replace("md2.broker-a.cn", "md2.broker.example")
+    profiles = LOOPBACK_PROFILES.replace("127.0.0.12", "md2.broker.example")
     _, results = run(tmp_path, env, file_extra="", profiles=profiles)
     result = results["fronts.well_formed"]
     assert result.status == expected
@@ -188,8 +188,12 @@ def test_mask_url_hides_passwords():
 
 
 def test_sink_password_never_in_the_report(tmp_path):
-    report, _ = run(tmp_path, "dev", extra_env={"FEEDOPS_SINK_URL": "redis://:Sink-Pw-77x@127.0.0.1:1/0"}, probe=True,
-                    probe_timeout=0.5)
+    from conftest import free_port
+
+    closed = f"tcp://127.0.0.1:{free_port()}"  # probe a port nobody listens on, never a dev stack's 17001
+    fronts = {f"CTP_{p}_{k}_FRONTS": closed for p in ("PRIMARY", "BACKUP") for k in ("MD", "TD")}
+    report, _ = run(tmp_path, "dev", extra_env={"FEEDOPS_SINK_URL": f"redis://:Sink-Pw-77x@127.0.0.1:{free_port()}/0",
+                                                **fronts}, probe=True, probe_timeout=0.5)
     assert "Sink-Pw-77x" not in render_table(report)
     assert "Sink-Pw-77x" not in str(report.to_dict())
 

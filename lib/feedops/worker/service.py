@@ -26,12 +26,11 @@ from ..settings import parse_shard
 from .errors import WorkerError
 from .gateway import Gateway
 from .http import HealthServer
-from .metrics import WorkerMetrics
+from .metrics import LATENCY_BUCKETS, WorkerMetrics
 from .pipeline import InstrumentBook, Pipeline, TickQueue
-from .metrics import LATENCY_BUCKETS
 from .sinks import SinkError, public_target
-from .writer import SinkWriter
 from .ticks import Deduper, Normaliser
+from .writer import SinkWriter
 
 _log = get_logger("worker")
 COVERAGE_REFRESH_SECONDS = 1.0

@@ -27,7 +27,8 @@ feedops::compose() {
     --project-name "feedops-${FEEDOPS_CFG[ENV]}" "${profiles[@]}" "$@"
 }
 
-# Start what the workers need (ctp-sim fronts in dev, Redis, monitoring).
+# Start what the workers need: native starts the ctp-sim fronts (channel sim) only;
+# compose starts every service of the active profiles (Redis, monitoring, ctp-sim).
 feedops::runtime::start_stack() {
   case ${FEEDOPS_CFG[RUNTIME]} in
     native) feedops::py::act start-stack --timeout "${FEEDOPS_TIMEOUT}" ;;
