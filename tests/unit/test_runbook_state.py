@@ -177,6 +177,7 @@ def test_process_table_starts_stops_and_kills_a_stubborn_one(environ):
     deadline = time.monotonic() + 10
     while "up" not in table.log_file("worker-1").read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert "up" in table.log_file("worker-1").read_text()  # SIGTERM is ignored from here on
     assert table.stop("worker-0", 5) is True
     assert table.stop("worker-1", 0.5, signal.SIGTERM) is False  # killed after the timeout
     assert table.names() == [] and table.running_pid("worker-1") is None
