@@ -345,3 +345,27 @@ def test_probe_reports_json_and_exit_ok(sim, tmp_path):
     result = subprocess.run([sys.executable, str(CLI), "--probe"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == int(Check.CRITICAL)
     assert json.loads(result.stdout)["status"] == "fail"
+
+
+def test_wrong_password_exits_login_without_leaking_it(sim, workers, tmp_path):
+    """The sim checks the credentials it was started with: a wrong password is refused."""
+    wrong = "wrong-pw-sentinel-91"
+    w = start(workers, sim, tmp_path, CTP_PRIMARY_PASSWORD=wrong)
+    assert w.wait_exit() == int(Worker.LOGIN)
+    out = w.output()
+    assert "worker.login.failed" in out and "Traceback" not in out
+    assert wrong not in out and SENTINEL not in out
+
+
+def test_unreachable_redis_at_start_keeps_the_feed_running(sim, workers, tmp_path):
+    """Redis down from the start: the worker logs in, subscribes, buffers and says so."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    w = start(workers, sim, tmp_path, FEEDOPS_SINK_URL=dead)
+    status = w.wait_status(lambda s: s["instruments"]["acknowledged"] == INSTRUMENTS and s["sink"]["buffered"] > 0,
+                           "subscribed while the sink is down")
+    assert status["sink"]["up"] is False and status["front"]["logged_in"]
+    w.wait_metric("feedops_sink_up", lambda v: v == 0)
+    w.wait_metric("feedops_sink_errors_total", lambda v: v >= 1)
+    assert w.proc.poll() is None  # still running
+    assert w.stop() == int(Worker.OK)
+    assert "Traceback" not in w.output()
