@@ -61,15 +61,21 @@ class InstrumentBook:
                 "product": [r.product for r in rows],
                 "product_class": [r.product_class for r in rows],
             }
+            self._cross = [f"{i.exchange}|{i.product_class}" for i in rows]
 
     _columns: dict[str, list[str]] = {"instrument": [], "exchange": [], "product": [], "product_class": []}
+    _cross: list[str] = []
 
     def table(self) -> dict[str, list[Any]]:
         """Column arrays (the /status?instruments=1 ``instrument_table`` shape); treat them as read-only."""
+        return self.table_and_cross()[0]
+
+    def table_and_cross(self) -> tuple[dict[str, list[Any]], list[str]]:
+        """:meth:`table` and ``exchange|product_class`` per instrument (the coverage's cross key, built per load)."""
         with self.lock:
-            columns = self._columns
+            columns, cross = self._columns, self._cross
         last = self.last_tick.get
-        return {**columns, "last_tick_unix": [last(name) for name in columns["instrument"]]}
+        return {**columns, "last_tick_unix": [last(name) for name in columns["instrument"]]}, cross
 
 
 class TickQueue:

@@ -92,6 +92,7 @@ class FeedWorker:
         self._stop = threading.Event()
         self._heartbeat = time.monotonic()
         self._coverage: coverage_mod.Coverage | None = None
+        self._computed: tuple[float, coverage_mod.Coverage, dict[str, Any], Any] | None = None
         self._cross: dict[str, dict[str, int]] = {}
         self._next_coverage = 0.0
         self.http: HealthServer | None = None
@@ -183,12 +184,20 @@ class FeedWorker:
         cov = self._coverage
         return bool(cov and cov.open) or (cov is None and self.calendar.any_open(_dt.datetime.now(_dt.timezone.utc)))
 
-    def compute_coverage(self) -> tuple[coverage_mod.Coverage, dict[str, Any]]:
-        table = self.book.table()
-        cross = [f"{e}|{c}" for e, c in zip(table["exchange"], table["product_class"])]
+    def compute_coverage(self, max_age: float = 0.0) -> tuple[coverage_mod.Coverage, dict[str, Any]]:
+        """Coverage and the instrument table; one computed less than ``max_age`` s ago is reused.
+
+        (With 20,000 instruments a computation holds the interpreter lock for tens of
+        milliseconds, which the tick pipeline pays for; /status reuses the once-a-second one.)
+        """
+        cached = self._computed
+        if cached is not None and time.monotonic() - cached[0] < max_age and cached[3] is self.book.instruments:
+            return cached[1], cached[2]
+        table, cross = self.book.table_and_cross()
         cov = coverage_mod.compute(table["instrument"], table["exchange"], table["product"], cross,
                                    table["last_tick_unix"], calendar=self.calendar,
                                    at=_dt.datetime.now(_dt.timezone.utc), window_seconds=self.feed.staleness_window_seconds)
+        self._computed = (time.monotonic(), cov, table, self.book.instruments)
         return cov, table
 
     def refresh(self) -> None:
@@ -252,7 +261,7 @@ class FeedWorker:
         return not reasons, reasons
 
     def status(self, with_table: bool = False) -> dict[str, Any]:
-        cov, table = self.compute_coverage()
+        cov, table = self.compute_coverage(max_age=0.0 if with_table else COVERAGE_REFRESH_SECONDS)
         g, p, q, s = self.gateway, self.pipeline, self.queue, self.sink
         ready, reasons = self.ready()
         by_exchange = {k: {"open": b.open, "fresh": b.fresh, "ratio": b.ratio} for k, b in sorted(cov.by_exchange.items())}

@@ -41,7 +41,6 @@ from typing import Any, Callable
 from .. import log as log_mod
 from ..log import get_logger
 from .sinks import SinkError, open_sink
-from .ticks import record_of
 
 _log = get_logger("worker")
 SKEW_THRESHOLD_SECONDS = 1.0
@@ -71,11 +70,11 @@ class Accountant:
         self._skew_minimums: dict[int, float] = {}
         self.skew = 0.0
 
-    def update_skew(self, records: list[dict[str, Any]]) -> None:
+    def update_skew(self, nts: list[tuple]) -> None:
         """The smallest (receive - exchange) offset of the last minute, when beyond one second, is the skew."""
-        if not records:
+        if not nts:
             return
-        offset = min(r["recv_ts"] - r["exchange_ts"] for r in records)
+        offset = min([n[7] - n[6] for n in nts])
         second = int(time.monotonic())
         known = self._skew_minimums.get(second)
         if known is None or offset < known:
@@ -86,7 +85,8 @@ class Accountant:
         skew = min(self._skew_minimums.values())
         self.skew = skew if abs(skew) > SKEW_THRESHOLD_SECONDS else 0.0
 
-    def account(self, delivered: list[dict[str, Any]]) -> dict[str, Any]:
+    def account(self, delivered: list[tuple]) -> dict[str, Any]:
+        """Counts, latency samples and histogram buckets of the normalised tuples just written."""
         now = time.time()
         skew = self.skew
         buckets = self.buckets
@@ -97,16 +97,16 @@ class Accountant:
         sink_latency = array.array("d")
         exchange_latency = array.array("d")
         to_sink, to_exchange, find = sink_latency.append, exchange_latency.append, bisect.bisect_left
-        for record in delivered:
-            exchange = record["exchange"]
+        for n in delivered:
+            exchange = n[1]
             counts = histogram.get(exchange)
             if counts is None:
                 counts = histogram[exchange] = [0] * nb
                 sums[exchange] = 0.0
                 per_exchange[exchange] = 0
             per_exchange[exchange] += 1
-            to_sink(now - record["recv_ts"])
-            latency = now - record["exchange_ts"] - skew
+            to_sink(now - n[7])
+            latency = now - n[6] - skew
             if latency < 0.0:
                 latency = 0.0
             to_exchange(latency)
@@ -131,6 +131,7 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
     except SinkError as exc:
         conn.send(("sink_error", str(exc)))
         return
+    sink.use_prepared()  # records are normalised tuples: no dict until encoding
     accountant = Accountant(buckets)
 
     def state() -> dict[str, Any]:
@@ -140,9 +141,8 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
         return body
 
     def write(batches: int, nts: list[tuple]) -> None:
-        records = [record_of(n) for n in nts]
-        accountant.update_skew(records)
-        delivered = sink.publish(records)
+        accountant.update_skew(nts)
+        delivered = sink.publish(nts)
         conn.send(("acct", batches, accountant.account(delivered), state()))
 
     try:
