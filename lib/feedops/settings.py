@@ -239,7 +239,7 @@ class FeedSettings(_LayeredSettings):
     redis_stream_prefix: str = Field("feedops:md", description="Redis stream name prefix; one stream per exchange: <prefix>:<EXCHANGE>")
     redis_stream_maxlen: int = Field(1_000_000, ge=1000, description="approximate MAXLEN per Redis stream")
     sink_buffer_max: int = Field(200_000, ge=1000, description="ticks buffered while the sink is down; beyond that they are dropped and counted")
-    queue_max: int = Field(200_000, ge=1000, description="bound of the callback-to-pipeline queue; overflow is dropped and counted")
+    queue_max: int = Field(50_000, ge=1000, description="bound of the callback-to-pipeline queue; overflow is dropped and counted")
     connect_timeout_seconds: float = Field(15.0, gt=0, le=600, description="watchdog: no front connected this long after Init")
     no_tick_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="watchdog: no tick this long while a session is open")
     disconnect_storm_count: int = Field(5, ge=2, le=1000, description="disconnects within the storm window that count as a storm")

@@ -116,7 +116,7 @@ class Pipeline(threading.Thread):
     """Drains the queue: normalise, dedupe, coverage, sink, metrics."""
 
     def __init__(self, queue: TickQueue, normaliser: Normaliser, deduper: Deduper, book: InstrumentBook,
-                 sink: SinkWriter, metrics: WorkerMetrics, batch_max: int = 5000):
+                 sink: SinkWriter, metrics: WorkerMetrics, batch_max: int = 1000):
         super().__init__(name="feedops-pipeline", daemon=True)
         self.queue = queue
         self.normaliser = normaliser

@@ -1,0 +1,108 @@
+"""The sink writer process, the normalised-tuple path and its accounting."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import signal
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import wait_for
+from feedops.calendar import TradingCalendar
+from feedops.worker.metrics import LATENCY_BUCKETS
+from feedops.worker.sinks import SinkError, encode, encode_prepared
+from feedops.worker.ticks import RAW_FIELDS, Normaliser, raw_tick, record_of
+from feedops.worker.writer import Accountant, SinkWriter
+
+DAY = "20261127"
+
+
+def raw(instrument="rb2601", exchange="SHFE", update_time="10:00:01", recv=None, **fields):
+    values = {name: sys.float_info.max for name in RAW_FIELDS}
+    values.update(InstrumentID=instrument, ExchangeID=exchange, TradingDay=DAY, ActionDay=DAY, UpdateTime=update_time,
+                  UpdateMillisec=500, LastPrice=4000.0, Volume=7)
+    values.update(fields)
+    stamp = recv if recv is not None else 1795744801.6  # 2026-11-27 10:00:01.6 Beijing
+    return raw_tick(SimpleNamespace(**values), now=lambda: stamp)
+
+
+def feed(tmp_path, url=None):
+    return SimpleNamespace(sink_url=url or f"file:{tmp_path / 'feed'}", redis_stream_prefix="feedops:md",
+                           redis_stream_maxlen=1000, sink_buffer_max=1000)
+
+
+def test_prepared_tuples_encode_exactly_like_records():
+    n = Normaliser(TradingCalendar("exchange", set()), {"m2601": "DCE"})
+    raws = [raw(), raw("m2601", exchange="", Volume=3), raw(LastPrice=float("nan"), Turnover=-sys.float_info.max),
+            raw("SR601", exchange="CZCE", OpenPrice=1e301)]
+    prepared = [n.prepare(r) for r in raws]
+    assert encode_prepared(prepared) == [encode(n.normalise(r)) for r in raws]
+    first = json.loads(encode_prepared(prepared)[0])
+    assert first["settlement"] is None and first["last"] == 4000.0 and first["exchange_ts"] == pytest.approx(1795744801.5)
+    assert record_of(prepared[1])["exchange"] == "DCE"
+
+
+def test_the_date_cache_follows_the_session_trading_day():
+    n = Normaliser(TradingCalendar("exchange", set()))
+    czce = raw("SR601", exchange="CZCE", TradingDay="20261127", ActionDay="20261127")
+    assert n.prepare(czce)[2] == "20261127"
+    n.session_trading_day = "20261130"  # a new login: cached CZCE trading days are dropped
+    assert n.prepare(czce)[2] == "20261130"
+
+
+def test_accounting_buckets_match_one_observation_per_tick(monkeypatch):
+    accountant = Accountant(LATENCY_BUCKETS)
+    now = 1000.0
+    monkeypatch.setattr("feedops.worker.writer.time.time", lambda: now)
+    latencies = [0.0, *LATENCY_BUCKETS, 0.0007, 0.3, 99.0, -3.0]  # exact bounds included ("le")
+    nts = [("x", "SHFE" if i % 2 else "DCE", DAY, DAY, "10:00:00", 0, now - lat, now - 0.002) + (0.0,) * 19
+           for i, lat in enumerate(latencies)]
+    acct = accountant.account(nts)
+    expected: dict[str, list[int]] = {}
+    for nt, lat in zip(nts, latencies):
+        counts = expected.setdefault(nt[1], [0] * (len(LATENCY_BUCKETS) + 1))
+        counts[bisect.bisect_left(LATENCY_BUCKETS, max(0.0, lat))] += 1
+    assert acct["histogram"] == expected
+    assert acct["per_exchange"] == {"DCE": 9, "SHFE": 9} and acct["delivered"] == 18
+
+
+def test_writer_writes_reports_and_flushes(tmp_path):
+    n = Normaliser(TradingCalendar("exchange", set()))
+    writer = SinkWriter(feed(tmp_path), (0, 1), LATENCY_BUCKETS)
+    seen = []
+    writer.on_account = seen.append
+    try:
+        assert writer.open() is True and writer.up
+        nts = [n.prepare(raw(f"rb26{i:02d}", recv=time.time())) for i in range(10)]
+        assert writer.wait_room(5)
+        writer.submit(nts)
+        writer.flush(5)
+        assert writer.published_total == 10 and sum(a["delivered"] for a in seen) == 10
+        assert 0 <= seen[0]["sink_latency"] and len(seen[0]["sink_latency"]) == 10 * 8  # 10 doubles
+        lines = (tmp_path / "feed" / DAY / "ticks-0of1.jsonl").read_text().splitlines()
+        assert [json.loads(line)["instrument"] for line in lines] == [f"rb26{i:02d}" for i in range(10)]
+    finally:
+        writer.close()
+
+
+def test_writer_death_is_reported_not_hidden(tmp_path):
+    writer = SinkWriter(feed(tmp_path), (0, 1), LATENCY_BUCKETS)
+    try:
+        writer.open()
+        os.kill(writer._process.pid, signal.SIGKILL)
+        wait_for(lambda: writer.error is not None, timeout=10, what="writer death noticed")
+        assert "exited unexpectedly" in writer.error and not writer.up
+        with pytest.raises(RuntimeError):
+            writer.submit([])
+    finally:
+        writer.close()
+
+
+def test_unusable_sink_is_a_sink_error_before_any_process(tmp_path):
+    with pytest.raises(SinkError):
+        SinkWriter(feed(tmp_path, "redis://127.0.0.1:notaport/0"), (0, 1), LATENCY_BUCKETS)
