@@ -58,6 +58,7 @@ def worker(tmp_path):
     yield w
     if w.pipeline.is_alive():
         w.pipeline.stop()
+    w.sink.close()
     if w.http is not None:
         w.http.stop()
 

@@ -285,8 +285,13 @@ class Pipeline(threading.Thread):
 
     @staticmethod
     def percentile(samples: collections.deque[float] | list[float], q: float) -> float | None:
+        return Pipeline.percentiles(samples, (q,))[0]
+
+    @staticmethod
+    def percentiles(samples: collections.deque[float] | list[float], qs: tuple[float, ...]) -> list[float | None]:
+        """Nearest-rank percentiles from one sorted copy."""
         values = sorted(samples)
         if not values:
-            return None
-        index = min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))
-        return values[index]
+            return [None] * len(qs)
+        last = len(values) - 1
+        return [values[min(last, max(0, int(round(q * last))))] for q in qs]

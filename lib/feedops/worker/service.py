@@ -284,6 +284,7 @@ class FeedWorker:
     def status(self, with_table: bool = False) -> dict[str, Any]:
         cov, table = self.compute_coverage(max_age=0.0 if with_table else COVERAGE_REFRESH_SECONDS)
         g, p, q, s = self.gateway, self.pipeline, self.queue, self.sink
+        sink_samples = list(p.sink_latency)
         ready, reasons = self.ready()
         by_exchange = {k: {"open": b.open, "fresh": b.fresh, "ratio": b.ratio} for k, b in sorted(cov.by_exchange.items())}
         by_class: dict[str, dict[str, Any]] = {}
@@ -334,9 +335,9 @@ class FeedWorker:
                           "oldest_open_tick_age_seconds": cov.oldest_open_tick_age_seconds},
             "throughput": {"ticks_per_second": round(p.ticks_per_second(), 3), "ticks_received_total": q.received,
                            "ticks_published_total": p.published_total, "expected_ticks_per_second": None},
-            "latency": {"p50_seconds": p.percentile(p.exchange_latency, 0.5), "p99_seconds": p.percentile(p.exchange_latency, 0.99)},
-            "pipeline_latency": {"p50_seconds": p.percentile(p.sink_latency, 0.5),
-                                 "p99_seconds": p.percentile(p.sink_latency, 0.99), "samples": len(p.sink_latency)},
+            "latency": dict(zip(("p50_seconds", "p99_seconds"), p.percentiles(p.exchange_latency, (0.5, 0.99)))),
+            "pipeline_latency": {**dict(zip(("p50_seconds", "p99_seconds"), p.percentiles(sink_samples, (0.5, 0.99)))),
+                                 "samples": len(sink_samples)},
             "rate_limit_incidents_total": g.rate_limit_incidents,
             "errors_total": errors,
             "queue": {"depth": len(q), "capacity": q.capacity, "dropped_total": q.dropped},

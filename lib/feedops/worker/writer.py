@@ -31,6 +31,7 @@ import bisect
 import collections
 import gc
 import multiprocessing
+import multiprocessing.util  # noqa: F401 - registers its exit hook (joins children) before _close_all below
 import queue as queue_mod
 import signal
 import threading
@@ -345,7 +346,8 @@ class SinkWriter:
 
 @atexit.register
 def _close_all() -> None:
-    """Registered after multiprocessing's own exit hook, so it runs first: writers end before the join."""
+    """Registered after multiprocessing's own exit hook (imported above), so it runs first: the writers
+    are told to stop before multiprocessing joins its children (else the join waits forever)."""
     for writer in list(_LIVE):
         try:
             writer.close()
