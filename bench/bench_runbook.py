@@ -15,21 +15,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from feedops.polling import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNBOOK = ROOT / "scripts" / "operations" / "start_live_env.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def environment(tmp: Path, instruments: int) -> dict[str, str]:

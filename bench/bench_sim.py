@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -32,26 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 os.environ.setdefault("LOCPATH", str(ROOT / ".venv" / "locale"))
 
+from feedops.polling import free_port, wait_for  # noqa: E402
 from feedops.sim import mdapi, tdapi  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"bench: timed out waiting for {what}")
 
 
 def sim_ticks_sent(control_url: str) -> float:

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,31 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 os.environ.setdefault("LOCPATH", str(ROOT / ".venv" / "locale"))
 
+from feedops.polling import free_port, wait_for  # noqa: E402
 from feedops.sim import mdapi  # noqa: E402
 
 PY = sys.executable
 SIM = ROOT / "scripts" / "operations" / "ctp_sim.py"
 WORKER = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - polling
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what} (last error: {last})")
 
 
 def get_json(url: str):

@@ -16,6 +16,7 @@ import pytest
 
 from feedops.exitcodes import Sim
 from feedops.paths import SCHEMAS_DIR
+from feedops.polling import free_port
 from feedops.sim import mdapi
 from feedops.sim.testing import Recorder
 
@@ -24,14 +25,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "operations" / "ctp_sim.py"
 SENTINEL = "pw-sentinel-51ab7c"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SimProcess:

@@ -125,7 +125,9 @@ class RunbookContext:
     def child_environ(self) -> dict[str, str]:
         """The environment of a component the native runtime starts."""
         env = {**os.environ, **self.child_overrides()}
-        env.setdefault("LOCPATH", str(paths.ROOT / ".venv" / "locale"))
+        local = paths.ROOT / ".venv" / "locale"
+        if (local / "zh_CN.GB18030" / "LC_CTYPE").is_file():  # else glibc uses the system's locales
+            env.setdefault("LOCPATH", str(local))
         return env
 
     def compose_profiles(self) -> list[str]:

@@ -15,8 +15,11 @@ FEEDOPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd -P)"
 readonly FEEDOPS_ROOT
 FEEDOPS_PY="${FEEDOPS_ROOT}/.venv/bin/python"
 readonly FEEDOPS_PY
-# openctp-ctp needs the zh_CN.GB18030 locale that `make bootstrap` generates here.
-export LOCPATH="${LOCPATH:-${FEEDOPS_ROOT}/.venv/locale}"
+# openctp-ctp needs the zh_CN.GB18030 locale that `make bootstrap` compiles here; when it
+# is not there, LOCPATH stays unset so that glibc can use the system's locales.
+if [[ -z "${LOCPATH:-}" && -f "${FEEDOPS_ROOT}/.venv/locale/zh_CN.GB18030/LC_CTYPE" ]]; then
+  export LOCPATH="${FEEDOPS_ROOT}/.venv/locale"
+fi
 # the bash logger's component (a shell variable: the settings model does not know it)
 FEEDOPS_LOG_COMPONENT="${FEEDOPS_LOG_COMPONENT:-runbook}"
 
