@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from .. import metric_names as mn
 from ..exitcodes import Runbook
@@ -35,8 +35,8 @@ def build_registry(ctx: RunbookContext, mode: str, exit_code: int, duration: flo
                    last_success: float | None) -> CollectorRegistry:
     registry = CollectorRegistry()
 
-    def gauge(spec: mn.MetricSpec) -> Gauge:
-        return Gauge(spec.base, spec.help, spec.labels, registry=registry)
+    def gauge(spec: mn.MetricSpec):
+        return spec.create(registry)
 
     gauge(mn.RUNBOOK_EXIT_CODE).labels(mode=mode).set(exit_code)
     gauge(mn.RUNBOOK_DURATION).labels(mode=mode).set(duration)
