@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from .. import metric_names as M
 from ..calendar import BEIJING, TradingCalendar
@@ -127,13 +127,12 @@ class _Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.ticks = Counter(M.SIM_TICKS_SENT.base, M.SIM_TICKS_SENT.help, M.SIM_TICKS_SENT.labels, registry=r)
-        self.sessions = Gauge(M.SIM_SESSIONS.name, M.SIM_SESSIONS.help, M.SIM_SESSIONS.labels, registry=r)
-        self.logins = Counter(M.SIM_LOGINS.base, M.SIM_LOGINS.help, M.SIM_LOGINS.labels, registry=r)
-        self.subscribed = Gauge(M.SIM_SUBSCRIBED.name, M.SIM_SUBSCRIBED.help, registry=r)
-        self.fault = Gauge(M.SIM_FAULT_ACTIVE.name, M.SIM_FAULT_ACTIVE.help, M.SIM_FAULT_ACTIVE.labels, registry=r)
-        self.refusals = Counter(M.SIM_QUERY_REFUSALS.base, M.SIM_QUERY_REFUSALS.help, M.SIM_QUERY_REFUSALS.labels,
-                                registry=r)
+        self.ticks = M.SIM_TICKS_SENT.create(r)
+        self.sessions = M.SIM_SESSIONS.create(r)
+        self.logins = M.SIM_LOGINS.create(r)
+        self.subscribed = M.SIM_SUBSCRIBED.create(r)
+        self.fault = M.SIM_FAULT_ACTIVE.create(r)
+        self.refusals = M.SIM_QUERY_REFUSALS.create(r)
         for kind in ("md", "td"):
             self.sessions.labels(kind).set(0)
         for name in FAULTS:

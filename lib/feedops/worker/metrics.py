@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 
 from .. import metric_names as mn
@@ -17,13 +17,10 @@ from .. import metric_names as mn
 #: Exchange-to-publish latency buckets, seconds (sub-ms up to the 2 s critical threshold and beyond).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
-_KINDS = {"counter": Counter, "gauge": Gauge, "info": Info}
-
-
 def build(spec: mn.MetricSpec, registry: CollectorRegistry):
     if spec.kind == "histogram":
-        return Histogram(spec.base, spec.help, spec.labels, registry=registry, buckets=LATENCY_BUCKETS)
-    return _KINDS[spec.kind](spec.base, spec.help, spec.labels, registry=registry)
+        return spec.create(registry, buckets=LATENCY_BUCKETS)
+    return spec.create(registry)
 
 
 class LatencyHistogram:
