@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from feedops.paths import bootstrap_locpath
 from feedops.polling import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ def environment(tmp: Path, instruments: int) -> dict[str, str]:
                 "FEEDOPS_WORKER_URLS": f"http://{worker}", "FEEDOPS_SIM_INSTRUMENTS": str(instruments),
                 "CTP_PRIMARY_MD_FRONTS": f"tcp://{primary}", "CTP_PRIMARY_TD_FRONTS": f"tcp://{primary}",
                 "CTP_BACKUP_MD_FRONTS": f"tcp://{backup}", "CTP_BACKUP_TD_FRONTS": f"tcp://{backup}",
-                "LOCPATH": str(ROOT / ".venv" / "locale")})
+                **({"LOCPATH": bootstrap_locpath()} if bootstrap_locpath() else {})})
     return env
 
 

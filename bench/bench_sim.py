@@ -29,7 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
-os.environ.setdefault("LOCPATH", str(ROOT / ".venv" / "locale"))
+from feedops.paths import bootstrap_locpath  # noqa: E402
+
+if bootstrap_locpath():  # before feedops.sim imports the openctp-ctp structs
+    os.environ.setdefault("LOCPATH", bootstrap_locpath())
 
 from feedops.polling import free_port, wait_for  # noqa: E402
 from feedops.sim import mdapi, tdapi  # noqa: E402

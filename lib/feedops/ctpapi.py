@@ -65,7 +65,7 @@ def locale_available(name: str = CTP_LOCALE) -> bool:
 
 
 def locale_fix() -> str:
-    target = paths.ROOT / ".venv" / "locale"
+    target = paths.LOCALE_DIR
     return (f"run `make bootstrap` (it generates {target}/{CTP_LOCALE}) and start with LOCPATH={target}, "
             f"or as root: localedef -c -i zh_CN -f GB18030 {CTP_LOCALE}")
 

@@ -125,9 +125,9 @@ class RunbookContext:
     def child_environ(self) -> dict[str, str]:
         """The environment of a component the native runtime starts."""
         env = {**os.environ, **self.child_overrides()}
-        local = paths.ROOT / ".venv" / "locale"
-        if (local / "zh_CN.GB18030" / "LC_CTYPE").is_file():  # else glibc uses the system's locales
-            env.setdefault("LOCPATH", str(local))
+        locpath = paths.bootstrap_locpath()
+        if locpath:  # else glibc uses the system's locales
+            env.setdefault("LOCPATH", locpath)
         return env
 
     def compose_profiles(self) -> list[str]:
