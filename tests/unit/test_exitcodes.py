@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from validate_support import PYTHON, ROOT
@@ -57,7 +58,5 @@ def test_runbook_header_lists_every_runbook_code():
     from feedops.exitcodes import Runbook
 
     header = (ROOT / "scripts" / "operations" / "start_live_env.sh").read_text().split("\nsource ", 1)[0]
-    import re
-
     listed = {(int(code), name) for code, name in re.findall(r"^#\s+(\d+) ([A-Z_]+)\s", header, re.M)}
     assert listed == {(int(m.value), m.name) for m in Runbook}
