@@ -152,6 +152,15 @@ def test_cli_front_control_metrics_kill_and_restart(tmp_path, sims):
         code, body = sim.post("/faults/nonsense?on=1")
         assert code == 404 and "unknown fault 'nonsense'" in body
         assert sim.post("/faults/refuse_login?on=0")[0] == 200
+        code, body = sim.post("/faults/burst?on=1&factor=2.5")
+        assert code == 200 and json.loads(body)["burst_factor"] == 2.5
+        assert json.loads(sim.get("/status")[1])["slices_per_round"] == 20  # 500 ms / 2.5 over 10 ms slices
+        code, body = sim.post("/faults/burst?on=1&factor=99")
+        assert code == 400 and "burst factor 99.0 is out of range; fix: use 1-50" in body
+        code, body = sim.post("/faults/silent?on=1&factor=2")
+        assert code == 400 and "burst fault only" in body
+        assert not json.loads(sim.get("/faults")[1])["silent"]["on"]  # the refused request changed nothing
+        assert sim.post("/faults/burst?on=0")[0] == 200
         faults = json.loads(sim.get("/faults")[1])
         assert faults["refuse_login"]["on"] is False and set(faults) >= {"disconnect", "silent", "slow"}
         metrics = sim.get("/metrics")[1]

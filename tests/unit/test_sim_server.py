@@ -14,12 +14,13 @@ def ticks_at(local: dt.datetime, faults: set[str] | None = None) -> dict[str, tu
     calendar = TradingCalendar("exchange", load_holidays(HOLIDAYS_FILE))
     server = SimServer(SimConfig(port=0, instruments=400, faults=set(faults or ())), calendar,
                        clock=lambda: local.timestamp())
-    server.subscribers = [1] * len(server.universe)
+    server.subscribers[:] = 1
     sent: dict[str, tuple[str, str, str]] = {}
 
-    def capture(due, records):
-        for index in due:
-            fields = P.TICK.unpack(records[index])
+    def capture(due, ticks):
+        for index, record in zip(due, ticks):
+            fields = P.TICK.unpack(record.tobytes())
+            assert fields[0] == index
             inst = server.universe[index]
             sent[inst.instrument_id] = (fields[1].decode(), fields[2].decode(), inst.exchange)
 

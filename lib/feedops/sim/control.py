@@ -3,7 +3,8 @@
 * ``GET  /metrics``            Prometheus text (ticks sent, sessions, logins, faults active, refusals)
 * ``GET  /status``             JSON: listen address, sessions, faults, ticks sent
 * ``GET  /faults``             JSON: every fault, whether it is on, what it does
-* ``POST /faults/<name>?on=1`` switch a fault on (``on=0`` off); 404 for an unknown fault
+* ``POST /faults/<name>?on=1`` switch a fault on (``on=0`` off); 404 for an unknown fault;
+  ``POST /faults/burst?on=1&factor=2.5`` also sets the burst factor (1-50; 400 otherwise)
 * ``GET  /healthz``            200 while the front runs
 
 Requests are served on a thread of their own and handed to the server's event loop.
@@ -75,8 +76,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": f"on={value!r}: use on=1 or on=0"})
             return
         on = value in ("1", "true", "on")
+        factor = parse_qs(parts.query).get("factor")
+        if factor is not None:
+            if name != "burst":
+                self._json(400, {"error": "factor applies to the burst fault only: POST /faults/burst?on=1&factor=2.5"})
+                return
+            try:
+                self._on_loop(self.server.sim.set_burst_factor, float(factor[0]))
+            except ValueError as exc:
+                self._json(400, {"error": str(exc)})
+                return
         self._on_loop(self.server.sim.set_fault, name, on)
-        self._json(200, {"fault": name, "on": on, "faults": sorted(self.server.sim.faults)})
+        self._json(200, {"fault": name, "on": on, "faults": sorted(self.server.sim.faults),
+                         "burst_factor": self.server.sim.config.burst_factor})
 
 
 async def _call(func: Any, *args: Any) -> Any:

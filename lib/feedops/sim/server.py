@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
-import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 
 from .. import metric_names as M
@@ -50,6 +50,14 @@ SLICE_SECONDS = 0.01
 INACTIVE_EVERY = 60  # an inactive (illiquid) instrument ticks once per this many rounds (30 s at 500 ms)
 QUERY_CHUNK = 2000
 TICK_CHUNK = 20000
+#: :data:`protocol.TICK` as a numpy record (packed, little-endian): ticks are generated a slice at a time.
+TICK_DTYPE = np.dtype([
+    ("index", "<u4"), ("trading_day", "S8"), ("action_day", "S8"), ("update_time", "S8"), ("millisec", "<u2"),
+    ("last", "<f8"), ("volume", "<i4"), ("turnover", "<f8"), ("open_interest", "<f8"), ("open", "<f8"),
+    ("high", "<f8"), ("low", "<f8"), ("bid", "<f8"), ("bid_volume", "<i4"), ("ask", "<f8"), ("ask_volume", "<i4"),
+    ("average", "<f8"),
+])
+assert TICK_DTYPE.itemsize == P.TICK.size
 
 
 class ListenError(OSError):
@@ -114,6 +122,8 @@ class SimConfig:
             raise ValueError(f"--burst-factor {self.burst_factor} is out of range; fix: use 1-50")
         if not 20 <= self.tick_interval_ms <= 60_000:
             raise ValueError(f"--tick-interval-ms {self.tick_interval_ms} is out of range; fix: use 20-60000")
+        if not 1 <= self.replay_depth <= 1000:
+            raise ValueError(f"replay_depth {self.replay_depth} is out of range; fix: use 1-1000")
         if self.slow_delay_ms < 0 or self.max_sub < 0:
             raise ValueError("--slow-delay-ms and --max-sub must not be negative; fix: use 0 or more")
 
@@ -150,6 +160,7 @@ class Session(asyncio.Protocol):
         self.logged_in = False
         self.authenticated = False
         self.subs: set[int] = set()
+        self.mask: np.ndarray = np.zeros(len(server.universe), dtype=bool)  # subs, for the tick path
         self.buf = bytearray()
         self.session_id = 0
         self.last_query = 0.0
@@ -246,37 +257,45 @@ class SimServer:
 
     # ------------------------------------------------------------------ state
     def _build_state(self) -> None:
+        """Per-instrument state as numpy arrays: a slice's ticks are generated in a few vector operations."""
         n = len(self.universe)
-        self.rng = random.Random(self.config.seed)
+        self.rng = np.random.default_rng(self.config.seed)
         self.exchanges = sorted({inst.exchange for inst in self.universe})
         exchange_no = {exchange: n for n, exchange in enumerate(self.exchanges)}
-        self.exchange_of = [exchange_no[inst.exchange] for inst in self.universe]
+        self.exchange_of = np.array([exchange_no[inst.exchange] for inst in self.universe], dtype=np.intp)
         self.product_keys = sorted({(inst.exchange, inst.underlying_product) for inst in self.universe})
         product_no = {key: n for n, key in enumerate(self.product_keys)}
-        self.product_of = [product_no[(inst.exchange, inst.underlying_product)] for inst in self.universe]
+        self.product_of = np.array([product_no[(inst.exchange, inst.underlying_product)] for inst in self.universe],
+                                   dtype=np.intp)
         self.product_open = [False] * len(self.product_keys)  # set by the first clock refresh
-        self.tick_size = [inst.price_tick for inst in self.universe]
-        settle = [inst.pre_settlement for inst in self.universe]
-        self.upper = [round(s * 1.08 / t) * t for s, t in zip(settle, self.tick_size)]
-        self.lower = [max(t, round(s * 0.92 / t) * t) for s, t in zip(settle, self.tick_size)]
-        self.last = list(settle)
-        self.open_price = list(settle)
-        self.high = list(settle)
-        self.low = list(settle)
-        self.volume = [0] * n
-        self.turnover = [0.0] * n
-        self.open_interest = [float(1000 + (i * 37) % 5000) for i in range(n)]
-        self.active = [_share(i, 1) < self.config.active_share for i in range(n)]
-        self.dead = [_share(i, 2) < self.config.dead_share for i in range(n)]
-        self.subscribers = [0] * n
-        self.history: list[deque[bytes] | None] = [None] * n
-        self.multiplier = [10.0] * n
+        self._product_open = np.zeros(len(self.product_keys), dtype=bool)
+        self.tick_size = np.array([inst.price_tick for inst in self.universe], dtype=float)
+        settle = np.array([inst.pre_settlement for inst in self.universe], dtype=float)
+        tick = self.tick_size
+        self.upper = np.round(settle * 1.08 / tick) * tick
+        self.lower = np.maximum(tick, np.round(settle * 0.92 / tick) * tick)
+        self.last = settle.copy()
+        self.open_price = settle.copy()
+        self.high = settle.copy()
+        self.low = settle.copy()
+        self.volume = np.zeros(n, dtype=np.int64)
+        self.turnover = np.zeros(n, dtype=float)
+        self.open_interest = np.array([float(1000 + (i * 37) % 5000) for i in range(n)])
+        self.active = np.array([_share(i, 1) < self.config.active_share for i in range(n)], dtype=bool)
+        self.dead = np.array([_share(i, 2) < self.config.dead_share for i in range(n)], dtype=bool)
+        self.subscribers = np.zeros(n, dtype=np.int32)
+        keep = self.config.replay_depth
+        self.history = np.zeros((n, keep), dtype=TICK_DTYPE)  # ring of the last ticks sent, for the replay fault
+        self.history_next = np.zeros(n, dtype=np.intp)
+        self.history_len = np.zeros(n, dtype=np.intp)
+        self._slice_cache: dict[int, np.ndarray] = {}
 
     def static_values(self, index: int) -> list[Any]:
         """The per-instrument part of the depth struct, in :data:`protocol.STATIC_FIELDS` order."""
         inst = self.universe[index]
         return [index, inst.instrument_id, inst.exchange, inst.instrument_id, inst.pre_settlement,
-                inst.pre_settlement, self.open_interest[index], self.upper[index], self.lower[index]]
+                inst.pre_settlement, float(self.open_interest[index]), float(self.upper[index]),
+                float(self.lower[index])]
 
     def instrument_fields(self, inst: Instrument) -> dict[str, Any]:
         expire = _dt.date(inst.delivery_year, inst.delivery_month, 15).strftime("%Y%m%d")
@@ -373,6 +392,13 @@ class SimServer:
         self._apply_fault(name, on)
         log.warning("sim.fault.on" if on else "sim.fault.off", f"fault {name} {'on' if on else 'off'}",
                     fault=name, description=FAULTS[name])
+
+    def set_burst_factor(self, factor: float) -> None:
+        """Change the burst fault's rate multiplier at run time (ValueError naming the range when out of it)."""
+        if not 1 <= factor <= 50:
+            raise ValueError(f"burst factor {factor} is out of range; fix: use 1-50")
+        self.config.burst_factor = factor
+        log.info("sim.burst.factor", f"burst factor set to {factor}", burst_factor=factor)
 
     def _apply_fault(self, name: str, on: bool) -> None:
         if on:
@@ -475,8 +501,10 @@ class SimServer:
             session.send(P.json_frame(P.STATIC, static))
         if items:
             session.rsp(items)
-        for index in new:
-            self.subscribers[index] += 1
+        if new:
+            indexes = np.fromiter(new, dtype=np.intp, count=len(new))
+            self.subscribers[indexes] += 1
+            session.mask[indexes] = True
         session.subs |= new
         self.metrics.subscribed.set(sum(len(s.subs) for s in self.sessions))
         if "replay" in self.faults and new:
@@ -490,8 +518,10 @@ class SimServer:
                       "CTP:正确", req, n == len(ids) - 1] for n, i in enumerate(ids)])
 
     def _unsubscribe(self, session: Session, gone: set[int]) -> None:
-        for index in gone:
-            self.subscribers[index] -= 1
+        if gone:
+            indexes = np.fromiter(gone, dtype=np.intp, count=len(gone))
+            self.subscribers[indexes] -= 1
+            session.mask[indexes] = False
         session.subs -= gone
         self.metrics.subscribed.set(sum(len(s.subs) for s in self.sessions))
 
@@ -542,6 +572,8 @@ class SimServer:
             else:
                 dates.append((trading_day, calendar_day))
         self.dates = dates
+        self._trading_days = np.array([d[0] for d in dates], dtype="S8")
+        self._action_days = np.array([d[1] for d in dates], dtype="S8")
         self.update_time = now.strftime("%H:%M:%S").encode()
         if self.calendar.always_open:
             product_open = [True] * len(self.product_keys)
@@ -549,6 +581,7 @@ class SimServer:
             product_open = [self.calendar.is_open(ex, product, now) for ex, product in self.product_keys]
         changed = [n for n, (old, new) in enumerate(zip(self.product_open, product_open)) if old != new]
         self.product_open = product_open
+        self._product_open = np.array(product_open, dtype=bool)
         if changed:
             stamp = now.strftime("%H:%M:%S")
             for session in self.sessions:
@@ -593,74 +626,87 @@ class SimServer:
         n_slices = self.slices_per_round()
         bucket = self._slice_no % n_slices
         round_no = self._slice_no // n_slices
-        subscribers, active, dead, product_open, product_of = (self.subscribers, self.active, self.dead,
-                                                                self.product_open, self.product_of)
-        no_dead = "dead_instruments" not in self.faults
-        due = [i for i in range(bucket, len(subscribers), n_slices)
-               if subscribers[i] and product_open[product_of[i]] and (no_dead or not dead[i])
-               and (active[i] or (round_no + i) % INACTIVE_EVERY == 0)]
-        if not due:
+        candidates = self._candidates(bucket, n_slices)
+        wanted = (self.subscribers[candidates] > 0) & self._product_open[self.product_of[candidates]]
+        if "dead_instruments" in self.faults:
+            wanted &= ~self.dead[candidates]
+        wanted &= self.active[candidates] | ((round_no + candidates) % INACTIVE_EVERY == 0)
+        due = candidates[wanted]
+        if not len(due):
             return
         millisec = 0 if (wall % 1.0) < 0.5 else 500
-        records = self._make_ticks(due, self.update_time, millisec)
-        self._distribute(due, records)
+        self._distribute(due, self._make_ticks(due, self.update_time, millisec))
 
-    def _make_ticks(self, due: list[int], update_time: bytes, millisec: int) -> dict[int, bytes]:
-        pack = P.TICK.pack
-        rnd = self.rng.random
-        last, high, low, volume, turnover, oi = self.last, self.high, self.low, self.volume, self.turnover, \
-            self.open_interest
-        tick_size, upper, lower, open_price, dates, exchange_of = self.tick_size, self.upper, self.lower, \
-            self.open_price, self.dates, self.exchange_of
-        history = self.history
-        keep = self.config.replay_depth
-        out: dict[int, bytes] = {}
-        for i in due:
-            r = rnd()
-            tick = tick_size[i]
-            price = last[i]
-            if r < 0.3:
-                price = max(lower[i], price - tick)
-            elif r > 0.7:
-                price = min(upper[i], price + tick)
-            last[i] = price
-            traded = 1 + int(r * 20)
-            vol = volume[i] + traded
-            volume[i] = vol
-            turn = turnover[i] + traded * price * 10
-            turnover[i] = turn
-            oi[i] += traded if r < 0.5 else -1
-            if price > high[i]:
-                high[i] = price
-            if price < low[i]:
-                low[i] = price
-            trading_day, action_day = dates[exchange_of[i]]
-            record = pack(i, trading_day, action_day, update_time, millisec, price, vol, turn, oi[i], open_price[i],
-                          high[i], low[i], price - tick, 1 + int(r * 50), price + tick, 1 + int((1 - r) * 50),
-                          turn / vol / 10)
-            out[i] = record
-            ring = history[i]
-            if ring is None:
-                ring = history[i] = deque(maxlen=keep)
-            ring.append(record)
+    def _candidates(self, bucket: int, n_slices: int) -> np.ndarray:
+        """Instruments of one slice (every n_slices-th from ``bucket``), cached per slicing."""
+        key = n_slices * 1_000_000 + bucket
+        found = self._slice_cache.get(key)
+        if found is None:
+            if len(self._slice_cache) > 4096:
+                self._slice_cache.clear()
+            found = self._slice_cache[key] = np.arange(bucket, len(self.universe), n_slices, dtype=np.intp)
+        return found
+
+    def _make_ticks(self, due: np.ndarray, update_time: bytes, millisec: int) -> np.ndarray:
+        """One tick per instrument in ``due`` (a random walk of one price tick), as TICK_DTYPE records."""
+        r = self.rng.random(len(due))
+        tick = self.tick_size[due]
+        price = self.last[due]
+        price = np.where(r < 0.3, np.maximum(self.lower[due], price - tick),
+                         np.where(r > 0.7, np.minimum(self.upper[due], price + tick), price))
+        self.last[due] = price
+        traded = 1 + (r * 20).astype(np.int64)
+        vol = self.volume[due] + traded
+        self.volume[due] = vol
+        turn = self.turnover[due] + traded * price * 10
+        self.turnover[due] = turn
+        oi = self.open_interest[due] + np.where(r < 0.5, traded, -1)
+        self.open_interest[due] = oi
+        high = np.maximum(self.high[due], price)
+        self.high[due] = high
+        low = np.minimum(self.low[due], price)
+        self.low[due] = low
+        exchange = self.exchange_of[due]
+        out = np.empty(len(due), dtype=TICK_DTYPE)
+        out["index"] = due
+        out["trading_day"] = self._trading_days[exchange]
+        out["action_day"] = self._action_days[exchange]
+        out["update_time"] = update_time
+        out["millisec"] = millisec
+        out["last"] = price
+        out["volume"] = vol
+        out["turnover"] = turn
+        out["open_interest"] = oi
+        out["open"] = self.open_price[due]
+        out["high"] = high
+        out["low"] = low
+        out["bid"] = price - tick
+        out["bid_volume"] = 1 + (r * 50).astype(np.int32)
+        out["ask"] = price + tick
+        out["ask_volume"] = 1 + ((1 - r) * 50).astype(np.int32)
+        out["average"] = turn / vol / 10
+        slot = self.history_next[due]
+        self.history[due, slot] = out
+        self.history_next[due] = (slot + 1) % self.history.shape[1]
+        self.history_len[due] = np.minimum(self.history_len[due] + 1, self.history.shape[1])
         return out
 
-    def _distribute(self, due: list[int], records: dict[int, bytes]) -> None:
-        exchange_of = self.exchange_of
-        counts = [0] * len(self.exchanges)
-        silent = "silent" in self.faults
-        for session in self.sessions:
-            if session.kind != "md" or not session.logged_in or not session.subs or silent:
-                continue
-            subs = session.subs
-            parts = [records[i] for i in due if i in subs]
-            if not parts:
-                continue
-            for i in due:
-                if i in subs:
-                    counts[exchange_of[i]] += 1
-            session.send(P.frame(P.TICKS, b"".join(parts)))
-        self._count_sent(counts)
+    def _distribute(self, due: np.ndarray, ticks: np.ndarray) -> None:
+        counts = np.zeros(len(self.exchanges), dtype=np.int64)
+        if "silent" not in self.faults:
+            for session in self.sessions:
+                if session.kind != "md" or not session.logged_in or not session.subs:
+                    continue
+                wanted = session.mask[due]
+                if wanted.all():
+                    mine, exchanges = ticks, self.exchange_of[due]
+                else:
+                    mine, exchanges = ticks[wanted], self.exchange_of[due[wanted]]
+                if not len(mine):
+                    continue
+                counts += np.bincount(exchanges, minlength=len(self.exchanges))
+                session.send(P.frame(P.TICKS, mine.tobytes()))
+        self._count_sent(counts.tolist())
 
     def _count_sent(self, counts: list[int]) -> None:
         total = sum(counts)
@@ -676,11 +722,13 @@ class SimServer:
             return
         records: list[bytes] = []
         counts = [0] * len(self.exchanges)
+        depth = self.history.shape[1]
         for index in sorted(indexes):
-            kept = self.history[index]
+            kept = int(self.history_len[index])
             if kept:
-                records.extend(kept)
-                counts[self.exchange_of[index]] += len(kept)
+                first = int(self.history_next[index]) - kept
+                records.extend(self.history[index, (first + k) % depth].tobytes() for k in range(kept))
+                counts[int(self.exchange_of[index])] += kept
         for start in range(0, len(records), TICK_CHUNK):
             session.send(P.frame(P.TICKS, b"".join(records[start:start + TICK_CHUNK])))
         if records:
