@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -42,6 +43,22 @@ def test_callback_copy_keeps_values_not_the_struct():
     raw = raw_tick(s, now=lambda: 1.0)
     s.LastPrice = 9999.0  # the library reuses its buffer
     assert raw[7] == 3200.0 and raw[1] == "rb2601" and len(raw) == 1 + len(RAW_FIELDS)
+
+
+def test_queue_offer_copies_like_raw_tick_and_counts_drops_when_full():
+    from feedops.worker.pipeline import TickQueue
+
+    queue = TickQueue(capacity=2)
+    s = struct(LastPrice=3200.0, Volume=11)
+    before = time.time()
+    queue.offer(s)
+    s.LastPrice = 9999.0  # the library reuses its buffer: the queued copy keeps the old value
+    queue.offer(s)
+    queue.offer(s)  # full: dropped, not copied
+    first, second = queue.items
+    assert first[1:] == raw_tick(struct(LastPrice=3200.0, Volume=11), now=lambda: 0.0)[1:]
+    assert before <= first[0] <= time.time() and second[7] == 9999.0
+    assert (queue.received, queue.dropped, len(queue)) == (3, 1, 2)
 
 
 def test_largest_double_becomes_null_and_real_values_stay(normaliser):

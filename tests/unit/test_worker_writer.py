@@ -16,7 +16,7 @@ import pytest
 from conftest import wait_for
 from feedops.calendar import TradingCalendar
 from feedops.worker.metrics import LATENCY_BUCKETS
-from feedops.worker.sinks import SinkError, encode, encode_prepared
+from feedops.worker.sinks import SinkError, dump_batch, encode, row_of, rows_of_batch
 from feedops.worker.ticks import RAW_FIELDS, Normaliser, raw_tick, record_of
 from feedops.worker.writer import Accountant, SinkWriter
 
@@ -37,15 +37,28 @@ def feed(tmp_path, url=None):
                            redis_stream_maxlen=1000, sink_buffer_max=1000)
 
 
-def test_prepared_tuples_encode_exactly_like_records():
+def test_batch_rows_encode_exactly_like_records():
     n = Normaliser(TradingCalendar("exchange", set()), {"m2601": "DCE"})
     raws = [raw(), raw("m2601", exchange="", Volume=3), raw(LastPrice=float("nan"), Turnover=-sys.float_info.max),
-            raw("SR601", exchange="CZCE", OpenPrice=1e301)]
+            raw("SR601", exchange="CZCE", OpenPrice=1e301, HighestPrice=float("inf"))]
     prepared = [n.prepare(r) for r in raws]
-    assert encode_prepared(prepared) == [encode(n.normalise(r)) for r in raws]
-    first = json.loads(encode_prepared(prepared)[0])
+    rows = rows_of_batch(dump_batch(prepared), len(prepared))
+    assert [row[0] for row in rows] == [encode(n.normalise(r)) for r in raws]
+    assert rows == [row_of(p) for p in prepared]
+    first, third, fourth = (json.loads(rows[i][0]) for i in (0, 2, 3))
     assert first["settlement"] is None and first["last"] == 4000.0 and first["exchange_ts"] == pytest.approx(1795744801.5)
-    assert record_of(prepared[1])["exchange"] == "DCE"
+    assert third["last"] is None and third["turnover"] is None  # NaN and -DBL_MAX: no value
+    assert fourth["open"] == 1e301 and fourth["high"] is None  # a huge number stays; infinity has no value
+    assert rows[1][1:4] == (b"m2601", "DCE", DAY) and record_of(prepared[1])["exchange"] == "DCE"
+
+
+@pytest.mark.parametrize("instrument", ["a,b", 'q"x', "back\\slash", "],[", "汉字"])
+def test_strange_instrument_ids_take_the_per_record_path_with_the_same_output(instrument):
+    n = Normaliser(TradingCalendar("exchange", set()))
+    prepared = [n.prepare(raw(instrument)), n.prepare(raw("rb2601", update_time="10:00:02"))]
+    rows = rows_of_batch(dump_batch(prepared), 2)
+    assert [json.loads(row[0])["instrument"] for row in rows] == [instrument, "rb2601"]
+    assert rows == [row_of(p) for p in prepared] and rows[0][1] == instrument.encode()
 
 
 def test_the_date_cache_follows_the_session_trading_day():
@@ -61,12 +74,11 @@ def test_accounting_buckets_match_one_observation_per_tick(monkeypatch):
     now = 0.0  # so that now - (now - latency) is the latency exactly (bounds included)
     monkeypatch.setattr("feedops.worker.writer.time.time", lambda: now)
     latencies = [0.0, *LATENCY_BUCKETS, 0.0007, 0.3, 99.0, -3.0]  # exact bounds included ("le")
-    nts = [("x", "SHFE" if i % 2 else "DCE", DAY, DAY, "10:00:00", 0, now - lat, now - 0.002) + (0.0,) * 19
-           for i, lat in enumerate(latencies)]
-    acct = accountant.account(nts)
+    rows = [(b"{}", b"x", "SHFE" if i % 2 else "DCE", DAY, now - lat, now - 0.002) for i, lat in enumerate(latencies)]
+    acct = accountant.account(rows)
     expected: dict[str, list[int]] = {}
-    for nt, lat in zip(nts, latencies):
-        counts = expected.setdefault(nt[1], [0] * (len(LATENCY_BUCKETS) + 1))
+    for row, lat in zip(rows, latencies):
+        counts = expected.setdefault(row[2], [0] * (len(LATENCY_BUCKETS) + 1))
         counts[bisect.bisect_left(LATENCY_BUCKETS, max(0.0, lat))] += 1
     assert acct["histogram"] == expected
     assert acct["per_exchange"] == {"DCE": 9, "SHFE": 9} and acct["delivered"] == 18

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..log import get_logger
 from .metrics import WorkerMetrics
-from .ticks import Deduper, Normaliser, raw_tick
+from .ticks import RAW_FIELDS, Deduper, Normaliser
 from .writer import LATENCY_SAMPLE, SinkWriter
 
 _log = get_logger("worker")
@@ -78,6 +78,26 @@ class InstrumentBook:
         return {**columns, "last_tick_unix": [last(name) for name in columns["instrument"]]}, cross
 
 
+def _inline_offer() -> Any:
+    """TickQueue.offer with raw_tick's field copy inlined (the tuple display generated from RAW_FIELDS)."""
+    fields = ", ".join(f"depth.{name}" for name in RAW_FIELDS)
+    source = (
+        "def offer(self, depth):\n"
+        "    self.received += 1\n"
+        "    if len(self.items) >= self.capacity:\n"
+        "        self.dropped += 1\n"
+        "        return\n"
+        f"    self.items.append((_now(), {fields}))\n"
+        "    if self.idle:\n"
+        "        self.wakeup.set()\n"
+    )
+    namespace: dict[str, Any] = {"_now": time.time}
+    exec(source, namespace)  # noqa: S102 - generated from RAW_FIELDS
+    offer = namespace["offer"]
+    offer.__doc__ = "Copy the struct's fields into the queue (raw_tick's tuple), or count a drop copying nothing."
+    return offer
+
+
 class TickQueue:
     """Bounded, non-blocking hand-off from the callback thread to the pipeline."""
 
@@ -98,15 +118,9 @@ class TickQueue:
         if self.idle:
             self.wakeup.set()
 
-    def offer(self, depth: Any) -> None:
-        """The callback's whole job: copy the struct's fields into the queue (or count a drop, copying nothing)."""
-        self.received += 1
-        if len(self.items) >= self.capacity:
-            self.dropped += 1
-            return
-        self.items.append(raw_tick(depth))
-        if self.idle:
-            self.wakeup.set()
+    #: The callback's whole job: copy the struct's fields into the queue (or count a drop, copying
+    #: nothing). It is raw_tick inlined, generated from RAW_FIELDS: one Python call less per tick.
+    offer = _inline_offer()
 
     def __len__(self) -> int:
         return len(self.items)

@@ -114,6 +114,7 @@ class FeedWorker:
         self._coverage: coverage_mod.Coverage | None = None
         self._computed: tuple[float, coverage_mod.Coverage, dict[str, Any], Any] | None = None
         self._cross: dict[str, dict[str, int]] = {}
+        self._counted: dict[str, tuple[tuple[int, int], dict[str, int]]] = {}
         self._next_coverage = 0.0
         self.http: HealthServer | None = None
         self._bind(feed.worker_listen)
@@ -235,21 +236,29 @@ class FeedWorker:
         for exchange, last in zip(table["exchange"], table["last_tick_unix"]):
             if last is None:
                 never[exchange] = never.get(exchange, 0) + 1
-        subscribed: dict[str, int] = {}
-        acked: dict[str, int] = {}
-        exchange_of = self.book.exchange_of
-        for name in list(self.gateway.subscribed):
-            ex = exchange_of.get(name, "")
-            subscribed[ex] = subscribed.get(ex, 0) + 1
-        for name in list(self.gateway.acknowledged):
-            ex = exchange_of.get(name, "")
-            acked[ex] = acked.get(ex, 0) + 1
+        subscribed = self._per_exchange("subscribed", self.gateway.subscribed)
+        acked = self._per_exchange("acknowledged", self.gateway.acknowledged)
         for exchange, bucket in cov.by_exchange.items():
             m.coverage.labels(exchange=exchange).set(1.0 if bucket.ratio is None else bucket.ratio)
             m.instruments_never_ticked.labels(exchange=exchange).set(never.get(exchange, 0))
             m.instruments_subscribed.labels(exchange=exchange).set(subscribed.get(exchange, 0))
             m.instruments_acknowledged.labels(exchange=exchange).set(acked.get(exchange, 0))
         m.coverage.labels(exchange="all").set(1.0 if cov.ratio is None else cov.ratio)
+
+    def _per_exchange(self, key: str, names: Any) -> dict[str, int]:
+        """Instruments of ``names`` per exchange, recounted only when the set's size or the book changed
+        (20,000 lookups a second would hold the interpreter lock the tick path needs)."""
+        stamp = (len(names), id(self.book.instruments))
+        cached = self._counted.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        counts: dict[str, int] = {}
+        exchange_of = self.book.exchange_of
+        for name in list(names):
+            ex = exchange_of.get(name, "")
+            counts[ex] = counts.get(ex, 0) + 1
+        self._counted[key] = (stamp, counts)
+        return counts
 
     # ------------------------------------------------------------------ health
     def live(self) -> tuple[bool, str]:

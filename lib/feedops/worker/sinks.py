@@ -20,34 +20,102 @@ import collections
 import json
 import operator
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse, urlunparse
 
+import orjson
+
 from .. import paths
 from ..log import get_logger
-from .ticks import record_of
+from .ticks import RECORD_KEYS, record_of
 
 _log = get_logger("worker")
-try:  # orjson is ~10x faster than json on the hot path; json is the fallback
-    import orjson
+_loads = orjson.loads
 
-    def encode(record: dict[str, Any]) -> bytes:
-        return orjson.dumps(record)
-except ImportError:  # pragma: no cover - orjson is a dependency
-    _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
-    def encode(record: dict[str, Any]) -> bytes:
-        return _encoder.encode(record).encode()
+def encode(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record)
 
-def encode_prepared(nts: list[tuple]) -> list[bytes]:
-    """JSON lines for normalised tuples (Normaliser.prepare), keys in RECORD_KEYS order.
 
-    (Encoding the batch as arrays in one orjson call and filling a key template per row was
-    measured slower: replacing the "no value" marker and splitting rows allocate as much.)
+def dump_batch(nts: list[tuple]) -> bytes:
+    """A batch of normalised tuples as one JSON array of arrays (what the pipeline sends the writer)."""
+    return orjson.dumps(nts, default=plain_value)
+
+
+_FIELDS = len(RECORD_KEYS)
+#: One JSON object line per normalised tuple: keys in RECORD_KEYS order, a %s per value.
+_LINE = ("{" + ",".join(f'"{key}":%s' for key in RECORD_KEYS) + "}\n").encode()
+#: CTP's "no value" marker (the largest double, either sign) as orjson writes it; both become null.
+_NO_VALUE = orjson.dumps(sys.float_info.max)
+_NEG_NO_VALUE = b"-" + _NO_VALUE
+
+
+def plain_value(value: Any) -> Any:
+    """orjson's fallback for field types it does not know (a C library's int or float subclass)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    return str(value)
+
+
+class _Texts(dict):
+    """JSON string token (quotes included) -> str, for the few distinct exchanges and days of a batch."""
+
+    def __missing__(self, token: bytes) -> str:
+        value = _loads(token)
+        if len(self) > 1000:
+            self.clear()
+        self[token] = value
+        return value
+
+
+_TEXTS = _Texts()
+
+
+def rows_of_batch(blob: bytes, count: int) -> list[tuple]:
+    """Rows ``(line, instrument, exchange, trading_day, exchange_ts, recv_ts)`` from a batch of normalised
+    tuples encoded by :func:`dump_batch` (``count`` of them).
+
+    The hot path of the sink writer: no dict and no per-field Python work. orjson has encoded
+    the batch as arrays; the "no value" marker (and non-finite numbers, which orjson writes as
+    null) become null by one replace over the batch; the top-level commas split the values
+    and one %-template per batch adds the keys. A string holding a comma would split wrong:
+    the token count then disagrees and the batch takes the per-record path (same output).
     """
-    return [encode(record_of(n)) for n in nts]
+    if not count:
+        return []
+    body = blob[2:-2]
+    if _NO_VALUE in body:
+        body = body.replace(_NEG_NO_VALUE, b"null").replace(_NO_VALUE, b"null")
+    tokens = body.replace(b"],[", b",").split(b",")
+    if len(tokens) != _FIELDS * count or b"\\" in body:
+        return _rows_slow(blob)
+    try:
+        lines = ((_LINE * count) % tuple(tokens)).split(b"\n")
+        texts = _TEXTS
+        rows = list(zip(lines, [t[1:-1] for t in tokens[0::_FIELDS]], [texts[t] for t in tokens[1::_FIELDS]],
+                        [texts[t] for t in tokens[2::_FIELDS]], list(map(float, tokens[6::_FIELDS])),
+                        list(map(float, tokens[7::_FIELDS]))))
+    except (ValueError, TypeError):
+        return _rows_slow(blob)
+    return rows
+
+
+def _rows_slow(blob: bytes) -> list[tuple]:
+    """:func:`rows_of_batch` record by record (strings with commas or escapes)."""
+    nan = float("nan")  # orjson wrote NaN and infinities as null; record_of makes them null again
+    return [row_of(tuple(nan if v is None else v for v in n)) for n in _loads(blob)]
+
+
+def row_of(n: tuple) -> tuple:
+    """The row of one normalised tuple (the per-record path; same line as the batch path)."""
+    return (encode(record_of(n)), n[0].encode(), n[1], n[2], n[6], n[7])
+
+
+def _lines_of(rows: list[tuple]) -> list[bytes]:
+    return [row[0] for row in rows]
 
 
 def public_target(url: str) -> str:
@@ -84,16 +152,16 @@ class Sink:
         self.errors_total = 0
         self._next_attempt = 0.0
         self._on_error = on_error or (lambda reason: None)
-        # records are dicts (RECORD_KEYS) unless use_prepared() switched to normalised tuples
+        # records are dicts (RECORD_KEYS) unless use_rows() switched to the writer's rows
         self.encode_all: Callable[[list[Any]], list[bytes]] = lambda records: [encode(r) for r in records]
-        self.instrument_of: Callable[[Any], str] = operator.itemgetter("instrument")
+        self.instrument_of: Callable[[Any], Any] = operator.itemgetter("instrument")
         self.exchange_of: Callable[[Any], str] = operator.itemgetter("exchange")
         self.trading_day_of: Callable[[Any], str] = operator.itemgetter("trading_day")
 
-    def use_prepared(self) -> None:
-        """Take normalised tuples (feedops.worker.ticks.Normaliser.prepare) as records instead of dicts."""
-        self.encode_all = encode_prepared
-        self.instrument_of, self.exchange_of, self.trading_day_of = (operator.itemgetter(i) for i in (0, 1, 2))
+    def use_rows(self) -> None:
+        """Take rows (:func:`rows_of_batch`: the JSON line already built) as records instead of dicts."""
+        self.encode_all = _lines_of
+        self.instrument_of, self.exchange_of, self.trading_day_of = (operator.itemgetter(i) for i in (1, 2, 3))
 
     # subclasses implement these two
     def _connect(self) -> None:

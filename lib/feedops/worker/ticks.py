@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import calendar as _calendar
 import datetime as _dt
+import sys
 import time
 from typing import Any
 
@@ -53,6 +54,7 @@ RECORD_KEYS = ("instrument", "exchange", "trading_day", "action_day", "update_ti
 #: CTP's "no value" marker is the largest double; anything this large is not a price.
 NO_VALUE_THRESHOLD = 1e300
 _MAX = NO_VALUE_THRESHOLD
+_DBL_MAX = sys.float_info.max
 TRUSTED_ACTION_DAY = frozenset({"SHFE", "INE", "CFFEX", "GFEX"})
 TRUSTED_TRADING_DAY = frozenset({"SHFE", "INE", "DCE", "CFFEX", "GFEX"})
 BEIJING_OFFSET = 8 * 3600
@@ -228,31 +230,32 @@ class Normaliser:
 def record_of(n: tuple) -> dict[str, Any]:
     """Normalised tuple -> the published record (keys as in RECORD_KEYS).
 
-    A dict display is twice as fast as dict(zip(...)) here (the hot path). "No value"
-    (the largest double) and NaN fail ``< _MAX`` and become None.
+    "No value" (the largest double, either sign), NaN and the infinities fail
+    ``-_DBL_MAX < v < _DBL_MAX`` and become None: the rule of the writer's batch path
+    (:func:`feedops.worker.sinks.rows_of_batch`).
     """
     return {
         "instrument": n[0], "exchange": n[1], "trading_day": n[2], "action_day": n[3],
         "update_time": n[4], "millisec": n[5], "exchange_ts": n[6], "recv_ts": n[7],
-        "last": n[8] if n[8] < _MAX else None,
-        "volume": n[9] if n[9] < _MAX else None,
-        "turnover": n[10] if n[10] < _MAX else None,
-        "open_interest": n[11] if n[11] < _MAX else None,
-        "bid1": n[12] if n[12] < _MAX else None,
-        "bid_volume1": n[13] if n[13] < _MAX else None,
-        "ask1": n[14] if n[14] < _MAX else None,
-        "ask_volume1": n[15] if n[15] < _MAX else None,
-        "upper_limit": n[16] if n[16] < _MAX else None,
-        "lower_limit": n[17] if n[17] < _MAX else None,
-        "open": n[18] if n[18] < _MAX else None,
-        "high": n[19] if n[19] < _MAX else None,
-        "low": n[20] if n[20] < _MAX else None,
-        "pre_settlement": n[21] if n[21] < _MAX else None,
-        "pre_close": n[22] if n[22] < _MAX else None,
-        "pre_open_interest": n[23] if n[23] < _MAX else None,
-        "average": n[24] if n[24] < _MAX else None,
-        "settlement": n[25] if n[25] < _MAX else None,
-        "close": n[26] if n[26] < _MAX else None,
+        "last": n[8] if -_DBL_MAX < n[8] < _DBL_MAX else None,
+        "volume": n[9] if -_DBL_MAX < n[9] < _DBL_MAX else None,
+        "turnover": n[10] if -_DBL_MAX < n[10] < _DBL_MAX else None,
+        "open_interest": n[11] if -_DBL_MAX < n[11] < _DBL_MAX else None,
+        "bid1": n[12] if -_DBL_MAX < n[12] < _DBL_MAX else None,
+        "bid_volume1": n[13] if -_DBL_MAX < n[13] < _DBL_MAX else None,
+        "ask1": n[14] if -_DBL_MAX < n[14] < _DBL_MAX else None,
+        "ask_volume1": n[15] if -_DBL_MAX < n[15] < _DBL_MAX else None,
+        "upper_limit": n[16] if -_DBL_MAX < n[16] < _DBL_MAX else None,
+        "lower_limit": n[17] if -_DBL_MAX < n[17] < _DBL_MAX else None,
+        "open": n[18] if -_DBL_MAX < n[18] < _DBL_MAX else None,
+        "high": n[19] if -_DBL_MAX < n[19] < _DBL_MAX else None,
+        "low": n[20] if -_DBL_MAX < n[20] < _DBL_MAX else None,
+        "pre_settlement": n[21] if -_DBL_MAX < n[21] < _DBL_MAX else None,
+        "pre_close": n[22] if -_DBL_MAX < n[22] < _DBL_MAX else None,
+        "pre_open_interest": n[23] if -_DBL_MAX < n[23] < _DBL_MAX else None,
+        "average": n[24] if -_DBL_MAX < n[24] < _DBL_MAX else None,
+        "settlement": n[25] if -_DBL_MAX < n[25] < _DBL_MAX else None,
+        "close": n[26] if -_DBL_MAX < n[26] < _DBL_MAX else None,
     }
 
 
@@ -291,3 +294,4 @@ class Deduper:
                     return "replay"
         self._last[instrument] = (trading_day, volume, ts)
         return None
+

@@ -1,10 +1,12 @@
 """The sink writer: a child process that turns normalised ticks into JSON and writes them.
 
 On a 2-vCPU machine the worker is CPU-bound in Python: CTP's callback thread and the
-pipeline share one interpreter lock. Encoding (a dict per tick, JSON) and writing are
-about half of the per-tick work, so they run in a child process with its own
-interpreter; the pipeline only pickles batches of normalised tuples
-(:meth:`feedops.worker.ticks.Normaliser.prepare`) into a pipe.
+pipeline share one interpreter lock. Building the JSON records and writing them run in
+a child process with its own interpreter; the pipeline encodes each batch of
+normalised tuples (:meth:`feedops.worker.ticks.Normaliser.prepare`) as one JSON array
+of arrays (one orjson call, :func:`~feedops.worker.sinks.dump_batch`) into a pipe, and
+the child turns it into one JSON object line per tick without a dict per tick
+(:func:`~feedops.worker.sinks.rows_of_batch`).
 
 The child owns the real :class:`~feedops.worker.sinks.Sink` (file or Redis) with its
 buffering, drop counting and reconnection, and measures what happened to every tick:
@@ -42,7 +44,7 @@ from typing import Any, Callable
 
 from .. import log as log_mod
 from ..log import get_logger
-from .sinks import SinkError, open_sink
+from .sinks import SinkError, dump_batch, open_sink, rows_of_batch
 
 _log = get_logger("worker")
 SKEW_THRESHOLD_SECONDS = 1.0
@@ -64,6 +66,11 @@ class SinkConfig:
 
 
 # ---------------------------------------------------------------------- child side
+def rows_of(nts: list[tuple]) -> list[tuple]:
+    """The rows (JSON line and the fields the sinks route by) of a batch of normalised tuples."""
+    return rows_of_batch(dump_batch(nts), len(nts))
+
+
 class Accountant:
     """Skew estimate and per-batch accounting of delivered records (runs in the child)."""
 
@@ -72,11 +79,11 @@ class Accountant:
         self._skew_minimums: dict[int, float] = {}
         self.skew = 0.0
 
-    def update_skew(self, nts: list[tuple]) -> None:
+    def update_skew(self, rows: list[tuple]) -> None:
         """The smallest (receive - exchange) offset of the last minute, when beyond one second, is the skew."""
-        if not nts:
+        if not rows:
             return
-        offset = min([n[7] - n[6] for n in nts])
+        offset = min([row[5] - row[4] for row in rows])
         second = int(time.monotonic())
         known = self._skew_minimums.get(second)
         if known is None or offset < known:
@@ -88,20 +95,21 @@ class Accountant:
         self.skew = skew if abs(skew) > SKEW_THRESHOLD_SECONDS else 0.0
 
     def account(self, delivered: list[tuple]) -> dict[str, Any]:
-        """Counts, latency samples and histogram buckets of the normalised tuples just written.
+        """Counts, latency samples and histogram buckets of the rows (:func:`~feedops.worker.sinks.rows_of_batch`)
+        just written.
 
         Bulk operations instead of a bisect per tick: latencies by list comprehension,
         then per exchange one sort and one bisect per bucket bound.
         """
         now = time.time()
         skew = self.skew
-        sink_latency = [now - n[7] for n in delivered]
-        exchange_latency = [max(0.0, now - n[6] - skew) for n in delivered]
+        sink_latency = [now - row[5] for row in delivered]
+        exchange_latency = [max(0.0, now - row[4] - skew) for row in delivered]
         by_exchange: dict[str, list[float]] = {}
-        for n, latency in zip(delivered, exchange_latency):
-            values = by_exchange.get(n[1])
+        for row, latency in zip(delivered, exchange_latency):
+            values = by_exchange.get(row[2])
             if values is None:
-                values = by_exchange[n[1]] = []
+                values = by_exchange[row[2]] = []
             values.append(latency)
         histogram: dict[str, list[int]] = {}
         for exchange, values in by_exchange.items():
@@ -134,7 +142,7 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
     except SinkError as exc:
         conn.send(("sink_error", str(exc)))
         return
-    sink.use_prepared()  # records are normalised tuples: no dict until encoding
+    sink.use_rows()  # records are rows whose JSON line is built per batch (rows_of_batch): no dict per tick
     gc.collect()  # as in the worker (service.tune_gc): no full collection walking every buffered tick
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
@@ -146,9 +154,9 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
         errors.clear()
         return body
 
-    def write(batches: int, nts: list[tuple]) -> None:
-        accountant.update_skew(nts)
-        delivered = sink.publish(nts)
+    def write(batches: int, rows: list[tuple]) -> None:
+        accountant.update_skew(rows)
+        delivered = sink.publish(rows)
         conn.send(("acct", batches, accountant.account(delivered), state()))
 
     try:
@@ -162,15 +170,15 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
             message = conn.recv()
             kind = message[0]
             if kind == "batch":
-                batches, nts, pending = 1, list(message[1]), None
+                batches, rows, pending = 1, rows_of(message[1]), None
                 while conn.poll(0):  # behind: coalesce what is waiting into one write
                     message = conn.recv()
                     if message[0] != "batch":
                         pending = message
                         break
                     batches += 1
-                    nts.extend(message[1])
-                write(batches, nts)
+                    rows.extend(rows_of(message[1]))
+                write(batches, rows)
                 if pending is None:
                     continue
                 message, kind = pending, pending[0]
@@ -201,7 +209,7 @@ class SinkWriter:
     """The worker's handle on the writer process (the attributes of a Sink; see the module docstring)."""
 
     def __init__(self, feed, shard: tuple[int, int], buckets: tuple[float, ...],
-                 on_error: Callable[[str], None] | None = None, max_in_flight: int = 4):
+                 on_error: Callable[[str], None] | None = None, max_in_flight: int = 16):
         self.config = SinkConfig(feed.sink_url, feed.redis_stream_prefix, feed.redis_stream_maxlen,
                                  feed.sink_buffer_max, shard)
         probe = open_sink(self.config, shard)  # validates the URL here (SinkError), connects nothing
@@ -314,7 +322,7 @@ class SinkWriter:
             return self._cond.wait_for(lambda: self.in_flight < self.max_in_flight or self.error is not None, timeout)
 
     def submit(self, nts: list[tuple]) -> None:
-        """Hand a batch of normalised tuples to the writer (asynchronous)."""
+        """Hand a batch of normalised tuples to the writer (asynchronous), encoded by one orjson call."""
         if self.error is not None:
             raise RuntimeError(self.error)
         with self._cond:
