@@ -267,8 +267,7 @@ class SimServer:
         product_no = {key: n for n, key in enumerate(self.product_keys)}
         self.product_of = np.array([product_no[(inst.exchange, inst.underlying_product)] for inst in self.universe],
                                    dtype=np.intp)
-        self.product_open = [False] * len(self.product_keys)  # set by the first clock refresh
-        self._product_open = np.zeros(len(self.product_keys), dtype=bool)
+        self.product_open = np.zeros(len(self.product_keys), dtype=bool)  # set by the first clock refresh
         self.tick_size = np.array([inst.price_tick for inst in self.universe], dtype=float)
         settle = np.array([inst.pre_settlement for inst in self.universe], dtype=float)
         tick = self.tick_size
@@ -288,7 +287,7 @@ class SimServer:
         self.history = np.zeros((n, keep), dtype=TICK_DTYPE)  # ring of the last ticks sent, for the replay fault
         self.history_next = np.zeros(n, dtype=np.intp)
         self.history_len = np.zeros(n, dtype=np.intp)
-        self._slice_cache: dict[int, np.ndarray] = {}
+        self._slice_cache: dict[tuple[int, int], np.ndarray] = {}
 
     def static_values(self, index: int) -> list[Any]:
         """The per-instrument part of the depth struct, in :data:`protocol.STATIC_FIELDS` order."""
@@ -576,12 +575,12 @@ class SimServer:
         self._action_days = np.array([d[1] for d in dates], dtype="S8")
         self.update_time = now.strftime("%H:%M:%S").encode()
         if self.calendar.always_open:
-            product_open = [True] * len(self.product_keys)
+            product_open = np.ones(len(self.product_keys), dtype=bool)
         else:
-            product_open = [self.calendar.is_open(ex, product, now) for ex, product in self.product_keys]
-        changed = [n for n, (old, new) in enumerate(zip(self.product_open, product_open)) if old != new]
+            product_open = np.array([self.calendar.is_open(ex, product, now) for ex, product in self.product_keys],
+                                    dtype=bool)
+        changed = np.flatnonzero(self.product_open != product_open).tolist()
         self.product_open = product_open
-        self._product_open = np.array(product_open, dtype=bool)
         if changed:
             stamp = now.strftime("%H:%M:%S")
             for session in self.sessions:
@@ -627,7 +626,7 @@ class SimServer:
         bucket = self._slice_no % n_slices
         round_no = self._slice_no // n_slices
         candidates = self._candidates(bucket, n_slices)
-        wanted = (self.subscribers[candidates] > 0) & self._product_open[self.product_of[candidates]]
+        wanted = (self.subscribers[candidates] > 0) & self.product_open[self.product_of[candidates]]
         if "dead_instruments" in self.faults:
             wanted &= ~self.dead[candidates]
         wanted &= self.active[candidates] | ((round_no + candidates) % INACTIVE_EVERY == 0)
@@ -639,7 +638,7 @@ class SimServer:
 
     def _candidates(self, bucket: int, n_slices: int) -> np.ndarray:
         """Instruments of one slice (every n_slices-th from ``bucket``), cached per slicing."""
-        key = n_slices * 1_000_000 + bucket
+        key = (n_slices, bucket)
         found = self._slice_cache.get(key)
         if found is None:
             if len(self._slice_cache) > 4096:

@@ -41,7 +41,7 @@ def encode(record: dict[str, Any]) -> bytes:
 
 
 def dump_batch(nts: list[tuple]) -> bytes:
-    """A batch of normalised tuples as one JSON array of arrays (what the pipeline sends the writer)."""
+    """A batch of normalised tuples as one JSON array of arrays (the input of :func:`rows_of_batch`)."""
     return orjson.dumps(nts, default=plain_value)
 
 
@@ -96,8 +96,8 @@ def rows_of_batch(blob: bytes, count: int) -> list[tuple]:
         lines = ((_LINE * count) % tuple(tokens)).split(b"\n")
         texts = _TEXTS
         rows = list(zip(lines, [t[1:-1] for t in tokens[0::_FIELDS]], [texts[t] for t in tokens[1::_FIELDS]],
-                        [texts[t] for t in tokens[2::_FIELDS]], list(map(float, tokens[6::_FIELDS])),
-                        list(map(float, tokens[7::_FIELDS]))))
+                        [texts[t] for t in tokens[2::_FIELDS]], map(float, tokens[6::_FIELDS]),
+                        map(float, tokens[7::_FIELDS])))
     except (ValueError, TypeError):
         return _rows_slow(blob)
     return rows

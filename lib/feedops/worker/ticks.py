@@ -51,10 +51,12 @@ _FIRST_VALUE = 7  # index of LastPrice in the raw tuple (0 is the receive time)
 #: Keys of the published record, in order (docs/ops/worker.md).
 RECORD_KEYS = ("instrument", "exchange", "trading_day", "action_day", "update_time", "millisec", "exchange_ts",
                "recv_ts") + VALUE_NAMES
-#: CTP's "no value" marker is the largest double; anything this large is not a price.
+#: Dedupe treats a volume this large as "no volume" (CTP's "no value" marker is the largest double).
 NO_VALUE_THRESHOLD = 1e300
 _MAX = NO_VALUE_THRESHOLD
+#: The published record's null rule: +-this (the marker, either sign), NaN and infinities have no value.
 _DBL_MAX = sys.float_info.max
+_HEADER = len(RECORD_KEYS) - len(VALUE_NAMES)  # instrument ... recv_ts, before the values
 TRUSTED_ACTION_DAY = frozenset({"SHFE", "INE", "CFFEX", "GFEX"})
 TRUSTED_TRADING_DAY = frozenset({"SHFE", "INE", "DCE", "CFFEX", "GFEX"})
 BEIJING_OFFSET = 8 * 3600
@@ -232,31 +234,11 @@ def record_of(n: tuple) -> dict[str, Any]:
 
     "No value" (the largest double, either sign), NaN and the infinities fail
     ``-_DBL_MAX < v < _DBL_MAX`` and become None: the rule of the writer's batch path
-    (:func:`feedops.worker.sinks.rows_of_batch`).
+    (:func:`feedops.worker.sinks.rows_of_batch`), which is the hot path; this one serves
+    records with unusual ids and :meth:`Normaliser.normalise`.
     """
-    return {
-        "instrument": n[0], "exchange": n[1], "trading_day": n[2], "action_day": n[3],
-        "update_time": n[4], "millisec": n[5], "exchange_ts": n[6], "recv_ts": n[7],
-        "last": n[8] if -_DBL_MAX < n[8] < _DBL_MAX else None,
-        "volume": n[9] if -_DBL_MAX < n[9] < _DBL_MAX else None,
-        "turnover": n[10] if -_DBL_MAX < n[10] < _DBL_MAX else None,
-        "open_interest": n[11] if -_DBL_MAX < n[11] < _DBL_MAX else None,
-        "bid1": n[12] if -_DBL_MAX < n[12] < _DBL_MAX else None,
-        "bid_volume1": n[13] if -_DBL_MAX < n[13] < _DBL_MAX else None,
-        "ask1": n[14] if -_DBL_MAX < n[14] < _DBL_MAX else None,
-        "ask_volume1": n[15] if -_DBL_MAX < n[15] < _DBL_MAX else None,
-        "upper_limit": n[16] if -_DBL_MAX < n[16] < _DBL_MAX else None,
-        "lower_limit": n[17] if -_DBL_MAX < n[17] < _DBL_MAX else None,
-        "open": n[18] if -_DBL_MAX < n[18] < _DBL_MAX else None,
-        "high": n[19] if -_DBL_MAX < n[19] < _DBL_MAX else None,
-        "low": n[20] if -_DBL_MAX < n[20] < _DBL_MAX else None,
-        "pre_settlement": n[21] if -_DBL_MAX < n[21] < _DBL_MAX else None,
-        "pre_close": n[22] if -_DBL_MAX < n[22] < _DBL_MAX else None,
-        "pre_open_interest": n[23] if -_DBL_MAX < n[23] < _DBL_MAX else None,
-        "average": n[24] if -_DBL_MAX < n[24] < _DBL_MAX else None,
-        "settlement": n[25] if -_DBL_MAX < n[25] < _DBL_MAX else None,
-        "close": n[26] if -_DBL_MAX < n[26] < _DBL_MAX else None,
-    }
+    values = [v if -_DBL_MAX < v < _DBL_MAX else None for v in n[_HEADER:]]
+    return dict(zip(RECORD_KEYS, [*n[:_HEADER], *values]))
 
 
 class Deduper:
@@ -294,4 +276,3 @@ class Deduper:
                     return "replay"
         self._last[instrument] = (trading_day, volume, ts)
         return None
-
