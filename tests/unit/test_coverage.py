@@ -116,3 +116,61 @@ def test_large_table_counts(cal):
     fresh = [i for i in open_idx if i % 97 and i % 120 <= 60]
     assert cov.open == len(open_idx) and cov.fresh == len(fresh)
     assert cov.open_never_ticked == sum(1 for i in open_idx if i % 97 == 0)
+
+
+def reference(rows, ticks, cal, at, window, sample):
+    """Coverage counted the plain way, one instrument at a time (what compute's arrays must agree with)."""
+    local, now = coverage.to_beijing(at), at.timestamp()
+    out = {"open": 0, "fresh": 0, "never": [], "stale": [], "by_ex": {}, "open_never": 0}
+    for name, ex, prod, cls in rows:
+        bucket = out["by_ex"].setdefault(ex, [0, 0, 0, 0])
+        bucket[0] += 1
+        last = ticks.get(name)
+        if last is None:
+            out["never"].append(name)
+            bucket[3] += 1
+        if cal.session_of(cal.hours(ex, prod), local) is None:
+            continue
+        out["open"] += 1
+        bucket[1] += 1
+        if last is None:
+            out["open_never"] += 1
+        elif last >= now - window:
+            out["fresh"] += 1
+            bucket[2] += 1
+        else:
+            out["stale"].append((last, name))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_vectorised_compute_agrees_with_plain_count(cal, seed):
+    import random
+
+    rnd = random.Random(seed)
+    products = [("SHFE", "rb"), ("SHFE", "au"), ("CZCE", "SR"), ("CFFEX", "IF"), ("DCE", "m_o"), ("DCE", "jd")]
+    rows = []
+    for i in range(3000):
+        ex, prod = rnd.choice(products)
+        rows.append((f"I{rnd.randrange(10**6):06d}x{i}", ex, prod, "options" if prod.endswith("_o") else "futures"))
+    # whole seconds so that many stale instruments tie on time: the sample must break ties by name
+    ticks = {r[0]: (None if rnd.random() < 0.1 else NOW - rnd.randrange(0, 200)) for r in rows}
+    cov = coverage.compute_from_rows(rows, ticks, calendar=cal, at=AT, window_seconds=60, sample_size=7)
+    ref = reference(rows, ticks, cal, AT, 60, 7)
+    assert (cov.open, cov.fresh, cov.open_never_ticked) == (ref["open"], ref["fresh"], ref["open_never"])
+    assert cov.never_ticked.as_dict() == {"count": len(ref["never"]), "sample": ref["never"][:7]}
+    assert cov.stale.as_dict() == {"count": len(ref["stale"]), "sample": [n for _, n in sorted(ref["stale"])[:7]]}
+    assert {ex: [b.instruments, b.open, b.fresh, b.never_ticked] for ex, b in cov.by_exchange.items()} == ref["by_ex"]
+    assert list(cov.by_exchange) == list(ref["by_ex"])  # first-appearance order
+    open_ticks = [ticks[r[0]] for r in rows if ticks[r[0]] is not None
+                  and cal.session_of(cal.hours(r[1], r[2]), coverage.to_beijing(AT)) is not None]
+    assert cov.oldest_open_tick_age_seconds == pytest.approx(NOW - min(open_ticks))
+    assert cov.newest_open_tick_age_seconds == pytest.approx(NOW - max(open_ticks))
+    assert isinstance(cov.open, int) and isinstance(cov.by_exchange["SHFE"].fresh, int)  # JSON-serialisable
+
+
+def test_empty_table_and_zero_sample(cal):
+    cov = coverage.compute([], [], [], [], [], calendar=cal, at=AT, window_seconds=60)
+    assert (cov.instruments, cov.open, cov.ratio, cov.by_exchange) == (0, 0, None, {})
+    cov = run(cal, {"au2602": NOW - 120}, sample_size=0)
+    assert cov.stale.as_dict() == {"count": 1, "sample": []} and cov.never_ticked.sample == []

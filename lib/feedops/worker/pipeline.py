@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import array
 import collections
+import itertools
+import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from .. import coverage
 from ..log import get_logger
 from .metrics import WorkerMetrics
 from .ticks import RAW_FIELDS, Deduper, Normaliser
@@ -61,21 +66,31 @@ class InstrumentBook:
                 "product": [r.product for r in rows],
                 "product_class": [r.product_class for r in rows],
             }
-            self._cross = [f"{i.exchange}|{i.product_class}" for i in rows]
+            # coverage's product-class buckets are per exchange: "exchange|product_class"
+            self._coded = coverage.Columns(self._columns["instrument"], self._columns["exchange"],
+                                           self._columns["product"], [f"{i.exchange}|{i.product_class}" for i in rows])
 
     _columns: dict[str, list[str]] = {"instrument": [], "exchange": [], "product": [], "product_class": []}
-    _cross: list[str] = []
+    _coded = coverage.Columns([], [], [], [])
+
+    def snapshot(self) -> tuple[dict[str, list[str]], coverage.Columns, np.ndarray]:
+        """The instrument columns (read-only), the same coded for coverage, and the last tick times
+        (float64, NaN = never ticked) read now: one C-level pass over the last-tick map."""
+        with self.lock:
+            columns, coded = self._columns, self._coded
+        last = np.fromiter(map(self.last_tick.get, coded.instrument, itertools.repeat(math.nan)),
+                           dtype=np.float64, count=len(coded))
+        return columns, coded, last
+
+    @staticmethod
+    def table_of(columns: dict[str, list[str]], last: np.ndarray) -> dict[str, list[Any]]:
+        """The /status?instruments=1 ``instrument_table``: the columns plus ``last_tick_unix`` (None = never)."""
+        return {**columns, "last_tick_unix": [None if t != t else t for t in last.tolist()]}
 
     def table(self) -> dict[str, list[Any]]:
         """Column arrays (the /status?instruments=1 ``instrument_table`` shape); treat them as read-only."""
-        return self.table_and_cross()[0]
-
-    def table_and_cross(self) -> tuple[dict[str, list[Any]], list[str]]:
-        """:meth:`table` and ``exchange|product_class`` per instrument (the coverage's cross key, built per load)."""
-        with self.lock:
-            columns, cross = self._columns, self._cross
-        last = self.last_tick.get
-        return {**columns, "last_tick_unix": [last(name) for name in columns["instrument"]]}, cross
+        columns, _, last = self.snapshot()
+        return self.table_of(columns, last)
 
 
 def _inline_offer() -> Any:

@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
+
 from .. import coverage as coverage_mod
 from ..calendar import CalendarError, TradingCalendar
 from ..ctpapi import CtpApi, CtpApiError, load_api
@@ -112,8 +114,7 @@ class FeedWorker:
         self._stop = threading.Event()
         self._heartbeat = time.monotonic()
         self._coverage: coverage_mod.Coverage | None = None
-        self._computed: tuple[float, coverage_mod.Coverage, dict[str, Any], Any] | None = None
-        self._cross: dict[str, dict[str, int]] = {}
+        self._computed: tuple[float, coverage_mod.Coverage, dict[str, list[str]], np.ndarray, Any] | None = None
         self._counted: dict[str, tuple[tuple[int, int], dict[str, int]]] = {}
         self._next_coverage = 0.0
         self.http: HealthServer | None = None
@@ -206,41 +207,34 @@ class FeedWorker:
         cov = self._coverage
         return bool(cov and cov.open) or (cov is None and self.calendar.any_open(_dt.datetime.now(_dt.timezone.utc)))
 
-    def compute_coverage(self, max_age: float = 0.0) -> tuple[coverage_mod.Coverage, dict[str, Any]]:
-        """Coverage and the instrument table; one computed less than ``max_age`` s ago is reused.
-
-        (With 20,000 instruments a computation holds the interpreter lock for tens of
-        milliseconds, which the tick pipeline pays for; /status reuses the once-a-second one.)
-        """
+    def compute_coverage(self, max_age: float = 0.0) -> tuple[coverage_mod.Coverage, dict[str, list[str]], np.ndarray]:
+        """Coverage, the instrument columns and their last tick times; one computed less than
+        ``max_age`` s ago (for the same instrument list) is reused."""
         cached = self._computed
-        if cached is not None and time.monotonic() - cached[0] < max_age and cached[3] is self.book.instruments:
-            return cached[1], cached[2]
-        table, cross = self.book.table_and_cross()
-        cov = coverage_mod.compute(table["instrument"], table["exchange"], table["product"], cross,
-                                   table["last_tick_unix"], calendar=self.calendar,
-                                   at=_dt.datetime.now(_dt.timezone.utc), window_seconds=self.feed.staleness_window_seconds)
-        self._computed = (time.monotonic(), cov, table, self.book.instruments)
-        return cov, table
+        if cached is not None and time.monotonic() - cached[0] < max_age and cached[4] is self.book.instruments:
+            return cached[1], cached[2], cached[3]
+        instruments = self.book.instruments
+        columns, coded, last = self.book.snapshot()
+        cov = coverage_mod.compute_coded(coded, last, calendar=self.calendar, at=_dt.datetime.now(_dt.timezone.utc),
+                                         window_seconds=self.feed.staleness_window_seconds)
+        self._computed = (time.monotonic(), cov, columns, last, instruments)
+        return cov, columns, last
 
     def refresh(self) -> None:
         """Recompute coverage and set the per-exchange gauges (once a second)."""
         self._next_coverage = time.monotonic() + COVERAGE_REFRESH_SECONDS
-        cov, table = self.compute_coverage()
+        cov, _, _ = self.compute_coverage()
         self._coverage = cov
         m = self.metrics
         for key, bucket in cov.by_product_class.items():
             exchange, cls = key.split("|", 1)
             m.instruments_open.labels(exchange=exchange, product_class=cls).set(bucket.open)
             m.instruments_fresh.labels(exchange=exchange, product_class=cls).set(bucket.fresh)
-        never: dict[str, int] = {}
-        for exchange, last in zip(table["exchange"], table["last_tick_unix"]):
-            if last is None:
-                never[exchange] = never.get(exchange, 0) + 1
         subscribed = self._per_exchange("subscribed", self.gateway.subscribed)
         acked = self._per_exchange("acknowledged", self.gateway.acknowledged)
         for exchange, bucket in cov.by_exchange.items():
             m.coverage.labels(exchange=exchange).set(1.0 if bucket.ratio is None else bucket.ratio)
-            m.instruments_never_ticked.labels(exchange=exchange).set(never.get(exchange, 0))
+            m.instruments_never_ticked.labels(exchange=exchange).set(bucket.never_ticked)
             m.instruments_subscribed.labels(exchange=exchange).set(subscribed.get(exchange, 0))
             m.instruments_acknowledged.labels(exchange=exchange).set(acked.get(exchange, 0))
         m.coverage.labels(exchange="all").set(1.0 if cov.ratio is None else cov.ratio)
@@ -291,7 +285,7 @@ class FeedWorker:
         return not reasons, reasons
 
     def status(self, with_table: bool = False) -> dict[str, Any]:
-        cov, table = self.compute_coverage(max_age=0.0 if with_table else COVERAGE_REFRESH_SECONDS)
+        cov, columns, last = self.compute_coverage(max_age=0.0 if with_table else COVERAGE_REFRESH_SECONDS)
         g, p, q, s = self.gateway, self.pipeline, self.queue, self.sink
         sink_samples = list(p.sink_latency)
         ready, reasons = self.ready()
@@ -330,7 +324,7 @@ class FeedWorker:
             },
             "trading_day": g.trading_day,
             "instruments": {
-                "known": len(table["instrument"]),
+                "known": len(columns["instrument"]),
                 "subscribed": len(g.subscribed),
                 "acknowledged": len(g.acknowledged),
                 "failed": len(g.failed),
@@ -360,7 +354,7 @@ class FeedWorker:
             "subscription_failed": sorted(g.failed)[:coverage_mod.DEFAULT_SAMPLE],
         }
         if with_table:
-            body["instrument_table"] = table
+            body["instrument_table"] = self.book.table_of(columns, last)
         return body
 
 
