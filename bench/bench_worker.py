@@ -6,17 +6,23 @@ ticks/s offered; the ``burst`` fault multiplies that by a factor set at run time
 
 1. worker with the file sink and the default subscription pacing (batches of 1000,
    1 s pause): time from process start to full coverage (every instrument ticked);
-   then callback-to-sink latency p50/p99 at 40,000 ticks/s offered;
+   then callback-to-sink latency p50/p99 at 40,000 ticks/s offered, over the whole
+   measuring window, from the worker's ``feedops_pipeline_latency_seconds`` histogram
+   (scraped before and after; quantiles interpolated as Prometheus' histogram_quantile
+   does, plus the exact share within the 50 ms bound) over 3 measuring windows (24 s,
+   ~1M ticks), with no /status polling meanwhile;
 2. sustained ticks/s through the whole pipeline to the file sink: the offered rate is
    raised step by step (x1, x1.25 ... x4) and the sustained rate is the highest published
    rate of a step that lost nothing and built no backlog (the callback queue dropped no
    tick, published >= 97 % of offered, the queue under 0.5 s of ticks at the end: the
-   "throughput" of RFC 2544, the highest rate without loss); then the same worker under
+   "throughput" of RFC 2544, the highest rate without loss; a failed step gets a second
+   trial before the search stops); then the same worker under
    x4 overload (what it still publishes while dropping);
 3. the same steps for a worker with the Redis sink (skipped when redis-server is not
    installed);
-4. the ceiling: a bare SimMdApi client whose callback only counts, at x4 (160,000
-   offered; printed as ">=" when it took everything, i.e. the sim was the limit);
+4. the ceiling: a bare SimMdApi client whose callback only counts, the offer raised x4,
+   x8, x16 until it no longer takes everything (printed as ">=" when it took everything
+   even at the last step, i.e. the sim was the limit);
 5. peak RSS (VmHWM) of the worker processes (each worker and its sink writer child, summed).
 
 Numbers are printed, not asserted. Targets (issue 4): >= 50,000 ticks/s through the
@@ -33,7 +39,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +58,8 @@ from feedops.polling import free_port, wait_for  # noqa: E402
 from feedops.sim import mdapi  # noqa: E402
 
 PY = sys.executable
+LATENCY_METRIC = "feedops_pipeline_latency_seconds"
+CEILING_STEPS = (4.0, 8.0, 16.0)
 SIM = ROOT / "scripts" / "operations" / "ctp_sim.py"
 WORKER = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
 
@@ -149,6 +156,10 @@ class Worker:
             raise RuntimeError(f"worker exited with {self.proc.proc.returncode}")
         return get_json(self.url + "/status")
 
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
+            return resp.read().decode()
+
     def published(self) -> int:
         return self.status()["throughput"]["ticks_published_total"]
 
@@ -161,26 +172,64 @@ class Worker:
         return (status["throughput"]["ticks_published_total"] - first) / (time.monotonic() - t0), status
 
 
+def histogram(text: str, name: str) -> list[tuple[float, float]]:
+    """Cumulative buckets ``(le, count)`` of an unlabelled histogram in a /metrics text."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith(name + '_bucket{le="'):
+            le = line.split('"', 2)[1]
+            out.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    return sorted(out)
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus' histogram_quantile: linear within the bucket holding the rank (the last finite bound for +Inf)."""
+    total = buckets[-1][1]
+    rank, lower, below = q * total, 0.0, 0.0
+    for le, cumulative in buckets:
+        if cumulative >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * ((rank - below) / (cumulative - below) if cumulative > below else 1.0)
+        lower, below = le, cumulative
+    return lower
+
+
 STEPS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0)
 
 
+def step(sim: Sim, w: Worker, factor: float, window: float) -> tuple[bool, float, str]:
+    """One step at ``factor`` x the feed: (sustained?, published ticks/s, the printed line)."""
+    sim.fault("burst", True, factor)
+    time.sleep(1.5)  # settle at the new rate
+    s0, sent0, t0 = w.status(), sim.ticks_sent(), time.monotonic()
+    time.sleep(window)
+    s1, sent1 = w.status(), sim.ticks_sent()
+    elapsed = time.monotonic() - t0
+    offered = (sent1 - sent0) / elapsed
+    published = (s1["throughput"]["ticks_published_total"] - s0["throughput"]["ticks_published_total"]) / elapsed
+    dropped = s1["queue"]["dropped_total"] - s0["queue"]["dropped_total"]
+    depth = s1["queue"]["depth"]
+    ok = dropped == 0 and published >= 0.97 * offered and depth < 0.5 * offered
+    return ok, published, (f"x{factor:<4} offered {offered:8,.0f}  published {published:8,.0f}  queue drops {dropped:7,d}  "
+                           f"depth {depth:6,d}  {'sustained' if ok else 'NOT sustained'}")
+
+
 def sustained(sim: Sim, w: Worker, window: float) -> tuple[float, list[str]]:
-    """The highest published rate of a lossless, backlog-free step (see the module docstring), and a line per step."""
+    """The highest published rate of a lossless, backlog-free step (see the module docstring), and a line per trial.
+
+    A step that fails is tried once more (after the backlog drained at x1) before the search
+    stops: one transient stall of a shared machine should not end it, a real limit fails twice.
+    """
     best, lines = 0.0, []
     for factor in STEPS:
-        sim.fault("burst", True, factor)
-        time.sleep(1.5)  # settle at the new rate
-        s0, sent0, t0 = w.status(), sim.ticks_sent(), time.monotonic()
-        time.sleep(window)
-        s1, sent1 = w.status(), sim.ticks_sent()
-        elapsed = time.monotonic() - t0
-        offered = (sent1 - sent0) / elapsed
-        published = (s1["throughput"]["ticks_published_total"] - s0["throughput"]["ticks_published_total"]) / elapsed
-        dropped = s1["queue"]["dropped_total"] - s0["queue"]["dropped_total"]
-        depth = s1["queue"]["depth"]
-        ok = dropped == 0 and published >= 0.97 * offered and depth < 0.5 * offered
-        lines.append(f"x{factor:<4} offered {offered:8,.0f}  published {published:8,.0f}  queue drops {dropped:7,d}  "
-                     f"depth {depth:6,d}  {'sustained' if ok else 'NOT sustained'}")
+        ok, published, line = step(sim, w, factor, window)
+        lines.append(line)
+        if not ok:
+            sim.fault("burst", True, 1.0)
+            wait_for(lambda: w.status()["queue"]["depth"] < 1000, 60, "the backlog to drain", interval=0.5)
+            ok, published, line = step(sim, w, factor, window)
+            lines.append(line + "  (second trial)")
         if not ok:
             break
         best = max(best, published)
@@ -195,8 +244,9 @@ def overload(sim: Sim, w: Worker, window: float) -> float:
     return rate
 
 
-def ceiling(sim: Sim, instruments: list[str], seconds: float, tmp: Path) -> float:
-    """A bare client: the callback only counts."""
+def ceiling(sim: Sim, instruments: list[str], seconds: float, tmp: Path, lines: list[str]) -> tuple[float, bool]:
+    """A bare client whose callback only counts, at x4, x8, x16 offered: the best ticks/s it took, and whether
+    it took everything at the last step (then the sim, not the client, was the limit)."""
     counter = [0]
     connected = threading.Event()
     logged_in = threading.Event()
@@ -226,10 +276,21 @@ def ceiling(sim: Sim, instruments: list[str], seconds: float, tmp: Path) -> floa
         wait_for(logged_in.is_set, 10, "ceiling client login")
         for i in range(0, len(instruments), 1000):
             api.SubscribeMarketData([name.encode() for name in instruments[i:i + 1000]], len(instruments[i:i + 1000]))
-        time.sleep(2.0)
-        first, t0 = counter[0], time.monotonic()
-        time.sleep(seconds)
-        return (counter[0] - first) / (time.monotonic() - t0)
+        best, took_all = 0.0, True
+        for factor in CEILING_STEPS:  # raise the offer until the bare client no longer takes all of it
+            sim.fault("burst", True, factor)
+            time.sleep(1.5)
+            first, sent0, t0 = counter[0], sim.ticks_sent(), time.monotonic()
+            time.sleep(seconds)
+            elapsed = time.monotonic() - t0
+            taken, offered = (counter[0] - first) / elapsed, (sim.ticks_sent() - sent0) / elapsed
+            lines.append(f"x{factor:<4} offered {offered:9,.0f}  taken {taken:9,.0f}")
+            best = max(best, taken)
+            took_all = taken >= 0.97 * offered
+            if not took_all:
+                break
+        sim.fault("burst", False)
+        return best, took_all
     finally:
         api.RegisterSpi(None)
         api.Release()
@@ -249,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sim = Sim(tmp, n)
         procs.append(sim.proc)
-        print(f"ctp-sim: {n} instruments, 500 ms snapshots ({2 * n} ticks/s offered); the burst fault raises it x1 to x4")
+        print(f"ctp-sim: {n} instruments, 500 ms snapshots ({2 * n} ticks/s offered); the burst fault raises it x1 to x16")
 
         # 1. coverage time and latency at the nominal rate, file sink, default pacing
         w = Worker(sim, tmp, "file", f"file:{tmp / 'feed'}", batch_interval=1.0)
@@ -260,21 +321,23 @@ def main(argv: list[str] | None = None) -> int:
         target_cov = n / 1000 * 1.0 + 5
         results["coverage"] = coverage_s
         print(f"start to full coverage: {coverage_s:.1f} s  (target <= {target_cov:.0f} s = {n}/1000 x 1 s + 5 s)")
-        p50s, p99s = [], []
+        before = histogram(w.metrics(), LATENCY_METRIC)
         sent0, t0 = sim.ticks_sent(), time.monotonic()
         first = w.published()
-        for _ in range(int(window)):
-            time.sleep(1.0)
-            lat = w.status()["pipeline_latency"]
-            if lat["p50_seconds"] is not None:
-                p50s.append(lat["p50_seconds"])
-                p99s.append(lat["p99_seconds"])
+        time.sleep(3 * window)  # ~1M ticks: a p99 over a few seconds swings with one stall of a shared machine;
+        # no /status polling meanwhile: it would load the worker it measures
+        after = histogram(w.metrics(), LATENCY_METRIC)
         elapsed = time.monotonic() - t0
         offered = (sim.ticks_sent() - sent0) / elapsed
         nominal_rate = (w.published() - first) / elapsed
-        p50, p99 = statistics.median(p50s), max(p99s)
+        delta = [(le, count - dict(before).get(le, 0.0)) for le, count in after]
+        ticks = delta[-1][1]
+        p50, p99 = quantile(0.5, delta), quantile(0.99, delta)
+        within = dict(delta).get(0.05, 0.0) / ticks if ticks else 0.0
+        results["p99"] = p99
         print(f"at {offered:,.0f} ticks/s offered: {nominal_rate:,.0f} ticks/s published (file); callback-to-sink "
-              f"latency p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms (worst 1 s window)  (target p99 <= 50 ms)")
+              f"latency over {elapsed:.0f} s ({ticks:,.0f} ticks, {LATENCY_METRIC}): p50 {p50 * 1000:.1f} ms, "
+              f"p99 {p99 * 1000:.1f} ms, {within:.2%} within 50 ms  (target p99 <= 50 ms)")
 
         # 2. sustained throughput to the file sink, then overload
         file_rate, lines = sustained(sim, w, window / 2)
@@ -314,14 +377,13 @@ def main(argv: list[str] | None = None) -> int:
 
         # 4. the ceiling
         instruments = [row[0] for row in json.loads(next((tmp / "cache" / "file").glob("*.json")).read_text())["instruments"]]
-        sim.fault("burst", True, 4.0)
-        sent0, t0 = sim.ticks_sent(), time.monotonic()
-        bare = ceiling(sim, instruments, window, tmp)
-        offered = (sim.ticks_sent() - sent0) / (time.monotonic() - t0)
-        sim.fault("burst", False)
-        took_all = bare >= 0.97 * offered
-        print(f"bare callback ceiling: {'>= ' if took_all else ''}{bare:,.0f} ticks/s at {offered:,.0f} offered"
-              + (" (it took everything: the sim's x4 was the limit)" if took_all else ""))
+        lines = []
+        bare, took_all = ceiling(sim, instruments, window / 2, tmp, lines)
+        print("bare callback (the ceiling), offered rate raised:")
+        for line in lines:
+            print("  " + line)
+        print(f"bare callback ceiling: {'>= ' if took_all else ''}{bare:,.0f} ticks/s"
+              + (" (it took everything even at the last step: the sim was the limit)" if took_all else ""))
         best = max(file_rate, redis_rate or 0.0)
         print(f"ratio pipeline/ceiling: file {file_rate / bare:.2f}" +
               (f", redis {redis_rate / bare:.2f}" if redis_rate is not None else "") + "  (target >= 0.5; pipeline target >= 50,000 ticks/s)")

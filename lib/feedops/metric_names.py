@@ -73,6 +73,8 @@ QUEUE_DROPS = _m("queue_dropped_total", "counter", "Ticks dropped because the ca
 QUEUE_DEPTH = _m("queue_depth", "gauge", "Ticks waiting in the callback-to-pipeline queue.")
 QUEUE_CAPACITY = _m("queue_capacity", "gauge", "Bound of the callback-to-pipeline queue.")
 TICK_LATENCY = _m("tick_latency_seconds", "histogram", "Exchange time to publish, corrected for clock skew.", "exchange")
+PIPELINE_LATENCY = _m("pipeline_latency_seconds", "histogram",
+                      "Callback receive to written by the sink: the worker's own share of the tick latency.")
 LAST_TICK_TIMESTAMP = _m("last_tick_timestamp_seconds", "gauge", "Unix time the last tick was received.", "exchange")
 SINK_UP = _m("sink_up", "gauge", "1 while the sink accepts writes.")
 SINK_ERRORS = _m("sink_errors_total", "counter", "Sink write or connection errors.", "reason")

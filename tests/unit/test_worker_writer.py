@@ -74,14 +74,21 @@ def test_accounting_buckets_match_one_observation_per_tick(monkeypatch):
     now = 0.0  # so that now - (now - latency) is the latency exactly (bounds included)
     monkeypatch.setattr("feedops.worker.writer.time.time", lambda: now)
     latencies = [0.0, *LATENCY_BUCKETS, 0.0007, 0.3, 99.0, -3.0]  # exact bounds included ("le")
-    rows = [(b"{}", b"x", "SHFE" if i % 2 else "DCE", DAY, now - lat, now - 0.002) for i, lat in enumerate(latencies)]
+    # exchange latency `lat`, callback-to-sink (pipeline) latency the same reversed
+    rows = [(b"{}", b"x", "SHFE" if i % 2 else "DCE", DAY, now - lat, now - latencies[-1 - i])
+            for i, lat in enumerate(latencies)]
     acct = accountant.account(rows)
     expected: dict[str, list[int]] = {}
-    for row, lat in zip(rows, latencies):
+    pipeline = [0] * (len(LATENCY_BUCKETS) + 1)
+    for i, (row, lat) in enumerate(zip(rows, latencies)):
         counts = expected.setdefault(row[2], [0] * (len(LATENCY_BUCKETS) + 1))
         counts[bisect.bisect_left(LATENCY_BUCKETS, max(0.0, lat))] += 1
+        pipeline[bisect.bisect_left(LATENCY_BUCKETS, latencies[-1 - i])] += 1
     assert acct["histogram"] == expected
-    assert acct["per_exchange"] == {"DCE": 9, "SHFE": 9} and acct["delivered"] == 18
+    assert acct["pipeline_histogram"] == pipeline and sum(pipeline) == len(rows)
+    assert acct["pipeline_sum"] == pytest.approx(sum(latencies))
+    half = len(latencies) // 2
+    assert acct["per_exchange"] == {"DCE": len(latencies) - half, "SHFE": half} and acct["delivered"] == len(latencies)
 
 
 def test_writer_writes_reports_and_flushes(tmp_path):
@@ -120,3 +127,39 @@ def test_writer_death_is_reported_not_hidden(tmp_path):
 def test_unusable_sink_is_a_sink_error_before_any_process(tmp_path):
     with pytest.raises(SinkError):
         SinkWriter(feed(tmp_path, "redis://127.0.0.1:notaport/0"), (0, 1), LATENCY_BUCKETS)
+
+
+def test_file_sink_starts_write_back_in_steps(tmp_path, monkeypatch):
+    import os as os_mod
+
+    from feedops.worker import sinks
+
+    calls = []
+    real = os_mod.posix_fadvise
+
+    def spy(fd, offset, length, advice):
+        calls.append((offset, length, advice))
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(sinks, "WRITEBACK_BYTES", 4096)
+    monkeypatch.setattr(sinks.os, "posix_fadvise", spy)
+    path = tmp_path / "feed" / DAY / "ticks-0of1.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"{}\n" * 1000)  # a restart on the same day appends to this
+    sink = sinks.open_sink(feed(tmp_path), (0, 1))
+    sink.use_rows()
+    assert sink.open()
+    n = Normaliser(TradingCalendar("exchange", set()))
+    written = 0
+    for batch in range(20):
+        nts = [n.prepare(raw(f"rb{batch:02d}{i:02d}")) for i in range(10)]
+        written += len(sink.publish(rows_of_batch(dump_batch(nts), len(nts))))
+    sink.close()
+    size = path.stat().st_size
+    assert written == 200 and len(path.read_bytes().splitlines()) == 1200
+    assert calls and all(advice == os_mod.POSIX_FADV_DONTNEED for *_, advice in calls)
+    # contiguous ranges from the old end, each at least WRITEBACK_BYTES, the rest (< 4096) not yet
+    assert calls[0][0] == 3000
+    assert all(a[0] + a[1] == b[0] for a, b in zip(calls, calls[1:]))
+    assert all(length >= 4096 for _, length, _ in calls)
+    assert 0 <= size - (calls[-1][0] + calls[-1][1]) < 4096

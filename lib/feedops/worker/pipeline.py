@@ -267,6 +267,12 @@ class Pipeline(threading.Thread):
     def _account(self, acct: dict[str, Any]) -> None:
         """What the writer wrote (on the writer's reader thread): metrics, latency samples, published count."""
         now = acct["now"]
+        # histograms first: a scrape (which reads the published counters before them) never sees
+        # more ticks published than latencies observed
+        sums = acct["sums"]
+        for exchange, counts in acct["histogram"].items():
+            self.metrics.latency.merge(exchange, counts, sums[exchange])
+        self.metrics.pipeline_latency.merge("", acct["pipeline_histogram"], acct["pipeline_sum"])
         for exchange, count in acct["per_exchange"].items():
             child = self._published_children.get(exchange)
             if child is None:
@@ -276,9 +282,6 @@ class Pipeline(threading.Thread):
             if child is None:
                 child = self._last_tick_children[exchange] = self.metrics.last_tick.labels(exchange=exchange)
             child.set(now)
-        sums = acct["sums"]
-        for exchange, counts in acct["histogram"].items():
-            self.metrics.latency.merge(exchange, counts, sums[exchange])
         self.sink_latency.extend(array.array("d", acct["sink_latency"]))
         self.exchange_latency.extend(array.array("d", acct["exchange_latency"]))
         self.skew = acct["skew"]

@@ -252,6 +252,10 @@ class Sink:
         return delivered
 
 
+#: FileSink starts the write-back of its file every this many bytes (see FileSink._write_back).
+WRITEBACK_BYTES = 8 << 20
+
+
 class FileSink(Sink):
     kind = "file"
 
@@ -260,6 +264,7 @@ class FileSink(Sink):
         self.directory = directory
         self.file_name = f"ticks-{shard[0]}of{shard[1]}.jsonl"
         self._files: dict[str, Any] = {}
+        self._written_back: dict[str, int] = {}  # trading day -> offset up to which write-back was started
 
     def _connect(self) -> None:
         try:
@@ -280,7 +285,9 @@ class FileSink(Sink):
             fh = open(path, "ab")  # noqa: SIM115 - kept open across batches
             for old in [d for d in self._files if d < trading_day]:
                 self._files.pop(old).close()
+                self._written_back.pop(old, None)
             self._files[trading_day] = fh
+            self._written_back.setdefault(trading_day, fh.tell())  # appending to an older file: from its end
         return fh
 
     def _send(self, records: list[dict[str, Any]]) -> None:
@@ -297,6 +304,25 @@ class FileSink(Sink):
             lines.append(b"")
             fh.write(b"\n".join(lines))
             fh.flush()
+            self._write_back(day, fh)
+
+    def _write_back(self, day: str, fh: Any) -> None:
+        """Start the disk write of every WRITEBACK_BYTES appended, instead of leaving it to the kernel.
+
+        Left alone, the kernel writes dirty pages back once they are 30 s old: on a
+        40,000 ticks/s feed, ~800 MB in one burst, which stalled the machine enough to
+        take the worker's p99 latency from ~30 ms to ~200 ms (measured on a 2-vCPU VM).
+        ``POSIX_FADV_DONTNEED`` on the range just written starts its write-back without
+        waiting for it (and drops those pages from the cache once they are clean).
+        """
+        end = fh.tell()
+        start = self._written_back.get(day, 0)
+        if end - start >= WRITEBACK_BYTES:
+            try:
+                os.posix_fadvise(fh.fileno(), start, end - start, os.POSIX_FADV_DONTNEED)
+            except OSError:  # advice only: a file system that refuses it loses nothing
+                pass
+            self._written_back[day] = end
 
     def close(self) -> None:
         for fh in self._files.values():
@@ -307,12 +333,14 @@ class FileSink(Sink):
         self._files.clear()
 
 
-#: One round trip per stream and batch: the script XADDs every (instrument, tick) pair it is given.
+#: One round trip per stream and batch: the script XADDs every (instrument, tick) pair it is given, then
+#: trims the stream once (approximate MAXLEN; trimming once per call instead of per entry costs Redis
+#: ~9 % less CPU per tick, and the stream exceeds the bound by at most one call's entries).
 XADD_MANY = """
-local maxlen = ARGV[1]
 for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'instrument', ARGV[i], 'tick', ARGV[i + 1])
+  redis.call('XADD', KEYS[1], '*', 'instrument', ARGV[i], 'tick', ARGV[i + 1])
 end
+redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
 return (#ARGV - 1) / 2
 """
 REDIS_CHUNK = 2000

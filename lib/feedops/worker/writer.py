@@ -10,6 +10,10 @@ tick without a dict per tick (:func:`~feedops.worker.sinks.rows_of_batch`). Enco
 the worker instead was measured worse: py-spy ``--gil`` showed it holding the
 interpreter lock 15 % of the time.
 
+The child runs two threads: one receives batches from the pipe and builds their rows,
+the other writes them (coalescing what queued up) and reports back, so building the
+next batch overlaps a Redis round trip or a disk write.
+
 The child owns the real :class:`~feedops.worker.sinks.Sink` (file or Redis) with its
 buffering, drop counting and reconnection, and measures what happened to every tick:
 after each write it sends back the counts per exchange, the latency samples
@@ -38,6 +42,7 @@ import multiprocessing
 import multiprocessing.util  # noqa: F401 - registers its exit hook (joins children) before _close_all below
 import queue as queue_mod
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -96,6 +101,18 @@ class Accountant:
         skew = min(self._skew_minimums.values())
         self.skew = skew if abs(skew) > SKEW_THRESHOLD_SECONDS else 0.0
 
+    def bucket_counts(self, values: list[float]) -> list[int]:
+        """Histogram bucket counts of ``values`` (sorted in place): bucket i holds bound[i-1] < v <= bound[i]
+        (Prometheus "le"), the last one everything above the last bound."""
+        values.sort()
+        counts, below = [], 0
+        for bound in self.buckets:
+            upto = bisect.bisect_right(values, bound)
+            counts.append(upto - below)
+            below = upto
+        counts.append(len(values) - below)
+        return counts
+
     def account(self, delivered: list[tuple]) -> dict[str, Any]:
         """Counts, latency samples and histogram buckets of the rows (:func:`~feedops.worker.sinks.rows_of_batch`)
         just written.
@@ -113,19 +130,11 @@ class Accountant:
             if values is None:
                 values = by_exchange[row[2]] = []
             values.append(latency)
-        histogram: dict[str, list[int]] = {}
-        for exchange, values in by_exchange.items():
-            values.sort()
-            counts, below = [], 0
-            for bound in self.buckets:  # bucket i holds bound[i-1] < v <= bound[i] (Prometheus "le")
-                upto = bisect.bisect_right(values, bound)
-                counts.append(upto - below)
-                below = upto
-            counts.append(len(values) - below)
-            histogram[exchange] = counts
+        histogram = {exchange: self.bucket_counts(values) for exchange, values in by_exchange.items()}
         return {"delivered": len(delivered), "now": now,
                 "per_exchange": {exchange: len(values) for exchange, values in by_exchange.items()},
                 "histogram": histogram, "sums": {exchange: sum(values) for exchange, values in by_exchange.items()},
+                "pipeline_histogram": self.bucket_counts(list(sink_latency)), "pipeline_sum": sum(sink_latency),
                 "sink_latency": array.array("d", sink_latency[-LATENCY_SAMPLE:]).tobytes(),
                 "exchange_latency": array.array("d", exchange_latency[-LATENCY_SAMPLE:]).tobytes(), "skew": skew}
 
@@ -148,6 +157,7 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
     gc.collect()  # as in the worker (service.tune_gc): no full collection walking every buffered tick
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
+    sys.setswitchinterval(0.001)  # two threads hand rows over: a short turn keeps the hand-off from waiting 5 ms
     accountant = Accountant(buckets)
 
     def state() -> dict[str, Any]:
@@ -161,49 +171,95 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
         delivered = sink.publish(rows)
         conn.send(("acct", batches, accountant.account(delivered), state()))
 
+    # Two threads: this one receives from the pipe and builds the rows (CPU), the writing
+    # thread publishes them, so building the next rows overlaps the sink's round trip (a
+    # Redis reply, a disk write) instead of waiting for it. Only the writing thread sends
+    # on the pipe; control messages are queued behind the batches, so order is kept.
+    work: collections.deque[tuple] = collections.deque()
+    ready = threading.Condition()
+    crashed: list[BaseException] = []
+
+    def writing() -> None:
+        try:
+            while True:
+                with ready:
+                    while not work:
+                        if sink.buffer:  # down with ticks waiting: retry at the sink's pace even when nothing comes
+                            if not ready.wait(max(0.05, sink.reconnect_interval)):
+                                break
+                        else:
+                            ready.wait()
+                    items = list(work)
+                    work.clear()
+                if not items:
+                    write(0, [])
+                    continue
+                batches, rows = 0, []
+                for item in items:
+                    kind = item[0]
+                    if kind == "rows":  # behind: everything waiting goes out as one write
+                        batches += 1
+                        rows.extend(item[1])
+                        continue
+                    if batches:
+                        write(batches, rows)
+                        batches, rows = 0, []
+                    if kind == "open":
+                        try:
+                            ok = sink.open()
+                        except SinkError as exc:
+                            conn.send(("reply", "sink_error", str(exc), state()))
+                            continue
+                        conn.send(("reply", "opened", ok, state()))
+                    elif kind == "flush":
+                        delivered = sink.flush(item[1])
+                        conn.send(("acct", 0, accountant.account(delivered), state()))
+                        conn.send(("reply", "flushed", None, state()))
+                    elif kind == "close":
+                        sink.close()
+                        conn.send(("reply", "closed", None, state()))
+                        return
+                    elif kind == "eof":  # the worker went away: write what is left, then go
+                        try:
+                            sink.flush(5.0)
+                        finally:
+                            sink.close()
+                        return
+                if batches:
+                    write(batches, rows)
+        except (EOFError, OSError):  # the pipe broke under a send: the worker is gone
+            try:
+                sink.flush(5.0)
+            finally:
+                sink.close()
+        except BaseException as exc:  # noqa: BLE001 - the process exits non-zero and the worker reports it
+            crashed.append(exc)
+            _log.critical("worker.sink.writer_crashed", f"sink writer thread crashed: {exc.__class__.__name__}: {exc}")
+
+    writer = threading.Thread(target=writing, name="feedops-sink-write", daemon=True)
+    writer.start()
+
+    def hand(item: tuple) -> None:
+        with ready:
+            work.append(item)
+            ready.notify()
+
     try:
-        while True:
-            timeout = None
-            if sink.buffer:  # down with ticks waiting: retry at the sink's pace even when nothing new comes
-                timeout = max(0.05, sink.reconnect_interval)
-            if not conn.poll(timeout):
-                write(0, [])
+        while writer.is_alive():
+            if not conn.poll(0.5):  # (a crashed writing thread ends the process: the worker sees the pipe close)
                 continue
             message = conn.recv()
-            kind = message[0]
-            if kind == "batch":
-                batches, rows, pending = 1, rows_of(message[1]), None
-                while conn.poll(0):  # behind: coalesce what is waiting into one write
-                    message = conn.recv()
-                    if message[0] != "batch":
-                        pending = message
-                        break
-                    batches += 1
-                    rows.extend(rows_of(message[1]))
-                write(batches, rows)
-                if pending is None:
-                    continue
-                message, kind = pending, pending[0]
-            if kind == "open":
-                try:
-                    ok = sink.open()
-                except SinkError as exc:
-                    conn.send(("reply", "sink_error", str(exc), state()))
-                    continue
-                conn.send(("reply", "opened", ok, state()))
-            elif kind == "flush":
-                delivered = sink.flush(message[1])
-                conn.send(("acct", 0, accountant.account(delivered), state()))
-                conn.send(("reply", "flushed", None, state()))
-            elif kind == "close":
-                sink.close()
-                conn.send(("reply", "closed", None, state()))
-                return
-    except (EOFError, OSError):  # the worker went away: write what is left, then go
-        try:
-            sink.flush(5.0)
-        finally:
-            sink.close()
+            if message[0] == "batch":
+                hand(("rows", rows_of(message[1])))
+            else:
+                hand(message)
+                if message[0] == "close":
+                    break
+    except (EOFError, OSError):
+        hand(("eof",))
+    writer.join()
+    if crashed:
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------------- worker side
