@@ -9,7 +9,7 @@ Used by the worker (``/status`` and the coverage gauges) and by check_feed_healt
 (on the worker's ``/status?instruments=1`` table, with its own ``--at``). Each
 (exchange, product) session is looked up once per call and the rest is numpy array
 arithmetic (:class:`Columns` codes the string columns once), so 20,000 instruments take
-about a millisecond of the interpreter lock the worker's tick pipeline shares.
+1-5 ms of the interpreter lock the worker's tick pipeline shares (a loop took 20-26 ms).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def _codes(values: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
 
 
 def last_tick_array(last_tick_unix: Iterable[float | None], n: int) -> np.ndarray:
-    """Last tick times as float64, NaN for "never ticked" (None)."""
+    """Last tick times as float64; None (and NaN, which no clock gives) mean "never ticked"."""
     return np.fromiter((math.nan if t is None else t for t in last_tick_unix), dtype=np.float64, count=n)
 
 
@@ -168,8 +168,8 @@ def compute_coded(
 ) -> Coverage:
     """Coverage from coded columns and last tick times (float64, NaN = never ticked), vectorised.
 
-    The calendar is asked once per (exchange, product); the rest is array arithmetic, so
-    20,000 instruments take about a millisecond of the interpreter the tick pipeline shares.
+    The calendar is asked once per (exchange, product); the rest is array arithmetic
+    (20,000 instruments: 1-5 ms, most of it the stale sample when many tie).
     """
     n = len(columns)
     if last.shape != (n,):

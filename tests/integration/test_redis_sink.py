@@ -46,8 +46,8 @@ def test_streams_per_exchange_with_bounded_length(redis_server, maxlen, tmp_path
     assert streams == [f"{prefix}:CZCE", f"{prefix}:SHFE"]
     for stream, instrument in ((f"{prefix}:SHFE", "rb2601"), (f"{prefix}:CZCE", "SR601")):
         length = client.xlen(stream)
-        # trimmed once per batch, approximately (whole listpack nodes of 100 entries): never far above the bound
-        assert min(maxlen, sent // 2) <= length <= maxlen + 100 + 250
+        # trimmed after every batch, approximately (whole listpack nodes of 100 entries)
+        assert min(maxlen, sent // 2) <= length <= maxlen + 100
         [(_, last)] = client.xrevrange(stream, count=1)
         assert last["instrument"] == instrument
         tick = json.loads(last["tick"])

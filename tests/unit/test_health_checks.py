@@ -235,6 +235,11 @@ def test_parse_worker_status_rejects_garbage():
     doc["instrument_table"]["exchange"].pop()
     with pytest.raises(SourceError, match="unequal length"):
         parse_worker_status("http://w", doc)
+    for junk in ("1795744801", True, [1.0]):
+        doc = status_doc(universe(6, NOW.timestamp()), now=NOW.timestamp())
+        doc["instrument_table"]["last_tick_unix"][2] = junk
+        with pytest.raises(SourceError, match="neither a number nor null"):
+            parse_worker_status("http://w", doc)
 
 
 def test_summary_coverage_when_no_table(feed):

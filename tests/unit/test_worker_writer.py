@@ -86,7 +86,7 @@ def test_accounting_buckets_match_one_observation_per_tick(monkeypatch):
         pipeline[bisect.bisect_left(LATENCY_BUCKETS, latencies[-1 - i])] += 1
     assert acct["histogram"] == expected
     assert acct["pipeline_histogram"] == pipeline and sum(pipeline) == len(rows)
-    assert acct["pipeline_sum"] == pytest.approx(sum(latencies))
+    assert acct["pipeline_sum"] == pytest.approx(sum(max(0.0, lat) for lat in latencies))  # never negative
     half = len(latencies) // 2
     assert acct["per_exchange"] == {"DCE": len(latencies) - half, "SHFE": half} and acct["delivered"] == len(latencies)
 
@@ -109,6 +109,43 @@ def test_writer_writes_reports_and_flushes(tmp_path):
         assert [json.loads(line)["instrument"] for line in lines] == [f"rb26{i:02d}" for i in range(10)]
     finally:
         writer.close()
+
+
+def test_writer_keeps_order_across_coalesced_batches_and_close_writes_what_is_queued(tmp_path):
+    n = Normaliser(TradingCalendar("exchange", set()))
+    writer = SinkWriter(feed(tmp_path), (0, 1), LATENCY_BUCKETS, max_in_flight=64)
+    names = [f"x{i:04d}" for i in range(3000)]
+    try:
+        assert writer.open() is True
+        for start in range(0, 3000, 50):  # 60 batches sent as fast as they go: the writer coalesces them
+            assert writer.wait_room(5)
+            writer.submit([n.prepare(raw(name)) for name in names[start:start + 50]])
+    finally:
+        writer.close()  # right away: the close queues behind the batches, which are written first
+    lines = (tmp_path / "feed" / DAY / "ticks-0of1.jsonl").read_text().splitlines()
+    assert [json.loads(line)["instrument"] for line in lines] == names
+
+
+def test_a_batch_the_writer_cannot_build_ends_it_loudly_after_writing_the_rest(tmp_path, capfd, monkeypatch):
+    from feedops import log as log_mod
+
+    monkeypatch.setitem(log_mod._defaults, "fmt", "json")  # what the child is told to log like
+    monkeypatch.setitem(log_mod._defaults, "level", "info")
+    n = Normaliser(TradingCalendar("exchange", set()))
+    writer = SinkWriter(feed(tmp_path), (0, 1), LATENCY_BUCKETS)
+    try:
+        assert writer.open() is True
+        writer.submit([n.prepare(raw("rb2601"))])
+        writer.submit([("not a tick",)])  # a bug upstream: the child cannot build its rows
+        wait_for(lambda: writer.error is not None, timeout=20, what="writer exit noticed")
+        assert "exited unexpectedly (exit code 1)" in writer.error
+    finally:
+        writer.close()
+    err = capfd.readouterr().err
+    crashed = [json.loads(line) for line in err.splitlines() if '"worker.sink.receiver_crashed"' in line]
+    assert crashed and crashed[0]["level"] == "critical" and "IndexError" in crashed[0]["msg"]
+    lines = (tmp_path / "feed" / DAY / "ticks-0of1.jsonl").read_text().splitlines()
+    assert [json.loads(line)["instrument"] for line in lines] == ["rb2601"]
 
 
 def test_writer_death_is_reported_not_hidden(tmp_path):

@@ -169,6 +169,9 @@ def parse_worker_status(url: str, doc: Any) -> WorkerObservation:
                 or len({len(table[c]) for c in columns}) != 1:
             raise SourceError("worker", shown, "/status instrument_table is malformed (columns missing or of unequal length)",
                               "point --worker at a feedops worker of this version")
+        if any(t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))) for t in table["last_tick_unix"]):
+            raise SourceError("worker", shown, "/status instrument_table.last_tick_unix holds a value that is neither "
+                              "a number nor null", "point --worker at a feedops worker of this version")
         obs.instrument_table = table
     return obs
 

@@ -13,8 +13,6 @@ stop the HTTP server.
 from __future__ import annotations
 
 import datetime as _dt
-import gc
-import sys
 import threading
 import time
 from typing import Any
@@ -34,14 +32,11 @@ from .metrics import LATENCY_BUCKETS, WorkerMetrics
 from .pipeline import InstrumentBook, Pipeline, TickQueue
 from .sinks import SinkError, public_target
 from .ticks import Deduper, Normaliser
+from .tuning import tune_interpreter
 from .writer import SinkWriter
 
 _log = get_logger("worker")
 COVERAGE_REFRESH_SECONDS = 1.0
-GC_THRESHOLD = 100_000  # allocations between young-generation collections (default 700)
-#: How long a thread waiting for the interpreter lock waits before the holder must yield (default 5 ms):
-#: the pipeline thread gets its turn sooner between the callback and main threads (latency).
-SWITCH_INTERVAL_SECONDS = 0.001
 LIVENESS_STALL_SECONDS = 10.0
 SAMPLE_SIZE = 20
 
@@ -65,20 +60,6 @@ def _api(channel: str, api: CtpApi | None) -> CtpApi:
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def tune_gc() -> None:
-    """Keep the cyclic collector off the tick path.
-
-    Every tick allocates tuples, so with the default thresholds a full collection
-    (walking every object of the process, ~100 ms with 20,000 instruments loaded) runs
-    every few seconds and shows as latency spikes. The long-lived objects are frozen
-    (never walked again) and collections run less often; the tick path creates no cycles.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 50, 1000)
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 class FeedWorker:
@@ -167,7 +148,7 @@ class FeedWorker:
                     return Worker.OK
                 raise
             self.book.load(instruments)
-            tune_gc()
+            tune_interpreter()
             self.gateway.start_md()
             while not self._stop.is_set():
                 self._heartbeat = time.monotonic()

@@ -3,15 +3,17 @@
 Both share :class:`Sink`'s buffering: while the target refuses writes the records
 wait in a bounded buffer (``FEEDOPS_SINK_BUFFER_MAX``); beyond it the oldest are
 dropped and counted. Reconnection is attempted at most once per
-``reconnect_interval`` seconds, on the pipeline thread, so a dead sink never blocks
-CTP's callback thread. Layouts for consumers are in docs/ops/worker.md.
+``reconnect_interval`` seconds, in the sink writer process (:mod:`feedops.worker.writer`),
+so a dead sink never blocks CTP's callback thread. Layouts for consumers are in
+docs/ops/worker.md.
 
 * ``file:<dir>``: ``<dir>/<TradingDay>/ticks-<i>of<N>.jsonl``, one JSON object per
   line, appended, flushed after every batch (one file per shard: several workers never
   interleave writes).
 * ``redis://host:port/db``: one stream per exchange, ``<prefix>:<EXCHANGE>``; every tick
-  is one entry ``XADD <stream> MAXLEN ~ <maxlen> * instrument <id> tick <json>``,
-  issued by a small Lua script per stream and batch in one pipelined round trip.
+  is one entry ``XADD <stream> * instrument <id> tick <json>``, issued by a small Lua
+  script per stream and batch (which then trims the stream once, ``MAXLEN ~ <maxlen>``)
+  in one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -313,7 +315,7 @@ class FileSink(Sink):
         40,000 ticks/s feed, ~800 MB in one burst, which stalled the machine enough to
         take the worker's p99 latency from ~30 ms to ~200 ms (measured on a 2-vCPU VM).
         ``POSIX_FADV_DONTNEED`` on the range just written starts its write-back without
-        waiting for it (and drops those pages from the cache once they are clean).
+        waiting for it (pages still dirty stay cached; readers tailing the file read them from memory).
         """
         end = fh.tell()
         start = self._written_back.get(day, 0)
@@ -335,7 +337,8 @@ class FileSink(Sink):
 
 #: One round trip per stream and batch: the script XADDs every (instrument, tick) pair it is given, then
 #: trims the stream once (approximate MAXLEN; trimming once per call instead of per entry costs Redis
-#: ~9 % less CPU per tick, and the stream exceeds the bound by at most one call's entries).
+#: ~9 % less CPU per tick; the script runs atomically, so readers never see more than the bound plus
+#: the approximate trim's slack of about one node, 100 entries).
 XADD_MANY = """
 for i = 2, #ARGV, 2 do
   redis.call('XADD', KEYS[1], '*', 'instrument', ARGV[i], 'tick', ARGV[i + 1])
@@ -368,7 +371,8 @@ class RedisSink(Sink):
         self.client.ping()
 
     def _send(self, records: list[dict[str, Any]]) -> None:
-        """Pipelined: one script call per stream and chunk, each entry ``XADD MAXLEN ~ n * instrument <id> tick <json>``."""
+        """Pipelined: one script call per stream and chunk (``XADD <stream> * instrument <id> tick <json>`` per entry,
+        one ``XTRIM MAXLEN ~ n`` per call)."""
         by_stream: dict[str, list[Any]] = {}
         exchange_of, instrument_of = self.exchange_of, self.instrument_of
         for record, line in zip(records, self.encode_all(records)):

@@ -37,7 +37,6 @@ import array
 import atexit
 import bisect
 import collections
-import gc
 import multiprocessing
 import multiprocessing.util  # noqa: F401 - registers its exit hook (joins children) before _close_all below
 import queue as queue_mod
@@ -45,6 +44,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -52,6 +52,7 @@ from typing import Any, Callable
 from .. import log as log_mod
 from ..log import get_logger
 from .sinks import SinkError, dump_batch, open_sink, rows_of_batch
+from .tuning import tune_interpreter
 
 _log = get_logger("worker")
 SKEW_THRESHOLD_SECONDS = 1.0
@@ -122,7 +123,7 @@ class Accountant:
         """
         now = time.time()
         skew = self.skew
-        sink_latency = [now - row[5] for row in delivered]
+        sink_latency = [max(0.0, now - row[5]) for row in delivered]  # (a wall-clock step back: not negative)
         exchange_latency = [max(0.0, now - row[4] - skew) for row in delivered]
         by_exchange: dict[str, list[float]] = {}
         for row, latency in zip(delivered, exchange_latency):
@@ -154,10 +155,7 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
         conn.send(("sink_error", str(exc)))
         return
     sink.use_rows()  # records are rows whose JSON line is built per batch (rows_of_batch): no dict per tick
-    gc.collect()  # as in the worker (service.tune_gc): no full collection walking every buffered tick
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 1000)
-    sys.setswitchinterval(0.001)  # two threads hand rows over: a short turn keeps the hand-off from waiting 5 ms
+    tune_interpreter()  # as the worker does
     accountant = Accountant(buckets)
 
     def state() -> dict[str, Any]:
@@ -232,9 +230,14 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
                 sink.flush(5.0)
             finally:
                 sink.close()
-        except BaseException as exc:  # noqa: BLE001 - the process exits non-zero and the worker reports it
+        except BaseException as exc:  # noqa: BLE001 - a bug: the process exits non-zero and the worker reports it
             crashed.append(exc)
-            _log.critical("worker.sink.writer_crashed", f"sink writer thread crashed: {exc.__class__.__name__}: {exc}")
+            _log.critical("worker.sink.writer_crashed", f"sink writer thread crashed: {exc.__class__.__name__}: {exc}",
+                          traceback=traceback.format_exc())
+            try:
+                sink.close()
+            except Exception:  # noqa: BLE001 - closing what is left, best effort
+                pass
 
     writer = threading.Thread(target=writing, name="feedops-sink-write", daemon=True)
     writer.start()
@@ -257,7 +260,12 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
                     break
     except (EOFError, OSError):
         hand(("eof",))
-    writer.join()
+    except BaseException as exc:  # noqa: BLE001 - a bug: write what was built, exit non-zero, the worker reports it
+        _log.critical("worker.sink.receiver_crashed", f"sink writer could not take a batch: {exc.__class__.__name__}: "
+                      f"{exc}", traceback=traceback.format_exc())
+        crashed.append(exc)
+        hand(("eof",))
+    writer.join(REPLY_TIMEOUT_SECONDS)
     if crashed:
         sys.exit(1)
 
