@@ -132,6 +132,22 @@ def test_dedupe_rules():
     assert d.check(rec(instrument="cu2601")) is None  # per instrument
 
 
+def test_dedupe_of_tuples_and_of_records_decide_alike_on_no_value_volumes(normaliser):
+    """One "no value" rule: a volume the record publishes as null is no volume to the dedupe, either path."""
+    from feedops.worker.ticks import record_of
+
+    volumes = [10, MAX, 12, -MAX, float("nan"), 1e301, float("inf"), 13, float("-inf"), 12]
+    by_tuple, by_record = Deduper(), Deduper()
+    decisions = []
+    for i, volume in enumerate(volumes):
+        n = normaliser.prepare(raw_tick(struct(Volume=volume, UpdateTime=f"10:00:{i:02d}"),
+                                        now=lambda: recv_at(2026, 11, 27, 10)))
+        decisions.append((by_tuple.check_prepared(n), by_record.check(record_of(n))))
+    assert [a for a, _ in decisions] == [b for _, b in decisions]
+    assert [a for a, _ in decisions] == [None, "backwards_volume", None, "backwards_volume", "backwards_volume", None,
+                                         "backwards_volume", "backwards_volume", "backwards_volume", "backwards_volume"]
+
+
 def test_dedupe_drops_ticks_older_than_the_session():
     d = Deduper()
     d.session_trading_day = "20261127"

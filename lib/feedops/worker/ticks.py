@@ -51,10 +51,8 @@ _FIRST_VALUE = 7  # index of LastPrice in the raw tuple (0 is the receive time)
 #: Keys of the published record, in order (docs/ops/worker.md).
 RECORD_KEYS = ("instrument", "exchange", "trading_day", "action_day", "update_time", "millisec", "exchange_ts",
                "recv_ts") + VALUE_NAMES
-#: Dedupe treats a volume this large as "no volume" (CTP's "no value" marker is the largest double).
-NO_VALUE_THRESHOLD = 1e300
-_MAX = NO_VALUE_THRESHOLD
-#: The published record's null rule: +-this (the marker, either sign), NaN and infinities have no value.
+#: The one "no value" rule (published records and dedupe): +-this (CTP's marker, either sign), NaN and
+#: the infinities have no value.
 _DBL_MAX = sys.float_info.max
 _HEADER = len(RECORD_KEYS) - len(VALUE_NAMES)  # instrument ... recv_ts, before the values
 TRUSTED_ACTION_DAY = frozenset({"SHFE", "INE", "CFFEX", "GFEX"})
@@ -256,8 +254,8 @@ class Deduper:
 
     def check_prepared(self, n: tuple) -> str | None:
         """:meth:`check` for a normalised tuple (:meth:`Normaliser.prepare`)."""
-        volume = n[9]
-        return self.check_fields(n[0], n[2], volume if volume < _MAX else 0, n[6])
+        volume = n[9]  # "no value" (the records' rule) counts as no volume
+        return self.check_fields(n[0], n[2], volume if -_DBL_MAX < volume < _DBL_MAX else 0, n[6])
 
     def check_fields(self, instrument: str, trading_day: str, volume: float, ts: float) -> str | None:
         if self.session_trading_day is not None and trading_day < self.session_trading_day:
