@@ -52,3 +52,34 @@ def test_streams_per_exchange_with_bounded_length(redis_server, maxlen, tmp_path
         assert last["instrument"] == instrument
         tick = json.loads(last["tick"])
         assert tick["instrument"] == instrument and tick["last"] == float(sent - 1 if instrument == "rb2601" else sent - 2)
+
+
+def test_lost_script_cache_and_error_replies(redis_server):
+    """A server that forgot the script (restart, SCRIPT FLUSH) is sent it again; an error reply takes the sink
+    down with the batch buffered, and the buffer goes out once the stream is usable."""
+    import redis as redis_lib
+
+    prefix = "sinktest:errors"
+    client = redis_lib.Redis.from_url(redis_server.url, decode_responses=True)
+    config = SimpleNamespace(sink_url=redis_server.url, redis_stream_prefix=prefix, redis_stream_maxlen=1000,
+                             sink_buffer_max=1000)
+    errors: list[str] = []
+    sink = open_sink(config, (0, 1), on_error=errors.append)
+    sink.use_rows()
+    sink.reconnect_interval = 0.0
+    assert sink.open()
+    n = Normaliser(TradingCalendar("exchange", set()))
+    batch = [prepared(n, "rb2601", "SHFE", i) for i in range(3)]
+    assert len(sink.publish(rows_of(batch))) == 3
+    client.script_flush()
+    assert len(sink.publish(rows_of([prepared(n, "rb2601", "SHFE", 3)]))) == 1  # NOSCRIPT: loaded, sent again
+    assert client.xlen(f"{prefix}:SHFE") == 4 and errors == []
+
+    client.set(f"{prefix}:CZCE", "not a stream")  # every XADD to it fails with WRONGTYPE
+    assert sink.publish(rows_of([prepared(n, "SR601", "CZCE", 4)])) == []
+    assert not sink.up and sink.buffered == 1 and errors == ["write"]
+    client.delete(f"{prefix}:CZCE")
+    delivered = sink.publish(rows_of([prepared(n, "SR601", "CZCE", 5)]))
+    assert len(delivered) == 2 and sink.up and sink.buffered == 0
+    assert [json.loads(e["tick"])["last"] for _, e in client.xrange(f"{prefix}:CZCE")] == [4.0, 5.0]
+    sink.close()

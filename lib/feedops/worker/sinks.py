@@ -347,6 +347,10 @@ redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
 return (#ARGV - 1) / 2
 """
 REDIS_CHUNK = 2000
+try:  # redis[hiredis]: the C command packer (redis-py's own is the fallback)
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _pack_command = None
 
 
 class RedisSink(Sink):
@@ -362,7 +366,7 @@ class RedisSink(Sink):
             self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
         except ValueError as exc:
             raise SinkError(f"malformed Redis URL {public_target(url)!r} ({exc})") from None
-        self._xadd_many = self.client.register_script(XADD_MANY)
+        self._sha = self.client.register_script(XADD_MANY).sha
 
     def stream(self, exchange: str) -> str:
         return f"{self.prefix}:{exchange or 'UNKNOWN'}"
@@ -371,8 +375,8 @@ class RedisSink(Sink):
         self.client.ping()
 
     def _send(self, records: list[dict[str, Any]]) -> None:
-        """Pipelined: one script call per stream and chunk (``XADD <stream> * instrument <id> tick <json>`` per entry,
-        one ``XTRIM MAXLEN ~ n`` per call)."""
+        """One script call per stream and chunk (``XADD <stream> * instrument <id> tick <json>`` per entry, one
+        ``XTRIM MAXLEN ~ n`` per call), all in one round trip."""
         by_stream: dict[str, list[Any]] = {}
         exchange_of, instrument_of = self.exchange_of, self.instrument_of
         for record, line in zip(records, self.encode_all(records)):
@@ -382,11 +386,39 @@ class RedisSink(Sink):
                 args = by_stream[exchange] = []
             args.append(instrument_of(record))
             args.append(line)
-        pipe = self.client.pipeline(transaction=False)
-        for exchange, args in by_stream.items():
-            for i in range(0, len(args), 2 * REDIS_CHUNK):
-                self._xadd_many(keys=[self.stream(exchange)], args=[self.maxlen, *args[i:i + 2 * REDIS_CHUNK]], client=pipe)
-        pipe.execute()
+        chunk = 2 * REDIS_CHUNK
+        self._execute([(b"EVALSHA", self._sha, 1, self.stream(exchange), self.maxlen, *args[i:i + chunk])
+                       for exchange, args in by_stream.items() for i in range(0, len(args), chunk)])
+
+    def _execute(self, commands: list[tuple]) -> None:
+        """Send ``commands`` in one write, then read their replies (one round trip).
+
+        redis-py's pipeline would first ask ``SCRIPT EXISTS`` (a second round trip per
+        batch) and convert every argument in Python; hiredis packs the commands in C. A
+        server that lost its script cache (restarted, ``SCRIPT FLUSH``) answers NOSCRIPT
+        before running anything: the script is loaded and the batch sent once more.
+        """
+        import redis
+
+        pool = self.client.connection_pool
+        for attempt in (1, 2):
+            conn = pool.get_connection()
+            try:
+                packed = [_pack_command(c) for c in commands] if _pack_command else conn.pack_commands(commands)
+                conn.send_packed_command(packed, check_health=False)
+                for _ in commands:
+                    conn.read_response()
+                return
+            except redis.exceptions.NoScriptError:
+                conn.disconnect()  # the other replies are unread: this connection starts afresh
+                if attempt == 2:
+                    raise
+                self.client.script_load(XADD_MANY)
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
 
     def close(self) -> None:
         try:
