@@ -7,8 +7,6 @@ worker uses. Labels are at most exchange, product_class, profile and reason.
 
 from __future__ import annotations
 
-import bisect
-
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 
@@ -18,6 +16,7 @@ from .. import metric_names as mn
 #: 100 ms where the pipeline's p99 lives (50 ms is a bound, so "99 % within 50 ms" is read exactly).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5,
                    1.0, 2.0, 5.0, 10.0)
+
 
 def build(spec: mn.MetricSpec, registry: CollectorRegistry):
     if spec.kind == "histogram":
@@ -42,14 +41,6 @@ class LatencyHistogram:
         self.sums: dict[str, float] = {}
         if not spec.labels:  # the one series exists (zero) from the start
             self.merge("", [0] * (len(buckets) + 1), 0.0)
-
-    def observe(self, exchange: str, value: float) -> None:
-        counts = self.counts.get(exchange)
-        if counts is None:
-            counts = self.counts[exchange] = [0] * (len(self.buckets) + 1)
-            self.sums[exchange] = 0.0
-        counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sums[exchange] += value
 
     def merge(self, exchange: str, counts: list[int], total: float) -> None:
         """Add a batch's bucket counts (same buckets; the sink writer counts them) and its sum."""

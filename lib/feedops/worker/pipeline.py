@@ -87,11 +87,6 @@ class InstrumentBook:
         """The /status?instruments=1 ``instrument_table``: the columns plus ``last_tick_unix`` (None = never)."""
         return {**columns, "last_tick_unix": [None if t != t else t for t in last.tolist()]}
 
-    def table(self) -> dict[str, list[Any]]:
-        """Column arrays (the /status?instruments=1 ``instrument_table`` shape); treat them as read-only."""
-        columns, _, last = self.snapshot()
-        return self.table_of(columns, last)
-
 
 def _inline_offer() -> Any:
     """TickQueue.offer with raw_tick's field copy inlined (the tuple display generated from RAW_FIELDS)."""
@@ -314,10 +309,6 @@ class Pipeline(threading.Thread):
         now = int(time.monotonic())
         total = sum(n for second, n in list(self.rate_buckets) if now - second < window)
         return total / window
-
-    @staticmethod
-    def percentile(samples: collections.deque[float] | list[float], q: float) -> float | None:
-        return Pipeline.percentiles(samples, (q,))[0]
 
     @staticmethod
     def percentiles(samples: collections.deque[float] | list[float], qs: tuple[float, ...]) -> list[float | None]:

@@ -19,7 +19,6 @@ docs/ops/worker.md.
 from __future__ import annotations
 
 import collections
-import json
 import operator
 import os
 import sys

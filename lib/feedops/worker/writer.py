@@ -177,6 +177,13 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
     ready = threading.Condition()
     crashed: list[BaseException] = []
 
+    def finish() -> None:
+        """The worker is gone: write what the sink still buffers (5 s at most), then close it."""
+        try:
+            sink.flush(5.0)
+        finally:
+            sink.close()
+
     def writing() -> None:
         try:
             while True:
@@ -218,18 +225,12 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
                         conn.send(("reply", "closed", None, state()))
                         return
                     elif kind == "eof":  # the worker went away: write what is left, then go
-                        try:
-                            sink.flush(5.0)
-                        finally:
-                            sink.close()
+                        finish()
                         return
                 if batches:
                     write(batches, rows)
         except (EOFError, OSError):  # the pipe broke under a send: the worker is gone
-            try:
-                sink.flush(5.0)
-            finally:
-                sink.close()
+            finish()
         except BaseException as exc:  # noqa: BLE001 - a bug: the process exits non-zero and the worker reports it
             crashed.append(exc)
             _log.critical("worker.sink.writer_crashed", f"sink writer thread crashed: {exc.__class__.__name__}: {exc}",
