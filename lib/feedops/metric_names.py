@@ -82,6 +82,9 @@ SINK_BUFFERED = _m("sink_buffered", "gauge", "Ticks buffered while the sink is d
 SINK_DROPPED = _m("sink_dropped_total", "counter", "Ticks dropped because the sink buffer was full.")
 INSTRUMENT_QUERY_DURATION = _m("instrument_query_duration_seconds", "gauge", "Time the last instrument-list query took.")
 SUBSCRIBE_DURATION = _m("subscribe_duration_seconds", "gauge", "Time from login to all subscriptions acknowledged.")
+CALENDAR_KNOWN_UNTIL = _m("calendar_known_until_timestamp_seconds", "gauge",
+                          "Unix time the holiday calendar is known until (end of its last complete year, Beijing); "
+                          "absent on the always-open calendar.")
 
 # ---------------------------------------------------------------- checkers (pushed to Pushgateway)
 CHECK_STATUS = _m("check_status", "gauge", "Outcome of the last checker run: 0 pass, 1 warn, 2 fail, 3 unknown.", "checker")
