@@ -24,7 +24,7 @@ export LOCPATH := $(CURDIR)/$(LOCALE_DIR)
 endif
 
 .PHONY: help bootstrap premarket restart shutdown failover rollback status health drill rotate sim \
-        validate test test-py test-bats lint bench clean
+        validate test test-py test-dates test-bats lint bench clean
 
 help: ## show this help
 	@echo "feedops: operations toolkit for the CTP market-data feed"
@@ -94,12 +94,21 @@ health: bootstrap ## one health check of the running feed (check_feed_health.py)
 sim: bootstrap ## run a ctp-sim front in the foreground: make sim ARGS='--listen 127.0.0.1:17001'
 	@$(PY) scripts/operations/ctp_sim.py $(ARGS)
 
-test: $(TEST_STAMP) bootstrap ## install test tools, then run pytest and bats
+test: $(TEST_STAMP) bootstrap ## install test tools, then run pytest, the date sweep and bats
 	@$(MAKE) test-py
+	@$(MAKE) test-dates
 	@$(MAKE) test-bats
 
 test-py: $(TEST_STAMP)
 	@$(PY) -m pytest $(ARGS)
+
+# The date-sensitive tests that start processes (marker `dates`), once per date of tests/clock_support.SWEEP;
+# the in-process ones sweep the same dates inside test-py.
+test-dates: $(TEST_STAMP) ## date-sensitive tests at every sweep date (time is an input: docs/ops/time.md)
+	@for at in $$($(PY) -c 'import sys; sys.path.insert(0, "tests"); from clock_support import SWEEP; print(*SWEEP)'); do \
+	  echo "== test-dates: --clock-at $$at"; \
+	  $(PY) -m pytest -q -m dates --clock-at "$$at" -p no:cacheprovider || exit 1; \
+	done
 
 test-bats: $(TEST_STAMP)
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bats --recursive tests/bats

@@ -7,6 +7,7 @@ A binary that is missing skips the tests that need it with the install hint.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import signal
@@ -18,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from clock_support import PINNED, resolve
+from feedops import clock
+from feedops.calendar import BEIJING
 from feedops.polling import free_port, wait_for  # noqa: F401 - re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +118,35 @@ def prometheus_factory(tmp_path):
     yield factory
     for srv in started:
         srv.stop()
+
+
+# ---------------------------------------------------------------------------- the clock (time is an input)
+def pytest_addoption(parser):
+    parser.addoption("--clock-at", metavar="NAME|ISO", default=None,
+                     help="run the date-sensitive tests (clock_at fixture) at this date: a name from "
+                          "tests/clock_support.SWEEP or an ISO 8601 time; default: the real date")
+
+
+def _move_clock(monkeypatch, at: dt.datetime) -> None:
+    """Move feedops's clock in this process and in every process a test starts (FEEDOPS_CLOCK_AT)."""
+    value = clock.anchored(at)
+    monkeypatch.setenv(clock.ENV_VAR, value)
+    monkeypatch.setattr(clock, "_offset", clock.parse(value))  # undone with the fixture
+
+
+@pytest.fixture
+def clock_at(request, monkeypatch) -> dt.datetime:
+    """The date this run is about: ``--clock-at`` (moved for this process and its children), else now."""
+    option = request.config.getoption("--clock-at")
+    if option is None:
+        return clock.now(BEIJING)
+    at = resolve(option)
+    _move_clock(monkeypatch, at)
+    return at
+
+
+@pytest.fixture
+def pinned_clock(monkeypatch) -> dt.datetime:
+    """A fixed date (clock_support.PINNED) for tests whose assertions hold on one date only."""
+    _move_clock(monkeypatch, PINNED)
+    return PINNED

@@ -8,10 +8,11 @@ directory is temporary. Nothing here fakes a result: the CLI runs for real.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from clock_support import child_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -25,8 +26,7 @@ SENTINEL_AUTH_CODE = "S3ntl-AC-2b8d41e"  # 16 characters: CTP's AuthCode size
 
 
 def clean_environ(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_")) and k not in ("LOCPATH",)}
+    env = {k: v for k, v in child_environ(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_")).items() if k != "LOCPATH"}
     env.update(extra)
     return env
 

@@ -4,7 +4,9 @@ Facts come from data, not code:
 
 * ``lib/feedops/data/products.csv``: per product its exchange, day-session kind
   (``commodity``, ``cffex_index``, ``cffex_bond``) and night-session end (or none);
-* ``lib/feedops/data/holidays.txt`` (or ``FEEDOPS_HOLIDAYS_FILE``): exchange holidays.
+* ``lib/feedops/data/holidays.txt`` (or ``FEEDOPS_HOLIDAYS_FILE``): exchange holidays, and
+  ``complete YYYY`` lines for the years whose holidays are all entered, so a year not
+  entered yet differs from a year without holidays (:meth:`TradingCalendar.horizon`).
 
 Rules:
 
@@ -51,6 +53,9 @@ _DAY_SESSIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "cffex_bond": (("09:30", "11:30"), ("13:00", "15:15")),
 }
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_COMPLETE_RE = re.compile(r"^complete\s+(\d{4})$")
+#: From this day of December on, next year's holidays are due (validate_env and the health check warn).
+HORIZON_WARN_FROM = (12, 1)
 _OPTION_SUFFIXES = ("_o", "_O", "-o", "-O")
 
 Session = Literal["day", "night"]
@@ -115,10 +120,22 @@ def load_products(path: str | None = None) -> dict[tuple[str, str], ProductHours
     return table
 
 
-def load_holidays(path: Path | str) -> set[_dt.date]:
-    """Read a holiday file: one ``YYYY-MM-DD`` per line, ``#`` starts a comment.
+class Holidays(frozenset):
+    """The holiday dates of a holiday file, and the years it says are complete."""
 
-    Raises :class:`HolidayFileError` naming the file and the line of a bad date.
+    complete_years: frozenset[int]
+
+    def __new__(cls, dates: Iterable[_dt.date] = (), complete_years: Iterable[int] = ()):
+        self = super().__new__(cls, dates)
+        self.complete_years = frozenset(complete_years)
+        return self
+
+
+def load_holidays(path: Path | str) -> Holidays:
+    """Read a holiday file: one ``YYYY-MM-DD`` per line, or ``complete YYYY`` for a year whose
+    holidays are all entered; ``#`` starts a comment.
+
+    Raises :class:`HolidayFileError` naming the file and the line of a bad line.
     """
     file = Path(path)
     try:
@@ -130,18 +147,24 @@ def load_holidays(path: Path | str) -> set[_dt.date]:
         raise HolidayFileError(file, 0, f"is unreadable ({getattr(exc, 'strerror', None) or exc})",
                                "make it a readable UTF-8 text file") from None
     holidays: set[_dt.date] = set()
+    complete: set[int] = set()
     for line_no, raw in enumerate(text.splitlines(), start=1):
         value = raw.split("#", 1)[0].strip()
         if not value:
+            continue
+        year = _COMPLETE_RE.match(value)
+        if year:
+            complete.add(int(year.group(1)))
             continue
         try:
             if not _DATE_RE.match(value):
                 raise ValueError
             holidays.add(_dt.date.fromisoformat(value))
         except ValueError:
-            raise HolidayFileError(file, line_no, f"{value!r} is not a date YYYY-MM-DD",
-                                   "write one date per line like 2026-10-01, or comment the line out with #") from None
-    return holidays
+            raise HolidayFileError(file, line_no, f"{value!r} is not a date YYYY-MM-DD nor 'complete YYYY'",
+                                   "write one date per line like 2026-10-01, 'complete 2026' once a year's holidays "
+                                   "are all entered, or comment the line out with #") from None
+    return Holidays(holidays, complete)
 
 
 def to_beijing(at: _dt.datetime) -> _dt.datetime:
@@ -150,15 +173,33 @@ def to_beijing(at: _dt.datetime) -> _dt.datetime:
     return at.astimezone(BEIJING)
 
 
+@dataclass(frozen=True)
+class Horizon:
+    """How far the holiday list reaches, judged at one time (:meth:`TradingCalendar.horizon`)."""
+
+    status: Literal["ok", "due", "missing"]
+    reason: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}; fix: {self.fix}" if self.fix else self.reason
+
+
 class TradingCalendar:
     """Sessions and trading days of the exchanges; see the module docstring for the rules."""
 
     def __init__(self, mode: str = "exchange", holidays: Iterable[_dt.date] | None = None, *,
-                 products: dict[tuple[str, str], ProductHours] | None = None):
+                 products: dict[tuple[str, str], ProductHours] | None = None,
+                 complete_years: Iterable[int] | None = None):
         if mode not in MODES:
             raise CalendarError(f"unknown calendar mode {mode!r}; fix: set FEEDOPS_CALENDAR to exchange or always-open")
         self.mode = mode
         self.holidays: frozenset[_dt.date] = frozenset(holidays or ())
+        if complete_years is None:
+            complete_years = getattr(holidays, "complete_years", ())
+        #: Years whose holidays are all entered (``complete YYYY`` lines of the holiday file).
+        self.complete_years: frozenset[int] = frozenset(complete_years)
+        self.source = "the holiday list"  # from_settings names the file
         self.products = products if products is not None else load_products()
         self._lookup: dict[tuple[str, str], ProductHours] = {}
         self._night: dict[_dt.date, bool] = {}
@@ -167,16 +208,45 @@ class TradingCalendar:
     def from_settings(cls, feed_settings) -> "TradingCalendar":
         """Mode from FEEDOPS_CALENDAR, holidays from FEEDOPS_HOLIDAYS_FILE or the shipped list."""
         path = paths.resolve(feed_settings.holidays_file) if feed_settings.holidays_file else HOLIDAYS_FILE
-        return cls(feed_settings.calendar, load_holidays(path))
+        calendar = cls(feed_settings.calendar, load_holidays(path))
+        calendar.source = paths.shown(path)
+        return calendar
 
     @property
     def always_open(self) -> bool:
         return self.mode == "always-open"
 
     @property
-    def last_holiday(self) -> _dt.date | None:
-        """The last listed holiday: beyond its year the list needs extending."""
-        return max(self.holidays) if self.holidays else None
+    def known_until(self) -> _dt.date | None:
+        """The last day the calendar is known: 31 December of the last year in the unbroken run of
+        complete years that starts at the earliest one; None when no year is complete."""
+        if not self.complete_years:
+            return None
+        year = min(self.complete_years)
+        while year + 1 in self.complete_years:
+            year += 1
+        return _dt.date(year, 12, 31)
+
+    def horizon(self, at: _dt.datetime) -> Horizon:
+        """Whether the holidays of the year of ``at`` (Beijing) and, from 1 December, of the next
+        year are entered. ``missing``: this year is not complete (holidays count as trading days
+        now); ``due``: next year is not complete yet. Never a reason to halt: the calendar only
+        judges health, it does not decide what is subscribed."""
+        if self.always_open:
+            return Horizon("ok", "always-open calendar: no holidays to judge", "")
+        local = to_beijing(at)
+        known = self.known_until
+        known_text = f"known until {known}" if known else "no year marked complete"
+        for year, status, consequence in (
+                (local.year, "missing", "its holidays count as trading days now"),
+                (local.year + 1, "due", "from 1 January its holidays would count as trading days")):
+            if year in self.complete_years or (status == "due" and (local.month, local.day) < HORIZON_WARN_FROM):
+                continue
+            return Horizon(status, f"the holidays of {year} are not entered in {self.source} ({known_text}); {consequence}",
+                           f"enter {year}'s exchange holidays from the State Council notice and the exchanges' "
+                           f"notices into {self.source}, then add the line 'complete {year}' (docs/ops/holidays.md)")
+        return Horizon("ok", f"holidays entered for {local.year}"
+                       + (f" and {local.year + 1}" if local.year + 1 in self.complete_years else "") + f" ({known_text})", "")
 
     # ------------------------------------------------------------------ days
     def is_trading_day(self, day: _dt.date) -> bool:

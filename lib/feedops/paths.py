@@ -20,6 +20,15 @@ def bootstrap_locpath() -> str | None:
     return str(LOCALE_DIR) if (LOCALE_DIR / "zh_CN.GB18030" / "LC_CTYPE").is_file() else None
 
 
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path as messages show it: relative to ROOT when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(ROOT.resolve()))
+    except ValueError:
+        return str(p)
+
+
 def resolve(path: str | os.PathLike[str]) -> Path:
     """Resolve a settings path: absolute stays, relative is taken from ROOT."""
     p = Path(path).expanduser()

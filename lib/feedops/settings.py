@@ -36,7 +36,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from . import paths
+from . import clock, paths
 from .envfile import EnvFileError, parse_env_file
 from .log import register_secret
 
@@ -51,6 +51,7 @@ TOOLING_ENV_VARS = frozenset({
     "FEEDOPS_LOG_COMPONENT",  # component name of scripts/operations/lib/log.sh
     "FEEDOPS_RELEASE_ENV_FILE",  # the runbook's release env file handed to docker compose
     "FEEDOPS_PYTHON",  # interpreter the bats tests use
+    clock.ENV_VAR,  # the clock seam (feedops.clock): tests, drills and rehearsals move the date with it
 })
 #: CTP's own limits (see shared CTP_FACTS.md): SFIT advises batches of at most 1000.
 CTP_MAX_SUBSCRIBE_BATCH = 1000
@@ -522,6 +523,12 @@ def load_settings(
         if (var.startswith("FEEDOPS_") or var.startswith("CTP_PRIMARY_") or var.startswith("CTP_BACKUP_")) and var not in known \
                 and var not in TOOLING_ENV_VARS:
             warnings.append(Problem(var, "unknown variable in the environment (ignored)", "fix its spelling or unset it", "environment"))
+
+    if environ.get(clock.ENV_VAR, "").strip():
+        try:
+            clock.parse(environ[clock.ENV_VAR])
+        except clock.ClockError as exc:
+            problems.append(Problem(clock.ENV_VAR, exc.reason, exc.fix, "environment"))
 
     env_values = {k: v for k, v in environ.items() if k in known}
     env_values.pop("FEEDOPS_ENV", None)  # already decided above

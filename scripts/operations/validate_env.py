@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             configure(level=settings.feed.log_level, fmt=settings.feed.log_format)
         for result in report.results:
             for problem in result.problems:
-                (log.error if result.status == "fail" else log.warning)(
+                (log.error if result.status == "fail" or result.loud else log.warning)(
                     f"validate.check.{result.status}", str(problem), check=result.id, setting=problem.setting)
         url = pushgateway_target(settings, args.env, environ, args.env_file)
         if url and not args.no_push:

@@ -28,6 +28,7 @@ import urllib.request
 import pytest
 from conftest import ROOT, Server, free_port, http_ok, wait_for
 from health_support import validate_report
+from clock_support import child_environ
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def live(tmp_path_factory, redis_server):
     for var in ("CTP_PRIMARY_PASSWORD", "CTP_PRIMARY_AUTH_CODE", "CTP_BACKUP_PASSWORD", "CTP_BACKUP_AUTH_CODE"):
         (secrets / var).write_text(f"{SENTINEL}{var[4]}{var[-1]}")
     front, control, backup, worker_port = free_port(), free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))}
+    env = child_environ(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))
     env.update({
         "LOCPATH": str(ROOT / ".venv" / "locale"), "FEEDOPS_ENV": "dev", "FEEDOPS_CALENDAR": "always-open",
         "FEEDOPS_SECRETS_DIR": str(secrets), "FEEDOPS_STATE_DIR": str(tmp / "state"),

@@ -19,6 +19,9 @@ import pytest
 
 from conftest import ROOT, free_port
 from feedops.exitcodes import Runbook
+from clock_support import SWEEP, child_environ
+from feedops import clock
+from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
 
 pytestmark = pytest.mark.integration
 
@@ -31,18 +34,14 @@ def _fronts(port: int) -> str:
     return f"tcp://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-    missing = [s for s in REQUIRED if not (ROOT / "scripts" / "operations" / s).exists()]
-    if missing:
-        pytest.skip(f"runbook e2e needs {', '.join(missing)}")
-    tmp = tmp_path_factory.mktemp("runbook")
+def stack_environ(tmp: Path) -> dict[str, str]:
+    """A dev stack of its own: state, secrets, sink and free loopback ports under ``tmp``."""
     secrets = tmp / "secrets"
     secrets.mkdir(mode=0o700)
     for var in ("CTP_PRIMARY_PASSWORD", "CTP_PRIMARY_AUTH_CODE", "CTP_BACKUP_PASSWORD", "CTP_BACKUP_AUTH_CODE"):
         (secrets / var).write_text(f"{SENTINEL}{var[4]}{var[-1]}")
     primary, backup, worker = free_port(), free_port(), free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))}
+    environ = child_environ(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))
     environ.update({
         "FEEDOPS_STATE_DIR": str(tmp / "state"), "FEEDOPS_SECRETS_DIR": str(secrets),
         "FEEDOPS_SINK_URL": f"file:{tmp / 'feed'}", "FEEDOPS_FLOW_DIR": str(tmp / "flow"), "FEEDOPS_CACHE_DIR": str(tmp / "cache"),
@@ -52,10 +51,23 @@ def env(tmp_path_factory) -> dict[str, str]:
         "FEEDOPS_SIM_INSTRUMENTS": "200", "FEEDOPS_LOG_FORMAT": "json",
         "LOCPATH": str(ROOT / ".venv" / "locale"),
     })
-    yield environ
-    # whatever a failed test left running is stopped through the pid files, by pid
+    return environ
+
+
+def stop_stack(environ: dict[str, str]) -> None:
+    """Stop whatever a stack left running, through its pid files, by pid."""
     subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "feedops.runbook", "--runtime", "native", "stop",
                     "--kind", "all", "--timeout", "10"], env=environ, cwd=ROOT, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    missing = [s for s in REQUIRED if not (ROOT / "scripts" / "operations" / s).exists()]
+    if missing:
+        pytest.skip(f"runbook e2e needs {', '.join(missing)}")
+    environ = stack_environ(tmp_path_factory.mktemp("runbook"))
+    yield environ
+    stop_stack(environ)  # whatever a failed test left running
 
 
 def runbook(environ: dict[str, str], *args: str, timeout: float = 120, **overrides: str) -> subprocess.CompletedProcess:
@@ -177,7 +189,7 @@ def test_run_outcomes_are_pushed_to_a_real_pushgateway(pushgateway, tmp_path):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "CTP_PRIMARY_PASSWORD").write_text(SENTINEL)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))}
+    environ = child_environ(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))
     environ.update({"FEEDOPS_STATE_DIR": str(tmp_path / "state"), "FEEDOPS_SECRETS_DIR": str(secrets),
                     "FEEDOPS_PUSHGATEWAY_ENABLED": "true", "FEEDOPS_PUSHGATEWAY_URL": pushgateway.url})
 
@@ -203,3 +215,24 @@ def test_run_outcomes_are_pushed_to_a_real_pushgateway(pushgateway, tmp_path):
     proc = record("shutdown", 0, "1", FEEDOPS_PUSHGATEWAY_URL=dead)
     assert proc.returncode == 0 and "runbook.push.failed" in proc.stderr and dead in proc.stderr
     assert json.loads((tmp_path / "state" / "runs" / "shutdown.last.json").read_text())["exit_code"] == 0
+
+
+@pytest.mark.dates
+def test_premarket_at_a_moved_date(request, tmp_path, clock_at):
+    """The whole pre-market on the sim at another date (--clock-at, else New Year's Eve 22:00): the sim,
+    the worker and the checks all read FEEDOPS_CLOCK_AT, so the sink files the ticks under the trading
+    day of that date, whatever today is."""
+    at = clock_at if request.config.getoption("--clock-at") else SWEEP["year-end"]
+    environ = stack_environ(tmp_path)
+    environ[clock.ENV_VAR] = clock.anchored(at)
+    try:
+        proc = runbook(environ, "premarket")
+        assert proc.returncode == Runbook.OK, explain(proc)
+        dev_calendar = TradingCalendar("always-open", load_holidays(HOLIDAYS_FILE))  # envs/dev.env's
+        expected = dev_calendar.trading_day(at).strftime("%Y%m%d")
+        assert worker_status(environ)["trading_day"] == expected
+        days = sorted(p.name for p in (tmp_path / "feed").iterdir())
+        assert days == [expected], f"ticks filed under {days}, expected the trading day of {at} ({expected})"
+        assert runbook(environ, "shutdown").returncode == Runbook.OK
+    finally:
+        stop_stack(environ)

@@ -14,11 +14,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.exitcodes import Sim
 from feedops.paths import SCHEMAS_DIR
 from feedops.polling import free_port
 from feedops.sim import mdapi
+from feedops.settings import FeedSettings
 from feedops.sim.testing import Recorder
+from feedops.sim.universe import generate
+from clock_support import child_environ
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +36,7 @@ class SimProcess:
         secrets = tmp_path / "secrets"
         secrets.mkdir(exist_ok=True)
         (secrets / "CTP_PRIMARY_PASSWORD").write_text(SENTINEL + "\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_"))}
+        env = child_environ()
         env.update(FEEDOPS_SECRETS_DIR=str(secrets), LOCPATH=str(ROOT / ".venv" / "locale"))
         self.log_path = tmp_path / f"sim-{port}-{len(list(tmp_path.iterdir()))}.log"
         self.control_url = f"http://127.0.0.1:{control}"
@@ -130,14 +134,24 @@ def release(api) -> None:
     api.Release()
 
 
-def test_cli_front_control_metrics_kill_and_restart(tmp_path, sims):
+def nearest_futures(at, products: tuple[str, ...]) -> list[bytes]:
+    """The nearest listed future of each product in the dev sim's 60-instrument universe at ``at``:
+    derived from the universe, never written down (it moves every month)."""
+    calendar = TradingCalendar("always-open", load_holidays(HOLIDAYS_FILE))
+    universe = generate(60, FeedSettings.model_fields["sim_seed"].default, calendar.trading_day(at))
+    return [next(i.instrument_id for i in universe if i.product == product and not i.is_option).encode()
+            for product in products]
+
+
+@pytest.mark.dates
+def test_cli_front_control_metrics_kill_and_restart(tmp_path, sims, clock_at):
     port, control = free_port(), free_port()
     sim = SimProcess(tmp_path, port, control)
     sims.append(sim)
     sim.wait_ready()
     status = json.loads(sim.get("/status")[1])
     assert status["instruments"] == 60 and status["calendar"] == "always-open"  # dev: FEEDOPS_CALENDAR=always-open
-    ids = [b"cu2612", b"SR612"]
+    ids = nearest_futures(clock_at, ("cu", "m"))  # SHFE and DCE
 
     good_api, good = client(port, SENTINEL, ids)
     bad_api, bad = client(port, "not-the-password", ids)

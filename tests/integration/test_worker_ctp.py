@@ -8,7 +8,6 @@ all, which only the connect watchdog can notice.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
@@ -22,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, free_port, wait_for
+from feedops import clock
 from feedops.calendar import TradingCalendar
 from feedops.exitcodes import Worker
+from clock_support import child_environ
 
 pytestmark = [pytest.mark.integration, pytest.mark.ctp]
 CLI = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
@@ -36,7 +37,7 @@ def _locpath() -> str | None:
 
 @pytest.fixture(scope="module")
 def ctp_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_"))}
+    env = child_environ()
     if _locpath():
         env["LOCPATH"] = _locpath()
     check = subprocess.run([sys.executable, "-c", "from feedops.ctpapi import load_api; print(load_api('ctp').version)"],
@@ -79,7 +80,7 @@ class AcceptThenClose:
 def worker_env(base, tmp_path: Path, front_port: int, **extra) -> dict:
     cache = tmp_path / "cache"
     cache.mkdir(exist_ok=True)
-    day = TradingCalendar("always-open").trading_day(dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d")
+    day = TradingCalendar("always-open").trading_day(clock.now()).strftime("%Y%m%d")  # the worker's clock
     rows = [["rb2601", "SHFE", "rb", "1"], ["m2601", "DCE", "m", "1"], ["SR601", "CZCE", "SR", "1"]]
     (cache / f"instruments-ctp-primary-{day}.json").write_text(json.dumps({"trading_day": day, "instruments": rows}))
     env = dict(base)

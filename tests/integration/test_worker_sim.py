@@ -23,6 +23,7 @@ import pytest
 from conftest import ROOT, Server, free_port, wait_for
 from feedops.exitcodes import Check, Worker
 from feedops.paths import SCHEMAS_DIR
+from clock_support import child_environ
 
 pytestmark = pytest.mark.integration
 CLI = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
@@ -35,7 +36,7 @@ CREDENTIALS = {"CTP_PRIMARY_BROKER_ID": "9999", "CTP_PRIMARY_USER_ID": "feed-use
 
 
 def base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_"))}
+    env = child_environ()
     env.update(CREDENTIALS, FEEDOPS_SECRETS_DIR="", FEEDOPS_CALENDAR="always-open")
     return env
 

@@ -180,3 +180,29 @@ def test_from_settings(tmp_path):
     assert cal.mode == "exchange" and cal.holidays == {dt.date(2026, 11, 25)}
     dev = TradingCalendar.from_settings(load_settings("dev", environ={"FEEDOPS_SECRETS_DIR": str(tmp_path)}).feed)
     assert dev.mode == "always-open" and dt.date(2026, 10, 1) in dev.holidays
+
+
+def test_shipped_2026_matches_the_state_council_notice_and_is_the_only_complete_year():
+    holidays = load_holidays(HOLIDAYS_FILE)
+    notice_2026 = {dt.date(2026, 1, 1), dt.date(2026, 1, 2), *(dt.date(2026, 2, d) for d in (16, 17, 18, 19, 20, 23)),
+                   dt.date(2026, 4, 6), dt.date(2026, 5, 1), dt.date(2026, 5, 4), dt.date(2026, 5, 5),
+                   dt.date(2026, 6, 19), dt.date(2026, 9, 25), *(dt.date(2026, 10, d) for d in (1, 2, 5, 6, 7))}
+    assert {d for d in holidays if d.year == 2026} == notice_2026
+    assert holidays.complete_years == {2026}  # 2027 is not entered yet: no invented dates
+    assert TradingCalendar("exchange", holidays).known_until == dt.date(2026, 12, 31)
+
+
+def test_complete_lines_are_parsed_and_a_bad_one_names_its_line(tmp_path):
+    path = tmp_path / "holidays.txt"
+    path.write_text("# a comment\ncomplete 2026  # all entered\n2026-10-01\ncomplete 2028\n")
+    holidays = load_holidays(path)
+    assert holidays == {dt.date(2026, 10, 1)} and holidays.complete_years == {2026, 2028}
+    assert TradingCalendar("exchange", holidays).known_until == dt.date(2026, 12, 31)  # 2027 breaks the run
+    path.write_text("2026-10-01\ncompleted 2026\n")
+    with pytest.raises(HolidayFileError, match="line 2.*complete YYYY"):
+        load_holidays(path)
+
+
+def test_always_open_calendar_has_no_horizon_to_judge():
+    horizon = TradingCalendar("always-open").horizon(dt.datetime(2031, 1, 1, tzinfo=dt.timezone.utc))
+    assert horizon.status == "ok" and not horizon.fix

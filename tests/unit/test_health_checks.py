@@ -93,7 +93,8 @@ def test_closed_market_is_not_judged(feed):
     saturday = dt.datetime(2026, 11, 28, 4, 0, tzinfo=dt.timezone.utc)  # 12:00 Beijing
     now = saturday.timestamp()
     doc = status_doc(universe(60, now - 86400), now=now, connected=False, logged_in=False)
-    results, report = judge(feed, observe(doc), TradingCalendar("exchange", {dt.date(2026, 12, 31)}), saturday)
+    results, report = judge(feed, observe(doc), TradingCalendar("exchange", {dt.date(2026, 12, 31)}, complete_years={2026}),
+                             saturday)
     assert report["market"]["open"] is False and report["market"]["tradingDay"] == "2026-11-30"
     assert "market closed" in by_key(results, "market:open", "exchange").output
     assert "next session 2026-11-30 09:00" in by_key(results, "market:open", "exchange").output
@@ -105,8 +106,24 @@ def test_closed_market_is_not_judged(feed):
 
 def test_holiday_list_running_out_warns(feed):
     now = NOW.timestamp()
-    results, _ = judge(feed, observe(status_doc(universe(6, now), now=now)), TradingCalendar("exchange", {dt.date(2025, 10, 1)}))
-    assert by_key(results, "calendar:holiday-list", None).status == "warn"
+    results, _ = judge(feed, observe(status_doc(universe(6, now), now=now)),
+                       TradingCalendar("exchange", {dt.date(2025, 10, 1)}, complete_years={2025}))
+    check = by_key(results, "calendar:holiday-list", None)
+    assert check.status == "warn" and check.observed_value == "2025-12-31"
+    assert f"the holidays of {NOW.year} are not entered" in check.output and "complete " in check.output
+
+
+def test_holiday_list_complete_this_year_is_quiet_until_december(feed):
+    calendar = TradingCalendar("exchange", set(), complete_years={2026})
+    november = dt.datetime(2026, 11, 30, 23, 59, tzinfo=BEIJING)
+    results, _ = judge(feed, observe(status_doc(universe(6, november.timestamp()), now=november.timestamp())), calendar,
+                       november)
+    assert not [r for r in results if r.key == "calendar:holiday-list"]
+    december = dt.datetime(2026, 12, 1, 0, 0, tzinfo=BEIJING)
+    results, _ = judge(feed, observe(status_doc(universe(6, december.timestamp()), now=december.timestamp())), calendar,
+                       december)
+    check = by_key(results, "calendar:holiday-list", None)
+    assert check.status == "warn" and "the holidays of 2027 are not entered" in check.output
 
 
 def test_morning_break_judges_only_cffex(feed):
@@ -123,7 +140,8 @@ def test_morning_break_without_cffex_instruments_is_not_judged(feed):
     at = dt.datetime(2026, 11, 24, 10, 20, tzinfo=BEIJING)
     now = at.timestamp()
     rows = [(name, ex, prod, cls, now - 400) for name, ex, prod, cls, _ in universe(60, now) if ex != "CFFEX"]
-    results, report = judge(feed, observe(status_doc(rows, now=now)), TradingCalendar("exchange", {dt.date(2026, 12, 31)}), at)
+    results, report = judge(feed, observe(status_doc(rows, now=now)),
+                            TradingCalendar("exchange", {dt.date(2026, 12, 31)}, complete_years={2026}), at)
     assert report["market"]["open"] is True and report["coverage"]["open"] == 0
     staleness = by_key(results, "staleness:newest-tick-age")
     assert staleness.status == "pass" and "no subscribed instrument in session" in staleness.output

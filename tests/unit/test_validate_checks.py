@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
+import time_machine
 from prometheus_client import generate_latest
 
+from clock_support import SWEEP
 from validate_support import ROOT, SENTINEL_PASSWORD, clean_environ, dev_environ
 
 from feedops.validate import checks as checks_mod
@@ -40,11 +43,63 @@ def run(tmp_path, env="dev", extra_env=None, file_extra=None, profiles=LOOPBACK_
     return report, {r.id: r for r in report.results}
 
 
-def test_a_complete_staging_configuration_passes(tmp_path):
+def test_a_complete_staging_configuration_passes(tmp_path, pinned_clock):
     report, results = run(tmp_path, "staging")
     assert report.status == "pass", render_table(report)
     assert report.exit_code == 0
     assert results["profile.backup_complete"].status == "pass"
+
+
+def horizon_at(tmp_path, at: dt.datetime, holidays: str | None = None, env: str = "prod"):
+    """calendar.horizon in ``env`` with the clock moved in process (time-machine) to ``at``."""
+    extra = {}
+    if holidays is not None:
+        (tmp_path / "holidays.txt").write_text(holidays)
+        extra["FEEDOPS_HOLIDAYS_FILE"] = str(tmp_path / "holidays.txt")
+    with time_machine.travel(at, tick=False):
+        _, results = run(tmp_path, env, extra_env=extra)
+    return results["calendar.horizon"]
+
+
+@pytest.mark.parametrize("name", sorted(SWEEP))
+def test_calendar_horizon_at_every_sweep_date(tmp_path, name):
+    at = SWEEP[name]
+    result = horizon_at(tmp_path, at)
+    # the shipped list: 2026 complete, 2027 not entered yet
+    if at.year >= 2027:  # this year missing: a warning, logged loud, never a failure
+        assert result.status == "warn" and result.loud and "the holidays of 2027 are not entered" in result.summary
+    elif at.month == 12:  # next year due from 1 December
+        assert result.status == "warn" and not result.loud and "the holidays of 2027 are not entered" in result.summary
+    else:
+        assert result.status == "pass" and "holidays entered for 2026" in result.summary
+    for problem in result.problems:
+        assert problem.setting == "FEEDOPS_HOLIDAYS_FILE" and "lib/feedops/data/holidays.txt" in problem.fix
+        assert "complete 2027" in problem.fix and "docs/ops/holidays.md" in problem.fix
+
+
+def test_calendar_horizon_from_the_first_of_december(tmp_path):
+    holidays = "2026-10-01\ncomplete 2026\n"
+    november = horizon_at(tmp_path, dt.datetime(2026, 11, 30, 23, 59, tzinfo=SWEEP["weekend"].tzinfo), holidays)
+    december = horizon_at(tmp_path, dt.datetime(2026, 12, 1, 0, 0, tzinfo=SWEEP["weekend"].tzinfo), holidays)
+    assert november.status == "pass" and december.status == "warn"
+    assert str(tmp_path / "holidays.txt") in december.problems[0].fix
+    ready = horizon_at(tmp_path, dt.datetime(2026, 12, 1, tzinfo=SWEEP["weekend"].tzinfo), holidays + "complete 2027\n")
+    assert ready.status == "pass" and "2026 and 2027" in ready.summary
+
+
+def test_calendar_horizon_a_year_without_its_line_is_not_entered_even_with_dates(tmp_path):
+    result = horizon_at(tmp_path, SWEEP["month-end"], "2026-10-01\n2026-10-02\n")  # dates, no 'complete 2026'
+    assert result.status == "warn" and result.loud and "no year marked complete" in result.summary
+
+
+def test_calendar_horizon_is_skipped_on_the_always_open_calendar(tmp_path):
+    result = horizon_at(tmp_path, SWEEP["year-end"], env="dev")
+    assert result.status == "skip" and "always-open" in result.summary
+
+
+def test_calendar_horizon_bad_holiday_file_fails_naming_the_line(tmp_path):
+    result = horizon_at(tmp_path, SWEEP["month-end"], "2026-10-01\ncomplete twenty\n")
+    assert result.status == "fail" and "line 2" in result.summary and "FEEDOPS_HOLIDAYS_FILE" in result.summary
 
 
 @pytest.mark.parametrize("env, expected", [("dev", "warn"), ("staging", "fail"), ("prod", "fail")])

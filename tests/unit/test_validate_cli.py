@@ -257,3 +257,25 @@ def test_sentinel_secret_never_in_any_output(tmp_path, scenario, source):
             validate_report(proc.stdout)
         if scenario != "valid":
             assert proc.returncode == Check.CRITICAL, proc.stdout
+
+
+@pytest.mark.parametrize("at, loud", [("2026-12-02T10:00:00+08:00", False), ("2027-01-04T09:30:00+08:00", True)])
+def test_prod_warns_of_the_holiday_calendar_even_when_nothing_else_loads(tmp_path, at, loud):
+    """The acceptance run: `validate_env.py --env prod` in December (2027 not entered) warns, naming the
+    file and the fix; in January the warning is logged at ERROR. Prod's secrets are missing here, so the
+    calendar check runs from its own two variables."""
+    env = clean_environ(FEEDOPS_CLOCK_AT=at, FEEDOPS_SECRETS_DIR=str(tmp_path / "none"), FEEDOPS_PUSHGATEWAY_ENABLED="false")
+    proc = run_validate(["--env", "prod", "--json"], env)
+    report = validate_report(proc.stdout)
+    horizon = check(report, "calendar.horizon")
+    assert horizon["status"] == "warn", horizon
+    assert "lib/feedops/data/holidays.txt" in horizon["summary"] and "complete 2027" in horizon["summary"]
+    line = next(json.loads(x) for x in proc.stderr.splitlines() if '"calendar.horizon"' in x)
+    assert line["level"] == ("error" if loud else "warning") and line["setting"] == "FEEDOPS_HOLIDAYS_FILE"
+
+
+def test_a_bad_clock_is_a_configuration_error_naming_the_variable(tmp_path):
+    proc = run_validate(["--json"], dev_environ(tmp_path, FEEDOPS_CLOCK_AT="next tuesday"))
+    assert proc.returncode == Check.CRITICAL, proc.stderr
+    assert "FEEDOPS_CLOCK_AT" in proc.stderr and "'next tuesday' is not a time" in proc.stderr
+    assert "Traceback" not in proc.stderr

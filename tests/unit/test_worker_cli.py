@@ -11,12 +11,13 @@ import pytest
 
 from conftest import ROOT, free_port
 from feedops.exitcodes import Check, Worker
+from clock_support import child_environ
 
 CLI = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
 
 
 def run(args, tmp_path, **env_extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "CTP_"))}
+    env = child_environ()
     env.update({"FEEDOPS_SECRETS_DIR": "", "FEEDOPS_FLOW_DIR": str(tmp_path / "flow"),
                 "FEEDOPS_CACHE_DIR": str(tmp_path / "cache"), "FEEDOPS_SINK_URL": f"file:{tmp_path / 'feed'}",
                 "FEEDOPS_WORKER_LISTEN": f"127.0.0.1:{free_port()}", "FEEDOPS_CONNECT_TIMEOUT_SECONDS": "2"})

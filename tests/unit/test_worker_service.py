@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from conftest import free_port, wait_for
 from feedops import ctpapi, metric_names
+from feedops.calendar import BEIJING
 from feedops.exitcodes import Worker
 from feedops.paths import SCHEMAS_DIR
 from feedops.settings import load_settings
@@ -242,3 +244,27 @@ def test_unknown_channel_and_missing_locale_are_clear(monkeypatch):
     monkeypatch.setattr(ctpapi, "locale_available", lambda name=ctpapi.CTP_LOCALE: False)
     with pytest.raises(ctpapi.CtpApiError, match="zh_CN.GB18030.*make bootstrap"):
         ctpapi.load_api("ctp")
+
+
+def test_calendar_horizon_is_exported_on_the_exchange_calendar_only(tmp_path):
+    holidays = tmp_path / "holidays.txt"
+    holidays.write_text("2026-10-01\ncomplete 2026\ncomplete 2027\ncomplete 2029\n2030-01-01\n")
+    w = FeedWorker(settings_for(tmp_path, FEEDOPS_CALENDAR="exchange", FEEDOPS_HOLIDAYS_FILE=str(holidays)))
+    try:
+        until = w.metrics.registry.get_sample_value(metric_names.CALENDAR_KNOWN_UNTIL.name)
+        # 2026 and 2027 in a row (2029 does not extend it): known until the end of 2027, Beijing time
+        assert until == dt.datetime(2028, 1, 1, tzinfo=BEIJING).timestamp()
+    finally:
+        w.sink.close()
+    holidays.write_text("2026-10-01\n")  # dates but no year marked complete: known until nothing
+    w = FeedWorker(settings_for(tmp_path, FEEDOPS_CALENDAR="exchange", FEEDOPS_HOLIDAYS_FILE=str(holidays)))
+    try:
+        assert w.metrics.registry.get_sample_value(metric_names.CALENDAR_KNOWN_UNTIL.name) == 0.0
+    finally:
+        w.sink.close()
+    w = FeedWorker(settings_for(tmp_path))  # always-open: absent, so no alert can fire in dev
+    try:
+        assert w.metrics.registry.get_sample_value(metric_names.CALENDAR_KNOWN_UNTIL.name) is None
+        assert metric_names.CALENDAR_KNOWN_UNTIL.name not in w.metrics.render().decode()
+    finally:
+        w.sink.close()

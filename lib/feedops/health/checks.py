@@ -145,11 +145,11 @@ def market_checks(calendar: TradingCalendar, at: _dt.datetime, market_open: bool
         when = f"; next session {nxt:%Y-%m-%d %H:%M} Beijing" if nxt else ""
         output = f"market closed at {local:%Y-%m-%d %H:%M:%S} Beijing ({calendar.mode} calendar){when}; coverage, staleness and throughput not judged"
     results = [CheckResult("market:open", PASS, market_open, None, output, calendar.mode, "system")]
-    last = calendar.last_holiday
-    if calendar.mode == "exchange" and (last is None or local.year > last.year):
-        results.append(CheckResult("calendar:holiday-list", WARN, str(last) if last else None, None,
-                                   f"the holiday list ends {last or 'empty'}, before {local.year}; fix: add {local.year}'s "
-                                   f"exchange holidays to lib/feedops/data/holidays.txt (or FEEDOPS_HOLIDAYS_FILE)", None, "system"))
+    horizon = calendar.horizon(at)
+    if horizon.status != "ok":
+        known = calendar.known_until
+        results.append(CheckResult("calendar:holiday-list", WARN, str(known) if known else None, None, str(horizon), None,
+                                   "system"))
     return results
 
 

@@ -7,6 +7,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from .. import clock
 from ..calendar import BEIJING, TradingCalendar
 from ..exitcodes import Check
 from ..log import get_logger
@@ -38,7 +39,7 @@ def parse_at(text: str) -> _dt.datetime:
     """``now``, unix seconds, or ISO 8601 (``2026-11-24T21:30:00+08:00``; no offset = Beijing time)."""
     value = text.strip()
     if value.lower() == "now":
-        return _dt.datetime.now(_dt.timezone.utc)
+        return clock.now()
     if _UNIX.match(value):
         return _dt.datetime.fromtimestamp(float(value), _dt.timezone.utc)
     try:
@@ -130,7 +131,7 @@ def run(settings, options: Options) -> tuple[dict, Check]:
     started = time.perf_counter()
     run_unix = time.time()
     feed = settings.feed
-    at = options.at or _dt.datetime.now(_dt.timezone.utc)
+    at = options.at or clock.now()
     calendar = TradingCalendar.from_settings(feed)
     sources = collect(feed, options, at)
     for err in sources.errors:

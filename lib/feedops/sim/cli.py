@@ -170,10 +170,12 @@ async def serve(config: SimConfig, calendar: Any, control: tuple[str, int] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import clock
     from ..calendar import CalendarError, TradingCalendar
 
     try:
         args = build_parser().parse_args(argv)
+        clock.check()
         overrides = {k: v for k, v in (("FEEDOPS_LOG_LEVEL", args.log_level), ("FEEDOPS_LOG_FORMAT", args.log_format))
                      if v}
         settings = load_settings(args.env, overrides=overrides)
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             sys.stderr.write(f"ctp-sim: {problem}\n")
         return Sim.USAGE
-    except CalendarError as exc:
+    except (CalendarError, clock.ClockError) as exc:
         sys.stderr.write(f"ctp-sim: {exc}\n")
         return Sim.USAGE
     try:

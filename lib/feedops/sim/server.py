@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from .. import clock as clock_mod
 from .. import metric_names as M
 from ..calendar import BEIJING, TradingCalendar
 from ..log import get_logger
@@ -230,7 +231,7 @@ class SimServer:
     """The simulator front. Create, ``await start()``, ``await stop()``; all methods run on its event loop."""
 
     def __init__(self, config: SimConfig, calendar: TradingCalendar | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = clock_mod.time) -> None:
         config.validate()
         self.config = config
         self.calendar = calendar or TradingCalendar("always-open")
@@ -452,7 +453,7 @@ class SimServer:
             ok, error = False, P.ERR_AUTH_FAILED
         session.logged_in = ok
         self.metrics.logins.labels("ok" if ok else "failed").inc()
-        now = _dt.datetime.now(BEIJING)
+        now = _dt.datetime.fromtimestamp(self.clock(), BEIJING)
         trading_day = self._trading_day(now).strftime("%Y%m%d")
         stamp = now.strftime("%H:%M:%S")
         body = {"TradingDay": trading_day, "LoginTime": stamp, "BrokerID": data.get("BrokerID", ""),

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .. import paths
+from .. import clock, paths
 from ..devsecrets import DEV_SECRET_PREFIX
 from ..settings import (
     CTP_MAX_QUERIES_IN_FLIGHT,
@@ -60,6 +60,7 @@ class CheckResult:
     status: str  # one of STATUSES
     summary: str  # one line, no secret
     problems: list[Problem] = field(default_factory=list)
+    loud: bool = False  # a warning logged at ERROR level: wrong now, yet no reason to halt
 
 
 @dataclass
@@ -82,14 +83,18 @@ class CheckSpec:
     run: Callable[[Context], CheckResult]
     probe: bool = False  # only with --probe
     ctp_only: bool = False  # only when FEEDOPS_CHANNEL=ctp
+    #: runs from its own variables (``standalone_vars``, raw strings) when the configuration did not load
+    standalone: Callable[[Mapping[str, str]], CheckResult] | None = None
+    standalone_vars: tuple[str, ...] = ()
 
 
 CHECKS: list[CheckSpec] = []
 
 
-def check(check_id: str, title: str, *, probe: bool = False, ctp_only: bool = False):
+def check(check_id: str, title: str, *, probe: bool = False, ctp_only: bool = False,
+          standalone: Callable[[Mapping[str, str]], CheckResult] | None = None, standalone_vars: tuple[str, ...] = ()):
     def register(func: Callable[[Context], CheckResult]) -> Callable[[Context], CheckResult]:
-        CHECKS.append(CheckSpec(check_id, title, func, probe, ctp_only))
+        CHECKS.append(CheckSpec(check_id, title, func, probe, ctp_only, standalone, standalone_vars))
         return func
     return register
 
@@ -301,6 +306,40 @@ def check_flow_dir(ctx: Context) -> CheckResult:
                         ctx.settings.sources.get("FEEDOPS_FLOW_DIR"))] if reason else []
     state = "writable" if path.is_dir() else "will be created (parent writable)"
     return _verdict("flow_dir.writable", problems, True, f"{path} {state}")
+
+
+def calendar_horizon(mode: str, holidays_file: str | None, source: str | None) -> CheckResult:
+    """calendar.horizon from the two settings it needs (FEEDOPS_CALENDAR, FEEDOPS_HOLIDAYS_FILE)."""
+    from ..calendar import HOLIDAYS_FILE, CalendarError, TradingCalendar, load_holidays
+
+    if mode == "always-open":
+        return CheckResult("calendar.horizon", "skip", "not needed: FEEDOPS_CALENDAR=always-open")
+    path = paths.resolve(holidays_file) if holidays_file else HOLIDAYS_FILE
+    try:
+        calendar = TradingCalendar("exchange", load_holidays(path))
+    except CalendarError as exc:
+        reason, _, fix = str(exc).partition("; fix: ")
+        return _verdict("calendar.horizon", [Problem("FEEDOPS_HOLIDAYS_FILE", reason, fix or "fix the file", source)], True, "")
+    calendar.source = paths.shown(path)
+    horizon = calendar.horizon(clock.now())
+    if horizon.status == "ok":
+        return CheckResult("calendar.horizon", "pass", horizon.reason)
+    # a warning, never a failure: the calendar judges health, it does not decide what is subscribed
+    problem = Problem("FEEDOPS_HOLIDAYS_FILE", horizon.reason, horizon.fix, source)
+    return CheckResult("calendar.horizon", "warn", str(problem), [problem], loud=horizon.status == "missing")
+
+
+def _calendar_horizon_raw(values: Mapping[str, str]) -> CheckResult:
+    mode = (values.get("FEEDOPS_CALENDAR") or "exchange").strip()
+    return calendar_horizon(mode, (values.get("FEEDOPS_HOLIDAYS_FILE") or "").strip() or None, None)
+
+
+@check("calendar.horizon", "The holiday calendar covers this year and, from 1 December, next year "
+                           "(skipped on the always-open calendar; runs even when the configuration did not load)",
+       standalone=_calendar_horizon_raw, standalone_vars=("FEEDOPS_CALENDAR", "FEEDOPS_HOLIDAYS_FILE"))
+def check_calendar_horizon(ctx: Context) -> CheckResult:
+    feed = ctx.settings.feed
+    return calendar_horizon(feed.calendar, feed.holidays_file, ctx.settings.sources.get("FEEDOPS_HOLIDAYS_FILE"))
 
 
 def locale_available(name: str, environ: Mapping[str, str]) -> str | None:

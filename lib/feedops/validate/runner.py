@@ -114,7 +114,9 @@ def run_checklist(env: str | None = None, *, profile: str | None = None, probe: 
 
     results: list[CheckResult] = []
     for spec in CHECKS:
-        if settings is None:
+        if settings is None and spec.standalone is not None:  # needs only a few values of its own
+            results.append(spec.standalone(raw_values(spec.standalone_vars, env, environ, env_file)))
+        elif settings is None:
             results.append(_from_load_problems(spec.id, load_problems))
         elif spec.probe and not probe:
             results.append(CheckResult(spec.id, "skip", "not run: add --probe to test connectivity"))
@@ -166,6 +168,22 @@ def render_table(report: Report) -> str:
 
 
 # --------------------------------------------------------------------------- push
+def raw_values(names: tuple[str, ...], env: str | None, environ: Mapping[str, str],
+               env_file: Path | None = None) -> dict[str, str]:
+    """``names`` read on their own (environment over env file), for what must work even when the
+    configuration as a whole did not load."""
+    values: dict[str, str] = {}
+    env_name = env or environ.get("FEEDOPS_ENV") or "dev"
+    path = env_file or (env_file_for(env_name) if env_name in ENV_NAMES else None)
+    if path is not None and path.is_file():
+        try:
+            values.update({k: v for k, v in parse_env_file(path).items() if k in names})
+        except EnvFileError:
+            pass
+    values.update({k: v for k, v in environ.items() if k in names})
+    return values
+
+
 def pushgateway_target(settings: Settings | None, env: str | None, environ: Mapping[str, str],
                        env_file: Path | None = None) -> str | None:
     """Pushgateway URL when pushing is enabled, else None.
@@ -175,15 +193,7 @@ def pushgateway_target(settings: Settings | None, env: str | None, environ: Mapp
     """
     if settings is not None:
         return settings.feed.pushgateway_url if settings.feed.pushgateway_enabled else None
-    values: dict[str, str] = {}
-    env_name = env or environ.get("FEEDOPS_ENV") or "dev"
-    path = env_file or (env_file_for(env_name) if env_name in ENV_NAMES else None)
-    if path is not None and path.is_file():
-        try:
-            values.update(parse_env_file(path))
-        except EnvFileError:
-            pass
-    values.update({k: v for k, v in environ.items() if k.startswith("FEEDOPS_PUSHGATEWAY_")})
+    values = raw_values(("FEEDOPS_PUSHGATEWAY_ENABLED", "FEEDOPS_PUSHGATEWAY_URL"), env, environ, env_file)
     if values.get("FEEDOPS_PUSHGATEWAY_ENABLED", "").strip().lower() not in ("1", "true", "yes", "on"):
         return None
     return values.get("FEEDOPS_PUSHGATEWAY_URL") or FeedSettings.model_fields["pushgateway_url"].default

@@ -27,7 +27,6 @@ Order of work (see CTP_FACTS.md):
 from __future__ import annotations
 
 import collections
-import datetime as _dt
 import json
 import os
 import queue
@@ -36,6 +35,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import clock
 from ..ctpapi import CtpApi
 from ..exitcodes import Worker
 from ..log import get_logger
@@ -230,7 +230,7 @@ class Gateway:
         return Path(self.feed.path("cache_dir")) / f"instruments-{self.api.channel}-{self.profile_name}-{trading_day}.json"
 
     def expected_trading_day(self) -> str:
-        return self.calendar.trading_day(_dt.datetime.now(_dt.timezone.utc)).strftime("%Y%m%d")
+        return self.calendar.trading_day(clock.now()).strftime("%Y%m%d")
 
     def load_instruments(self, stop: Callable[[], bool] = lambda: False) -> list[Instrument]:
         """The shard's instruments: from today's cache, else the trader front (then cached)."""

@@ -7,10 +7,13 @@ worker uses. Labels are at most exchange, product_class, profile and reason.
 
 from __future__ import annotations
 
+import datetime as _dt
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 
 from .. import metric_names as mn
+from ..calendar import BEIJING
 
 #: Latency buckets, seconds: sub-ms up to the 2 s critical threshold and beyond, finer between 5 and
 #: 100 ms where the pipeline's p99 lives (50 ms is a bound, so "99 % within 50 ms" is read exactly).
@@ -120,6 +123,16 @@ class WorkerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def calendar_horizon(self, calendar) -> None:
+        """Export when the holiday calendar runs out (the end of its last complete year, Beijing
+        time; 0 when no year is complete). Not exported on the always-open calendar."""
+        if calendar.always_open:
+            return
+        known = calendar.known_until
+        until = 0.0 if known is None else \
+            _dt.datetime.combine(known + _dt.timedelta(days=1), _dt.time(), BEIJING).timestamp()
+        build(mn.CALENDAR_KNOWN_UNTIL, self.registry).set(until)
 
     # helpers used by the gateway and pipeline
     def flow_refusal(self, reason: str) -> None:

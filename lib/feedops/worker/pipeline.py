@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import clock
 from .. import coverage
 from ..log import get_logger
 from .metrics import WorkerMetrics
@@ -101,7 +102,7 @@ def _inline_offer() -> Any:
         "    if self.idle:\n"
         "        self.wakeup.set()\n"
     )
-    namespace: dict[str, Any] = {"_now": time.time}
+    namespace: dict[str, Any] = {"_now": clock.time}
     exec(source, namespace)  # noqa: S102 - generated from RAW_FIELDS
     offer = namespace["offer"]
     offer.__doc__ = "Copy the struct's fields into the queue (raw_tick's tuple), or count a drop copying nothing."

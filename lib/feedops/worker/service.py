@@ -12,13 +12,13 @@ stop the HTTP server.
 
 from __future__ import annotations
 
-import datetime as _dt
 import threading
 import time
 from typing import Any
 
 import numpy as np
 
+from .. import clock
 from .. import coverage as coverage_mod
 from ..calendar import CalendarError, TradingCalendar
 from ..ctpapi import CtpApi, CtpApiError, load_api
@@ -78,6 +78,7 @@ class FeedWorker:
                                 "shard": feed.shard, "api_version": self.api.version})
         self.started = time.time()
         self.metrics.start_time.set(self.started)
+        self.metrics.calendar_horizon(self.calendar)
         self.book = InstrumentBook()
         self.queue = TickQueue(feed.queue_max)
         self.normaliser = Normaliser(self.calendar, self.book.exchange_of)
@@ -182,11 +183,11 @@ class FeedWorker:
     # ------------------------------------------------------------------ coverage
     def _last_tick_age(self) -> float | None:
         last = self.pipeline.last_tick_unix
-        return None if last is None else max(0.0, time.time() - last)
+        return None if last is None else max(0.0, clock.time() - last)
 
     def _any_open(self) -> bool:
         cov = self._coverage
-        return bool(cov and cov.open) or (cov is None and self.calendar.any_open(_dt.datetime.now(_dt.timezone.utc)))
+        return bool(cov and cov.open) or (cov is None and self.calendar.any_open(clock.now()))
 
     def compute_coverage(self, max_age: float = 0.0) -> tuple[coverage_mod.Coverage, dict[str, list[str]], np.ndarray]:
         """Coverage, the instrument columns and their last tick times; one computed less than
@@ -196,7 +197,7 @@ class FeedWorker:
             return cached[1], cached[2], cached[3]
         instruments = self.book.instruments
         columns, coded, last = self.book.snapshot()
-        cov = coverage_mod.compute_coded(coded, last, calendar=self.calendar, at=_dt.datetime.now(_dt.timezone.utc),
+        cov = coverage_mod.compute_coded(coded, last, calendar=self.calendar, at=clock.now(),
                                          window_seconds=self.feed.staleness_window_seconds)
         self._computed = (time.monotonic(), cov, columns, last, instruments)
         return cov, columns, last
@@ -286,7 +287,7 @@ class FeedWorker:
             "service": "feedops-worker",
             "version": "0.1.0",
             "time": utc_timestamp(),
-            "now_unix": time.time(),
+            "now_unix": clock.time(),
             "started_unix": self.started,
             "profile": self.profile_name,
             "channel": self.api.channel,

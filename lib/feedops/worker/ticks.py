@@ -29,8 +29,10 @@ from __future__ import annotations
 import calendar as _calendar
 import datetime as _dt
 import sys
-import time
 from typing import Any
+
+from .. import clock
+
 
 #: Order of the fields in the raw tuple (after the receive time).
 RAW_FIELDS = (
@@ -61,7 +63,7 @@ BEIJING_OFFSET = 8 * 3600
 _HALF_DAY = 12 * 3600
 
 
-def raw_tick(f: Any, now: Any = time.time) -> tuple:
+def raw_tick(f: Any, now: Any = clock.time) -> tuple:
     """Copy a depth-market-data struct into a tuple (the only work done in the callback)."""
     return (now(), f.InstrumentID, f.ExchangeID, f.TradingDay, f.ActionDay, f.UpdateTime, f.UpdateMillisec,
             f.LastPrice, f.Volume, f.Turnover, f.OpenInterest,

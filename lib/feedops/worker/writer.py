@@ -49,6 +49,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .. import clock
 from .. import log as log_mod
 from ..log import get_logger
 from .sinks import SinkError, dump_batch, open_sink, rows_of_batch
@@ -59,6 +60,8 @@ SKEW_THRESHOLD_SECONDS = 1.0
 SKEW_WINDOW_SECONDS = 60
 LATENCY_SAMPLE = 20_000
 REPLY_TIMEOUT_SECONDS = 30.0
+#: After the pipe from the writer closed unexpectedly: how long to wait for its exit status.
+EXIT_STATUS_WAIT_SECONDS = 5.0
 _LIVE: "weakref.WeakSet[SinkWriter]" = weakref.WeakSet()
 
 
@@ -121,7 +124,7 @@ class Accountant:
         Bulk operations instead of a bisect per tick: latencies by list comprehension,
         then per exchange one sort and one bisect per bucket bound.
         """
-        now = time.time()
+        now = clock.time()
         skew = self.skew
         sink_latency = [max(0.0, now - row[5]) for row in delivered]  # (a wall-clock step back: not negative)
         exchange_latency = [max(0.0, now - row[4] - skew) for row in delivered]
@@ -339,7 +342,12 @@ class SinkWriter:
                 self._replies.put(("sink_error", message[1]))
                 break
         if not self._closing:
-            code = self._process.exitcode if self._process is not None else None
+            code = None
+            if self._process is not None:
+                # the pipe closes a moment before the child's exit status can be collected: wait for it
+                # (bounded) so the report names the real code, not None
+                self._process.join(EXIT_STATUS_WAIT_SECONDS)
+                code = self._process.exitcode
             self.error = f"the sink writer process exited unexpectedly (exit code {code})"
             self.up = False
             _log.critical("worker.sink.writer_died", self.error)

@@ -20,6 +20,12 @@ readonly FEEDOPS_PY
 if [[ -z "${LOCPATH:-}" && -f "${FEEDOPS_ROOT}/.venv/locale/zh_CN.GB18030/LC_CTYPE" ]]; then
   export LOCPATH="${FEEDOPS_ROOT}/.venv/locale"
 fi
+# Time is an input (docs/ops/time.md): a moved clock (FEEDOPS_CLOCK_AT) is anchored once here, so
+# that every step this run starts (validate, sim, worker, health check) reads the same clock.
+if [[ -n "${FEEDOPS_CLOCK_AT:-}" && "${FEEDOPS_CLOCK_AT}" != *@* ]]; then
+  FEEDOPS_CLOCK_AT="${FEEDOPS_CLOCK_AT}@$(date +%s.%N)"
+  export FEEDOPS_CLOCK_AT
+fi
 # the bash logger's component (a shell variable: the settings model does not know it)
 FEEDOPS_LOG_COMPONENT="${FEEDOPS_LOG_COMPONENT:-runbook}"
 
