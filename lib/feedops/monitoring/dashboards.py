@@ -54,6 +54,14 @@ def sel(spec: mn.MetricSpec | str, matchers: str, suffix: str = "") -> str:
     return f"{name}{suffix}{{{matchers}}}"
 
 
+def events(spec: mn.MetricSpec, by: str, fn: str = "increase") -> str:
+    """A worker counter's events per rate window (``fn="rate"``: per second) by ``by``, or one 0 labelled
+    ``none`` while a worker is scraped and nothing happened: a labelled counter has no series before its
+    first event, and "No data" would not tell "none" from "no worker"."""
+    zero = f'label_replace(0 * max({sel(mn.WORKER_UP, WORKER)}), "{by}", "none", "", "")'
+    return f"sum by ({by}) ({fn}({sel(spec, WORKER)}{RATE})) or on () {zero}"
+
+
 def quantile(q: float, spec: mn.MetricSpec, matchers: str, by: str = "") -> str:
     return f"histogram_quantile({q}, sum by ({by}le) (rate({sel(spec, matchers, '_bucket')}{RATE})))"
 
@@ -233,7 +241,7 @@ def feed_overview() -> dict:
             "All selected exchanges: callbacks received, ticks written, and ticks the pipeline dropped by reason.",
             [(f"sum(rate({sel(mn.TICKS_RECEIVED, EXCHANGE)}{RATE}))", "received"),
              (f"sum(rate({sel(mn.TICKS_PUBLISHED, EXCHANGE)}{RATE}))", "published"),
-             (f"sum by (reason) (rate({sel(mn.DUPLICATES_DROPPED, WORKER)}{RATE}))", "dropped: {{reason}}")],
+             (events(mn.DUPLICATES_DROPPED, "reason", "rate"), "dropped: {{reason}}")],
             w=8, axis_label="ticks/s"),
     ]
     latency = [
@@ -249,7 +257,6 @@ def feed_overview() -> dict:
             [(quantile(0.5, mn.PIPELINE_LATENCY, WORKER), "p50"), (quantile(0.99, mn.PIPELINE_LATENCY, WORKER), "p99")],
             unit="s"),
     ]
-    increase = "sum by ({by}) (increase({sel}{rate}))"
     connection = [
         state_timeline(
             "Front connected and logged in, per worker",
@@ -260,24 +267,24 @@ def feed_overview() -> dict:
         timeseries(
             "Reconnects and disconnect reasons",
             "Events per rate window: reconnects per profile, disconnects by CTP reason code, rejected logins.",
-            [(increase.format(by="profile", sel=sel(mn.RECONNECTS, WORKER), rate=RATE), "reconnects ({{profile}})"),
-             (increase.format(by="reason", sel=sel(mn.DISCONNECTS, WORKER), rate=RATE), "disconnect {{reason}}"),
-             (increase.format(by="reason", sel=sel(mn.LOGIN_FAILURES, WORKER), rate=RATE), "login failure {{reason}}")],
+            [(events(mn.RECONNECTS, "profile"), "reconnects ({{profile}})"),
+             (events(mn.DISCONNECTS, "reason"), "disconnect {{reason}}"),
+             (events(mn.LOGIN_FAILURES, "reason"), "login failure {{reason}}")],
             bars=True),
         timeseries(
             "Rate-limit incidents",
             "Requests refused by CTP flow control, by reason, per rate window.",
-            [(increase.format(by="reason", sel=sel(mn.FLOW_CONTROL_REFUSALS, WORKER), rate=RATE), "{{reason}}")],
+            [(events(mn.FLOW_CONTROL_REFUSALS, "reason"), "{{reason}}")],
             w=8, bars=True),
         timeseries(
             "Subscribe failures",
             "Instruments whose subscription was refused or not acknowledged, by reason, per rate window.",
-            [(increase.format(by="reason", sel=sel(mn.SUBSCRIBE_FAILURES, WORKER), rate=RATE), "{{reason}}")],
+            [(events(mn.SUBSCRIBE_FAILURES, "reason"), "{{reason}}")],
             w=8, bars=True),
         timeseries(
             "Watchdog alarms",
             "The worker's watchdog alarms by reason (no_connection, no_ticks, disconnect_storm), per rate window.",
-            [(increase.format(by="reason", sel=sel(mn.WATCHDOG_FIRED, WORKER), rate=RATE), "{{reason}}")],
+            [(events(mn.WATCHDOG_FIRED, "reason"), "{{reason}}")],
             w=8, bars=True),
     ]
     subscriptions = [
@@ -316,7 +323,7 @@ def feed_overview() -> dict:
             "Sink buffered ticks and errors",
             "Ticks held in memory while the sink is down, and sink errors by reason per rate window.",
             [(per_worker.format(sel(mn.SINK_BUFFERED, WORKER)), "{{instance}} buffered"),
-             (increase.format(by="reason", sel=sel(mn.SINK_ERRORS, WORKER), rate=RATE), "errors: {{reason}}")]),
+             (events(mn.SINK_ERRORS, "reason"), "errors: {{reason}}")]),
     ]
     consumer_checks = ENV + ',checker="check_feed_health",check=~"redis:consumer-.*"'
     lag_ms = (f"max by (stream, group) ({sel('redis_stream_last_generated_id', STREAM)}"
