@@ -208,3 +208,23 @@ def test_dashboard_provider_points_at_the_mounted_dashboards():
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./monitoring/grafana/dashboards:{path}:ro" in mounts
     assert "./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+
+
+# ---------------------------------------------------------------- docs/ops/monitoring-dashboard.md
+DOC = ROOT / "docs" / "ops" / "monitoring-dashboard.md"
+
+
+def test_doc_explains_every_panel():
+    text = DOC.read_text()
+    missing = [p["title"] for d in DASHBOARDS.values() for p in gen.iter_panels(d) if f"**{p['title']}**" not in text]
+    assert not missing, f"panels without a paragraph in {DOC.name}: {missing}"
+    for dashboard in DASHBOARDS.values():
+        assert f"`{dashboard['uid']}`" in text
+
+
+def test_doc_commands_exist():
+    targets = set(re.findall(r"^([a-z-]+):", (ROOT / "Makefile").read_text(), re.M))
+    used = set(re.findall(r"`make ([a-z-]+)", DOC.read_text()))
+    assert used and used <= targets, sorted(used - targets)
+    for script in re.findall(r"`([\w.]+\.py)", DOC.read_text()):
+        assert list(ROOT.glob(f"**/{script}")), script
