@@ -113,7 +113,8 @@ _TOOLTIP = {"mode": "multi", "sort": "desc"}
 
 def timeseries(title: str, description: str, queries: list[tuple[str, str]], *, bars: bool = False,
                axis_label: str = "", **kw) -> dict:
-    custom = {"drawStyle": "bars" if bars else "line", "lineInterpolation": "stepAfter", "fillOpacity": 60 if bars else 10,
+    custom = {"drawStyle": "bars" if bars else "line", "lineInterpolation": "stepAfter",
+              "fillOpacity": 60 if bars else 10,
               "showPoints": "never", "axisLabel": axis_label, "spanNulls": False}
     return panel("timeseries", title, description, queries, custom=custom,
                  options={"legend": _LEGEND, "tooltip": _TOOLTIP}, **kw)
@@ -209,7 +210,8 @@ def feed_overview() -> dict:
             "Coverage by exchange and product class",
             "Fresh over open instruments per exchange and product class, summed over the workers. "
             "Empty while a bucket has no open instrument (market closed).",
-            [(f"{by_class} ({sel(mn.INSTRUMENTS_FRESH, EXCHANGE)}) / ({by_class} ({sel(mn.INSTRUMENTS_OPEN, EXCHANGE)}) > 0)",
+            [(f"{by_class} ({sel(mn.INSTRUMENTS_FRESH, EXCHANGE)})"
+              f" / ({by_class} ({sel(mn.INSTRUMENTS_OPEN, EXCHANGE)}) > 0)",
               "{{exchange}} {{product_class}}")],
             w=24, h=9, unit="percentunit", min=0, max=1,
             thresholds=_thresholds(("red", None), ("orange", cov_crit), ("yellow", cov_warn), ("green", 1.0))),
@@ -337,7 +339,8 @@ def feed_overview() -> dict:
         timeseries(
             "Pending entries and stream length",
             "Delivered but unacknowledged entries per group, and entries kept per stream (trimmed to the maxlen).",
-            [(f"max by (stream, group) ({sel('redis_stream_group_messages_pending', STREAM)})", "{{stream}} {{group}} pending"),
+            [(f"max by (stream, group) ({sel('redis_stream_group_messages_pending', STREAM)})",
+              "{{stream}} {{group}} pending"),
              (f"max by (stream) ({sel('redis_stream_length', STREAM)})", "{{stream}} length")]),
         timeseries(
             "Consumer lag in entries (health check)",
@@ -369,6 +372,9 @@ def active_profile(matchers: str = ENV) -> str:
 
 def operations() -> dict:
     checker = ENV + ',checker="{}"'
+
+    def per_check(name: str) -> str:  # each check of a checker's last pushed run
+        return f"max by (check) ({sel(mn.CHECK_CHECK_STATUS, checker.format(name))})"
     since = "time() - max by ({by}) ({sel})"
     to_backup = active_profile(ENV + ',profile="backup"')
     failovers = {"name": "Failovers", "datasource": DATASOURCE, "enable": True, "hide": False, "iconColor": "orange",
@@ -389,7 +395,7 @@ def operations() -> dict:
         state_timeline(
             "Health checks by check",
             "Status of each check of check_feed_health's last run (component:measurement/component).",
-            [(f"max by (check) ({sel(mn.CHECK_CHECK_STATUS, checker.format('check_feed_health'))})", "{{check}}")],
+            [(per_check("check_feed_health"), "{{check}}")],
             w=24, h=10, mappings=CHECK_MAPPINGS),
         timeseries(
             "Since each checker's last run and last success",
@@ -438,7 +444,7 @@ def operations() -> dict:
         state_timeline(
             "validate_env checks",
             "Status of each check of the last validate_env run (skipped checks are not pushed).",
-            [(f"max by (check) ({sel(mn.CHECK_CHECK_STATUS, checker.format('validate_env'))})", "{{check}}")],
+            [(per_check("validate_env"), "{{check}}")],
             w=18, h=9, mappings=CHECK_MAPPINGS),
         stat(
             "validate_env verdict",
