@@ -140,8 +140,8 @@ def bar_gauge(title: str, description: str, queries: list[tuple[str, str]], **kw
 
 
 # ---------------------------------------------------------------- dashboard assembly
-def _variable(name: str, query: str, label: str) -> dict:
-    return {"name": name, "label": label, "type": "query", "datasource": DATASOURCE,
+def _variable(name: str, query: str) -> dict:
+    return {"name": name, "label": name, "type": "query", "datasource": DATASOURCE,
             "definition": query, "query": {"query": query, "refId": f"{name}-variable"},
             "refresh": 2, "sort": 1, "regex": "", "hide": 0, "options": [],
             "includeAll": True, "allValue": ".*", "multi": True,
@@ -149,11 +149,10 @@ def _variable(name: str, query: str, label: str) -> dict:
 
 
 def variables(*, baseline: bool = False) -> list[dict]:
-    worker_start = mn.WORKER_UP.name
     result = [
-        _variable("env", f"label_values({worker_start}, env)", "env"),
-        _variable("exchange", f"label_values({sel(mn.INSTRUMENTS_KNOWN, ENV)}, exchange)", "exchange"),
-        _variable("worker", f"label_values({sel(mn.WORKER_UP, ENV)}, instance)", "worker"),
+        _variable("env", f"label_values({mn.WORKER_UP.name}, env)"),
+        _variable("exchange", f"label_values({sel(mn.INSTRUMENTS_KNOWN, ENV)}, exchange)"),
+        _variable("worker", f"label_values({sel(mn.WORKER_UP, ENV)}, instance)"),
     ]
     if baseline:
         choices = ("1d", "3d", "7d")
@@ -165,7 +164,7 @@ def variables(*, baseline: bool = False) -> list[dict]:
 
 
 def dashboard(uid: str, title: str, description: str, rows: list[tuple[str, list[dict]]], *,
-              annotations: list[dict] = (), baseline: bool = False) -> dict:
+              annotations: tuple[dict, ...] = (), baseline: bool = False) -> dict:
     """Lay the rows out on Grafana's 24-column grid (panels left to right, wrapping) and number the panels."""
     panels: list[dict] = []
     y = 0
@@ -473,7 +472,7 @@ def operations() -> dict:
         "Panels are explained in docs/ops/monitoring-dashboard.md.",
         [("Targets", targets), ("Health checks", health), ("Pre-market and runbook", runbook),
          ("Profile and failover", profile), ("Configuration (validate_env)", validate), ("Drills", drills)],
-        annotations=[failovers])
+        annotations=(failovers,))
 
 
 DASHBOARDS = {"feed-overview.json": feed_overview, "operations.json": operations}
