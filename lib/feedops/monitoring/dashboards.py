@@ -213,7 +213,7 @@ def feed_overview() -> dict:
               f" / ({by_class} ({sel(mn.INSTRUMENTS_OPEN, EXCHANGE)}) > 0)",
               "{{exchange}} {{product_class}}")],
             w=24, h=9, unit="percentunit", min=0, max=1,
-            thresholds=_thresholds(("red", None), ("orange", cov_crit), ("yellow", cov_warn), ("green", 1.0))),
+            thresholds=_thresholds(("red", None), ("yellow", cov_crit), ("green", cov_warn))),
         timeseries(
             "Instruments open, fresh and never ticked",
             "Per exchange: open now, ticked within the staleness window, and subscribed but never ticked.",
