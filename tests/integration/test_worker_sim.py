@@ -16,11 +16,13 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
 
 from conftest import ROOT, Server, free_port, wait_for
+from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.exitcodes import Check, Worker
 from feedops.paths import SCHEMAS_DIR
 from clock_support import child_environ
@@ -374,3 +376,38 @@ def test_unreachable_redis_at_start_keeps_the_feed_running(sim, workers, tmp_pat
     assert w.proc.poll() is None  # still running
     assert w.stop() == int(Worker.OK)
     assert "Traceback" not in w.output()
+
+
+@pytest.mark.dates
+def test_sim_worker_and_health_agree_on_the_exchange_calendar_at_the_date(workers, tmp_path, clock_at):
+    """The exchange calendar end to end at the run's date (make test-dates moves it): the sim ticks only
+    the products in session, the worker files them under the trading day of that date, and the health
+    check judges coverage when a session is open and says the market is closed otherwise."""
+    calendar = TradingCalendar("exchange", load_holidays(HOLIDAYS_FILE))
+    trading_day = calendar.trading_day(clock_at).strftime("%Y%m%d")
+    is_open = calendar.any_open(clock_at)
+    env = {**base_env(), "FEEDOPS_CALENDAR": "exchange"}
+    port, control = free_port(), free_port()
+    sim = Server("ctp-sim", [sys.executable, str(SIM), "--listen", f"127.0.0.1:{port}", "--control", f"127.0.0.1:{control}",
+                             "--instruments", "600", "--log-format", "json", "--log-level", "warning"],
+                 port, tmp_path / "sim-exchange.log", env=env)
+    try:
+        wait_for(lambda: http_json(f"http://127.0.0.1:{control}/healthz")[0] == 200, timeout=30, what="ctp-sim")
+        w = start(workers, SimpleNamespace(port=port), tmp_path, FEEDOPS_CALENDAR="exchange")  # WorkerProc needs the port
+        status = w.wait_status(lambda s: s["instruments"]["acknowledged"] == 600, "subscribed")
+        assert status["trading_day"] == trading_day
+        if is_open:
+            status = w.wait_status(lambda s: s["coverage"]["ratio"] == 1.0, "full coverage of what is open")
+        in_session = sum(b["open"] for b in status["coverage"]["by_exchange"].values())
+        assert (in_session > 0) is is_open, status["coverage"]
+        health = subprocess.run([sys.executable, str(ROOT / "scripts" / "operations" / "check_feed_health.py"),
+                                 "--worker", w.url, "--no-premarket", "--no-redis", "--format", "json", "--no-push"],
+                                env={**env, "FEEDOPS_WORKER_URLS": w.url}, capture_output=True, text=True, timeout=60)
+        report = json.loads(health.stdout)
+        assert report["market"]["open"] is is_open and report["market"]["tradingDay"].replace("-", "") == trading_day
+        assert health.returncode in (Check.OK, Check.WARNING), health.stdout  # a warning: December's calendar horizon
+        assert w.stop() == int(Worker.OK)
+        days = sorted(p.name for p in (tmp_path / "feed").iterdir()) if (tmp_path / "feed").exists() else []
+        assert days == ([trading_day] if is_open else []), days
+    finally:
+        sim.stop()
