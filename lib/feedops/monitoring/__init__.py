@@ -1,0 +1,11 @@
+"""Monitoring as code: alert and recording rules, their runbook pages, and the
+Alertmanager configuration, each generated from one source in this package.
+
+* :mod:`.config`: thresholds, job selectors and the session windows (one block);
+* :mod:`.model`: what an alert is (rules, annotations, runbook page);
+* :mod:`.alerts_feed`, :mod:`.alerts_ops`: the alerts;
+* :mod:`.rules`: recording rules, rendering of ``monitoring/prometheus/rules/`` and
+  ``docs/ops/alerts/`` (``python -m feedops.monitoring.rules``);
+* :mod:`.alertmanager`: ``monitoring/alertmanager/alertmanager.yml`` from the environment
+  (``python -m feedops.monitoring.alertmanager render``).
+"""
