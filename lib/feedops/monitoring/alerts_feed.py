@@ -272,8 +272,7 @@ ALERTS = (
         "FeedWatchdogFired", "feed",
         (Rule("warning", "sum by (env, job, instance, reason) (increase(feedops_watchdog_fired_total[10m])) > 0", "1m"),),
         "Watchdog of {{ $labels.instance }} fired ({{ $labels.reason }})",
-        "The watchdog of " + WORKER + " fired {{ $value | printf \"%.0f\" }} times (reason {{ $labels.reason }}) "
-        "in the last 10 minutes.",
+        "Watchdog alarms of " + WORKER + " in the last 10 minutes: {{ $value | printf \"%.0f\" }} (reason {{ $labels.reason }}).",
         "make failover ARGS='--to backup'",
         Page("The worker's watchdog saw no connection, no ticks while a session is open, or a disconnect storm.",
              "The worker stops itself on no_connection and disconnect_storm; the feed is down until restarted.",

@@ -197,8 +197,7 @@ META = (
         "Watchdog", "meta",
         (Rule("none", "vector(1)", ""),),
         "Alerting pipeline heartbeat",
-        "Always firing: proves Prometheus evaluates rules and Alertmanager delivers to the heartbeat receiver "
-        "(env {{ with $labels.env }}{{ . }}{{ else }}{{ $externalLabels.env }}{{ end }}).",
+        "Always firing: proves Prometheus evaluates rules and Alertmanager delivers to the heartbeat receiver.",
         CHECK_AM,
         Page("A dead man's switch: this alert always fires. Its absence at the heartbeat receiver is the alarm.",
              "None while it fires. When the heartbeat stops, no alert of this environment reaches anyone.",
