@@ -1,0 +1,200 @@
+"""Alertmanager's configuration, rendered from the settings (Alertmanager does not expand
+environment variables).
+
+    python -m feedops.monitoring.alertmanager render --out FILE [--env ENV]
+    python -m feedops.monitoring.alertmanager check [--env ENV]
+
+``render`` writes FILE and ``feedops.tmpl`` (the notification templates) next to it;
+``check`` renders into a temporary directory, runs ``amtool check-config`` and prints
+which integrations each receiver has. Neither prints a URL or a secret.
+
+Receivers: ``ops-channel`` gets every alert: the webhook (FEEDOPS_ALERTMANAGER_WEBHOOK_URL,
+a local one by default), plus Slack, WeCom and e-mail where configured. ``heartbeat`` gets
+only the Watchdog. Slack's URL and the SMTP password stay in files Alertmanager reads
+itself (``api_url_file``, ``auth_password_file``); Alertmanager 0.25 has no file field for
+the webhook URL or the WeCom secret, so those are written into the rendered file, which
+is created readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..settings import ConfigError, FeedSettings, load_settings
+
+TEMPLATE = Path(__file__).with_name("feedops.tmpl")
+TEMPLATE_NAME = "feedops.tmpl"
+#: Alerts whose absence of the worker makes them meaningless (the worker's own tick alerts).
+WORKER_SYMPTOMS = ("FeedCoverageLow", "FeedStale", "FeedThroughputLow", "FeedInstrumentsNeverTicked")
+WORKER_GONE = ("FeedWorkerDown", "FeedNotLoggedIn")
+TITLE = '{{ template "feedops.title" . }}'
+TEXT = '{{ template "feedops.text" . }}'
+
+
+class RenderError(ValueError):
+    """A receiver is configured incompletely; the message names the variables."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    config: str
+    template: str
+    integrations: dict[str, list[str]]  # receiver -> integration kinds (for people: no URLs)
+
+
+def _receivers(feed: FeedSettings) -> tuple[list[dict], dict[str, list[str]]]:
+    ops: dict = {"name": "ops-channel"}
+    kinds: list[str] = []
+    if feed.alertmanager_webhook_url:
+        ops["webhook_configs"] = [{"url": feed.alertmanager_webhook_url, "send_resolved": True}]
+        kinds.append("webhook")
+    if feed.alertmanager_slack_api_url_file:
+        ops["slack_configs"] = [{"api_url_file": feed.alertmanager_slack_api_url_file, "channel": feed.alertmanager_slack_channel,
+                                 "send_resolved": True, "title": TITLE, "text": TEXT}]
+        kinds.append("slack")
+    wecom = {"FEEDOPS_ALERTMANAGER_WECOM_CORP_ID": feed.alertmanager_wecom_corp_id,
+             "FEEDOPS_ALERTMANAGER_WECOM_AGENT_ID": feed.alertmanager_wecom_agent_id,
+             "FEEDOPS_ALERTMANAGER_WECOM_TO_PARTY": feed.alertmanager_wecom_to_party,
+             "FEEDOPS_ALERTMANAGER_WECOM_API_SECRET": feed.alertmanager_wecom_api_secret}
+    if any(wecom.values()):
+        missing = [name for name, value in wecom.items() if not value]
+        if missing:
+            raise RenderError(f"WeCom receiver incomplete: set {', '.join(missing)}")
+        ops["wechat_configs"] = [{"corp_id": feed.alertmanager_wecom_corp_id, "agent_id": feed.alertmanager_wecom_agent_id,
+                                  "to_party": feed.alertmanager_wecom_to_party,
+                                  "api_secret": feed.alertmanager_wecom_api_secret.get_secret_value(),  # type: ignore[union-attr]
+                                  "send_resolved": True, "message": TEXT}]
+        kinds.append("wechat")
+    if feed.alertmanager_email_to:
+        email: dict = {"to": feed.alertmanager_email_to, "from": feed.alertmanager_email_from,
+                       "smarthost": feed.alertmanager_email_smarthost, "send_resolved": True,
+                       "headers": {"Subject": TITLE}, "text": TEXT}
+        if feed.alertmanager_email_auth_username:
+            if not feed.alertmanager_email_auth_password_file:
+                raise RenderError("e-mail receiver incomplete: set FEEDOPS_ALERTMANAGER_EMAIL_AUTH_PASSWORD_FILE "
+                                  "(FEEDOPS_ALERTMANAGER_EMAIL_AUTH_USERNAME is set)")
+            email["auth_username"] = feed.alertmanager_email_auth_username
+            email["auth_password_file"] = feed.alertmanager_email_auth_password_file
+        ops["email_configs"] = [email]
+        kinds.append("email")
+    if not kinds:
+        raise RenderError("no ops receiver configured: set FEEDOPS_ALERTMANAGER_WEBHOOK_URL (or Slack, WeCom, e-mail)")
+    if not feed.alertmanager_heartbeat_url:
+        raise RenderError("no heartbeat receiver: set FEEDOPS_ALERTMANAGER_HEARTBEAT_URL")
+    heartbeat = {"name": "heartbeat", "webhook_configs": [{"url": feed.alertmanager_heartbeat_url, "send_resolved": False}]}
+    return [ops, heartbeat], {"ops-channel": kinds, "heartbeat": ["webhook"]}
+
+
+def config_dict(feed: FeedSettings, template_path: str = TEMPLATE_NAME) -> tuple[dict, dict[str, list[str]]]:
+    receivers, kinds = _receivers(feed)
+    config = {
+        "route": {
+            "receiver": "ops-channel",
+            "group_by": ["alertname", "env", "exchange"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
+            "routes": [
+                # the dead man's switch: its arrival every minute is the heartbeat
+                {"matchers": ['alertname="Watchdog"'], "receiver": "heartbeat",
+                 "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"},
+                {"matchers": ['severity="critical"'], "receiver": "ops-channel", "repeat_interval": "1h"},
+            ],
+        },
+        "inhibit_rules": [
+            {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
+             "equal": ["alertname", "env", "exchange"]},
+            # a worker that is down or logged out explains its own coverage, staleness and throughput
+            {"source_matchers": [f'alertname=~"{"|".join(WORKER_GONE)}"'],
+             "target_matchers": [f'alertname=~"{"|".join(WORKER_SYMPTOMS)}"'],
+             "equal": ["env", "job", "instance"]},
+        ],
+        "receivers": receivers,
+        "templates": [template_path],
+    }
+    return config, kinds
+
+
+HEADER = ("# Generated by `python -m feedops.monitoring.alertmanager render` from the settings\n"
+          "# (lib/feedops/monitoring/alertmanager.py); do not edit. This copy: the defaults.\n")
+
+
+def render(feed: FeedSettings) -> Rendered:
+    config, kinds = config_dict(feed)
+    text = HEADER + yaml.safe_dump(config, sort_keys=False, width=200)
+    template = TEMPLATE.read_text().replace("@RUNBOOK_BASE@", feed.runbook_base_url)
+    return Rendered(text, template, kinds)
+
+
+def write(rendered: Rendered, out: Path) -> None:
+    """Write the configuration (owner-only: it may hold the webhook URL or WeCom secret) and
+    the template next to it, each atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, text, mode in ((out, rendered.config, 0o600), (out.parent / TEMPLATE_NAME, rendered.template, 0o644)):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def amtool_check(config: Path) -> subprocess.CompletedProcess:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        raise FileNotFoundError("amtool not installed (apt-get install prometheus-alertmanager)")
+    return subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True)
+
+
+def _summary(rendered: Rendered) -> str:
+    return "; ".join(f"{name}: {', '.join(kinds)}" for name, kinds in rendered.integrations.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m feedops.monitoring.alertmanager",
+                                     description="Render Alertmanager's configuration from the feedops settings.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    render_cmd = sub.add_parser("render", help="write the configuration and its template")
+    render_cmd.add_argument("--out", type=Path, required=True, help="configuration file to write (feedops.tmpl goes next to it)")
+    check_cmd = sub.add_parser("check", help="render into a temporary directory and run amtool check-config")
+    for cmd in (render_cmd, check_cmd):
+        cmd.add_argument("--env", choices=("dev", "staging", "prod"), help="environment (default FEEDOPS_ENV, else dev)")
+    args = parser.parse_args(argv)
+    try:
+        rendered = render(load_settings(args.env).feed)
+    except (ConfigError, RenderError) as exc:
+        sys.stderr.write(f"alertmanager: {exc}\n")
+        return 2
+    if args.command == "render":
+        write(rendered, args.out)
+        sys.stdout.write(f"wrote {args.out} and {args.out.parent / TEMPLATE_NAME} ({_summary(rendered)})\n")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "alertmanager.yml"
+        write(rendered, path)
+        try:
+            result = amtool_check(path)
+        except FileNotFoundError as exc:
+            sys.stderr.write(f"alertmanager: {exc}\n")
+            return 3
+    ok = result.returncode == 0
+    sys.stdout.write(f"{'ok' if ok else 'INVALID'}: receivers {_summary(rendered)}\n")
+    if not ok:  # amtool names the field at fault; it does not print secret values
+        sys.stdout.write(result.stdout.replace(tmp, "<rendered>") + result.stderr.replace(tmp, "<rendered>"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
