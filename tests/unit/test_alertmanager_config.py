@@ -73,10 +73,10 @@ def routes(config: Path, *labels: str) -> str:
     return result.stdout.strip()
 
 
-def test_committed_default_is_the_rendering_of_the_defaults(tmp_path):
-    rendered = am.render(feed_settings(tmp_path))
+def test_committed_default_is_the_rendering_of_the_defaults():
+    rendered = am.render(am.default_settings())
     assert COMMITTED.read_text() == rendered.config, \
-        "regenerate: .venv/bin/python -m feedops.monitoring.alertmanager render --out monitoring/alertmanager/alertmanager.yml --env dev"
+        "regenerate: .venv/bin/python -m feedops.monitoring.alertmanager render --out monitoring/alertmanager/alertmanager.yml --defaults"
     assert (COMMITTED.parent / am.TEMPLATE_NAME).read_text() == rendered.template
 
 
@@ -184,3 +184,32 @@ def test_critical_repeats_hourly_and_watchdog_every_minute():
     by_receiver = {tuple(r["matchers"]): r for r in config["route"]["routes"]}
     assert by_receiver[('severity="critical"',)]["repeat_interval"] == "1h"
     assert by_receiver[('alertname="Watchdog"',)]["repeat_interval"] == "1m"
+
+
+# ---------------------------------------------------------------- exchange holidays mute the session-clock alerts
+def _muted(intervals: list[dict], day: str) -> list[dict]:
+    year, month, dom = day.split("-")
+    return [i["times"] for i in intervals
+            if i["years"] == [year] and i["months"] == [str(int(month))] and i["days_of_month"] == [str(int(dom))]]
+
+
+def test_holidays_and_nights_before_them_are_muted():
+    config = yaml.safe_load(COMMITTED.read_text())
+    (closed,) = config["time_intervals"]
+    intervals = closed["time_intervals"]
+    # 2026-10-01 (Thursday, National Day): the whole UTC date = Beijing 08:00 to 08:00 next day
+    assert _muted(intervals, "2026-10-01") == [[{"start_time": "00:00", "end_time": "24:00"}]]
+    # 2026-09-30 (Wednesday, last trading day before it): no night session, UTC 12:00-24:00
+    assert _muted(intervals, "2026-09-30") == [[{"start_time": "12:00", "end_time": "24:00"}]]
+    # ordinary trading days and weekends are not listed
+    assert _muted(intervals, "2026-09-29") == [] and _muted(intervals, "2026-10-08") == []
+    assert _muted(intervals, "2026-10-03") == []  # Saturday: outside the session windows anyway
+    session = next(r for r in config["route"]["routes"] if "mute_time_intervals" in r)
+    assert session["matchers"] == ['alertname=~"FeedWorkerDown|FeedWorkerAbsent|PremarketNotDone"']
+    assert session["mute_time_intervals"] == [closed["name"]]
+
+
+def test_always_open_calendar_mutes_nothing(tmp_path):
+    config = yaml.safe_load(am.render(feed_settings(tmp_path, FEEDOPS_CALENDAR="always-open")).config)
+    assert "time_intervals" not in config
+    assert all("mute_time_intervals" not in r for r in config["route"]["routes"])

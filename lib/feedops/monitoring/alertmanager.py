@@ -1,8 +1,8 @@
 """Alertmanager's configuration, rendered from the settings (Alertmanager does not expand
 environment variables).
 
-    python -m feedops.monitoring.alertmanager render --out FILE [--env ENV]
-    python -m feedops.monitoring.alertmanager check [--env ENV]
+    python -m feedops.monitoring.alertmanager render --out FILE [--env ENV | --defaults]
+    python -m feedops.monitoring.alertmanager check [--env ENV | --defaults]
 
 ``render`` writes FILE and ``feedops.tmpl`` (the notification templates) next to it;
 ``check`` renders into a temporary directory, runs ``amtool check-config`` and prints
@@ -10,7 +10,9 @@ which integrations each receiver has. Neither prints a URL or a secret.
 
 Receivers: ``ops-channel`` gets every alert: the webhook (FEEDOPS_ALERTMANAGER_WEBHOOK_URL,
 a local one by default), plus Slack, WeCom and e-mail where configured. ``heartbeat`` gets
-only the Watchdog. Slack's URL and the SMTP password stay in files Alertmanager reads
+only the Watchdog. FeedWorkerDown, FeedWorkerAbsent and PremarketNotDone (judged on the
+wall-clock session window) are muted while the exchange calendar is closed (holidays, and
+the night before one). Slack's URL and the SMTP password stay in files Alertmanager reads
 itself (``api_url_file``, ``auth_password_file``); Alertmanager 0.25 has no file field for
 the webhook URL or the WeCom secret, so those are written into the rendered file, which
 is created readable by its owner only.
@@ -19,6 +21,7 @@ is created readable by its owner only.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import os
 import shutil
 import subprocess
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from ..calendar import CalendarError, TradingCalendar
 from ..settings import ConfigError, FeedSettings, load_settings
 
 TEMPLATE = Path(__file__).with_name("feedops.tmpl")
@@ -36,6 +40,10 @@ TEMPLATE_NAME = "feedops.tmpl"
 #: Alerts whose absence of the worker makes them meaningless (the worker's own tick alerts).
 WORKER_SYMPTOMS = ("FeedCoverageLow", "FeedStale", "FeedThroughputLow", "FeedInstrumentsNeverTicked")
 WORKER_GONE = ("FeedWorkerDown", "FeedNotLoggedIn")
+#: Alerts judged on the wall-clock session window (feedops:session_window_open), which
+#: knows weekdays but not exchange holidays: muted while the exchange calendar is closed.
+SESSION_CLOCK_ALERTS = ("FeedWorkerDown", "FeedWorkerAbsent", "PremarketNotDone")
+EXCHANGE_CLOSED = "exchange-closed"
 TITLE = '{{ template "feedops.title" . }}'
 TEXT = '{{ template "feedops.text" . }}'
 
@@ -94,8 +102,41 @@ def _receivers(feed: FeedSettings) -> tuple[list[dict], dict[str, list[str]]]:
     return [ops, heartbeat], {"ops-channel": kinds, "heartbeat": ["webhook"]}
 
 
+def closed_intervals(calendar: TradingCalendar) -> list[dict]:
+    """Alertmanager time intervals (UTC) covering the session windows the exchange calendar
+    closes, for the years of its holiday list: a weekday holiday mutes its UTC date
+    (Beijing 08:00 to 08:00 the next day: the day window and that night); a trading day
+    without a night session (the last one before a holiday) mutes its UTC 12:00-24:00
+    (Beijing 20:00 to 08:00). Empty for the always-open calendar or no holiday list."""
+    if calendar.always_open or not calendar.holidays:
+        return []
+    day = _dt.date(min(calendar.holidays).year, 1, 1)
+    end = _dt.date(max(calendar.holidays).year, 12, 31)
+    out = []
+    while day <= end:
+        if day.weekday() < 5:
+            times = None
+            if not calendar.is_trading_day(day):
+                times = {"start_time": "00:00", "end_time": "24:00"}
+            elif not calendar.has_night_session(day):
+                times = {"start_time": "12:00", "end_time": "24:00"}
+            if times:
+                out.append({"times": [times], "days_of_month": [str(day.day)], "months": [str(day.month)],
+                            "years": [str(day.year)]})
+        day += _dt.timedelta(days=1)
+    return out
+
+
 def config_dict(feed: FeedSettings, template_path: str = TEMPLATE_NAME) -> tuple[dict, dict[str, list[str]]]:
     receivers, kinds = _receivers(feed)
+    try:
+        closed = closed_intervals(TradingCalendar.from_settings(feed))
+    except CalendarError as exc:
+        raise RenderError(str(exc)) from exc
+    session_route = {"matchers": [f'alertname=~"{"|".join(SESSION_CLOCK_ALERTS)}"'], "receiver": "ops-channel",
+                     "repeat_interval": "1h"}
+    if closed:
+        session_route["mute_time_intervals"] = [EXCHANGE_CLOSED]
     config = {
         "route": {
             "receiver": "ops-channel",
@@ -107,6 +148,8 @@ def config_dict(feed: FeedSettings, template_path: str = TEMPLATE_NAME) -> tuple
                 # the dead man's switch: its arrival every minute is the heartbeat
                 {"matchers": ['alertname="Watchdog"'], "receiver": "heartbeat",
                  "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"},
+                # the session-clock alerts (all critical), muted on exchange holidays
+                session_route,
                 {"matchers": ['severity="critical"'], "receiver": "ops-channel", "repeat_interval": "1h"},
             ],
         },
@@ -121,11 +164,18 @@ def config_dict(feed: FeedSettings, template_path: str = TEMPLATE_NAME) -> tuple
         "receivers": receivers,
         "templates": [template_path],
     }
+    if closed:
+        config["time_intervals"] = [{"name": EXCHANGE_CLOSED, "time_intervals": closed}]
     return config, kinds
 
 
 HEADER = ("# Generated by `python -m feedops.monitoring.alertmanager render` from the settings\n"
           "# (lib/feedops/monitoring/alertmanager.py); do not edit. This copy: the defaults.\n")
+
+
+def default_settings() -> FeedSettings:
+    """The settings model's defaults (the committed monitoring/alertmanager/alertmanager.yml)."""
+    return FeedSettings()
 
 
 def render(feed: FeedSettings) -> Rendered:
@@ -171,9 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     check_cmd = sub.add_parser("check", help="render into a temporary directory and run amtool check-config")
     for cmd in (render_cmd, check_cmd):
         cmd.add_argument("--env", choices=("dev", "staging", "prod"), help="environment (default FEEDOPS_ENV, else dev)")
+        cmd.add_argument("--defaults", action="store_true",
+                         help="the settings model's defaults only (no env file, no environment): the committed copy")
     args = parser.parse_args(argv)
     try:
-        rendered = render(load_settings(args.env).feed)
+        rendered = render(default_settings() if args.defaults else load_settings(args.env).feed)
     except (ConfigError, RenderError) as exc:
         sys.stderr.write(f"alertmanager: {exc}\n")
         return 2

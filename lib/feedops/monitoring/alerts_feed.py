@@ -39,7 +39,8 @@ ALERTS = (
         "(up = {{ $value }}); its shard of instruments is not recorded.",
         "make restart",
         Page("The worker's /metrics endpoint does not answer while a session is scheduled (weekdays 08:50-15:15 "
-             "and 20:50-02:30 Beijing) and the last runbook action was not a shutdown.",
+             "and 20:50-02:30 Beijing) and the last runbook action was not a shutdown. Alertmanager mutes it while "
+             "the exchange calendar is closed (holidays, and the night before one).",
              "No ticks from this worker's shard reach the sink: consumers see a gap for every instrument of the shard.",
              (STATUS, WORKER_LOG, HEALTH),
              ("make restart                                  # restart the worker(s) on the same profile and verify",
@@ -52,7 +53,8 @@ ALERTS = (
         f'Prometheus has no target of job {WORKER_JOB} (absent = {{{{ $value }}}}) for 5 minutes inside the Beijing '
         "session window: the scrape configuration lost the worker(s).",
         "make premarket",
-        Page(f"Prometheus has no scrape target in job `{WORKER_JOB}` at all, so FeedWorkerDown cannot fire.",
+        Page(f"Prometheus has no scrape target in job `{WORKER_JOB}` at all, so FeedWorkerDown cannot fire. "
+             "Judged on the same session window as FeedWorkerDown, and muted on exchange holidays likewise.",
              "Nothing about the feed is watched: every feed alert is blind until the target is back.",
              ("make status", "curl -s http://127.0.0.1:9090/api/v1/targets | python3 -m json.tool | grep -n scrapePool"),
              ("make premarket                                # renders the monitoring configuration and starts the stack",),

@@ -108,7 +108,9 @@ OPERATIONS = (
         "make premarket",
         Page("Inside a session window (weekdays 08:50-15:15, 20:50-02:30 Beijing) no pre-market run succeeded in the "
              "hour before the window opened. Judged from the runbook's pushed "
-             "feedops_runbook_last_success_timestamp_seconds{mode=\"premarket\"} and the wall clock.",
+             "feedops_runbook_last_success_timestamp_seconds{mode=\"premarket\"} and the wall clock; Alertmanager "
+             "mutes it while the exchange calendar is closed (holidays, and the night before one). A pre-market "
+             "that never succeeded at all (no series) does not raise it: FeedWorkerDown does.",
              "The feed may run on yesterday's configuration and instrument list, or not at all.",
              (STATUS, "make validate"),
              ("make premarket",),
