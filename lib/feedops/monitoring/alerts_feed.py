@@ -8,7 +8,7 @@ silent when the market is closed.
 from __future__ import annotations
 
 from .config import THRESHOLDS as T, WORKER_JOB
-from .model import Alert, Page, Rule
+from .model import Alert, Page, Rule, warn_crit
 
 OPEN = "instance:feedops_instruments_open:sum"
 OPEN_X = "instance_exchange:feedops_instruments_open:sum"
@@ -27,6 +27,10 @@ ESCALATE_FEED = ("If the mitigation does not clear the alert within 10 minutes d
 
 def _pct(ratio: float) -> str:
     return f"{ratio * 100:g}%"
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:g}s"
 
 
 ALERTS = (
@@ -89,10 +93,8 @@ ALERTS = (
              ESCALATE_FEED + " Persistent storms on both profiles go to the broker's network team.")),
     Alert(
         "FeedCoverageLow", "feed",
-        (Rule("warning", f'feedops_coverage_ratio{{exchange!="all"}} < {T["coverage_warn_ratio"]}{WHILE_OPEN_X}', "5m",
-              _pct(T["coverage_warn_ratio"])),
-         Rule("critical", f'feedops_coverage_ratio{{exchange!="all"}} < {T["coverage_crit_ratio"]}{WHILE_OPEN_X}', "5m",
-              _pct(T["coverage_crit_ratio"]))),
+        warn_crit(f'feedops_coverage_ratio{{exchange!="all"}} < @T@{WHILE_OPEN_X}',
+                  T["coverage_warn_ratio"], T["coverage_crit_ratio"], "5m", _pct),
         "{{ $labels.exchange }} coverage on {{ $labels.instance }} is below {threshold}",
         "Only {{ $value | humanizePercentage }} of the open {{ $labels.exchange }} instruments on " + WORKER +
         " ticked within the staleness window (threshold {threshold}) for 5 minutes.",
@@ -106,10 +108,8 @@ ALERTS = (
              ESCALATE_FEED)),
     Alert(
         "FeedStale", "feed",
-        (Rule("warning", f"instance:feedops_last_tick_age_seconds > {T['staleness_warn_seconds']:g}{WHILE_OPEN}", "1m",
-              f"{T['staleness_warn_seconds']:g}s"),
-         Rule("critical", f"instance:feedops_last_tick_age_seconds > {T['staleness_crit_seconds']:g}{WHILE_OPEN}", "1m",
-              f"{T['staleness_crit_seconds']:g}s")),
+        warn_crit(f"instance:feedops_last_tick_age_seconds > @T@{WHILE_OPEN}",
+                  T["staleness_warn_seconds"], T["staleness_crit_seconds"], "1m", _secs),
         "Feed on {{ $labels.instance }} is stale (no tick for over {threshold})",
         "The newest tick on " + WORKER + " is {{ $value | humanizeDuration }} old (limit {threshold}) "
         "while instruments are in session.",
@@ -185,10 +185,8 @@ ALERTS = (
              ESCALATE_FEED)),
     Alert(
         "FeedTickLatencyHigh", "feed",
-        (Rule("warning", f"instance_exchange:feedops_tick_latency_seconds:p99 > {T['latency_p99_warn_seconds']:g}"
-                         f"{WHILE_OPEN_X}", "10m", f"{T['latency_p99_warn_seconds']:g}s"),
-         Rule("critical", f"instance_exchange:feedops_tick_latency_seconds:p99 > {T['latency_p99_crit_seconds']:g}"
-                          f"{WHILE_OPEN_X}", "10m", f"{T['latency_p99_crit_seconds']:g}s")),
+        warn_crit(f"instance_exchange:feedops_tick_latency_seconds:p99 > @T@{WHILE_OPEN_X}",
+                  T["latency_p99_warn_seconds"], T["latency_p99_crit_seconds"], "10m", _secs),
         "{{ $labels.exchange }} tick latency p99 on {{ $labels.instance }} is above {threshold}",
         "The p99 exchange-to-publish latency of {{ $labels.exchange }} on " + WORKER +
         " is {{ $value | humanizeDuration }} (limit {threshold}) over 5 minutes.",

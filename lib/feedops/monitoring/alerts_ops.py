@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .. import metric_names as mn
 from .config import PREMARKET_LEAD_SECONDS, PUSHGATEWAY_JOB, THRESHOLDS as T
-from .model import Alert, Page, Rule
+from .model import Alert, Page, Rule, warn_crit
 
 GROUP = "group {{ $labels.group }} on stream {{ $labels.stream }} (env {{ $labels.env }})"
 EXCHANGE = '"exchange", "$1", "stream", ".*:([^:]+)"'
@@ -23,10 +23,8 @@ CHECK_AM = ".venv/bin/python -m feedops.monitoring.alertmanager check"
 DOWNSTREAM = (
     Alert(
         "RedisConsumerLagHigh", "downstream",
-        (Rule("warning", f"feedops:redis_stream_group_lag_seconds > {T['consumer_lag_warn_seconds']}", "5m",
-              f"{T['consumer_lag_warn_seconds']}s"),
-         Rule("critical", f"feedops:redis_stream_group_lag_seconds > {T['consumer_lag_crit_seconds']}", "5m",
-              f"{T['consumer_lag_crit_seconds']}s")),
+        warn_crit("feedops:redis_stream_group_lag_seconds > @T@", T["consumer_lag_warn_seconds"],
+                  T["consumer_lag_crit_seconds"], "5m", lambda v: f"{v}s"),
         "Consumer group {{ $labels.group }} is {threshold}+ behind on {{ $labels.stream }}",
         "Consumer " + GROUP + " is {{ $value | humanizeDuration }} of stream time behind the newest entry "
         "(limit {threshold}) for 5 minutes.",
@@ -176,10 +174,8 @@ OPERATIONS = (
              ESCALATE_OPS)),
     Alert(
         "CalendarRunningOut", "operations",
-        (Rule("warning", f"feedops_calendar_known_until_timestamp_seconds - time() < {T['calendar_warn_days'] * 86400}",
-              "1h", f"{T['calendar_warn_days']} days"),
-         Rule("critical", f"feedops_calendar_known_until_timestamp_seconds - time() < {T['calendar_crit_days'] * 86400}",
-              "1h", f"{T['calendar_crit_days']} days")),
+        warn_crit("feedops_calendar_known_until_timestamp_seconds - time() < @T@", T["calendar_warn_days"] * 86400,
+                  T["calendar_crit_days"] * 86400, "1h", lambda v: f"{v // 86400} days"),
         "Holiday calendar of {{ $labels.instance }} runs out within {threshold}",
         "The holiday calendar of " + "{{ $labels.instance }} (env {{ $labels.env }}) is known for {{ $value | humanizeDuration }} "
         "more (limit {threshold}).",

@@ -3,6 +3,7 @@ observed values, the one command most likely to fix it, and its runbook page."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .config import RUNBOOK_DIR
@@ -17,6 +18,18 @@ class Rule:
     expr: str
     for_: str  # e.g. "5m"
     threshold: str = ""  # replaces {threshold} in summary/description
+
+
+def number(value: float) -> str:
+    """A threshold as PromQL writes it: 30 not 30.0, 0.98, 2592000 not 2.592e+06."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def warn_crit(expr: str, warn: float, crit: float, for_: str, shown: Callable[[float], str]) -> tuple[Rule, Rule]:
+    """The same alert at two thresholds (warning, critical): ``@T@`` in ``expr`` is the
+    threshold, ``shown(threshold)`` replaces {threshold} in the annotations."""
+    return (Rule("warning", expr.replace("@T@", number(warn)), for_, shown(warn)),
+            Rule("critical", expr.replace("@T@", number(crit)), for_, shown(crit)))
 
 
 @dataclass(frozen=True)
