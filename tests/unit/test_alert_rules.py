@@ -320,3 +320,23 @@ def test_every_command_of_a_page_and_fix_exists(name):
     for fix in fixes:
         assert fix.startswith(("make ", ".venv/bin/python ")), f"{name}: fix {fix!r} is not a command of this repository"
         assert f"`{fix}`" in page, f"{name}: the page does not show its fix"
+
+
+# ---------------------------------------------------------------- per-environment rendering
+def test_an_environment_rendering_takes_its_thresholds_from_its_env_file(tmp_path):
+    from feedops.monitoring.config import thresholds
+    from feedops.settings import load_settings
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    feed = load_settings("dev", environ={"FEEDOPS_SECRETS_DIR": str(secrets)}).feed
+    assert feed.latency_p99_warn_seconds == 1.0  # envs/dev.env: ctp-sim's stamp granularity
+    (rel, text), = gen.rule_files(thresholds(feed)).items()
+    committed = (ROOT / rel).read_text()
+    changed = [(a, b) for a, b in zip(committed.splitlines(), text.splitlines()) if a != b]
+    assert len(committed.splitlines()) == len(text.splitlines())
+    assert changed and all("latency" in a and "0.5" in a and "0.5" not in b for a, b in changed)
+    out = tmp_path / "feedops.yml"
+    out.write_text(text)
+    result = subprocess.run([_promtool(), "check", "rules", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

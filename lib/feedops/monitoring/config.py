@@ -1,9 +1,10 @@
 """Every threshold and selector the alert rules use, in one block.
 
-Thresholds the health check also judges come from the settings model's defaults
+Thresholds the health check also judges come from the settings model
 (:class:`feedops.settings.FeedSettings`), so ``make health`` and the alerts agree; the
-rest are stated here with their reason. Rules are environment-agnostic: an override in
-``envs/<env>.env`` changes the health check, not the alerts.
+rest are stated here with their reason. The committed rule file uses the model's
+defaults; ``python -m feedops.monitoring.rules --env ENV --out DIR`` renders it with an
+environment's values (``envs/<env>.env``, e.g. dev's latency threshold for ctp-sim).
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from __future__ import annotations
 from ..health.checks import SNAPSHOTS_PER_SECOND
 from ..settings import FeedSettings
 
-
-def _default(name: str):
-    return FeedSettings.model_fields[name].default
 
 
 #: Scrape job of the full-feed workers and of the Pushgateway (prometheus.yml job_name).
@@ -41,35 +39,42 @@ SESSION_WINDOWS = (
 #: runs it at 08:40 and 20:40).
 PREMARKET_LEAD_SECONDS = 3600
 
-THRESHOLDS = {
-    # the feed (shared with check_feed_health via the settings model)
-    "coverage_warn_ratio": _default("coverage_warn_ratio"),
-    "coverage_crit_ratio": _default("coverage_crit_ratio"),
-    "staleness_warn_seconds": _default("staleness_warn_seconds"),
-    "staleness_crit_seconds": _default("staleness_crit_seconds"),
-    "latency_p99_warn_seconds": _default("latency_p99_warn_seconds"),
-    "latency_p99_crit_seconds": _default("latency_p99_crit_seconds"),
-    "throughput_warn_ratio": _default("throughput_warn_ratio"),
-    "rate_limit_incidents_warn": _default("rate_limit_incidents_warn"),
-    "disconnect_storm_count": _default("disconnect_storm_count"),
-    # expected ticks per second per open instrument: the session's snapshot ceiling,
-    # the same expectation check_feed_health's throughput check uses
-    "ticks_per_open_instrument": SNAPSHOTS_PER_SECOND,
-    # share of an exchange's open instruments that may never have ticked (1 - coverage warn)
-    "never_ticked_ratio": round(1 - _default("coverage_warn_ratio"), 6),
-    # minutes after which a logged-in worker must have every instrument acknowledged
-    "subscriptions_incomplete_minutes": 10,
-    # callback queue fill that counts as backlogged
-    "queue_backlog_ratio": 0.5,
-    # downstream: consumer-group lag in seconds of stream time (stream ids are ms times)
-    "consumer_lag_warn_seconds": 60,
-    "consumer_lag_crit_seconds": 600,
-    # delivered-but-unacknowledged entries that count as a backlog (settings' lag warning)
-    "consumer_pending_warn": _default("consumer_lag_warn"),
-    # operations
-    "health_check_interval_seconds": 60,  # the cron line in docs/ops/health-check.md
-    "health_check_missed_runs": 3,
-    "drill_max_age_days": 31,  # a drill a month
-    "calendar_warn_days": 30,
-    "calendar_crit_days": 7,
-}
+
+def thresholds(feed: FeedSettings | None = None) -> dict[str, float]:
+    """Every threshold of the rules; the health ones from ``feed`` (default: the model's defaults)."""
+    feed = feed or FeedSettings()
+    return {
+        # the feed (shared with check_feed_health via the settings model)
+        "coverage_warn_ratio": feed.coverage_warn_ratio,
+        "coverage_crit_ratio": feed.coverage_crit_ratio,
+        "staleness_warn_seconds": feed.staleness_warn_seconds,
+        "staleness_crit_seconds": feed.staleness_crit_seconds,
+        "latency_p99_warn_seconds": feed.latency_p99_warn_seconds,
+        "latency_p99_crit_seconds": feed.latency_p99_crit_seconds,
+        "throughput_warn_ratio": feed.throughput_warn_ratio,
+        "rate_limit_incidents_warn": feed.rate_limit_incidents_warn,
+        "disconnect_storm_count": feed.disconnect_storm_count,
+        # expected ticks per second per open instrument: the session's snapshot ceiling,
+        # the same expectation check_feed_health's throughput check uses
+        "ticks_per_open_instrument": SNAPSHOTS_PER_SECOND,
+        # share of an exchange's open instruments that may never have ticked (1 - coverage warn)
+        "never_ticked_ratio": round(1 - feed.coverage_warn_ratio, 6),
+        # minutes after which a logged-in worker must have every instrument acknowledged
+        "subscriptions_incomplete_minutes": 10,
+        # callback queue fill that counts as backlogged
+        "queue_backlog_ratio": 0.5,
+        # downstream: consumer-group lag in seconds of stream time (stream ids are ms times)
+        "consumer_lag_warn_seconds": 60,
+        "consumer_lag_crit_seconds": 600,
+        # delivered-but-unacknowledged entries that count as a backlog (settings' lag warning)
+        "consumer_pending_warn": feed.consumer_lag_warn,
+        # operations
+        "health_check_interval_seconds": 60,  # the cron line in docs/ops/health-check.md
+        "health_check_missed_runs": 3,
+        "drill_max_age_days": 31,  # a drill a month
+        "calendar_warn_days": 30,
+        "calendar_crit_days": 7,
+    }
+
+
+THRESHOLDS = thresholds()
