@@ -21,6 +21,7 @@ HEALTH = "make health ARGS='--format text'              # the checker's verdict,
 #: the worker's own view (FEEDOPS_WORKER_LISTEN); its log in the native runtime (compose: docker compose logs worker)
 WORKER_STATUS = "curl -s http://127.0.0.1:9108/status | python3 -m json.tool"
 WORKER_LOG = "tail -n 100 var/state/logs/worker-0.log"
+WORKER_LOG_NOTE = WORKER_LOG + "          # native runtime; compose: docker compose logs worker"
 ESCALATE_FEED = ("If the mitigation does not clear the alert within 10 minutes during a session, call the "
                  "feed on-call lead; during a session every minute is lost market data.")
 
@@ -48,7 +49,7 @@ def alerts(T: dict) -> tuple[Alert, ...]:
                  "and 20:50-02:30 Beijing) and the last runbook action was not a shutdown. Alertmanager mutes it while "
                  "the exchange calendar is closed (holidays, and the night before one).",
                  "No ticks from this worker's shard reach the sink: consumers see a gap for every instrument of the shard.",
-                 (STATUS, WORKER_LOG, HEALTH),
+                 (STATUS, WORKER_LOG_NOTE, HEALTH),
                  ("make restart                                  # restart the worker(s) on the same profile and verify",
                   "make failover ARGS='--to backup'              # if it dies again at login: the primary account/front is the cause"),
                  ESCALATE_FEED)),
@@ -75,7 +76,7 @@ def alerts(T: dict) -> tuple[Alert, ...]:
             Page("The worker runs and instruments are in session, but the market-data session is not logged in "
                  "(front unreachable, login refused, or reconnecting).",
                  "No ticks at all from this worker until it logs in again.",
-                 (WORKER_STATUS, WORKER_LOG, "make validate                                 # fronts reachable, credentials complete"),
+                 (WORKER_STATUS, WORKER_LOG_NOTE, "make validate                                 # fronts reachable, credentials complete"),
                  ("make failover ARGS='--to backup'              # the backup account and fronts",
                   "make restart                                  # when the backup is not configured"),
                  ESCALATE_FEED + " Login refusals (feedops_login_failures_total) go to the broker.")),
@@ -90,7 +91,7 @@ def alerts(T: dict) -> tuple[Alert, ...]:
             Page(f"The front dropped the connection {T['disconnect_storm_count']} or more times in 5 minutes during a session.",
                  "Every disconnect loses the ticks until the re-login and resubscription; the worker's own watchdog "
                  "stops it after a storm (exit 15).",
-                 (WORKER_STATUS + "  # the worker's own view", WORKER_LOG, HEALTH),
+                 (WORKER_STATUS + "  # the worker's own view", WORKER_LOG_NOTE, HEALTH),
                  ("make failover ARGS='--to backup'              # move to the backup front/account",),
                  ESCALATE_FEED + " Persistent storms on both profiles go to the broker's network team.")),
         Alert(
@@ -104,7 +105,7 @@ def alerts(T: dict) -> tuple[Alert, ...]:
             Page("Coverage is fresh over open instruments per exchange: the share of instruments in session that "
                  "ticked within FEEDOPS_STALENESS_WINDOW_SECONDS.",
                  "Consumers miss prices of the uncovered instruments; strategies on them trade on stale data.",
-                 (HEALTH, WORKER_STATUS + "  # stale sample per exchange", WORKER_LOG),
+                 (HEALTH, WORKER_STATUS + "  # stale sample per exchange", WORKER_LOG_NOTE),
                  ("make restart                                  # resubscribes everything",
                   "make failover ARGS='--to backup'              # if coverage stays low: the front misses instruments"),
                  ESCALATE_FEED)),
@@ -118,7 +119,7 @@ def alerts(T: dict) -> tuple[Alert, ...]:
             "make restart",
             Page("No tick at all arrived on the worker for longer than the limit while instruments are in session.",
                  "The whole shard is frozen: every consumer sees old prices.",
-                 (WORKER_STATUS, HEALTH, WORKER_LOG),
+                 (WORKER_STATUS, HEALTH, WORKER_LOG_NOTE),
                  ("make restart                                  # reconnect and resubscribe",
                   "make failover ARGS='--to backup'              # if the front itself sends nothing"),
                  ESCALATE_FEED)),
@@ -242,7 +243,7 @@ def alerts(T: dict) -> tuple[Alert, ...]:
             "make premarket",
             Page("Ticks wait in the worker's buffer because the sink does not accept them (or is slow).",
                  "Consumers get the ticks late; beyond FEEDOPS_SINK_BUFFER_MAX they are dropped.",
-                 (WORKER_LOG, "redis-cli -u redis://127.0.0.1:6379/0 INFO memory"),
+                 (WORKER_LOG_NOTE, "redis-cli -u redis://127.0.0.1:6379/0 INFO memory"),
                  ("make premarket                                # brings the stack (Redis) up and verifies the feed",),
                  ESCALATE_FEED)),
         Alert(
@@ -253,7 +254,7 @@ def alerts(T: dict) -> tuple[Alert, ...]:
             "make premarket",
             Page("The sink has been down long enough for the buffer (FEEDOPS_SINK_BUFFER_MAX) to fill.",
                  "Dropped ticks are lost for good.",
-                 (WORKER_LOG, "redis-cli -u redis://127.0.0.1:6379/0 PING"),
+                 (WORKER_LOG_NOTE, "redis-cli -u redis://127.0.0.1:6379/0 PING"),
                  ("make premarket                                # brings the stack (Redis) up and verifies the feed",),
                  ESCALATE_FEED)),
         Alert(
