@@ -213,3 +213,13 @@ def test_always_open_calendar_mutes_nothing(tmp_path):
     config = yaml.safe_load(am.render(feed_settings(tmp_path, FEEDOPS_CALENDAR="always-open")).config)
     assert "time_intervals" not in config
     assert all("mute_time_intervals" not in r for r in config["route"]["routes"])
+
+
+def test_cli_check_masks_urls_when_amtool_rejects_the_rendering(tmp_path):
+    _amtool()
+    url = "ftp://hooks.example.com/T0K3N-in-the-path"  # amtool rejects the scheme and quotes the URL
+    env = {**os.environ, "FEEDOPS_ALERTMANAGER_WEBHOOK_URL": url, "FEEDOPS_SECRETS_DIR": str(secrets_dir(tmp_path))}
+    result = subprocess.run([sys.executable, "-m", "feedops.monitoring.alertmanager", "check", "--env", "dev"],
+                            capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 1 and result.stdout.startswith("INVALID: receivers"), result.stdout + result.stderr
+    assert "T0K3N" not in result.stdout + result.stderr

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from ..calendar import CalendarError, TradingCalendar
+from ..log import redact, register_secret
 from ..settings import ConfigError, FeedSettings, load_settings
 
 TEMPLATE = Path(__file__).with_name("feedops.tmpl")
@@ -225,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="the settings model's defaults only (no env file, no environment): the committed copy")
     args = parser.parse_args(argv)
     try:
-        rendered = render(default_settings() if args.defaults else load_settings(args.env).feed)
+        feed = default_settings() if args.defaults else load_settings(args.env).feed
+        rendered = render(feed)
     except (ConfigError, RenderError) as exc:
         sys.stderr.write(f"alertmanager: {exc}\n")
         return 2
@@ -243,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             return 3
     ok = result.returncode == 0
     sys.stdout.write(f"{'ok' if ok else 'INVALID'}: receivers {_summary(rendered)}\n")
-    if not ok:  # amtool names the field at fault; it does not print secret values
-        sys.stdout.write(result.stdout.replace(tmp, "<rendered>") + result.stderr.replace(tmp, "<rendered>"))
+    if not ok:  # amtool's reason, with the webhook URLs and registered secrets masked
+        for url in (feed.alertmanager_webhook_url, feed.alertmanager_heartbeat_url):
+            register_secret(url)
+        sys.stdout.write(redact((result.stdout + result.stderr).replace(tmp, "<rendered>")))
     return 0 if ok else 1
 
 
