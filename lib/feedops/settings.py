@@ -272,6 +272,23 @@ class FeedSettings(_LayeredSettings):
     alertmanager_url: str = Field("http://127.0.0.1:9093", description="Alertmanager base URL")
     grafana_enabled: bool = Field(False, description="Grafana is part of this environment")
     grafana_url: str = Field("http://127.0.0.1:3000", description="Grafana base URL")
+    # Alertmanager receivers (python -m feedops.monitoring.alertmanager render); empty = not configured
+    alertmanager_webhook_url: str = Field("http://127.0.0.1:9095/alerts",
+                                          description="ops-channel webhook Alertmanager posts alerts to (empty = none)")
+    alertmanager_heartbeat_url: str = Field("http://127.0.0.1:9095/heartbeat",
+                                            description="heartbeat webhook that receives the always-firing Watchdog alert")
+    alertmanager_slack_api_url_file: str | None = Field(None, description="file holding the Slack incoming-webhook URL, read by Alertmanager (empty = no Slack)")
+    alertmanager_slack_channel: str = Field("#feedops-ops", description="Slack channel of the ops receiver")
+    alertmanager_wecom_corp_id: str | None = Field(None, description="WeCom (WeChat Work) corp id of the ops receiver (empty = no WeCom)")
+    alertmanager_wecom_agent_id: str | None = Field(None, description="WeCom application agent id")
+    alertmanager_wecom_to_party: str | None = Field(None, description="WeCom department id(s) the alerts go to")
+    alertmanager_wecom_api_secret: SecretStr | None = Field(None, description="WeCom application secret (secret: environment or secrets dir only)")
+    alertmanager_email_to: str | None = Field(None, description="ops e-mail address (empty = no e-mail)")
+    alertmanager_email_from: str = Field("feedops-alertmanager@localhost", description="sender address of alert e-mails")
+    alertmanager_email_smarthost: str = Field("127.0.0.1:25", description="SMTP host:port for alert e-mails")
+    alertmanager_email_auth_username: str | None = Field(None, description="SMTP user (empty = no authentication)")
+    alertmanager_email_auth_password_file: str | None = Field(None, description="file holding the SMTP password, read by Alertmanager")
+    runbook_base_url: str = Field("", description="prefix of runbook links in notifications, e.g. a repository browser URL ending in / (empty = repository-relative docs/ops/alerts/<AlertName>.md)")
 
     # --- delivery
     image: str = Field("ghcr.io/feedops/feedops", description="container image repository on GHCR")

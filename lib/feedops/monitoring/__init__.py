@@ -1,1 +1,12 @@
-"""Monitoring as code: the Grafana dashboards (:mod:`.dashboards`) generated from Python."""
+"""Monitoring as code: alert and recording rules, their runbook pages, the Alertmanager
+configuration and the Grafana dashboards, each generated from one source in this package.
+
+* :mod:`.config`: thresholds, job selectors and the session windows (one block);
+* :mod:`.model`: what an alert is (rules, annotations, runbook page);
+* :mod:`.alerts_feed`, :mod:`.alerts_ops`: the alerts;
+* :mod:`.rules`: recording rules, rendering of ``monitoring/prometheus/rules/`` and
+  ``docs/ops/alerts/`` (``python -m feedops.monitoring.rules``);
+* :mod:`.alertmanager`: ``monitoring/alertmanager/alertmanager.yml`` from the environment
+  (``python -m feedops.monitoring.alertmanager render``);
+* :mod:`.dashboards`: ``monitoring/grafana/dashboards/`` (``python -m feedops.monitoring.dashboards``).
+"""
