@@ -271,6 +271,9 @@ class FeedSettings(_LayeredSettings):
     alertmanager_url: str = Field("http://127.0.0.1:9093", description="Alertmanager base URL")
     grafana_enabled: bool = Field(False, description="Grafana is part of this environment")
     grafana_url: str = Field("http://127.0.0.1:3000", description="Grafana base URL")
+    redis_exporter_url: str = Field("http://127.0.0.1:9121", description="prometheus-redis-exporter base URL (Redis stream and "
+                                    "consumer-group metrics; the native runtime starts it when Prometheus is enabled and the sink is Redis)")
+    monitoring_dir: str = Field("var/monitoring", description="native runtime: rendered Prometheus/Alertmanager configs and their data")
 
     # --- delivery
     image: str = Field("ghcr.io/feedops/feedops", description="container image repository on GHCR")

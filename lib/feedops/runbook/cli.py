@@ -77,9 +77,46 @@ def cmd_start_stack(args, ctx: RunbookContext) -> int:
             raise StepFailed(Runbook.START_FAILED, reason)
         verb = "started" if started[comp.name] else "running"
         print(f"{verb}: {comp.name} listening on {comp.address[0]}:{comp.address[1]}")
-    if not comps:
-        print("started: nothing to start for the stack (no local ctp-sim in this environment)")
+    monitoring = start_monitoring(table, ctx, deadline)
+    if not comps and not monitoring:
+        print("started: nothing to start for the stack (no local ctp-sim or monitoring in this environment)")
     return Runbook.OK
+
+
+def start_monitoring(table: procs.ProcessTable, ctx: RunbookContext, deadline: float) -> int:
+    """Start the enabled monitoring components (native). They watch the feed but are not part of it:
+    one that is not installed or does not start is a warning with the fix, and the run goes on."""
+    from . import monitoring
+
+    plan = monitoring.plan(ctx)
+    if plan.missing:
+        log.warning("runbook.monitoring.missing", f"not installed: {', '.join(plan.missing)}; the feed runs without them "
+                    f"(install: {monitoring.INSTALL_HINT})", packages=plan.missing)
+        print(f"not started: {', '.join(plan.missing)} (not installed: {monitoring.INSTALL_HINT})")
+    for where in plan.elsewhere:
+        print(f"not started: {where} (not on this host)")
+    ours = [c for c in plan.components if table.running_pid(c.name) or not procs.port_open(c.address)]
+    for comp in plan.components:
+        if comp not in ours:
+            host, port = comp.address
+            log.warning("runbook.monitoring.port_taken", f"{host}:{port} ({comp.name}) is in use by a process the runbook did "
+                        f"not start; {comp.name} is not started (ss -ltnp 'sport = :{port}')", component_name=comp.name)
+            print(f"not started: {comp.name} ({host}:{port} is in use by another process)")
+    monitoring.write_configs(ctx, ours)
+    started = {comp.name: table.start(comp)[1] for comp in ours}
+    for comp in ours:
+        reason = table.wait_listening(comp, deadline)
+        if reason:
+            log.warning("runbook.monitoring.failed", f"{reason}; the feed runs without it", component_name=comp.name)
+            table.stop(comp.name, 5)
+            print(f"not started: {comp.name} ({reason})")
+            continue
+        verb = "started" if started[comp.name] else "running"
+        if not started[comp.name] and comp.name in monitoring.RELOADABLE:
+            reason = monitoring.reload(comp)  # it runs already: make it read the config just rendered
+            verb = f"running ({'reloaded' if reason is None else f'reload failed: {reason}'})"
+        print(f"{verb}: {comp.name} listening on {comp.address[0]}:{comp.address[1]}")
+    return len(plan.components) + len(plan.missing)
 
 
 def cmd_start_workers(args, ctx: RunbookContext) -> int:

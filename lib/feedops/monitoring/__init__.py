@@ -1,0 +1,1 @@
+"""Monitoring as code: the Prometheus, Alertmanager and Grafana files, rendered per runtime."""
