@@ -141,6 +141,12 @@ def test_premarket_brings_up_the_monitoring_stack(env):
     assert {r["metric"]["env"] for r in pushed} == {"dev"}
     assert wait_for(lambda: prometheus_get(env, "/api/v1/alertmanagers")["activeAlertmanagers"], timeout=30,
                     what="Prometheus to discover Alertmanager")
+    rules = [r["name"] for g in prometheus_get(env, "/api/v1/rules")["groups"] for r in g["rules"]]
+    if "Watchdog" in rules:  # the dead man's switch reaches Alertmanager within a minute of the start
+        am = env["FEEDOPS_ALERTMANAGER_URL"]
+        wait_for(lambda: json.loads(urllib.request.urlopen(f"{am}/api/v2/alerts?filter=alertname%3D%22Watchdog%22",
+                                                           timeout=5).read()), timeout=60, interval=1,
+                 what="the Watchdog alert at Alertmanager")
     proc = runbook(env, "status")
     assert proc.returncode == Runbook.OK, explain(proc)
     for name in installed_monitoring():

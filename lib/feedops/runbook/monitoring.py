@@ -37,6 +37,9 @@ BINARIES = {
     "redis-exporter": ("prometheus-redis-exporter", "prometheus-redis-exporter"),
 }
 INSTALL_HINT = "sudo apt-get install -y " + " ".join(package for _, package in BINARIES.values())
+#: Prometheus drops the first notifications while it discovers Alertmanager and resends them after
+#: this delay (its default, 1m, would leave a fresh start without alerts for over a minute).
+RESEND_DELAY = "15s"
 ALERTMANAGER_SOURCE = paths.ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 
 
@@ -126,7 +129,7 @@ def plan(ctx: RunbookContext) -> Plan:
         env: dict[str, str] = {}
         if name == "prometheus":
             argv = prometheus_argv(path, root / "prometheus.yml", root / "prometheus", listen,
-                                   "--storage.tsdb.retention.time=15d")
+                                   "--storage.tsdb.retention.time=15d", f"--rules.alert.resend-delay={RESEND_DELAY}")
         elif name == "alertmanager":
             argv = alertmanager_argv(path, root / "alertmanager.yml", root / "alertmanager", listen)
         elif name == "pushgateway":
