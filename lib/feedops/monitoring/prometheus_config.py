@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -68,9 +68,7 @@ class Intervals:
 class Job:
     name: str
     targets: list[str]
-    honor_labels: bool = False
-    scrape_interval: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    honor_labels: bool = False  # keep the labels of scraped series (Pushgateway: job, instance, env)
 
 
 def host_port(url: str) -> str:
@@ -105,7 +103,7 @@ def jobs(settings: Settings, runtime: str) -> list[Job]:
         sim_targets = [COMPOSE_SIMS[name] for name in sims]
         address = COMPOSE_ADDRESSES
         with_exporter = True  # compose always runs Redis
-    result = [Job(JOB_WORKER, workers, scrape_interval=None)]
+    result = [Job(JOB_WORKER, workers)]
     if sim_targets:
         result.append(Job(JOB_SIM, sim_targets))
     if feed.pushgateway_enabled:
@@ -139,7 +137,7 @@ def config(settings: Settings, runtime: str, *, rules_glob: str | None = None,
             entry["scrape_interval"] = intervals.worker_scrape
         if job.honor_labels:
             entry["honor_labels"] = True
-        entry["static_configs"] = [{"targets": job.targets, "labels": {"env": env, **job.labels}}]
+        entry["static_configs"] = [{"targets": job.targets, "labels": {"env": env}}]
         scrape.append(entry)
     doc["scrape_configs"] = scrape
     return doc
