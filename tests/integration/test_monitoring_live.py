@@ -52,7 +52,6 @@ FRONT_DOWN_ALERT = "FeedNotLoggedIn"
 WATCHDOG_ALERT = "Watchdog"
 RULES_DIR = ROOT / "monitoring" / "prometheus" / "rules"
 DASHBOARDS_DIR = ROOT / "monitoring" / "grafana" / "dashboards"
-AM_SOURCE_DIR = native.ALERTMANAGER_SOURCE.parent
 SCRIPTS = ROOT / "scripts" / "operations"
 INTERVALS = prometheus_config.Intervals(scrape="1s", evaluation="1s", worker_scrape="1s")
 SENTINEL = "MonSntl4v"  # CTP auth codes are at most 16 characters
@@ -238,10 +237,12 @@ class Webhook:
         self.server.server_close()
 
 
-def alertmanager_config_for_test(settings, webhook_url: str) -> str:
-    """The repo's Alertmanager configuration with every receiver sent to the test's webhook and
-    groups flushed after 1 s (routes, grouping and inhibitions are kept as they are)."""
-    doc = yaml.safe_load(native.alertmanager_config_text(settings))
+def alertmanager_files_for_test(settings, webhook_url: str) -> dict[str, str]:
+    """The files the native runtime gives Alertmanager, with every receiver of the configuration
+    sent to the test's webhook and groups flushed after 1 s (routes, grouping, inhibitions and
+    templates are kept as they are)."""
+    files = native.alertmanager_files(settings)
+    doc = yaml.safe_load(files["alertmanager.yml"])
     for receiver in doc.get("receivers", []):
         for key in [k for k in receiver if k.endswith("_configs")]:
             del receiver[key]
@@ -255,8 +256,7 @@ def alertmanager_config_for_test(settings, webhook_url: str) -> str:
             fast(child)
 
     fast(doc["route"])
-    doc["templates"] = [str(AM_SOURCE_DIR / t) for t in doc.get("templates", [])]
-    return yaml.safe_dump(doc, sort_keys=False)
+    return {**files, "alertmanager.yml": yaml.safe_dump(doc, sort_keys=False)}
 
 
 FALLBACK_RULES = f"""# stand-in while monitoring/prometheus/rules/ has no rule files (see the module docstring)
@@ -366,7 +366,8 @@ def stack(tmp_path_factory):
 
         am_dir = tmp / "alertmanager"
         am_dir.mkdir()
-        (am_dir / "alertmanager.yml").write_text(alertmanager_config_for_test(settings, webhook.url))
+        for name, text in alertmanager_files_for_test(settings, webhook.url).items():
+            (am_dir / name).write_text(text)
         alertmanager = start("alertmanager", native.alertmanager_argv(binaries["alertmanager"], am_dir / "alertmanager.yml",
                                                                       am_dir / "data", f"127.0.0.1:{ports['alertmanager']}"),
                              ports["alertmanager"])

@@ -91,3 +91,17 @@ def test_compose_runtime_never_turns_toggles_off(environ, monkeypatch):
     installed(monkeypatch)
     ctx = RunbookContext.load("prod", "compose")
     assert ctx.monitoring_unavailable() == [] and ctx.pushgateway_url() == "http://pushgateway:9091"
+
+
+def test_alertmanager_gets_its_configuration_and_the_templates_it_names(environ, monkeypatch, tmp_path):
+    source = tmp_path / "am"
+    source.mkdir()
+    (source / "alertmanager.yml").write_text("route: {receiver: x}\nreceivers: [{name: x}]\ntemplates: ['*.tmpl']\n")
+    (source / "feedops.tmpl").write_text('{{ define "x" }}x{{ end }}')
+    monkeypatch.setattr(monitoring, "ALERTMANAGER_SOURCE", source / "alertmanager.yml")
+    installed(monkeypatch, "prometheus-alertmanager")
+    ctx = RunbookContext.load("dev")
+    monitoring.write_configs(ctx, monitoring.plan(ctx).components)
+    written = tmp_path / "monitoring"
+    assert sorted(p.name for p in written.iterdir()) == ["alertmanager", "alertmanager.yml", "feedops.tmpl"]
+    assert (written / "feedops.tmpl").read_text() == (source / "feedops.tmpl").read_text()

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import yaml
+
 from .. import paths
 from ..log import get_logger
 from ..monitoring import prometheus_config
@@ -82,9 +84,17 @@ def redis_exporter_argv(binary: str, redis_url: str, listen: str, stream_prefix:
     return argv, env
 
 
-def alertmanager_config_text(settings: Settings) -> str:
-    """The Alertmanager configuration the native runtime runs (monitoring/alertmanager/alertmanager.yml)."""
-    return ALERTMANAGER_SOURCE.read_text(encoding="utf-8")
+def alertmanager_files(settings: Settings) -> dict[str, str]:
+    """File name -> text of what Alertmanager reads on the native runtime: its configuration
+    (``alertmanager.yml``, monitoring/alertmanager/alertmanager.yml) and the template files it
+    names (relative names resolve next to the configuration, so they are written beside it)."""
+    text = ALERTMANAGER_SOURCE.read_text(encoding="utf-8")
+    files = {"alertmanager.yml": text}
+    for pattern in (yaml.safe_load(text) or {}).get("templates") or []:
+        if not os.path.isabs(pattern):
+            files.update({path.name: path.read_text(encoding="utf-8")
+                          for path in sorted(ALERTMANAGER_SOURCE.parent.glob(pattern))})
+    return files
 
 
 # ------------------------------------------------------------------ the plan
@@ -149,7 +159,7 @@ def write_configs(ctx: RunbookContext, components: list[Component]) -> None:
         files["prometheus.yml"] = prometheus_config.render(ctx.settings, "native")
         (root / "prometheus").mkdir(parents=True, exist_ok=True)
     if "alertmanager" in names:
-        files["alertmanager.yml"] = alertmanager_config_text(ctx.settings)
+        files.update(alertmanager_files(ctx.settings))
         (root / "alertmanager").mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
