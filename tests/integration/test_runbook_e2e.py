@@ -124,7 +124,8 @@ def prometheus_get(environ: dict[str, str], path: str) -> dict:
 
 def test_premarket_brings_up_the_monitoring_stack(env):
     """Prometheus scrapes every target of the rendered native config (worker, both sims, Pushgateway,
-    Alertmanager, itself), each with the env label; the runbook's health check pushed with env; status shows them."""
+    Alertmanager, itself), each with the env label; the runbook's validation and health check pushed
+    (with env); status shows them."""
     if installed_monitoring() != ["prometheus", "alertmanager", "pushgateway"]:
         pytest.skip(f"needs the Debian monitoring binaries: {INSTALL_HINT}")
 
@@ -136,9 +137,13 @@ def test_premarket_brings_up_the_monitoring_stack(env):
     assert sorted({t["labels"]["job"] for t in targets}) == ["alertmanager", "ctp-sim", "feedops-worker", "prometheus",
                                                              "pushgateway"]
     assert {t["labels"]["env"] for t in targets} == {"dev"}
-    pushed = wait_for(lambda: prometheus_get(env, "/api/v1/query?query=feedops_check_status")["result"], timeout=30,
-                      interval=0.5, what="the health check's push scraped from the Pushgateway")
-    assert {r["metric"]["env"] for r in pushed} == {"dev"}
+
+    def pushed():  # the monitoring starts before validate_env: its outcome is pushed too
+        result = prometheus_get(env, "/api/v1/query?query=feedops_check_status")["result"]
+        return result if {r["metric"]["checker"] for r in result} == {"validate_env", "check_feed_health"} else None
+
+    result = wait_for(pushed, timeout=30, interval=0.5, what="validate_env's and the health check's pushes in Prometheus")
+    assert {r["metric"]["env"] for r in result} == {"dev"}
     assert wait_for(lambda: prometheus_get(env, "/api/v1/alertmanagers")["activeAlertmanagers"], timeout=30,
                     what="Prometheus to discover Alertmanager")
     rules = [r["name"] for g in prometheus_get(env, "/api/v1/rules")["groups"] for r in g["rules"]]

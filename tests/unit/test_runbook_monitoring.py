@@ -79,7 +79,7 @@ def test_missing_binaries_are_named_with_the_install_line_and_nothing_pushes(env
     assert ctx.pushgateway_url() is None and ctx.shell_values()["PUSHGATEWAY_ENABLED"] == "false"
 
     installed(monkeypatch)  # nothing installed: start-stack still succeeds and says how to get them
-    assert cli.main(["--env", "dev", "start-stack", "--timeout", "5"]) == Runbook.OK
+    assert cli.main(["--env", "dev", "start-monitoring", "--timeout", "5"]) == Runbook.OK
     out = capsys.readouterr()
     assert f"not started: prometheus, prometheus-alertmanager, prometheus-pushgateway (not installed: " \
            f"{monitoring.INSTALL_HINT})" in out.out

@@ -77,18 +77,21 @@ def cmd_start_stack(args, ctx: RunbookContext) -> int:
             raise StepFailed(Runbook.START_FAILED, reason)
         verb = "started" if started[comp.name] else "running"
         print(f"{verb}: {comp.name} listening on {comp.address[0]}:{comp.address[1]}")
-    monitoring = start_monitoring(table, ctx, deadline)
-    if not comps and not monitoring:
-        print("started: nothing to start for the stack (no local ctp-sim or monitoring in this environment)")
+    if not comps:
+        print("started: nothing to start for the stack (no local ctp-sim in this environment)")
     return Runbook.OK
 
 
-def start_monitoring(table: procs.ProcessTable, ctx: RunbookContext, deadline: float) -> int:
+def cmd_start_monitoring(args, ctx: RunbookContext) -> int:
     """Start the enabled monitoring components (native). They watch the feed but are not part of it:
     one that is not installed or does not start is a warning with the fix, and the run goes on."""
     from . import monitoring
 
+    table = procs.ProcessTable(ctx)
+    deadline = time.monotonic() + args.timeout
     plan = monitoring.plan(ctx)
+    if not plan.components and not plan.missing and not plan.elsewhere:
+        print("started: no monitoring enabled in this environment (FEEDOPS_PROMETHEUS_ENABLED, ...)")
     if plan.missing:
         log.warning("runbook.monitoring.missing", f"not installed: {', '.join(plan.missing)}; the feed runs without them "
                     f"(install: {monitoring.INSTALL_HINT})", packages=plan.missing)
@@ -116,7 +119,7 @@ def start_monitoring(table: procs.ProcessTable, ctx: RunbookContext, deadline: f
             reason = monitoring.reload(comp)  # it runs already: make it read the config just rendered
             verb = f"running ({'reloaded' if reason is None else f'reload failed: {reason}'})"
         print(f"{verb}: {comp.name} listening on {comp.address[0]}:{comp.address[1]}")
-    return len(plan.components) + len(plan.missing)
+    return Runbook.OK
 
 
 def cmd_start_workers(args, ctx: RunbookContext) -> int:
@@ -265,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the values the runbook needs (KEY=value)")
     p.add_argument("--write-release-env", action="store_true", help="compose runtime: write <state>/release.env from the pin")
     p.set_defaults(func=cmd_config)
-    for name, func in (("start-stack", cmd_start_stack), ("start-workers", cmd_start_workers), ("wait-ready", cmd_wait_ready)):
+    for name, func in (("start-stack", cmd_start_stack), ("start-monitoring", cmd_start_monitoring),
+                       ("start-workers", cmd_start_workers), ("wait-ready", cmd_wait_ready)):
         p = sub.add_parser(name)
         p.add_argument("--timeout", type=float, default=60.0)
         p.add_argument("--expect-profile", choices=("primary", "backup"))
