@@ -40,9 +40,12 @@ def write_secrets(directory: Path, values: dict[str, str] | None = None) -> Path
 
 
 def dev_environ(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A complete, passing dev environment rooted in ``tmp_path``."""
+    """A complete, passing dev environment rooted in ``tmp_path``. The native monitoring stack
+    envs/dev.env enables is off unless ``extra`` turns it on (nothing here pushes to a dev stack)."""
     secrets = write_secrets(tmp_path / "secrets")
-    return clean_environ(FEEDOPS_SECRETS_DIR=str(secrets), FEEDOPS_FLOW_DIR=str(tmp_path / "flow"), **extra)
+    monitoring_off = {f"FEEDOPS_{name}_ENABLED": "false" for name in ("PROMETHEUS", "ALERTMANAGER", "PUSHGATEWAY")}
+    return clean_environ(**{"FEEDOPS_SECRETS_DIR": str(secrets), "FEEDOPS_FLOW_DIR": str(tmp_path / "flow"),
+                            **monitoring_off, **extra})
 
 
 def run_validate(args: list[str], env: dict[str, str], *, prefix: list[str] | None = None,

@@ -289,6 +289,9 @@ class FeedSettings(_LayeredSettings):
     alertmanager_email_auth_username: str | None = Field(None, description="SMTP user (empty = no authentication)")
     alertmanager_email_auth_password_file: str | None = Field(None, description="file holding the SMTP password, read by Alertmanager")
     runbook_base_url: str = Field("", description="prefix of runbook links in notifications, e.g. a repository browser URL ending in / (empty = repository-relative docs/ops/alerts/<AlertName>.md)")
+    redis_exporter_url: str = Field("http://127.0.0.1:9121", description="prometheus-redis-exporter base URL (Redis stream and "
+                                    "consumer-group metrics; the native runtime starts it when Prometheus is enabled and the sink is Redis)")
+    monitoring_dir: str = Field("var/monitoring", description="native runtime: rendered Prometheus/Alertmanager configs and their data")
 
     # --- delivery
     image: str = Field("ghcr.io/feedops/feedops", description="container image repository on GHCR")

@@ -7,7 +7,7 @@
 #
 # Usage: start_live_env.sh MODE [--env dev|staging|prod] [--runtime auto|native|compose]
 #                               [--timeout SECONDS] [--dry-run] [MODE OPTIONS]
-#   premarket [--unpin]          validate -> stack -> worker(s) -> ready -> health -> last-known-good
+#   premarket [--unpin]          monitoring -> validate -> stack -> worker(s) -> ready -> health -> last-known-good
 #   restart                      restart the worker(s) on the same profile and verify
 #   shutdown                     workers drain and flush, then the stack stops (safe twice)
 #   failover --to primary|backup switch the credential profile, restart, verify, record
@@ -132,8 +132,11 @@ mode_premarket() {
       feedops::log::warning runbook.pinned "configuration pinned by ${FEEDOPS_CFG[PINNED]}; add --unpin to start on the current settings"
     fi
   fi
+  local fresh=0
+  if (( ! FEEDOPS_DRY_RUN )) && nothing_running; then fresh=1; fi
+  feedops::step::start_monitoring  # first: validate_env pushes its outcome there
   feedops::step::validate
-  if (( ! FEEDOPS_DRY_RUN )) && nothing_running; then CLEANUP_ON_FAILURE=1; fi
+  CLEANUP_ON_FAILURE=${fresh}
   feedops::step::start_stack
   feedops::step::start_workers
   feedops::step::wait_ready "${EXIT_NOT_READY}"

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, wait_for
 from feedops.exitcodes import Runbook
 from clock_support import SWEEP, child_environ
 from feedops import clock
 from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
+from feedops.runbook.monitoring import BINARIES, INSTALL_HINT, find_binary
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +52,11 @@ def stack_environ(tmp: Path) -> dict[str, str]:
         "CTP_BACKUP_MD_FRONTS": _fronts(backup), "CTP_BACKUP_TD_FRONTS": _fronts(backup),
         "FEEDOPS_SIM_INSTRUMENTS": "200", "FEEDOPS_LOG_FORMAT": "json",
         "LOCPATH": str(ROOT / ".venv" / "locale"),
+        # envs/dev.env enables the native monitoring stack: here on free ports, data in the temp dir
+        "FEEDOPS_MONITORING_DIR": str(tmp / "monitoring"),
+        "FEEDOPS_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+        "FEEDOPS_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
+        "FEEDOPS_PUSHGATEWAY_URL": f"http://127.0.0.1:{free_port()}",
     })
     return environ
 
@@ -111,10 +118,57 @@ def test_premarket_reaches_healthy_and_marks_last_good(env):
     snapshot = json.loads((state / "snapshots" / f"{good['snapshot']}.json").read_text())
     assert snapshot["values"]["CTP_PRIMARY_MD_FRONTS"] == env["CTP_PRIMARY_MD_FRONTS"]
     assert not any("PASSWORD" in k or "AUTH_CODE" in k for k in snapshot["values"])
-    assert sorted(pid_records(env)) == ["sim-backup", "sim-primary", "worker-0"]
+    assert sorted(pid_records(env)) == sorted(["sim-backup", "sim-primary", "worker-0", *installed_monitoring()])
     assert worker_status(env)["profile"] == "primary"
     for line in proc.stderr.splitlines():
         assert json.loads(line)["component"], line  # every line of every program is a JSON log line
+
+
+def installed_monitoring() -> list[str]:
+    """The monitoring components premarket starts in dev on this machine (those installed)."""
+    return [name for name in ("prometheus", "alertmanager", "pushgateway") if find_binary(BINARIES[name][0])]
+
+
+def prometheus_get(environ: dict[str, str], path: str) -> dict:
+    with urllib.request.urlopen(f"{environ['FEEDOPS_PROMETHEUS_URL']}{path}", timeout=5) as resp:
+        return json.loads(resp.read())["data"]
+
+
+def test_premarket_brings_up_the_monitoring_stack(env):
+    """Prometheus scrapes every target of the rendered native config (worker, both sims, Pushgateway,
+    Alertmanager, itself), each with the env label; the runbook's validation and health check pushed
+    (with env); status shows them."""
+    if installed_monitoring() != ["prometheus", "alertmanager", "pushgateway"]:
+        pytest.skip(f"needs the Debian monitoring binaries: {INSTALL_HINT}")
+
+    def all_up():
+        targets = prometheus_get(env, "/api/v1/targets")["activeTargets"]
+        return targets if targets and all(t["health"] == "up" for t in targets) else None
+
+    targets = wait_for(all_up, timeout=60, interval=0.5, what="every Prometheus target up")
+    assert sorted({t["labels"]["job"] for t in targets}) == ["alertmanager", "ctp-sim", "feedops-worker", "prometheus",
+                                                             "pushgateway"]
+    assert {t["labels"]["env"] for t in targets} == {"dev"}
+
+    def pushed():  # the monitoring starts before validate_env: its outcome is pushed too
+        result = prometheus_get(env, "/api/v1/query?query=feedops_check_status")["result"]
+        return result if {r["metric"]["checker"] for r in result} == {"validate_env", "check_feed_health"} else None
+
+    result = wait_for(pushed, timeout=30, interval=0.5, what="validate_env's and the health check's pushes in Prometheus")
+    assert {r["metric"]["env"] for r in result} == {"dev"}
+    assert wait_for(lambda: prometheus_get(env, "/api/v1/alertmanagers")["activeAlertmanagers"], timeout=30,
+                    what="Prometheus to discover Alertmanager")
+    rules = [r["name"] for g in prometheus_get(env, "/api/v1/rules")["groups"] for r in g["rules"]]
+    if "Watchdog" in rules:  # the dead man's switch reaches Alertmanager within a minute of the start
+        am = env["FEEDOPS_ALERTMANAGER_URL"]
+        wait_for(lambda: json.loads(urllib.request.urlopen(f"{am}/api/v2/alerts?filter=alertname%3D%22Watchdog%22",
+                                                           timeout=5).read()), timeout=60, interval=1,
+                 what="the Watchdog alert at Alertmanager")
+    proc = runbook(env, "status")
+    assert proc.returncode == Runbook.OK, explain(proc)
+    for name in installed_monitoring():
+        assert re.search(rf"^\s+{name}\s+running \(pid \d+\)", proc.stdout, re.M), proc.stdout
+    assert f"{env['FEEDOPS_PROMETHEUS_URL']}/targets" in proc.stdout
 
 
 def test_second_run_while_one_holds_the_lock(env):

@@ -259,7 +259,8 @@ def test_pushgateway_target_without_a_loadable_configuration(tmp_path):
     report, settings = run_checklist(None, environ=environ)
     assert settings is None
     assert pushgateway_target(settings, None, environ) == "http://127.0.0.1:1"
-    assert pushgateway_target(settings, None, clean_environ()) is None  # dev.env does not enable it
+    assert pushgateway_target(settings, None, clean_environ()) == "http://127.0.0.1:9091"  # dev.env enables the native one
+    assert pushgateway_target(settings, None, clean_environ(FEEDOPS_PUSHGATEWAY_ENABLED="false")) is None
     broken = tmp_path / "x.env"
     broken.write_text("FEEDOPS_PUSHGATEWAY_ENABLED=true\nthis is not an env line\n")
     assert pushgateway_target(None, None, clean_environ(), broken) is None  # unparsable file: nothing trusted

@@ -8,5 +8,7 @@ configuration and the Grafana dashboards, each generated from one source in this
   ``docs/ops/alerts/`` (``python -m feedops.monitoring.rules``);
 * :mod:`.alertmanager`: ``monitoring/alertmanager/alertmanager.yml`` from the environment
   (``python -m feedops.monitoring.alertmanager render``);
-* :mod:`.dashboards`: ``monitoring/grafana/dashboards/`` (``python -m feedops.monitoring.dashboards``).
+* :mod:`.dashboards`: ``monitoring/grafana/dashboards/`` (``python -m feedops.monitoring.dashboards``);
+* :mod:`.prometheus_config`: the scrape configuration per runtime (native loopback targets,
+  ``monitoring/prometheus/compose/<env>.yml``).
 """

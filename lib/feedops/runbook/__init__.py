@@ -7,6 +7,8 @@ lines lives here and is reached through ``python -m feedops.runbook SUBCOMMAND``
   or missing file is reported (:class:`~.state.StateError`), never trusted;
 * :mod:`.config`: the few values bash needs, configuration snapshots without secrets;
 * :mod:`.procs`: the native runtime (processes with pid files and log files);
+* :mod:`.monitoring`: the monitoring stack on the native runtime (Prometheus, Alertmanager,
+  Pushgateway, redis-exporter from Debian, when enabled and installed);
 * :mod:`.ready`: bounded readiness polling with progress lines;
 * :mod:`.outcome`: run outcomes in the state and on Pushgateway.
 

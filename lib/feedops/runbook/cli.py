@@ -82,6 +82,46 @@ def cmd_start_stack(args, ctx: RunbookContext) -> int:
     return Runbook.OK
 
 
+def cmd_start_monitoring(args, ctx: RunbookContext) -> int:
+    """Start the enabled monitoring components (native). They watch the feed but are not part of it:
+    one that is not installed or does not start is a warning with the fix, and the run goes on."""
+    from . import monitoring
+
+    table = procs.ProcessTable(ctx)
+    deadline = time.monotonic() + args.timeout
+    plan = monitoring.plan(ctx)
+    if not plan.components and not plan.missing and not plan.elsewhere:
+        print("started: no monitoring enabled in this environment (FEEDOPS_PROMETHEUS_ENABLED, ...)")
+    if plan.missing:
+        log.warning("runbook.monitoring.missing", f"not installed: {', '.join(plan.missing)}; the feed runs without them "
+                    f"(install: {monitoring.INSTALL_HINT})", packages=plan.missing)
+        print(f"not started: {', '.join(plan.missing)} (not installed: {monitoring.INSTALL_HINT})")
+    for where in plan.elsewhere:
+        print(f"not started: {where} (not on this host)")
+    ours = [c for c in plan.components if table.running_pid(c.name) or not procs.port_open(c.address)]
+    for comp in plan.components:
+        if comp not in ours:
+            host, port = comp.address
+            log.warning("runbook.monitoring.port_taken", f"{host}:{port} ({comp.name}) is in use by a process the runbook did "
+                        f"not start; {comp.name} is not started (ss -ltnp 'sport = :{port}')", component_name=comp.name)
+            print(f"not started: {comp.name} ({host}:{port} is in use by another process)")
+    monitoring.write_configs(ctx, ours)
+    started = {comp.name: table.start(comp)[1] for comp in ours}
+    for comp in ours:
+        reason = table.wait_listening(comp, deadline)
+        if reason:
+            log.warning("runbook.monitoring.failed", f"{reason}; the feed runs without it", component_name=comp.name)
+            table.stop(comp.name, 5)
+            print(f"not started: {comp.name} ({reason})")
+            continue
+        verb = "started" if started[comp.name] else "running"
+        if not started[comp.name] and comp.name in monitoring.RELOADABLE:
+            reason = monitoring.reload(comp)  # it runs already: make it read the config just rendered
+            verb = f"running ({'reloaded' if reason is None else f'reload failed: {reason}'})"
+        print(f"{verb}: {comp.name} listening on {comp.address[0]}:{comp.address[1]}")
+    return Runbook.OK
+
+
 def cmd_start_workers(args, ctx: RunbookContext) -> int:
     table = procs.ProcessTable(ctx)
     comps = procs.worker_components(ctx, sys.executable)
@@ -228,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the values the runbook needs (KEY=value)")
     p.add_argument("--write-release-env", action="store_true", help="compose runtime: write <state>/release.env from the pin")
     p.set_defaults(func=cmd_config)
-    for name, func in (("start-stack", cmd_start_stack), ("start-workers", cmd_start_workers), ("wait-ready", cmd_wait_ready)):
+    for name, func in (("start-stack", cmd_start_stack), ("start-monitoring", cmd_start_monitoring),
+                       ("start-workers", cmd_start_workers), ("wait-ready", cmd_wait_ready)):
         p = sub.add_parser(name)
         p.add_argument("--timeout", type=float, default=60.0)
         p.add_argument("--expect-profile", choices=("primary", "backup"))

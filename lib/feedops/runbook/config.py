@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import paths
-from ..settings import MODELS, Settings, _is_secret, load_settings
+from ..settings import MODELS, PROFILE_NAMES, Settings, _is_secret, load_settings
 from .state import StateStore
 
 #: Variables that describe where/how the runbook runs, not the feed's configuration:
@@ -77,6 +77,18 @@ def listen_of(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
+def is_loopback(url: str) -> bool:
+    """True when a base URL or front address names this host (the native runtime may start it)."""
+    return listen_of(url)[0] in LOOPBACK_HOSTS
+
+
+def local_sim_profiles(settings: Settings) -> list[str]:
+    """Profiles whose market-data front is a local ctp-sim (channel=sim, loopback front)."""
+    if settings.feed.channel != "sim":
+        return []
+    return [name for name in PROFILE_NAMES if (fronts := settings.profile(name).md_fronts) and is_loopback(fronts[0])]
+
+
 @dataclass
 class RunbookContext:
     """Settings + state for one runbook step."""
@@ -120,7 +132,21 @@ class RunbookContext:
         env = dict(self.pin["values"]) if self.pin else {}
         env.update({"FEEDOPS_ENV": self.env, "FEEDOPS_ACTIVE_PROFILE": self.profile,
                     "FEEDOPS_STATE_DIR": str(self.state.root), "FEEDOPS_IMAGE_TAG": self.image_tag()})
+        env.update({var: "false" for var in self.monitoring_unavailable()})
         return env
+
+    def monitoring_unavailable(self) -> list[str]:
+        """FEEDOPS_*_ENABLED toggles that are on but cannot be honoured here (native runtime,
+        binary not installed): programs the runbook starts see them as false."""
+        from .monitoring import unavailable_toggles  # the monitoring module imports this one
+
+        return unavailable_toggles(self)
+
+    def pushgateway_url(self) -> str | None:
+        """Where run outcomes are pushed: the Pushgateway when it is enabled and can run, else None."""
+        if not self.feed.pushgateway_enabled or "FEEDOPS_PUSHGATEWAY_ENABLED" in self.monitoring_unavailable():
+            return None
+        return self.feed.pushgateway_url
 
     def child_environ(self) -> dict[str, str]:
         """The environment of a component the native runtime starts."""
@@ -141,14 +167,7 @@ class RunbookContext:
 
     def sim_profiles(self) -> list[str]:
         """Profiles whose market-data front is a local ctp-sim the runbook starts (channel=sim)."""
-        if self.feed.channel != "sim":
-            return []
-        names = []
-        for name in ("primary", "backup"):
-            fronts = self.settings.profile(name).md_fronts
-            if fronts and listen_of(fronts[0])[0] in LOOPBACK_HOSTS:
-                names.append(name)
-        return names
+        return local_sim_profiles(self.settings)
 
     def shell_values(self) -> dict[str, str]:
         """The few values bash needs (KEY=value lines, no secrets)."""
@@ -167,7 +186,7 @@ class RunbookContext:
             "WORKER_URLS": " ".join(self.feed.worker_url_list),
             "SIM_PROFILES": " ".join(self.sim_profiles()),
             "COMPOSE_PROFILES": " ".join(self.compose_profiles()),
-            "PUSHGATEWAY_ENABLED": "true" if self.feed.pushgateway_enabled else "false",
+            "PUSHGATEWAY_ENABLED": "true" if self.pushgateway_url() else "false",
             "PINNED": self.pin["reason"] if self.pin else "",
             "LOG_FORMAT": self.feed.log_format,
             "PYTHON": sys.executable,

@@ -25,9 +25,10 @@ def record(ctx: RunbookContext, mode: str, exit_code: int, duration: float, deta
     ctx.state.record_run({"mode": mode, "exit_code": exit_code, "outcome": outcome_name, "duration_seconds": round(duration, 3),
                           "ts": now, "last_success_ts": last_success, "env": ctx.env, "profile": ctx.profile,
                           "runtime": ctx.runtime, "detail": detail})
-    if not ctx.feed.pushgateway_enabled:
+    url = ctx.pushgateway_url()
+    if url is None:
         return None
-    return push(ctx.feed.pushgateway_url, mn.PUSH_JOB_RUNBOOK, build_registry(ctx, mode, exit_code, duration, now, last_success),
+    return push(url, mn.PUSH_JOB_RUNBOOK, build_registry(ctx, mode, exit_code, duration, now, last_success),
                 grouping_key={"instance": socket.gethostname(), "env": ctx.env, "mode": mode})
 
 

@@ -15,6 +15,24 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+#: Where to look, per monitoring component.
+_PAGES = {"prometheus": "/targets", "alertmanager": "/#/alerts", "pushgateway": "/", "redis-exporter": "/metrics"}
+
+
+def _monitoring_lines(ctx: RunbookContext) -> list[str]:
+    from .monitoring import INSTALL_HINT, urls
+
+    wanted = urls(ctx)
+    if not wanted:
+        return ["  monitoring     none enabled (FEEDOPS_PROMETHEUS_ENABLED, ..._ALERTMANAGER_, ..._PUSHGATEWAY_)"]
+    lines = ["  monitoring:"]
+    lines.extend(f"    {name:<14} {url.rstrip('/')}{_PAGES[name]}" for name, url in wanted)
+    off = ctx.monitoring_unavailable()
+    if off:
+        lines.append(f"    not installed here ({', '.join(off)} treated as false): {INSTALL_HINT}")
+    return lines
+
+
 def render_status(ctx: RunbookContext) -> str:
     """A compact report for people. Raises StateError on a corrupt state file."""
     lines = [f"feedops {ctx.env}: runtime {ctx.runtime}, channel {ctx.feed.channel}, calendar {ctx.feed.calendar}",
@@ -38,6 +56,7 @@ def render_status(ctx: RunbookContext) -> str:
             lines.append(f"    {name:<14} {state:<24} {record.get('address', '')}")
         if not names:
             lines.append("    none")
+        lines.extend(_monitoring_lines(ctx))
     lines.append("  last runs:")
     modes = ctx.state.modes_with_runs()
     for mode in modes:

@@ -37,6 +37,15 @@ feedops::runtime::start_stack() {
   esac
 }
 
+# Start the monitoring (native: Prometheus, Alertmanager, Pushgateway, redis-exporter when
+# enabled and installed; compose starts it with the stack, under the monitoring profile).
+feedops::runtime::start_monitoring() {
+  case ${FEEDOPS_CFG[RUNTIME]} in
+    native) feedops::py::act start-monitoring --timeout "${FEEDOPS_TIMEOUT}" ;;
+    compose) return 0 ;;
+  esac
+}
+
 # Start the worker(s) on the active profile. Arguments: [--recreate]
 feedops::runtime::start_workers() {
   case ${FEEDOPS_CFG[RUNTIME]} in

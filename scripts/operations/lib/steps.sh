@@ -31,6 +31,15 @@ feedops::step::validate() {
   esac
 }
 
+# Start the monitoring first (native), so that validate_env's outcome reaches its Pushgateway
+# and a failed validation can alert. Never fails the run: the feed does not wait for its watch.
+feedops::step::start_monitoring() {
+  [[ ${FEEDOPS_CFG[RUNTIME]} == native ]] || return 0
+  local rc=0
+  feedops::act "start the monitoring (native)" feedops::runtime::start_monitoring || rc=$?
+  (( rc == 0 )) || feedops::log::warning runbook.monitoring.failed "the monitoring did not start (exit ${rc}); continuing without it"
+}
+
 # Start the stack (sims, Redis, monitoring). Fails with START_FAILED.
 feedops::step::start_stack() {
   [[ ${FEEDOPS_CFG[RUNTIME]} != native || -z ${FEEDOPS_CFG[SIM_PROFILES]} ]] || feedops::step::require ctp_sim.py

@@ -33,8 +33,9 @@ runbook_setup() {
   export FEEDOPS_SINK_URL="file:${BATS_TEST_TMPDIR}/feed" FEEDOPS_FLOW_DIR="${BATS_TEST_TMPDIR}/flow"
   export FEEDOPS_CACHE_DIR="${BATS_TEST_TMPDIR}/cache"
   export FEEDOPS_LOG_FORMAT=json
-  # staging/prod env files enable Pushgateway at a compose service name: never reach for it
-  export FEEDOPS_PUSHGATEWAY_ENABLED=false
+  # staging/prod env files enable Pushgateway at a compose service name: never reach for it;
+  # dev enables the native monitoring stack on fixed ports: not in these tests
+  export FEEDOPS_PUSHGATEWAY_ENABLED=false FEEDOPS_PROMETHEUS_ENABLED=false FEEDOPS_ALERTMANAGER_ENABLED=false
   export DOCKER_STUB_LOG="${BATS_TEST_TMPDIR}/docker.calls"
   : > "${DOCKER_STUB_LOG}"
   export PATH="${RUNBOOK_ROOT}/tests/bats/stubs:${PATH}"

@@ -1,0 +1,107 @@
+"""feedops.runbook.monitoring: what premarket starts for monitoring on the native runtime, and
+what it does when a binary is not installed (says how to get it, goes on, no push to nowhere)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from feedops.exitcodes import Runbook
+from feedops.runbook import cli, monitoring
+from feedops.runbook.config import RunbookContext
+
+SENTINEL = "monSntl77"
+
+
+@pytest.fixture
+def environ(tmp_path, monkeypatch) -> dict[str, str]:
+    for key in [k for k in os.environ if k.startswith(("FEEDOPS_", "CTP_PRIMARY_", "CTP_BACKUP_"))]:
+        monkeypatch.delenv(key)
+    values = {"FEEDOPS_STATE_DIR": str(tmp_path / "state"), "FEEDOPS_MONITORING_DIR": str(tmp_path / "monitoring"),
+              "FEEDOPS_SECRETS_DIR": str(tmp_path), "FEEDOPS_RUNTIME": "native",
+              # fronts off this host: start-stack plans no ctp-sim, only the monitoring
+              "CTP_PRIMARY_MD_FRONTS": "tcp://md.example:41213", "CTP_BACKUP_MD_FRONTS": "tcp://md2.example:41213"}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def installed(monkeypatch, *names: str) -> None:
+    """Only these Debian binaries exist."""
+    monkeypatch.setattr(monitoring, "find_binary", lambda binary: f"/usr/bin/{binary}" if binary in names else None)
+
+
+def test_dev_plans_prometheus_alertmanager_pushgateway_on_loopback(environ, monkeypatch):
+    installed(monkeypatch, *(b for b, _ in monitoring.BINARIES.values()))
+    plan = monitoring.plan(RunbookContext.load("dev"))
+    assert plan.missing == [] and plan.elsewhere == []
+    comps = {c.name: c for c in plan.components}
+    assert sorted(comps) == ["alertmanager", "prometheus", "pushgateway"]  # file sink: no redis-exporter
+    root = environ["FEEDOPS_MONITORING_DIR"]
+    assert comps["prometheus"].argv[:5] == ["/usr/bin/prometheus", f"--config.file={root}/prometheus.yml",
+                                            f"--storage.tsdb.path={root}/prometheus", "--web.listen-address=127.0.0.1:9090",
+                                            "--web.enable-lifecycle"]
+    assert "--cluster.listen-address=" in comps["alertmanager"].argv  # no gossip port on 0.0.0.0
+    assert comps["pushgateway"].address == ("127.0.0.1", 9091) and comps["alertmanager"].address == ("127.0.0.1", 9093)
+    assert {c.kind for c in comps.values()} == {"monitoring"}
+
+
+def test_redis_sink_adds_the_exporter_with_the_password_kept_off_the_command_line(environ, monkeypatch):
+    installed(monkeypatch, *(b for b, _ in monitoring.BINARIES.values()))
+    monkeypatch.setenv("FEEDOPS_SINK_URL", f"redis://feed:{SENTINEL}@127.0.0.1:6390/2")
+    monkeypatch.setenv("FEEDOPS_REDIS_STREAM_PREFIX", "md:test")
+    exporter = next(c for c in monitoring.plan(RunbookContext.load("dev")).components if c.name == "redis-exporter")
+    assert exporter.argv[1:4] == ["-redis.addr=redis://127.0.0.1:6390/2", "-web.listen-address=127.0.0.1:9121",
+                                  "-check-streams=md:test:*"]
+    assert SENTINEL not in " ".join(exporter.argv)
+    assert exporter.env == {"REDIS_PASSWORD": SENTINEL, "REDIS_USER": "feed"}
+
+
+def test_toggles_and_remote_urls_are_honoured(environ, monkeypatch):
+    installed(monkeypatch, *(b for b, _ in monitoring.BINARIES.values()))
+    monkeypatch.setenv("FEEDOPS_ALERTMANAGER_ENABLED", "false")
+    monkeypatch.setenv("FEEDOPS_PUSHGATEWAY_URL", "http://pushgateway.example:9091")
+    plan = monitoring.plan(RunbookContext.load("dev"))
+    assert [c.name for c in plan.components] == ["prometheus"]
+    assert plan.elsewhere == ["pushgateway at http://pushgateway.example:9091"]
+
+
+def test_missing_binaries_are_named_with_the_install_line_and_nothing_pushes(environ, monkeypatch, capsys):
+    installed(monkeypatch, "prometheus")
+    ctx = RunbookContext.load("dev")
+    plan = monitoring.plan(ctx)
+    assert [c.name for c in plan.components] == ["prometheus"]
+    assert plan.missing == ["prometheus-alertmanager", "prometheus-pushgateway"]
+    overrides = ctx.child_overrides()
+    assert overrides["FEEDOPS_ALERTMANAGER_ENABLED"] == "false" and overrides["FEEDOPS_PUSHGATEWAY_ENABLED"] == "false"
+    assert "FEEDOPS_PROMETHEUS_ENABLED" not in overrides
+    assert ctx.pushgateway_url() is None and ctx.shell_values()["PUSHGATEWAY_ENABLED"] == "false"
+
+    installed(monkeypatch)  # nothing installed: start-stack still succeeds and says how to get them
+    assert cli.main(["--env", "dev", "start-monitoring", "--timeout", "5"]) == Runbook.OK
+    out = capsys.readouterr()
+    assert f"not started: prometheus, prometheus-alertmanager, prometheus-pushgateway (not installed: " \
+           f"{monitoring.INSTALL_HINT})" in out.out
+    assert "apt-get install" in out.err  # the warning log line carries it too
+    assert not (os.path.isdir(f"{environ['FEEDOPS_STATE_DIR']}/pids") and os.listdir(f"{environ['FEEDOPS_STATE_DIR']}/pids"))
+
+
+def test_compose_runtime_never_turns_toggles_off(environ, monkeypatch):
+    installed(monkeypatch)
+    ctx = RunbookContext.load("prod", "compose")
+    assert ctx.monitoring_unavailable() == [] and ctx.pushgateway_url() == "http://pushgateway:9091"
+
+
+def test_alertmanager_gets_its_configuration_and_the_templates_it_names(environ, monkeypatch, tmp_path):
+    source = tmp_path / "am"
+    source.mkdir()
+    (source / "alertmanager.yml").write_text("route: {receiver: x}\nreceivers: [{name: x}]\ntemplates: ['*.tmpl']\n")
+    (source / "feedops.tmpl").write_text('{{ define "x" }}x{{ end }}')
+    monkeypatch.setattr(monitoring, "ALERTMANAGER_SOURCE", source / "alertmanager.yml")
+    installed(monkeypatch, "prometheus-alertmanager")
+    ctx = RunbookContext.load("dev")
+    monitoring.write_configs(ctx, monitoring.plan(ctx).components)
+    written = tmp_path / "monitoring"
+    assert sorted(p.name for p in written.iterdir()) == ["alertmanager", "alertmanager.yml", "feedops.tmpl"]
+    assert (written / "feedops.tmpl").read_text() == (source / "feedops.tmpl").read_text()
