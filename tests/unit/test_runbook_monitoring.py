@@ -4,6 +4,8 @@ what it does when a binary is not installed (says how to get it, goes on, no pus
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -93,15 +95,29 @@ def test_compose_runtime_never_turns_toggles_off(environ, monkeypatch):
     assert ctx.monitoring_unavailable() == [] and ctx.pushgateway_url() == "http://pushgateway:9091"
 
 
-def test_alertmanager_gets_its_configuration_and_the_templates_it_names(environ, monkeypatch, tmp_path):
-    source = tmp_path / "am"
-    source.mkdir()
-    (source / "alertmanager.yml").write_text("route: {receiver: x}\nreceivers: [{name: x}]\ntemplates: ['*.tmpl']\n")
-    (source / "feedops.tmpl").write_text('{{ define "x" }}x{{ end }}')
-    monkeypatch.setattr(monitoring, "ALERTMANAGER_SOURCE", source / "alertmanager.yml")
+def test_alertmanager_gets_its_configuration_rendered_from_the_settings(environ, monkeypatch, tmp_path):
+    monkeypatch.setenv("FEEDOPS_ALERTMANAGER_WEBHOOK_URL", f"http://127.0.0.1:9999/{SENTINEL}")
     installed(monkeypatch, "prometheus-alertmanager")
     ctx = RunbookContext.load("dev")
     monitoring.write_configs(ctx, monitoring.plan(ctx).components)
     written = tmp_path / "monitoring"
     assert sorted(p.name for p in written.iterdir()) == ["alertmanager", "alertmanager.yml", "feedops.tmpl"]
-    assert (written / "feedops.tmpl").read_text() == (source / "feedops.tmpl").read_text()
+    config = (written / "alertmanager.yml").read_text()
+    assert f"http://127.0.0.1:9999/{SENTINEL}" in config and "heartbeat" in config  # the renderer's, not a copy
+    assert (written / "alertmanager.yml").stat().st_mode & 0o777 == 0o600  # a receiver URL may be a secret
+    assert "feedops.text" in (written / "feedops.tmpl").read_text()
+    amtool = shutil.which("amtool") or "/usr/bin/amtool"
+    if os.path.exists(amtool):
+        done = subprocess.run([amtool, "check-config", str(written / "alertmanager.yml")], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_prometheus_loads_the_rules_rendered_with_this_environments_thresholds(environ, monkeypatch, tmp_path):
+    installed(monkeypatch, "prometheus")
+    monkeypatch.setenv("FEEDOPS_LATENCY_P99_WARN_SECONDS", "1.25")
+    ctx = RunbookContext.load("dev")
+    monitoring.write_configs(ctx, monitoring.plan(ctx).components)
+    written = tmp_path / "monitoring"
+    assert f"{written}/rules/*.yml" in (written / "prometheus.yml").read_text()
+    rules = (written / "rules" / "feedops.yml").read_text()
+    assert "> 1.25" in rules and "alert: FeedTickLatencyHigh" in rules

@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
-
-from .. import paths
 from ..log import get_logger
-from ..monitoring import prometheus_config
+from ..monitoring import alertmanager as alertmanager_config
+from ..monitoring import prometheus_config, rules
 from ..settings import Settings
 from .config import RunbookContext, is_loopback, listen_of
 from .procs import Component
@@ -42,7 +40,6 @@ INSTALL_HINT = "sudo apt-get install -y " + " ".join(package for _, package in B
 #: Prometheus drops the first notifications while it discovers Alertmanager and resends them after
 #: this delay (its default, 1m, would leave a fresh start without alerts for over a minute).
 RESEND_DELAY = "15s"
-ALERTMANAGER_SOURCE = paths.ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 
 
 def find_binary(name: str) -> str | None:
@@ -86,15 +83,16 @@ def redis_exporter_argv(binary: str, redis_url: str, listen: str, stream_prefix:
 
 def alertmanager_files(settings: Settings) -> dict[str, str]:
     """File name -> text of what Alertmanager reads on the native runtime: its configuration
-    (``alertmanager.yml``, monitoring/alertmanager/alertmanager.yml) and the template files it
-    names (relative names resolve next to the configuration, so they are written beside it)."""
-    text = ALERTMANAGER_SOURCE.read_text(encoding="utf-8")
-    files = {"alertmanager.yml": text}
-    for pattern in (yaml.safe_load(text) or {}).get("templates") or []:
-        if not os.path.isabs(pattern):
-            files.update({path.name: path.read_text(encoding="utf-8")
-                          for path in sorted(ALERTMANAGER_SOURCE.parent.glob(pattern))})
-    return files
+    rendered from the settings (:mod:`feedops.monitoring.alertmanager`: receivers, routes,
+    inhibitions) and the notification template it names, written beside it."""
+    rendered = alertmanager_config.render(settings.feed)
+    return {"alertmanager.yml": rendered.config, alertmanager_config.TEMPLATE_NAME: rendered.template}
+
+
+def rule_files(settings: Settings) -> dict[str, str]:
+    """File name -> text of the rule files Prometheus loads on the native runtime: the repo's
+    rules rendered with this environment's thresholds (:mod:`feedops.monitoring.rules`)."""
+    return {Path(rel).name: text for rel, text in rules.rule_files(rules.thresholds(settings.feed)).items()}
 
 
 # ------------------------------------------------------------------ the plan
@@ -156,15 +154,18 @@ def write_configs(ctx: RunbookContext, components: list[Component]) -> None:
     names = {c.name for c in components}
     files = {}
     if "prometheus" in names:
-        files["prometheus.yml"] = prometheus_config.render(ctx.settings, "native")
+        files["prometheus.yml"] = prometheus_config.render(ctx.settings, "native", rules_glob=str(root / "rules" / "*.yml"))
+        files.update({f"rules/{name}": text for name, text in rule_files(ctx.settings).items()})
         (root / "prometheus").mkdir(parents=True, exist_ok=True)
+        (root / "rules").mkdir(parents=True, exist_ok=True)
     if "alertmanager" in names:
         files.update(alertmanager_files(ctx.settings))
         (root / "alertmanager").mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        tmp = root / f".{name}.tmp"
+        tmp = root / f"{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o600)  # the Alertmanager config may hold a receiver's URL or secret
         os.replace(tmp, root / name)
 
 
