@@ -96,11 +96,13 @@ def operations(T: dict) -> tuple[Alert, ...]:
             f"{{{{ $value | humanizeDuration }}}} ago: {T['health_check_missed_runs']} runs missed (cron every "
             f"{T['health_check_interval_seconds']}s).",
             "make health",
-            Page(f"No health-check push reached the Pushgateway for {T['health_check_missed_runs']} intervals: the cron "
-                 "line (docs/ops/health-check.md) stopped, or its pushes fail.",
+            Page(f"No health-check push reached the Pushgateway for {T['health_check_missed_runs']} intervals: the timer "
+                 "or crontab line that runs it every minute (docs/ops/scheduling.md) stopped, or its pushes fail.",
                  "Nothing checks the feed between alerts on its metrics; pre-market freshness is not judged.",
-                 ("crontab -l | grep check_feed_health", "make health                                   # one run; its report's push section says whether the push worked"),
-                 ("make health                                   # proves the check and the push work", "crontab -e                                    # restore the cron line"),
+                 ("systemctl list-timers 'feedops-health@*'      # or: crontab -l -u feedops | grep 'start_live_env.sh health'",
+                  "make health                                   # one run; its report's push section says whether the push worked"),
+                 ("make health                                   # proves the check and the push work",
+                  "sudo systemctl enable --now feedops-health@prod.timer   # or restore the line of deploy/crontab"),
                  ESCALATE_OPS)),
         Alert(
             "PremarketNotDone", "operations",

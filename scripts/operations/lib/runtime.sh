@@ -99,13 +99,26 @@ feedops::runtime::wait_ready() {
   esac
 }
 
-# check_feed_health.py against the running worker(s), text summary on stdout.
-feedops::runtime::health() {
+#######################################
+# check_feed_health.py against the running worker(s), in the runtime.
+# Arguments: exec|run CHECKER_ARGS...  (compose: exec = inside the running worker container;
+#   run = a one-off container on the project's network, which reports and pushes even when
+#   the worker is down; native runs the venv's CLI either way)
+#######################################
+feedops::runtime::check_health() {
+  local -a how=(exec -T)
+  [[ $1 == run ]] && how=(run --rm --no-deps -T)
+  shift
   case ${FEEDOPS_CFG[RUNTIME]} in
-    native) feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" --format text --no-premarket ;;
-    compose) feedops::compose exec -T worker python scripts/operations/check_feed_health.py \
-               --env "${FEEDOPS_CFG[ENV]}" --format text --no-premarket ;;
+    native) feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" "$@" ;;
+    compose) feedops::compose "${how[@]}" worker python scripts/operations/check_feed_health.py \
+               --env "${FEEDOPS_CFG[ENV]}" "$@" ;;
   esac
+}
+
+# The runbook's verification after a start: text summary on stdout, pre-market not judged.
+feedops::runtime::health() {
+  feedops::runtime::check_health exec --format text --no-premarket
 }
 
 # What runs (compose only; the native table is part of the helper's status).
