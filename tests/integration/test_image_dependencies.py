@@ -22,7 +22,7 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 SCRIPTS = sorted((ROOT / "scripts" / "operations").glob("*.py"))
 #: every `python -m` entry point of the package
 MODULES = ["feedops.runbook", "feedops.sim", "feedops.monitoring.rules", "feedops.monitoring.alertmanager",
-           "feedops.monitoring.prometheus_config", "feedops.monitoring.dashboards"]
+           "feedops.monitoring.prometheus_config", "feedops.monitoring.dashboards", "feedops.release"]
 
 
 def _install_command() -> list[str]:
