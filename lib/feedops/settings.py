@@ -295,7 +295,8 @@ class FeedSettings(_LayeredSettings):
 
     # --- delivery
     image: str = Field("ghcr.io/feedops/feedops", description="container image repository on GHCR")
-    image_tag: str = Field("latest", description="image tag deployed by the compose runtime")
+    image_tag: str = Field("latest", description="image the compose runtime deploys: TAG@sha256:<digest> or sha256:<digest> "
+                           "(pinned; staging and prod require it) or TAG (floating, dev only); docs/ops/releases.md")
 
     # --- simulator (channel=sim)
     sim_instruments: int = Field(2000, ge=1, le=30_000, description="ctp-sim universe size")
@@ -318,6 +319,14 @@ class FeedSettings(_LayeredSettings):
         if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not host:port with a port in 1-65535")
         return value
+
+    @field_validator("image_tag")
+    @classmethod
+    def _image_tag(cls, value: str) -> str:
+        from .release import parse_image_tag
+
+        parse_image_tag(value)  # ValueError names the accepted forms
+        return value.strip()
 
     @field_validator("shard")
     @classmethod

@@ -21,6 +21,7 @@ feedops::compose() {
   local p
   for p in ${FEEDOPS_CFG[COMPOSE_PROFILES]}; do profiles+=(--profile "${p}"); done
   feedops::run env FEEDOPS_ENV="${FEEDOPS_CFG[ENV]}" FEEDOPS_IMAGE="${FEEDOPS_CFG[IMAGE]}" FEEDOPS_IMAGE_TAG="${FEEDOPS_CFG[IMAGE_TAG]}" \
+    FEEDOPS_IMAGE_REF="${FEEDOPS_CFG[IMAGE_REF]}" \
     FEEDOPS_ACTIVE_PROFILE="${FEEDOPS_CFG[PROFILE]}" FEEDOPS_RELEASE_ENV_FILE="${FEEDOPS_CFG[RELEASE_ENV]}" \
     FEEDOPS_STATE_DIR="${FEEDOPS_CFG[STATE_DIR]}" \
     docker compose --project-directory "${FEEDOPS_ROOT}" --file "${FEEDOPS_ROOT}/docker-compose.yml" \
