@@ -277,3 +277,39 @@ def test_a_late_premarket_is_refused_recorded_and_pushed(tmp_path, pushgateway):
     assert not (tmp_path / "state" / "pids").exists() or not any((tmp_path / "state" / "pids").iterdir())  # nothing started
     codes = [v for k, v in pushed(pushgateway.url, "feedops_runbook_exit_code").items() if 'mode="premarket"' in k]
     assert codes == [76.0]
+
+
+def test_scheduled_and_format_are_refused_where_they_do_not_apply(tmp_path):
+    env = clean_environ(FEEDOPS_STATE_DIR=str(tmp_path / "state"))
+    for argv, words in ((["restart", "--scheduled"], "--scheduled is only for premarket, shutdown and drill"),
+                        (["health", "--format", "xml"], "--format must be nagios, text or json"),
+                        (["status", "--format", "text"], "--format is only for health")):
+        done = subprocess.run([str(ROOT / "scripts/operations/start_live_env.sh"), *argv], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 64 and words in done.stderr, (argv, done.stderr)
+
+
+@pytest.mark.integration
+def test_the_health_mode_pushes_the_checkers_verdict_even_with_no_feed(tmp_path, pushgateway):
+    """Nothing runs: the check reports it, pushes CRITICAL or UNKNOWN, and the mode exits HEALTH_FAILED (69)."""
+    from feedops import metric_names as mn
+
+    env = clean_environ(FEEDOPS_STATE_DIR=str(tmp_path / "state"), FEEDOPS_PUSHGATEWAY_ENABLED="true",
+                        FEEDOPS_PUSHGATEWAY_URL=pushgateway.url, FEEDOPS_WORKER_URLS=f"http://127.0.0.1:{_free_port()}",
+                        FEEDOPS_PROMETHEUS_ENABLED="false", FEEDOPS_ALERTMANAGER_ENABLED="false", FEEDOPS_ENV="dev")
+    done = subprocess.run([str(ROOT / "scripts/operations/start_live_env.sh"), "health", "--format", "json"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 69, done.stderr[-2000:]
+    text = urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=5).read().decode()
+    pushed_status = [line for line in text.splitlines()
+                     if line.startswith("feedops_check_status{") and 'checker="check_feed_health"' in line
+                     and f'job="{mn.PUSH_JOB_HEALTH}"' in line]
+    assert pushed_status and float(pushed_status[0].rsplit(" ", 1)[1]) in (2.0, 3.0), text[-2000:]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
