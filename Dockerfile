@@ -35,7 +35,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 # Dependencies first, from the lock with hashes (pip-compile --generate-hashes, see the lock's
-# header): a code change rebuilds only the layers below. numpy stays: the worker's pipeline
+# header, `make lock`): a code change rebuilds only the layers below. numpy stays: the worker's pipeline
 # and coverage use it as well as ctp-sim (about 57 MB installed with its
 # OpenBLAS, measured by the test above).
 COPY requirements.lock ./

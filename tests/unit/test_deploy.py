@@ -313,3 +313,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@needs_systemd
+def test_systemd_fires_the_timers_at_the_beijing_times_of_the_crontab():
+    """systemd itself computes the elapses of each timer over a fixed week (--base-time): in
+    Beijing time they are the crontab's weekdays and times, whatever the host's zone."""
+    start = dt.datetime.combine(WEEK, dt.time(0, 0), tzinfo=BEIJING)
+    for job in ("premarket", "shutdown", "drill"):
+        timer = DEPLOY / "systemd" / f"feedops-{job}@.timer"
+        expected = timer_slots(timer)
+        fired = set()
+        for spec in re.findall(r"^OnCalendar=(.+)$", timer.read_text(), re.M):
+            done = subprocess.run([SYSTEMD_ANALYZE or "systemd-analyze", "calendar", f"--iterations={len(expected)}",
+                                   f"--base-time={start.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC", spec],
+                                  capture_output=True, text=True, timeout=30, env={**os.environ, "TZ": "UTC"})
+            assert done.returncode == 0, done.stderr
+            for stamp in re.findall(r"(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", done.stdout):
+                when = dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.timezone.utc).astimezone(BEIJING)
+                if when < start + dt.timedelta(days=7):
+                    fired.add((when.weekday(), f"{when:%H:%M}"))
+        assert fired == expected, (job, sorted(fired ^ expected))
