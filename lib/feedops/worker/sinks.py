@@ -168,15 +168,26 @@ class Sink:
     def _connect(self) -> None:
         raise NotImplementedError
 
-    def _send(self, records: list[dict[str, Any]]) -> None:
+    def _send(self, records: list[Any]) -> list[Any]:
+        """Write ``records`` whole or raise, leaving none of them visible; return every record now delivered
+        (``records``, plus any the sink held from an earlier attempt)."""
         raise NotImplementedError
+
+    def _requeue(self, batch: list[Any]) -> None:
+        """A write of ``batch`` failed: keep it for the next attempt (the Redis sink holds its in-flight
+        batch itself, so that it is re-sent with the same sequence numbers)."""
+        self._buffer(batch)
+
+    def _held(self) -> int:
+        """Records the sink holds outside the buffer (the Redis sink's unconfirmed batch)."""
+        return 0
 
     def close(self) -> None:
         pass
 
     @property
     def buffered(self) -> int:
-        return len(self.buffer)
+        return len(self.buffer) + self._held()
 
     def _error(self, reason: str, exc: BaseException) -> None:
         self.errors_total += 1
@@ -221,13 +232,13 @@ class Sink:
             batch = list(self.buffer)
             self.buffer.clear()
         try:
-            self._send(batch)
+            delivered = self._send(batch)
         except Exception as exc:  # noqa: BLE001
             self._error("write", exc)
-            self._buffer(batch)
+            self._requeue(batch)
             return []
-        self.published_total += len(batch)
-        return batch
+        self.published_total += len(delivered)
+        return delivered
 
     def _buffer(self, records: list[dict[str, Any]]) -> None:
         self.buffer.extend(records)
@@ -244,7 +255,7 @@ class Sink:
         """Try to deliver the buffer before shutdown (bounded in time); return what was delivered."""
         deadline = time.monotonic() + timeout
         delivered: list[dict[str, Any]] = []
-        while self.buffer and time.monotonic() < deadline:
+        while self.buffered and time.monotonic() < deadline:
             self._next_attempt = 0.0
             sent = self.publish([])
             delivered.extend(sent)
@@ -258,14 +269,31 @@ WRITEBACK_BYTES = 8 << 20
 
 
 class FileSink(Sink):
+    """JSON lines per trading day; only whole records ever stay in the file.
+
+    Each day file is written through its own descriptor (``O_APPEND``, no user-space
+    buffer) and the sink tracks its *committed* offset: the end of the last batch written
+    whole. A batch is written with as many ``write`` calls as the kernel needs; if one
+    fails (ENOSPC, EFBIG at the file size limit, EIO), every file the batch touched is
+    truncated back to its committed offset before the error is reported, so the batch,
+    buffered and re-sent later, is written once. Before each write the file's size is
+    checked against the committed offset (a truncation that failed is retried there).
+    Opening a day file (at start, or again for a late tick of an older day) repairs a
+    torn tail left by a crash: the bytes after the last newline are copied to a side
+    file ``<file>.torn-<offset>`` and cut off, with one ERROR line naming both.
+    """
+
     kind = "file"
 
     def __init__(self, directory: Path, shard: tuple[int, int], buffer_max: int, **kw: Any):
         super().__init__(f"file:{directory}", buffer_max, **kw)
         self.directory = directory
         self.file_name = f"ticks-{shard[0]}of{shard[1]}.jsonl"
-        self._files: dict[str, Any] = {}
+        self._files: dict[str, int] = {}  # trading day -> descriptor
+        self._committed: dict[str, int] = {}  # trading day -> end of the last whole batch
         self._written_back: dict[str, int] = {}  # trading day -> offset up to which write-back was started
+        self.repaired_total = 0  # torn tails cut off
+        self.rolled_back_total = 0  # failed writes truncated back
 
     def _connect(self) -> None:
         try:
@@ -278,20 +306,27 @@ class FileSink(Sink):
     def path_for(self, trading_day: str) -> Path:
         return self.directory / trading_day / self.file_name
 
-    def _file(self, trading_day: str):
-        fh = self._files.get(trading_day)
-        if fh is None:
+    def _file(self, trading_day: str) -> int:
+        fd = self._files.get(trading_day)
+        if fd is None:
             path = self.path_for(trading_day)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(path, "ab")  # noqa: SIM115 - kept open across batches
-            for old in [d for d in self._files if d < trading_day]:
-                self._files.pop(old).close()
-                self._written_back.pop(old, None)
-            self._files[trading_day] = fh
-            self._written_back.setdefault(trading_day, fh.tell())  # appending to an older file: from its end
-        return fh
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)  # kept open across batches
+            try:
+                committed = repair_torn_tail(path, fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if committed is None:
+                committed = os.fstat(fd).st_size
+            else:
+                self.repaired_total += 1
+            self._files[trading_day] = fd
+            self._committed[trading_day] = committed
+            self._written_back[trading_day] = committed  # appending to an older file: from its end
+        return fd
 
-    def _send(self, records: list[dict[str, Any]]) -> None:
+    def _send(self, records: list[Any]) -> list[Any]:
         by_day: dict[str, list[bytes]] = {}
         day_of = self.trading_day_of
         for record, line in zip(records, self.encode_all(records)):
@@ -300,14 +335,50 @@ class FileSink(Sink):
             if lines is None:
                 lines = by_day[day] = []
             lines.append(line)
-        for day, lines in by_day.items():
-            fh = self._file(day)
-            lines.append(b"")
-            fh.write(b"\n".join(lines))
-            fh.flush()
-            self._write_back(day, fh)
+        touched: list[str] = []
+        ends: dict[str, int] = {}
+        try:
+            for day, lines in by_day.items():
+                fd = self._file(day)
+                touched.append(day)
+                committed = self._committed[day]
+                if os.fstat(fd).st_size != committed:  # an earlier roll-back did not complete
+                    os.ftruncate(fd, committed)
+                lines.append(b"")
+                data = b"\n".join(lines)
+                _write_all(fd, data)
+                ends[day] = committed + len(data)
+        except BaseException:
+            self._roll_back(touched)
+            raise
+        self._committed.update(ends)
+        for day in ends:
+            self._write_back(day, self._files[day])
+        newest = max(self._files, default="")
+        for old in [d for d in self._files if d < newest and d not in ends]:  # a new day began: the old file is done
+            self._close_day(old)
+        return records
 
-    def _write_back(self, day: str, fh: Any) -> None:
+    def _roll_back(self, days: list[str]) -> None:
+        """Cut every file in ``days`` back to its committed offset (the failed batch leaves nothing)."""
+        for day in days:
+            fd, committed = self._files.get(day), self._committed.get(day)
+            if fd is None or committed is None:
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                if size != committed:
+                    os.ftruncate(fd, committed)
+                    self.rolled_back_total += 1
+                    _log.warning("worker.sink.rolled_back", f"failed write: {self.path_for(day)} truncated from {size} "
+                                 f"back to {committed} bytes (the last whole batch); the batch is buffered and "
+                                 "written again", path=str(self.path_for(day)), size=size, committed=committed)
+            except OSError as exc:  # retried before the next write to this file
+                _log.error("worker.sink.roll_back_failed", f"cannot truncate {self.path_for(day)} back to {committed} "
+                           f"bytes ({exc.strerror}); retried before the next write", path=str(self.path_for(day)),
+                           committed=committed)
+
+    def _write_back(self, day: str, fd: int) -> None:
         """Start the disk write of every WRITEBACK_BYTES appended, instead of leaving it to the kernel.
 
         Left alone, the kernel writes dirty pages back once they are 30 s old: on a
@@ -316,22 +387,104 @@ class FileSink(Sink):
         ``POSIX_FADV_DONTNEED`` on the range just written starts its write-back without
         waiting for it (pages still dirty stay cached; readers tailing the file read them from memory).
         """
-        end = fh.tell()
+        end = self._committed[day]
         start = self._written_back.get(day, 0)
         if end - start >= WRITEBACK_BYTES:
             try:
-                os.posix_fadvise(fh.fileno(), start, end - start, os.POSIX_FADV_DONTNEED)
+                os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
             except OSError:  # advice only: a file system that refuses it loses nothing
                 pass
             self._written_back[day] = end
 
+    def _close_day(self, day: str) -> None:
+        fd = self._files.pop(day)
+        committed = self._committed.pop(day)
+        self._written_back.pop(day, None)
+        try:
+            if os.fstat(fd).st_size != committed:  # a roll-back that failed: last chance before the file is left
+                os.ftruncate(fd, committed)
+        except OSError:
+            pass  # the next open repairs a torn tail; see worker.sink.roll_back_failed
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
     def close(self) -> None:
-        for fh in self._files.values():
-            try:
-                fh.close()
-            except OSError:
-                pass
-        self._files.clear()
+        for day in list(self._files):
+            self._close_day(day)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` (a short write is continued; the error of a failed one is raised)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+#: How far back from the end a torn tail is looked for at a time.
+_TAIL_CHUNK = 1 << 16
+
+
+def repair_torn_tail(path: Path, fd: int) -> int | None:
+    """Cut off the bytes after the last newline of ``path`` (open for writing as ``fd``), if any.
+
+    They are the part of a record a crash interrupted (SIGKILL, power loss mid-write):
+    left there, the next write would glue a new record onto them. They are copied to
+    ``<file>.torn-<offset>`` (``-1``, ``-2``... if taken) for inspection, then truncated
+    away; one ERROR line names the file, the offset, the byte count and the side file.
+    Return the new size, or None when the file ended with a newline (or was empty).
+    """
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None
+    with open(path, "rb") as reader:
+        reader.seek(size - 1)
+        if reader.read(1) == b"\n":
+            return None
+        cut = 0
+        end = size
+        while end > 0:
+            start = max(0, end - _TAIL_CHUNK)
+            reader.seek(start)
+            chunk = reader.read(end - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            end = start
+        reader.seek(cut)
+        torn = reader.read(size - cut)
+    side = _quarantine(path, cut, torn)
+    os.ftruncate(fd, cut)
+    where = f"copied to {side}" if side else "could not be copied (see the previous line); cut off anyway"
+    _log.error("worker.sink.torn_tail", f"{path} ended in a torn record ({len(torn)} bytes after offset {cut}, no "
+               f"newline): {where}; the file now ends at the last whole record", path=str(path), offset=cut,
+               torn_bytes=len(torn), quarantine=str(side) if side else None)
+    return cut
+
+
+def _quarantine(path: Path, offset: int, torn: bytes) -> Path | None:
+    for attempt in range(100):
+        side = path.with_name(f"{path.name}.torn-{offset}" + (f"-{attempt}" if attempt else ""))
+        try:
+            fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            _log.error("worker.sink.quarantine_failed", f"cannot create {side} ({exc.strerror})", path=str(side))
+            return None
+        try:
+            _write_all(fd, torn)
+        except OSError as exc:
+            _log.error("worker.sink.quarantine_failed", f"cannot write {side} ({exc.strerror})", path=str(side))
+            os.close(fd)
+            side.unlink(missing_ok=True)
+            return None
+        os.close(fd)
+        return side
+    return None
 
 
 #: One round trip per stream and batch: the script XADDs every (instrument, tick) pair it is given, then
@@ -388,6 +541,7 @@ class RedisSink(Sink):
         chunk = 2 * REDIS_CHUNK
         self._execute([(b"EVALSHA", self._sha, 1, self.stream(exchange), self.maxlen, *args[i:i + chunk])
                        for exchange, args in by_stream.items() for i in range(0, len(args), chunk)])
+        return records
 
     def _execute(self, commands: list[tuple]) -> None:
         """Send ``commands`` in one write, then read their replies (one round trip).
