@@ -24,6 +24,7 @@ from conftest import ROOT, Server, free_port, wait_for
 from feedops.exitcodes import Check, Worker
 from feedops.paths import SCHEMAS_DIR
 from clock_support import child_environ
+from sink_support import duplicates, file_sink_contents, parse_lines
 
 pytestmark = pytest.mark.integration
 CLI = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
@@ -374,3 +375,189 @@ def test_unreachable_redis_at_start_keeps_the_feed_running(sim, workers, tmp_pat
     assert w.proc.poll() is None  # still running
     assert w.stop() == int(Worker.OK)
     assert "Traceback" not in w.output()
+
+
+# ---------------------------------------------------------------------------- exactly once to the file sink
+def _sim_status(sim: Sim) -> dict:
+    return http_json(sim.control_url + "/status")[1]
+
+
+def _quiesce(sim: Sim, w: WorkerProc, sent_before: int) -> int:
+    """Stop the sim's ticks (fault "silent") and wait until the worker received every tick sent to it;
+    return how many that is."""
+    sim.fault("silent", True)
+    sent = _sim_status(sim)["ticks_sent"] - sent_before
+    w.wait_status(lambda s: s["throughput"]["ticks_received_total"] >= sent, f"the worker receives all {sent} ticks")
+    return sent
+
+
+def _stopped_line(w: WorkerProc) -> dict:
+    return [json.loads(line) for line in w.output().splitlines() if '"worker.stopped"' in line][-1]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 64 MB tmpfs that the test fills and empties (root only; skipped where mount is refused)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Write zeros until the file system refuses (ENOSPC); return the ballast file."""
+    import errno
+
+    ballast = disk / "ballast"
+    chunk = b"\0" * (1 << 20)
+    with open(ballast, "wb", buffering=0) as fh:
+        while True:
+            try:
+                fh.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    return ballast
+
+
+def test_disk_full_then_freed_leaves_no_duplicate_and_no_torn_line(sim, small_disk, workers, tmp_path):
+    """The disk fills under the worker, stays full while ticks buffer, then empties: every tick received is on
+    disk once, whole, and the worker's published count is the number of lines."""
+    import time
+
+    feed = small_disk / "feed"
+    sent_before = _sim_status(sim)["ticks_sent"]
+    w = start(workers, sim, tmp_path, FEEDOPS_SINK_URL=f"file:{feed}", FEEDOPS_SINK_BUFFER_MAX="400000")
+    w.wait_ready()
+    w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 20_000, "ticks on disk")
+    ballast = _fill(small_disk)
+    worst = w.wait_status(lambda s: not s["sink"]["up"] and s["sink"]["buffered"] > 20_000, "disk full, ticks buffered")
+    assert any("sink down" in r for r in worst["ready_reasons"]) and worst["sink"]["errors_total"] >= 1
+    ballast.unlink()  # the disk empties
+    freed = time.monotonic()
+    w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "buffer written after the disk emptied")
+    recovery = time.monotonic() - freed
+    sent = _quiesce(sim, w, sent_before)
+    status = w.status()
+    assert w.stop() == int(Worker.OK)
+    stopped = _stopped_line(w)
+    records, torn = file_sink_contents(feed)
+    dropped = sum(status["ticks_dropped"].values())
+    print(f"\nSCENARIO disk-full: sent={sent} published={stopped['published']} in_sink={len(records)} "
+          f"duplicates={duplicates(records)} torn={torn} worst=not ready ({worst['ready_reasons']}), buffered "
+          f"{worst['sink']['buffered']} recovery={recovery:.2f}s dropped_by_pipeline={dropped}")
+    assert torn == 0 and duplicates(records) == 0
+    assert stopped["published"] == len(records)  # published == lines on disk
+    assert status["throughput"]["ticks_received_total"] == sent
+    assert sent == len(records) + dropped and stopped["sink_dropped"] == 0 and stopped["queue_dropped"] == 0
+    events = w.events()
+    assert "worker.sink.down" in events and "worker.sink.up" in events
+    assert "worker.sink.rolled_back" in events  # a batch was cut part-way by the full disk and truncated back
+
+
+def _writer_pid(worker_pid: int) -> int:
+    children = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
+    for pid in children:
+        if "multiprocessing" in Path(f"/proc/{pid}/cmdline").read_text():
+            return int(pid)
+    raise AssertionError(f"no sink writer among the children {children} of {worker_pid}")
+
+
+def test_restart_after_sigkill_does_not_glue_two_ticks(sim, workers, tmp_path):
+    """The writer and the worker are SIGKILLed mid-stream; the tail is torn (by the kill, or by hand when the kill
+    fell between two records); the next worker cuts it off into a side file before writing."""
+    import time
+
+    feed = tmp_path / "feed"
+    first = start(workers, sim, tmp_path)
+    first.wait_ready()
+    first.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 20_000, "ticks on disk")
+    os.kill(_writer_pid(first.proc.pid), signal.SIGKILL)
+    first.proc.kill()
+    first.wait_exit(30)
+    [path] = feed.glob("*/ticks-0of1.jsonl")
+    if path.read_bytes().endswith(b"\n"):  # the kill fell between two writes: tear the tail as a crash would
+        whole = path.read_bytes().rsplit(b"\n", 2)[-2]
+        with open(path, "ab") as fh:
+            fh.write(whole[: len(whole) // 2])
+    before, torn_before = parse_lines(path)
+    assert torn_before == 1
+    restarted = time.monotonic()
+    sent_before = _sim_status(sim)["ticks_sent"]  # the first worker's session is closed: what follows is the second's
+    second = start(workers, sim, tmp_path)
+    second.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 1000, "the restarted worker writes")
+    recovery = time.monotonic() - restarted
+    sent = _quiesce(sim, second, sent_before)
+    status = second.status()
+    assert second.stop() == int(Worker.OK)
+    stopped = _stopped_line(second)
+    records, torn = file_sink_contents(feed)
+    print(f"\nSCENARIO sigkill-restart: sent={sent} published={len(before)}+{stopped['published']} "
+          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} (torn before restart: {torn_before}) "
+          f"recovery={recovery:.2f}s")
+    assert torn == 0 and duplicates(records) == 0
+    assert status["throughput"]["ticks_received_total"] == sent
+    assert stopped["published"] + sum(status["ticks_dropped"].values()) == sent
+    assert records[:len(before)] == before and len(records) == len(before) + stopped["published"]
+    [side] = path.parent.glob("ticks-0of1.jsonl.torn-*")
+    assert side.stat().st_size > 0
+    torn_lines = [json.loads(line) for line in second.output().splitlines() if '"worker.sink.torn_tail"' in line]
+    assert len(torn_lines) == 1 and torn_lines[0]["level"] == "error" and torn_lines[0]["quarantine"] == str(side)
+
+
+def _redis_ticks(url: str, prefix: str) -> list[dict]:
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(url, decode_responses=True)
+    return [json.loads(fields["tick"]) for stream in sorted(client.scan_iter(f"{prefix}:*"))
+            for _, fields in client.xrange(stream)]
+
+
+def test_redis_stall_past_the_socket_timeout_adds_no_duplicate(sim, workers, tmp_path):
+    """redis-server (this test's own) stopped with SIGSTOP past the 2 s socket timeout while ticks flow: the batch
+    in flight runs when it resumes, the worker re-sends it with the same sequence numbers, Redis refuses it."""
+    import time
+
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        pytest.skip("redis-server not installed: apt-get install redis-server")
+    port = free_port()
+    redis_proc = Server("redis", [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
+                                  "no", "--dir", str(tmp_path)], port, tmp_path / "redis.log")
+    url, prefix = f"redis://127.0.0.1:{port}/0", "stall"
+    try:
+        wait_for(lambda: _redis_ticks(url, prefix) == [], what="redis")
+        sent_before = _sim_status(sim)["ticks_sent"]
+        w = start(workers, sim, tmp_path, "--sink", url, FEEDOPS_REDIS_STREAM_PREFIX=prefix)
+        w.wait_ready()
+        w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 10_000, "ticks in Redis")
+        os.kill(redis_proc.pid, signal.SIGSTOP)
+        try:
+            worst = w.wait_status(lambda s: not s["sink"]["up"] and s["sink"]["buffered"] > 0, "sink down (stalled)")
+        finally:
+            os.kill(redis_proc.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "sink caught up")
+        recovery = time.monotonic() - resumed
+        sent = _quiesce(sim, w, sent_before)
+        status = w.status()
+        assert w.stop() == int(Worker.OK)
+        stopped = _stopped_line(w)
+        ticks = _redis_ticks(url, prefix)
+        dropped = sum(status["ticks_dropped"].values())
+        print(f"\nSCENARIO redis-stall: sent={sent} published={stopped['published']} in_sink={len(ticks)} "
+              f"duplicates={duplicates(ticks)} torn=0 worst=not ready ({worst['ready_reasons']}), buffered "
+              f"{worst['sink']['buffered']} recovery={recovery:.2f}s")
+        assert duplicates(ticks) == 0 and stopped["published"] == len(ticks)
+        assert status["throughput"]["ticks_received_total"] == sent == len(ticks) + dropped
+        assert stopped["sink_dropped"] == 0 and stopped["queue_dropped"] == 0
+        assert "worker.sink.resend_ignored" in w.events()  # the stalled batch did run, and was not added twice
+    finally:
+        redis_proc.stop()

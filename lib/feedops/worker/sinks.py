@@ -23,6 +23,7 @@ import operator
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse, urlunparse
@@ -132,6 +133,10 @@ def public_target(url: str) -> str:
     return url
 
 
+#: At most this many records per write: a backlog is written in whole chunks of this size.
+SEND_CHUNK = 20_000
+
+
 class SinkError(Exception):
     """The sink cannot be opened at all (malformed URL, unwritable directory)."""
 
@@ -173,14 +178,18 @@ class Sink:
         (``records``, plus any the sink held from an earlier attempt)."""
         raise NotImplementedError
 
-    def _requeue(self, batch: list[Any]) -> None:
-        """A write of ``batch`` failed: keep it for the next attempt (the Redis sink holds its in-flight
-        batch itself, so that it is re-sent with the same sequence numbers)."""
-        self._buffer(batch)
+    def _requeue(self, failed: list[Any], rest: list[Any]) -> None:
+        """A write of ``failed`` failed (``rest`` was not tried): keep both for the next attempt, in order
+        (the Redis sink holds its in-flight batch itself, to re-send it with the same sequence numbers)."""
+        self._buffer(failed + rest)
 
     def _held(self) -> int:
         """Records the sink holds outside the buffer (the Redis sink's unconfirmed batch)."""
         return 0
+
+    def _resend_held(self) -> list[Any]:
+        """Send what the sink holds from a failed attempt before anything else; return it once delivered."""
+        return []
 
     def close(self) -> None:
         pass
@@ -232,17 +241,27 @@ class Sink:
             batch = list(self.buffer)
             self.buffer.clear()
         try:
-            delivered = self._send(batch)
+            delivered: list[Any] = self._resend_held()
         except Exception as exc:  # noqa: BLE001
             self._error("write", exc)
-            self._requeue(batch)
+            self._buffer(batch)
             return []
+        # a backlog goes out in chunks, each written whole or not at all: a disk with room for part of it
+        # takes that part, instead of refusing the whole backlog forever
+        for start in range(0, max(1, len(batch)), SEND_CHUNK):
+            chunk = batch[start:start + SEND_CHUNK]
+            try:
+                delivered.extend(self._send(chunk))
+            except Exception as exc:  # noqa: BLE001
+                self._error("write", exc)
+                self._requeue(chunk, batch[start + SEND_CHUNK:])
+                break
         self.published_total += len(delivered)
         return delivered
 
     def _buffer(self, records: list[dict[str, Any]]) -> None:
         self.buffer.extend(records)
-        overflow = len(self.buffer) - self.buffer_max
+        overflow = len(self.buffer) + self._held() - self.buffer_max  # a held batch counts against the bound
         if overflow > 0:
             for _ in range(overflow):
                 self.buffer.popleft()
@@ -487,16 +506,32 @@ def _quarantine(path: Path, offset: int, torn: bytes) -> Path | None:
     return None
 
 
-#: One round trip per stream and batch: the script XADDs every (instrument, tick) pair it is given, then
-#: trims the stream once (approximate MAXLEN; trimming once per call instead of per entry costs Redis
-#: ~9 % less CPU per tick; the script runs atomically, so readers never see more than the bound plus
-#: the approximate trim's slack of about one node, 100 entries).
+#: One round trip per stream and batch, applied at most once per (writer, sequence number).
+#: KEYS[1] the stream, KEYS[2] the hash of applied sequence numbers; ARGV: MAXLEN, the hash field
+#: (writer id and stream), the batch's sequence number, then (instrument, tick) pairs. A batch whose
+#: number is not above the one recorded for its field was applied already (its reply was lost: a
+#: stall past the socket timeout, a dropped connection) and is refused (-1). A key of the wrong type
+#: is refused before anything is added, so a failed call adds nothing. The script XADDs every
+#: pair, trims the stream once (approximate MAXLEN; trimming once per call instead of per entry costs
+#: Redis ~9 % less CPU per tick; the script runs atomically, so readers never see more than the bound
+#: plus the approximate trim's slack of about one node, 100 entries) and records the number, all
+#: atomically: a reader never sees a batch whose number is not recorded, or the reverse.
 XADD_MANY = """
-for i = 2, #ARGV, 2 do
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'stream' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' .. kind .. ', not a stream')
+end
+local seq = tonumber(ARGV[3])
+local applied = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+if applied >= seq then
+  return -1
+end
+for i = 4, #ARGV, 2 do
   redis.call('XADD', KEYS[1], '*', 'instrument', ARGV[i], 'tick', ARGV[i + 1])
 end
 redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
-return (#ARGV - 1) / 2
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return (#ARGV - 3) / 2
 """
 REDIS_CHUNK = 2000
 try:  # redis[hiredis]: the C command packer (redis-py's own is the fallback)
@@ -506,12 +541,26 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
 
 
 class RedisSink(Sink):
+    """Redis Streams, exactly once per (writer id, sequence number).
+
+    Every script call carries this sink's writer id (random, one per writer process) and
+    a sequence number that grows with every call. A call that fails (timeout, dropped
+    connection, error reply) is kept, commands and numbers unchanged, and sent again
+    before anything else once Redis answers; the script refuses a number it has already
+    applied, so a batch Redis executed while its reply was lost is not added twice.
+    """
+
     kind = "redis"
 
     def __init__(self, url: str, prefix: str, maxlen: int, buffer_max: int, **kw: Any):
         super().__init__(public_target(url), buffer_max, **kw)
         self.prefix = prefix
         self.maxlen = maxlen
+        self.applied_key = applied_key(prefix)
+        self.writer_id = uuid.uuid4().hex
+        self._sequence = 0
+        self._in_flight: tuple[list[tuple], list[Any]] | None = None  # (commands, records) not yet confirmed
+        self.refused_total = 0  # script calls Redis had already applied
         import redis
 
         try:
@@ -526,9 +575,28 @@ class RedisSink(Sink):
     def _connect(self) -> None:
         self.client.ping()
 
-    def _send(self, records: list[dict[str, Any]]) -> None:
+    def _held(self) -> int:
+        return len(self._in_flight[1]) if self._in_flight else 0
+
+    def _resend_held(self) -> list[Any]:
+        if self._in_flight is None:
+            return []
+        commands, records = self._in_flight
+        self._confirm(commands, self._execute(commands))
+        self._in_flight = None
+        return records
+
+    def _requeue(self, failed: list[Any], rest: list[Any]) -> None:
+        if self._in_flight is not None and self._in_flight[1] is failed:
+            self._buffer(rest)  # the failed call is held as it was sent, numbers included
+        else:
+            self._buffer(failed + rest)
+
+    def _send(self, records: list[Any]) -> list[Any]:
         """One script call per stream and chunk (``XADD <stream> * instrument <id> tick <json>`` per entry, one
-        ``XTRIM MAXLEN ~ n`` per call), all in one round trip."""
+        ``XTRIM MAXLEN ~ n`` per call), each with the next sequence number, all in one round trip."""
+        if not records:
+            return records
         by_stream: dict[str, list[Any]] = {}
         exchange_of, instrument_of = self.exchange_of, self.instrument_of
         for record, line in zip(records, self.encode_all(records)):
@@ -539,12 +607,29 @@ class RedisSink(Sink):
             args.append(instrument_of(record))
             args.append(line)
         chunk = 2 * REDIS_CHUNK
-        self._execute([(b"EVALSHA", self._sha, 1, self.stream(exchange), self.maxlen, *args[i:i + chunk])
-                       for exchange, args in by_stream.items() for i in range(0, len(args), chunk)])
+        commands = []
+        for exchange, args in by_stream.items():
+            stream = self.stream(exchange)
+            field = f"{self.writer_id}:{stream}"
+            for i in range(0, len(args), chunk):
+                self._sequence += 1
+                commands.append((b"EVALSHA", self._sha, 2, stream, self.applied_key, self.maxlen, field,
+                                 self._sequence, *args[i:i + chunk]))
+        self._in_flight = (commands, records)
+        self._confirm(commands, self._execute(commands))
+        self._in_flight = None
         return records
 
-    def _execute(self, commands: list[tuple]) -> None:
-        """Send ``commands`` in one write, then read their replies (one round trip).
+    def _confirm(self, commands: list[tuple], replies: list[Any]) -> None:
+        refused = [command[7] for command, reply in zip(commands, replies) if reply == -1]
+        if refused:
+            self.refused_total += len(refused)
+            _log.info("worker.sink.resend_ignored", f"Redis had already applied {len(refused)} re-sent batch(es) "
+                      f"(sequence {refused[0]}..{refused[-1]} of writer {self.writer_id}) whose reply was lost; "
+                      "not added twice", sink=self.kind, writer=self.writer_id, batches=len(refused))
+
+    def _execute(self, commands: list[tuple]) -> list[Any]:
+        """Send ``commands`` in one write, then read their replies (one round trip); return the replies.
 
         redis-py's pipeline would first ask ``SCRIPT EXISTS`` (a second round trip per
         batch) and convert every argument in Python; hiredis packs the commands in C. A
@@ -559,9 +644,7 @@ class RedisSink(Sink):
             try:
                 packed = [_pack_command(c) for c in commands] if _pack_command else conn.pack_commands(commands)
                 conn.send_packed_command(packed, check_health=False)
-                for _ in commands:
-                    conn.read_response()
-                return
+                return [conn.read_response() for _ in commands]
             except redis.exceptions.NoScriptError:
                 conn.disconnect()  # the other replies are unread: this connection starts afresh
                 if attempt == 2:
@@ -572,12 +655,19 @@ class RedisSink(Sink):
                 raise
             finally:
                 pool.release(conn)
+        return []
 
     def close(self) -> None:
         try:
             self.client.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def applied_key(prefix: str) -> str:
+    """The hash of applied sequence numbers (field ``<writer id>:<stream>``). Named with a dot, not a colon,
+    so that a scan of ``<prefix>:*`` (the streams) does not find it."""
+    return f"{prefix}.applied"
 
 
 def open_sink(feed, shard: tuple[int, int], on_error: Callable[[str], None] | None = None) -> Sink:
