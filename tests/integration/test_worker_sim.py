@@ -333,8 +333,11 @@ def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
         redis_proc = Server("redis", argv, port, tmp_path / "redis2.log")
         w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "sink recovered", timeout=30)
         w.wait_ready()
-        assert w.stop() == int(Worker.OK)
+        # ticks were dropped while Redis was down: the stop says so (exit 18 and the count at ERROR), not "0"
+        assert w.stop() == int(Worker.TICKS_LOST)
         assert "worker.sink.up" in w.events()
+        [lost] = [json.loads(line) for line in w.output().splitlines() if '"worker.ticks.lost"' in line]
+        assert lost["level"] == "error" and lost["sink_buffer_full"] == _stopped_line(w)["sink_dropped"] > 0
     finally:
         redis_proc.stop()
 
@@ -373,8 +376,13 @@ def test_unreachable_redis_at_start_keeps_the_feed_running(sim, workers, tmp_pat
     w.wait_metric("feedops_sink_up", lambda v: v == 0)
     w.wait_metric("feedops_sink_errors_total", lambda v: v >= 1)
     assert w.proc.poll() is None  # still running
-    assert w.stop() == int(Worker.OK)
+    # SIGTERM while the sink is unreachable: the buffered ticks cannot be flushed; the exit code and an ERROR
+    # line with the count say so
+    assert w.stop() == int(Worker.TICKS_LOST)
     assert "Traceback" not in w.output()
+    stopped = _stopped_line(w)
+    [lost] = [json.loads(line) for line in w.output().splitlines() if '"worker.ticks.lost"' in line]
+    assert lost["level"] == "error" and lost["lost"] == lost["sink_unflushed"] == stopped["sink_buffered"] > 0
 
 
 # ---------------------------------------------------------------------------- exactly once to the file sink

@@ -8,12 +8,13 @@ so a dead sink never blocks CTP's callback thread. Layouts for consumers are in
 docs/ops/worker.md.
 
 * ``file:<dir>``: ``<dir>/<TradingDay>/ticks-<i>of<N>.jsonl``, one JSON object per
-  line, appended, flushed after every batch (one file per shard: several workers never
-  interleave writes).
+  line, appended, written with ``os.write`` after every batch (one file per shard:
+  several workers never interleave writes); only whole batches stay (:class:`FileSink`).
 * ``redis://host:port/db``: one stream per exchange, ``<prefix>:<EXCHANGE>``; every tick
   is one entry ``XADD <stream> * instrument <id> tick <json>``, issued by a small Lua
   script per stream and batch (which then trims the stream once, ``MAXLEN ~ <maxlen>``)
-  in one pipelined round trip.
+  in one pipelined round trip, applied at most once per writer id and sequence number
+  (:class:`RedisSink`).
 """
 
 from __future__ import annotations
