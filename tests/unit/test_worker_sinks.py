@@ -48,6 +48,7 @@ def test_torn_tail_is_quarantined_and_cut_before_the_next_write(tmp_path, capsys
     path.write_bytes(whole + fragment)
     sink = FileSink(tmp_path, (0, 1), buffer_max=1000)
     assert sink.open()
+    assert parse_lines(path) == ([record(i) for i in range(3)], 0)  # repaired at start, before any write
     assert len(sink.publish([record(4)])) == 1
     sink.close()
     records, torn = parse_lines(path)

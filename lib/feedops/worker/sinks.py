@@ -222,8 +222,14 @@ class Sink:
         return True
 
     def publish(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Write ``records`` (after anything buffered); return the records that reached the target."""
-        if not self.up:
+        """Write ``records`` (after anything buffered); return the records that reached the target.
+
+        A sink that was down counts as up again once a write succeeded, not when it merely
+        reconnected (a full disk "reconnects" at once): one ``worker.sink.down`` ERROR per
+        outage and one ``worker.sink.up`` when the backlog is written.
+        """
+        recovering = not self.up
+        if recovering:
             if time.monotonic() < self._next_attempt:
                 self._buffer(records)
                 return []
@@ -233,9 +239,6 @@ class Sink:
                 self._error("connect", exc)
                 self._buffer(records)
                 return []
-            self.up = True
-            _log.info("worker.sink.up", f"{self.kind} sink reconnected; sending {len(self.buffer)} buffered ticks",
-                      sink=self.kind, target=self.target)
         batch = records
         if self.buffer:
             self.buffer.extend(records)
@@ -249,6 +252,7 @@ class Sink:
             return []
         # a backlog goes out in chunks, each written whole or not at all: a disk with room for part of it
         # takes that part, instead of refusing the whole backlog forever
+        failed = False
         for start in range(0, max(1, len(batch)), SEND_CHUNK):
             chunk = batch[start:start + SEND_CHUNK]
             try:
@@ -256,8 +260,13 @@ class Sink:
             except Exception as exc:  # noqa: BLE001
                 self._error("write", exc)
                 self._requeue(chunk, batch[start + SEND_CHUNK:])
+                failed = True
                 break
         self.published_total += len(delivered)
+        if recovering and not failed:
+            self.up = True
+            _log.info("worker.sink.up", f"{self.kind} sink is back; wrote {len(delivered)} ticks including the "
+                      "buffered ones", sink=self.kind, target=self.target, written=len(delivered))
         return delivered
 
     def _buffer(self, records: list[dict[str, Any]]) -> None:
@@ -298,9 +307,10 @@ class FileSink(Sink):
     truncated back to its committed offset before the error is reported, so the batch,
     buffered and re-sent later, is written once. Before each write the file's size is
     checked against the committed offset (a truncation that failed is retried there).
-    Opening a day file (at start, or again for a late tick of an older day) repairs a
-    torn tail left by a crash: the bytes after the last newline are copied to a side
-    file ``<file>.torn-<offset>`` and cut off, with one ERROR line naming both.
+    At start every day file of this shard, and later any day file opened for writing
+    (a late tick of an older day), has a torn tail left by a crash repaired: the bytes
+    after the last newline are copied to a side file ``<file>.torn-<offset>`` and cut
+    off, with one ERROR line naming both.
     """
 
     kind = "file"
@@ -313,6 +323,7 @@ class FileSink(Sink):
         self._committed: dict[str, int] = {}  # trading day -> end of the last whole batch
         self._written_back: dict[str, int] = {}  # trading day -> offset up to which write-back was started
         self.repaired_total = 0  # torn tails cut off
+        self._checked_tails = False
         self.rolled_back_total = 0  # failed writes truncated back
 
     def _connect(self) -> None:
@@ -322,6 +333,26 @@ class FileSink(Sink):
             raise SinkError(f"cannot create the file sink directory {self.directory} ({exc.strerror})") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise SinkError(f"the file sink directory {self.directory} is not writable")
+        if not self._checked_tails:
+            self._checked_tails = True
+            self._repair_existing()
+
+    def _repair_existing(self) -> None:
+        """At start: cut the torn tail of any of this shard's day files (a crash leaves it in the file being
+        written), so that readers see whole records even before the first write of the day."""
+        for path in sorted(self.directory.glob(f"*/{self.file_name}")):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            except OSError:
+                continue  # repaired when the file is opened for writing, if it ever is
+            try:
+                if repair_torn_tail(path, fd) is not None:
+                    self.repaired_total += 1
+            except OSError as exc:
+                _log.error("worker.sink.repair_failed", f"cannot repair the tail of {path} ({exc.strerror}); "
+                           "retried when the file is opened for writing", path=str(path))
+            finally:
+                os.close(fd)
 
     def path_for(self, trading_day: str) -> Path:
         return self.directory / trading_day / self.file_name
