@@ -140,20 +140,26 @@ def _batch(n, start, size):
                     for i in range(start, start + size)])
 
 
+def _stalled_sink(server, prefix: str, size: int):
+    """A sink that wrote 500 ticks, then a batch of ``size`` to the server stopped (SIGSTOP; the fixture resumes
+    it at the end) and got no reply within the socket timeout: down, with that batch held."""
+    sink = _sink(server.url, prefix)
+    n = Normaliser(TradingCalendar("exchange", set()))
+    assert len(sink.publish(_batch(n, 0, 500))) == 500
+    os.kill(server.pid, signal.SIGSTOP)
+    assert sink.publish(_batch(n, 500, size)) == []  # written to the socket; no reply within the timeout
+    assert not sink.up and sink.buffered == size
+    return sink, n
+
+
 def test_a_batch_redis_ran_during_a_stall_is_not_added_again(own_redis):
     """redis-server stopped (SIGSTOP) past the 2 s socket timeout: the batch sent meanwhile is executed when it
     resumes although the sink saw a timeout; re-sent with the same sequence numbers, it is refused."""
     (server,), _start = own_redis
     prefix = "stall"
-    sink = _sink(server.url, prefix)
-    n = Normaliser(TradingCalendar("exchange", set()))
-    assert len(sink.publish(_batch(n, 0, 500))) == 500
-    os.kill(server.pid, signal.SIGSTOP)
-    try:  # a small batch: the whole of it fits the socket buffers, so Redis reads it all when it resumes
-        assert sink.publish(_batch(n, 500, 20)) == []  # written to the socket; no reply within the timeout
-        assert not sink.up and sink.buffered == 20
-    finally:
-        os.kill(server.pid, signal.SIGCONT)
+    # a small batch: the whole of it fits the socket buffers, so Redis reads it all when it resumes
+    sink, n = _stalled_sink(server, prefix, 20)
+    os.kill(server.pid, signal.SIGCONT)
     from conftest import wait_for
 
     wait_for(lambda: len(_stream_ticks(server.url, prefix)) == 520, what="the stalled batch executed on resume")
@@ -170,11 +176,7 @@ def test_a_batch_lost_with_a_killed_redis_is_added_once_after_the_restart(own_re
     file, fsync always) has every earlier batch and their sequence numbers; the re-sent batch is applied once."""
     (server,), start = own_redis
     prefix = "restart"
-    sink = _sink(server.url, prefix)
-    n = Normaliser(TradingCalendar("exchange", set()))
-    assert len(sink.publish(_batch(n, 0, 500))) == 500
-    os.kill(server.pid, signal.SIGSTOP)
-    assert sink.publish(_batch(n, 500, 500)) == []
+    sink, n = _stalled_sink(server, prefix, 500)
     os.kill(server.pid, signal.SIGKILL)
     server.proc.wait(10)
     restarted = start()

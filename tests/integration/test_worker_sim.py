@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -399,6 +400,26 @@ def _quiesce(sim: Sim, w: WorkerProc, sent_before: int) -> int:
     return sent
 
 
+def _outage(sim: Sim, w: WorkerProc, sent_before: int, begin, end, buffered: int) -> tuple[dict, float, int, dict, dict]:
+    """A sink outage under a running worker: ``begin`` it, wait until the sink is down with more than ``buffered``
+    ticks waiting, ``end`` it, wait until the backlog is written; then stop the sim's ticks and the worker (exit 0).
+    Return the status at the worst moment, the recovery time (s), the ticks sent, the last status and the
+    worker.stopped line."""
+    begin()
+    try:
+        worst = w.wait_status(lambda s: not s["sink"]["up"] and s["sink"]["buffered"] > buffered, "sink down, buffering")
+    finally:
+        end()
+    ended = time.monotonic()
+    w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "backlog written after the outage")
+    recovery = time.monotonic() - ended
+    assert any("sink down" in r for r in worst["ready_reasons"])
+    sent = _quiesce(sim, w, sent_before)
+    status = w.status()
+    assert w.stop() == int(Worker.OK)
+    return worst, recovery, sent, status, _stopped_line(w)
+
+
 def _stopped_line(w: WorkerProc) -> dict:
     return [json.loads(line) for line in w.output().splitlines() if '"worker.stopped"' in line][-1]
 
@@ -438,24 +459,15 @@ def _fill(disk: Path) -> Path:
 def test_disk_full_then_freed_leaves_no_duplicate_and_no_torn_line(sim, small_disk, workers, tmp_path):
     """The disk fills under the worker, stays full while ticks buffer, then empties: every tick received is on
     disk once, whole, and the worker's published count is the number of lines."""
-    import time
-
     feed = small_disk / "feed"
     sent_before = _sim_status(sim)["ticks_sent"]
     w = start(workers, sim, tmp_path, FEEDOPS_SINK_URL=f"file:{feed}", FEEDOPS_SINK_BUFFER_MAX="400000")
     w.wait_ready()
     w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 20_000, "ticks on disk")
-    ballast = _fill(small_disk)
-    worst = w.wait_status(lambda s: not s["sink"]["up"] and s["sink"]["buffered"] > 20_000, "disk full, ticks buffered")
-    assert any("sink down" in r for r in worst["ready_reasons"]) and worst["sink"]["errors_total"] >= 1
-    ballast.unlink()  # the disk empties
-    freed = time.monotonic()
-    w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "buffer written after the disk emptied")
-    recovery = time.monotonic() - freed
-    sent = _quiesce(sim, w, sent_before)
-    status = w.status()
-    assert w.stop() == int(Worker.OK)
-    stopped = _stopped_line(w)
+    ballasts: list[Path] = []
+    worst, recovery, sent, status, stopped = _outage(sim, w, sent_before, lambda: ballasts.append(_fill(small_disk)),
+                                                     lambda: ballasts.pop().unlink(), 20_000)  # the disk empties
+    assert worst["sink"]["errors_total"] >= 1
     records, torn = file_sink_contents(feed)
     dropped = sum(status["ticks_dropped"].values())
     print(f"\nSCENARIO disk-full: sent={sent} published={stopped['published']} in_sink={len(records)} "
@@ -481,8 +493,6 @@ def _writer_pid(worker_pid: int) -> int:
 def test_restart_after_sigkill_does_not_glue_two_ticks(sim, workers, tmp_path):
     """The writer and the worker are SIGKILLed mid-stream; the tail is torn (by the kill, or by hand when the kill
     fell between two records); the next worker cuts it off into a side file before writing."""
-    import time
-
     feed = tmp_path / "feed"
     first = start(workers, sim, tmp_path)
     first.wait_ready()
@@ -531,8 +541,6 @@ def _redis_ticks(url: str, prefix: str) -> list[dict]:
 def test_redis_stall_past_the_socket_timeout_adds_no_duplicate(sim, workers, tmp_path):
     """redis-server (this test's own) stopped with SIGSTOP past the 2 s socket timeout while ticks flow: the batch
     in flight runs when it resumes, the worker re-sends it with the same sequence numbers, Redis refuses it."""
-    import time
-
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.path.exists(binary):
         pytest.skip("redis-server not installed: apt-get install redis-server")
@@ -546,18 +554,9 @@ def test_redis_stall_past_the_socket_timeout_adds_no_duplicate(sim, workers, tmp
         w = start(workers, sim, tmp_path, "--sink", url, FEEDOPS_REDIS_STREAM_PREFIX=prefix)
         w.wait_ready()
         w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 10_000, "ticks in Redis")
-        os.kill(redis_proc.pid, signal.SIGSTOP)
-        try:
-            worst = w.wait_status(lambda s: not s["sink"]["up"] and s["sink"]["buffered"] > 0, "sink down (stalled)")
-        finally:
-            os.kill(redis_proc.pid, signal.SIGCONT)
-        resumed = time.monotonic()
-        w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "sink caught up")
-        recovery = time.monotonic() - resumed
-        sent = _quiesce(sim, w, sent_before)
-        status = w.status()
-        assert w.stop() == int(Worker.OK)
-        stopped = _stopped_line(w)
+        worst, recovery, sent, status, stopped = _outage(sim, w, sent_before,
+                                                         lambda: os.kill(redis_proc.pid, signal.SIGSTOP),
+                                                         lambda: os.kill(redis_proc.pid, signal.SIGCONT), 0)
         ticks = _redis_ticks(url, prefix)
         dropped = sum(status["ticks_dropped"].values())
         print(f"\nSCENARIO redis-stall: sent={sent} published={stopped['published']} in_sink={len(ticks)} "
