@@ -338,6 +338,8 @@ def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
         assert w.stop() == int(Worker.TICKS_LOST)
         assert "worker.sink.up" in w.events()
         [lost] = [json.loads(line) for line in w.output().splitlines() if '"worker.ticks.lost"' in line]
+        print(f"\nSCENARIO redis-down-buffer-overflow: published={_stopped_line(w)['published']} lost={lost['lost']} "
+              f"exit={w.proc.returncode}")
         assert lost["level"] == "error" and lost["sink_buffer_full"] == _stopped_line(w)["sink_dropped"] > 0
     finally:
         redis_proc.stop()
@@ -383,6 +385,8 @@ def test_unreachable_redis_at_start_keeps_the_feed_running(sim, workers, tmp_pat
     assert "Traceback" not in w.output()
     stopped = _stopped_line(w)
     [lost] = [json.loads(line) for line in w.output().splitlines() if '"worker.ticks.lost"' in line]
+    print(f"\nSCENARIO sigterm-sink-unreachable: published={stopped['published']} lost={lost['lost']} "
+          f"exit={w.proc.returncode}")
     assert lost["level"] == "error" and lost["lost"] == lost["sink_unflushed"] == stopped["sink_buffered"] > 0
 
 
@@ -400,6 +404,14 @@ def _quiesce(sim: Sim, w: WorkerProc, sent_before: int) -> int:
     return sent
 
 
+def _health_verdict(w: WorkerProc) -> str:
+    """check_feed_health.py's verdict on this worker right now (its exit code's name)."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "operations" / "check_feed_health.py"), "--worker",
+                           w.url, "--no-redis", "--no-push", "--no-premarket", "--format", "json"], env=base_env(),
+                          capture_output=True, text=True, timeout=60)
+    return Check(done.returncode).name
+
+
 def _outage(sim: Sim, w: WorkerProc, sent_before: int, begin, end, buffered: int) -> tuple[dict, float, int, dict, dict]:
     """A sink outage under a running worker: ``begin`` it, wait until the sink is down with more than ``buffered``
     ticks waiting, ``end`` it, wait until the backlog is written; then stop the sim's ticks and the worker (exit 0).
@@ -408,6 +420,7 @@ def _outage(sim: Sim, w: WorkerProc, sent_before: int, begin, end, buffered: int
     begin()
     try:
         worst = w.wait_status(lambda s: not s["sink"]["up"] and s["sink"]["buffered"] > buffered, "sink down, buffering")
+        worst["health_verdict"] = _health_verdict(w)  # what the health check says at the worst moment (reported)
     finally:
         end()
     ended = time.monotonic()
@@ -471,7 +484,7 @@ def test_disk_full_then_freed_leaves_no_duplicate_and_no_torn_line(sim, small_di
     records, torn = file_sink_contents(feed)
     dropped = sum(status["ticks_dropped"].values())
     print(f"\nSCENARIO disk-full: sent={sent} published={stopped['published']} in_sink={len(records)} "
-          f"duplicates={duplicates(records)} torn={torn} worst=not ready ({worst['ready_reasons']}), buffered "
+          f"duplicates={duplicates(records)} torn={torn} worst={worst['health_verdict']}, not ready ({worst['ready_reasons']}), buffered "
           f"{worst['sink']['buffered']} recovery={recovery:.2f}s dropped_by_pipeline={dropped}")
     assert torn == 0 and duplicates(records) == 0
     assert stopped["published"] == len(records)  # published == lines on disk
@@ -500,6 +513,7 @@ def test_restart_after_sigkill_does_not_glue_two_ticks(sim, workers, tmp_path):
     os.kill(_writer_pid(first.proc.pid), signal.SIGKILL)
     first.proc.kill()
     first.wait_exit(30)
+    worst = _health_verdict(first)  # the worker is gone (reported)
     [path] = feed.glob("*/ticks-0of1.jsonl")
     if path.read_bytes().endswith(b"\n"):  # the kill fell between two writes: tear the tail as a crash would
         whole = path.read_bytes().rsplit(b"\n", 2)[-2]
@@ -518,7 +532,7 @@ def test_restart_after_sigkill_does_not_glue_two_ticks(sim, workers, tmp_path):
     stopped = _stopped_line(second)
     records, torn = file_sink_contents(feed)
     print(f"\nSCENARIO sigkill-restart: sent={sent} published={len(before)}+{stopped['published']} "
-          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} (torn before restart: {torn_before}) "
+          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} (torn before restart: {torn_before}) worst={worst} "
           f"recovery={recovery:.2f}s")
     assert torn == 0 and duplicates(records) == 0
     assert status["throughput"]["ticks_received_total"] == sent
@@ -560,7 +574,7 @@ def test_redis_stall_past_the_socket_timeout_adds_no_duplicate(sim, workers, tmp
         ticks = _redis_ticks(url, prefix)
         dropped = sum(status["ticks_dropped"].values())
         print(f"\nSCENARIO redis-stall: sent={sent} published={stopped['published']} in_sink={len(ticks)} "
-              f"duplicates={duplicates(ticks)} torn=0 worst=not ready ({worst['ready_reasons']}), buffered "
+              f"duplicates={duplicates(ticks)} torn=0 worst={worst['health_verdict']}, not ready ({worst['ready_reasons']}), buffered "
               f"{worst['sink']['buffered']} recovery={recovery:.2f}s")
         assert duplicates(ticks) == 0 and stopped["published"] == len(ticks)
         assert status["throughput"]["ticks_received_total"] == sent == len(ticks) + dropped
