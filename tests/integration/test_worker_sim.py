@@ -84,7 +84,7 @@ def _faults_off(request):
 
 
 class WorkerProc:
-    def __init__(self, sim: Sim, tmp: Path, *args: str, **env_extra: str):
+    def __init__(self, sim: Sim, tmp: Path, *args: str, preexec=None, **env_extra: str):
         self.tmp = tmp
         self.listen = f"127.0.0.1:{free_port()}"
         self.url = f"http://{self.listen}"
@@ -97,7 +97,8 @@ class WorkerProc:
         env.update(env_extra)
         self.log_path = tmp / f"worker-{self.listen.rsplit(':', 1)[1]}.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, str(CLI), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, str(CLI), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=preexec)
 
     def status(self, table: bool = False) -> dict:
         return http_json(self.url + "/status" + ("?instruments=1" if table else ""))[1]
@@ -469,23 +470,48 @@ def _fill(disk: Path) -> Path:
     return ballast
 
 
-def test_disk_full_then_freed_leaves_no_duplicate_and_no_torn_line(sim, small_disk, workers, tmp_path):
+#: The file size limit of the "fsize" variant: the feed file reaches it a few seconds into the run.
+FSIZE_LIMIT = 12 << 20
+
+
+def _file_size_limit() -> None:
+    """preexec_fn of the "fsize" variant: writes past FSIZE_LIMIT fail with EFBIG (SIGXFSZ ignored, as Python
+    does anyway); the soft limit only, so that the test can lift it (resource.prlimit) while the worker runs."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FSIZE_LIMIT, resource.RLIM_INFINITY))
+
+
+@pytest.mark.parametrize("disk", ["tmpfs", "fsize"])
+def test_disk_full_then_freed_leaves_no_duplicate_and_no_torn_line(sim, workers, tmp_path, disk, request):
     """The disk fills under the worker, stays full while ticks buffer, then empties: every tick received is on
-    disk once, whole, and the worker's published count is the number of lines."""
-    feed = small_disk / "feed"
+    disk once, whole, and the worker's published count is the number of lines. ``tmpfs``: a real 64 MB file
+    system filled with a ballast file (ENOSPC), then the ballast deleted (root only). ``fsize``: the worker runs
+    under a file size limit (EFBIG once the feed file reaches it), then the limit of its writer is lifted."""
+    import resource
+
+    if disk == "tmpfs":
+        mount = request.getfixturevalue("small_disk")
+        feed, preexec, ballasts = mount / "feed", None, []
+        begin, end = lambda: ballasts.append(_fill(mount)), lambda: ballasts.pop().unlink()  # the disk empties
+    else:
+        feed, preexec = tmp_path / "feed", _file_size_limit
+        begin = lambda: None  # noqa: E731 - the feed file reaches the limit by itself
+        end = lambda: resource.prlimit(_writer_pid(w.proc.pid), resource.RLIMIT_FSIZE,  # noqa: E731
+                                       (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     sent_before = _sim_status(sim)["ticks_sent"]
-    w = start(workers, sim, tmp_path, FEEDOPS_SINK_URL=f"file:{feed}", FEEDOPS_SINK_BUFFER_MAX="400000")
+    w = start(workers, sim, tmp_path, preexec=preexec, FEEDOPS_SINK_URL=f"file:{feed}", FEEDOPS_SINK_BUFFER_MAX="400000")
     w.wait_ready()
-    w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 20_000, "ticks on disk")
-    ballasts: list[Path] = []
-    worst, recovery, sent, status, stopped = _outage(sim, w, sent_before, lambda: ballasts.append(_fill(small_disk)),
-                                                     lambda: ballasts.pop().unlink(), 20_000)  # the disk empties
+    w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 10_000, "ticks on disk")
+    worst, recovery, sent, status, stopped = _outage(sim, w, sent_before, begin, end, 10_000)
     assert worst["sink"]["errors_total"] >= 1
     records, torn = file_sink_contents(feed)
     dropped = sum(status["ticks_dropped"].values())
-    print(f"\nSCENARIO disk-full: sent={sent} published={stopped['published']} in_sink={len(records)} "
-          f"duplicates={duplicates(records)} torn={torn} worst={worst['health_verdict']}, not ready ({worst['ready_reasons']}), buffered "
-          f"{worst['sink']['buffered']} recovery={recovery:.2f}s dropped_by_pipeline={dropped}")
+    print(f"\nSCENARIO disk-full ({disk}): sent={sent} published={stopped['published']} in_sink={len(records)} "
+          f"duplicates={duplicates(records)} torn={torn} worst={worst['health_verdict']}, not ready "
+          f"({worst['ready_reasons']}), buffered {worst['sink']['buffered']} recovery={recovery:.2f}s "
+          f"dropped_by_pipeline={dropped}")
     assert torn == 0 and duplicates(records) == 0
     assert stopped["published"] == len(records)  # published == lines on disk
     assert status["throughput"]["ticks_received_total"] == sent
@@ -498,7 +524,7 @@ def test_disk_full_then_freed_leaves_no_duplicate_and_no_torn_line(sim, small_di
 def _writer_pid(worker_pid: int) -> int:
     children = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
     for pid in children:
-        if "multiprocessing" in Path(f"/proc/{pid}/cmdline").read_text():
+        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text():  # (not multiprocessing's resource tracker)
             return int(pid)
     raise AssertionError(f"no sink writer among the children {children} of {worker_pid}")
 
@@ -515,7 +541,8 @@ def test_restart_after_sigkill_does_not_glue_two_ticks(sim, workers, tmp_path):
     first.wait_exit(30)
     worst = _health_verdict(first)  # the worker is gone (reported)
     [path] = feed.glob("*/ticks-0of1.jsonl")
-    if path.read_bytes().endswith(b"\n"):  # the kill fell between two writes: tear the tail as a crash would
+    torn_by_the_kill = not path.read_bytes().endswith(b"\n")
+    if not torn_by_the_kill:  # the kill fell between two writes: tear the tail as a crash would
         whole = path.read_bytes().rsplit(b"\n", 2)[-2]
         with open(path, "ab") as fh:
             fh.write(whole[: len(whole) // 2])
@@ -532,7 +559,7 @@ def test_restart_after_sigkill_does_not_glue_two_ticks(sim, workers, tmp_path):
     stopped = _stopped_line(second)
     records, torn = file_sink_contents(feed)
     print(f"\nSCENARIO sigkill-restart: sent={sent} published={len(before)}+{stopped['published']} "
-          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} (torn before restart: {torn_before}) worst={worst} "
+          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} (torn before restart: {torn_before}, by the kill: {torn_by_the_kill}) worst={worst} "
           f"recovery={recovery:.2f}s")
     assert torn == 0 and duplicates(records) == 0
     assert status["throughput"]["ticks_received_total"] == sent
