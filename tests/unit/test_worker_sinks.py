@@ -78,11 +78,14 @@ def test_a_file_without_any_newline_is_cut_to_empty(tmp_path):
 
 
 CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, os, resource, sys
     from pathlib import Path
+    from feedops.worker import sinks
     from feedops.worker.sinks import FileSink
 
     directory, batches, size = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    room = int(sys.argv[4]) if len(sys.argv) > 4 else 0  # > 0: first free this many bytes only
+    sinks.SEND_CHUNK = 25  # a backlog is written in whole chunks of 25 records
     def record(seq):
         return {"instrument": f"rb{seq % 7}", "exchange": "SHFE", "trading_day": "@DAY@", "seq": seq, "pad": "x" * 40}
     sink = FileSink(directory, (0, 1), buffer_max=100000)
@@ -95,11 +98,17 @@ CHILD = textwrap.dedent("""
         failed_calls += not delivered
     full = {"published": sink.published_total, "buffered": sink.buffered, "rolled_back": sink.rolled_back_total,
             "up": sink.up}
+    partial = None
+    if room:  # some room only: whole chunks of the backlog fit, the rest waits
+        path = sink.path_for("@DAY@")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + room, resource.RLIM_INFINITY))
+        sink.publish([])
+        partial = {"published": sink.published_total, "buffered": sink.buffered, "size": path.stat().st_size}
     resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # the disk empties
     sink.flush(10.0)
     sink.close()
-    print(json.dumps({"sent": sent, "failed_calls": failed_calls, "full": full, "published": sink.published_total,
-                      "buffered": sink.buffered, "dropped": sink.dropped_total}))
+    print(json.dumps({"sent": sent, "failed_calls": failed_calls, "full": full, "partial": partial,
+                      "published": sink.published_total, "buffered": sink.buffered, "dropped": sink.dropped_total}))
 """).replace("@DAY@", DAY)
 
 
@@ -171,3 +180,18 @@ def test_sigkill_mid_write_then_restart_does_not_glue_records(tmp_path):
     assert torn_before == 1 and torn_after == 0
     assert after[:-1] == before and after[-1]["seq"] == -1
     assert len(list(path.parent.glob("*.torn-*"))) == 1
+
+
+def test_a_backlog_goes_out_in_whole_chunks_as_room_appears(tmp_path):
+    """The limit is first raised by room for about two and a half chunks of the backlog: two whole chunks are
+    written, the rest stays buffered (nothing torn); then everything, once, in order."""
+    record_bytes = len(json.dumps(record(100)).replace(" ", "")) + 1
+    done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), "12", "30", str(int(62.5 * record_bytes))],
+                          capture_output=True, text=True, timeout=60, preexec_fn=_limited(20_000))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    full, partial = report["full"], report["partial"]
+    assert partial["published"] - full["published"] == 50  # two chunks of 25, whole
+    assert partial["buffered"] == report["sent"] - partial["published"] > 0
+    records, torn = parse_lines(tmp_path / DAY / "ticks-0of1.jsonl")
+    assert torn == 0 and [r["seq"] for r in records] == list(range(report["sent"])) and report["published"] == len(records)

@@ -175,8 +175,8 @@ class Sink:
         raise NotImplementedError
 
     def _send(self, records: list[Any]) -> list[Any]:
-        """Write ``records`` whole or raise, leaving none of them visible; return every record now delivered
-        (``records``, plus any the sink held from an earlier attempt)."""
+        """Write ``records`` whole and return them, or raise leaving none of them in the target (the Redis
+        sink cannot know whether a call without a reply ran: it holds it, see :meth:`_requeue`)."""
         raise NotImplementedError
 
     def _requeue(self, failed: list[Any], rest: list[Any]) -> None:
