@@ -386,6 +386,11 @@ def test_unreachable_redis_at_start_keeps_the_feed_running(sim, workers, tmp_pat
     # line with the count say so
     assert w.stop() == int(Worker.TICKS_LOST)
     assert "Traceback" not in w.output()
+    stopped = _stopped_line(w)
+    [lost] = [json.loads(line) for line in w.output().splitlines() if '"worker.ticks.lost"' in line]
+    print(f"\nSCENARIO sigterm-sink-unreachable: published={stopped['published']} lost={lost['lost']} "
+          f"exit={w.proc.returncode}")
+    assert lost["level"] == "error" and lost["lost"] == lost["sink_unflushed"] == stopped["sink_buffered"] > 0
 
 
 @pytest.mark.dates
@@ -421,11 +426,6 @@ def test_sim_worker_and_health_agree_on_the_exchange_calendar_at_the_date(worker
         assert days == ([trading_day] if is_open else []), days
     finally:
         sim.stop()
-    stopped = _stopped_line(w)
-    [lost] = [json.loads(line) for line in w.output().splitlines() if '"worker.ticks.lost"' in line]
-    print(f"\nSCENARIO sigterm-sink-unreachable: published={stopped['published']} lost={lost['lost']} "
-          f"exit={w.proc.returncode}")
-    assert lost["level"] == "error" and lost["lost"] == lost["sink_unflushed"] == stopped["sink_buffered"] > 0
 
 
 # ---------------------------------------------------------------------------- exactly once to the file sink
