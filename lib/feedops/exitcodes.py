@@ -32,7 +32,7 @@ class Check(enum.IntEnum):
 class Worker(enum.IntEnum):
     """Exit codes of the long-running worker."""
 
-    OK = 0  # stopped on request (SIGTERM/SIGINT), queue drained, sink flushed
+    OK = 0  # stopped on request (SIGTERM/SIGINT), queue drained, sink flushed, no tick discarded
     CONFIG = 10  # invalid settings or command-line arguments
     LISTEN = 11  # the health/metrics listen address is unusable (port in use)
     NO_FRONT = 12  # no front answered within the connect timeout
@@ -41,6 +41,7 @@ class Worker(enum.IntEnum):
     STORM = 15  # disconnect storm: too many disconnects in the window
     SINK = 16  # the sink cannot be opened at all (malformed URL, unwritable path)
     INTERNAL = 17  # unexpected internal error (a bug: the log has the details)
+    TICKS_LOST = 18  # stopped on request, but ticks were discarded (queue full, sink buffer full, or left unflushed with the sink down); the count is in the ERROR line worker.ticks.lost
 
 
 class Sim(enum.IntEnum):

@@ -16,7 +16,8 @@ docs/ops/worker.md.
 
 Exit codes: the worker family of feedops.exitcodes (0 stopped on request, 10 bad
 settings or arguments, 11 listen address unusable, 12 no front, 13 login refused,
-14 instrument list unavailable, 15 disconnect storm, 16 sink unusable, 17 internal).
+14 instrument list unavailable, 15 disconnect storm, 16 sink unusable, 17 internal,
+18 stopped but ticks were discarded).
 With --probe: the checker codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) and a JSON
 report on stdout.
 """

@@ -11,47 +11,17 @@ route, so the test waits seconds, not 30 s.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from conftest import Server, _require, free_port, http_ok, wait_for
+from webhook_support import WebhookReceiver
 from feedops.monitoring import alertmanager as am
 from feedops.settings import load_settings
 
 pytestmark = pytest.mark.integration
-
-
-class Capture:
-    """Records every POST body per path."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict]] = []
-        capture = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                capture.received.append((self.path, json.loads(body or b"{}")))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def bodies(self, path: str) -> list[dict]:
-        return [body for p, body in list(self.received) if p == path]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _alert(name: str, severity: str, **labels: str) -> dict:
@@ -76,7 +46,7 @@ def _alerts(url: str) -> dict[tuple[str, str, str], dict]:
 @pytest.fixture
 def alertmanager(tmp_path: Path):
     binary = _require("prometheus-alertmanager", "prometheus-alertmanager")
-    capture = Capture()
+    capture = WebhookReceiver()
     secrets = tmp_path / "secrets"
     secrets.mkdir(mode=0o700)
     slack_url = tmp_path / "slack-url"

@@ -26,17 +26,16 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT, Server, free_port, http_ok, wait_for
+from webhook_support import WebhookReceiver
 from feedops import metric_names
 from feedops.monitoring import prometheus_config
 from feedops.runbook import monitoring as native
@@ -204,39 +203,6 @@ def panel_queries() -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------ the webhook receiver
-class Webhook:
-    """Alertmanager's webhook notifications, each with its arrival time (monotonic)."""
-
-    def __init__(self) -> None:
-        self.notifications: list[tuple[float, dict]] = []
-        self._lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server API
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with owner._lock:
-                    owner.notifications.append((time.monotonic(), json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def alerts(self, name: str, status: str = "firing", since: float = 0.0) -> list[tuple[float, dict]]:
-        with self._lock:
-            return [(at, alert) for at, note in self.notifications if at >= since for alert in note.get("alerts", [])
-                    if alert["labels"].get("alertname") == name and alert.get("status") == status]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def alertmanager_files_for_test(settings, webhook_url: str) -> dict[str, str]:
     """The files the native runtime gives Alertmanager, with every receiver of the configuration
     sent to the test's webhook and groups flushed after 1 s (routes, grouping, inhibitions and
@@ -341,7 +307,7 @@ def stack(tmp_path_factory):
     })
     settings = load_settings("dev", environ=env)
     servers: list[Server] = []
-    webhook = Webhook()
+    webhook = WebhookReceiver()
 
     def start(name: str, argv: list[str], port: int, extra_env: dict | None = None) -> Server:
         srv = Server(name, argv, port, tmp / f"{name}.log", env={**env, **(extra_env or {})})
@@ -366,7 +332,7 @@ def stack(tmp_path_factory):
 
         am_dir = tmp / "alertmanager"
         am_dir.mkdir()
-        for name, text in alertmanager_files_for_test(settings, webhook.url).items():
+        for name, text in alertmanager_files_for_test(settings, f"{webhook.url}/alerts").items():
             (am_dir / name).write_text(text)
         alertmanager = start("alertmanager", native.alertmanager_argv(binaries["alertmanager"], am_dir / "alertmanager.yml",
                                                                       am_dir / "data", f"127.0.0.1:{ports['alertmanager']}"),

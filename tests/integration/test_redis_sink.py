@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from types import SimpleNamespace
 
@@ -12,6 +14,7 @@ from feedops.calendar import TradingCalendar
 from feedops.worker.sinks import open_sink
 from feedops.worker.ticks import RAW_FIELDS, Normaliser, raw_tick
 from feedops.worker.writer import rows_of
+from sink_support import duplicates
 
 DAY = "20261127"
 
@@ -82,4 +85,104 @@ def test_lost_script_cache_and_error_replies(redis_server):
     delivered = sink.publish(rows_of([prepared(n, "SR601", "CZCE", 5)]))
     assert len(delivered) == 2 and sink.up and sink.buffered == 0
     assert [json.loads(e["tick"])["last"] for _, e in client.xrange(f"{prefix}:CZCE")] == [4.0, 5.0]
+    sink.close()
+
+
+# ---------------------------------------------------------------------------- exactly once per (writer, sequence)
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test alone (it is paused and killed), with an append-only file fsynced per write."""
+    import redis as redis_lib
+
+    from conftest import Server, _require, free_port, wait_for
+
+    binary = _require("redis-server", "redis-server")
+    port = free_port()
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "yes",
+            "--appendfsync", "always", "--dir", str(tmp_path)]
+    servers = []
+
+    def start() -> Server:
+        srv = Server("redis", argv, port, tmp_path / f"redis{len(servers)}.log")
+        servers.append(srv)
+        wait_for(lambda: redis_lib.Redis(host="127.0.0.1", port=port).ping(), what="redis")
+        srv.url = f"redis://127.0.0.1:{port}/0"
+        return srv
+
+    start()
+    yield servers, start
+    for srv in servers:
+        if srv.proc.poll() is None:
+            os.kill(srv.pid, signal.SIGCONT)
+        srv.stop()
+
+
+def _stream_ticks(url: str, prefix: str) -> list[dict]:
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(url, decode_responses=True)
+    return [json.loads(fields["tick"]) for stream in sorted(client.scan_iter(f"{prefix}:*"))
+            for _, fields in client.xrange(stream)]
+
+
+def _sink(url: str, prefix: str):
+    config = SimpleNamespace(sink_url=url, redis_stream_prefix=prefix, redis_stream_maxlen=1_000_000,
+                             sink_buffer_max=100_000)
+    sink = open_sink(config, (0, 1))
+    sink.use_rows()
+    sink.reconnect_interval = 0.0
+    assert sink.open()
+    return sink
+
+
+def _batch(n, start, size):
+    return rows_of([prepared(n, "rb2601" if i % 2 else "SR601", "SHFE" if i % 2 else "CZCE", i)
+                    for i in range(start, start + size)])
+
+
+def _stalled_sink(server, prefix: str, size: int):
+    """A sink that wrote 500 ticks, then a batch of ``size`` to the server stopped (SIGSTOP; the fixture resumes
+    it at the end) and got no reply within the socket timeout: down, with that batch held."""
+    sink = _sink(server.url, prefix)
+    n = Normaliser(TradingCalendar("exchange", set()))
+    assert len(sink.publish(_batch(n, 0, 500))) == 500
+    os.kill(server.pid, signal.SIGSTOP)
+    assert sink.publish(_batch(n, 500, size)) == []  # written to the socket; no reply within the timeout
+    assert not sink.up and sink.buffered == size
+    return sink, n
+
+
+def test_a_batch_redis_ran_during_a_stall_is_not_added_again(own_redis):
+    """redis-server stopped (SIGSTOP) past the 2 s socket timeout: the batch sent meanwhile is executed when it
+    resumes although the sink saw a timeout; re-sent with the same sequence numbers, it is refused."""
+    (server,), _start = own_redis
+    prefix = "stall"
+    # a small batch: the whole of it fits the socket buffers, so Redis reads it all when it resumes
+    sink, n = _stalled_sink(server, prefix, 20)
+    os.kill(server.pid, signal.SIGCONT)
+    from conftest import wait_for
+
+    wait_for(lambda: len(_stream_ticks(server.url, prefix)) == 520, what="the stalled batch executed on resume")
+    delivered = sink.publish(_batch(n, 520, 500))
+    assert len(delivered) == 520 and sink.buffered == 0 and sink.refused_total == 2  # one call per stream
+    ticks = _stream_ticks(server.url, prefix)
+    assert len(ticks) == 1020 == sink.published_total and duplicates(ticks) == 0
+    assert sorted(t["last"] for t in ticks) == [float(i) for i in range(1020)]
+    sink.close()
+
+
+def test_a_batch_lost_with_a_killed_redis_is_added_once_after_the_restart(own_redis):
+    """redis-server killed while a batch waits in its socket (never executed): the restarted server (append-only
+    file, fsync always) has every earlier batch and their sequence numbers; the re-sent batch is applied once."""
+    (server,), start = own_redis
+    prefix = "restart"
+    sink, n = _stalled_sink(server, prefix, 500)
+    os.kill(server.pid, signal.SIGKILL)
+    server.proc.wait(10)
+    restarted = start()
+    assert len(_stream_ticks(restarted.url, prefix)) == 500  # the append-only file kept what was acknowledged
+    delivered = sink.publish(_batch(n, 1000, 200))
+    assert len(delivered) == 700 and sink.refused_total == 0
+    ticks = _stream_ticks(restarted.url, prefix)
+    assert len(ticks) == 1200 == sink.published_total and duplicates(ticks) == 0
     sink.close()

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,6 +27,7 @@ from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.exitcodes import Check, Worker
 from feedops.paths import SCHEMAS_DIR
 from clock_support import child_environ
+from sink_support import duplicates, file_sink_contents, parse_lines
 
 pytestmark = pytest.mark.integration
 CLI = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
@@ -84,7 +86,7 @@ def _faults_off(request):
 
 
 class WorkerProc:
-    def __init__(self, sim: Sim, tmp: Path, *args: str, **env_extra: str):
+    def __init__(self, sim: Sim, tmp: Path, *args: str, preexec=None, **env_extra: str):
         self.tmp = tmp
         self.listen = f"127.0.0.1:{free_port()}"
         self.url = f"http://{self.listen}"
@@ -97,7 +99,8 @@ class WorkerProc:
         env.update(env_extra)
         self.log_path = tmp / f"worker-{self.listen.rsplit(':', 1)[1]}.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, str(CLI), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, str(CLI), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=preexec)
 
     def status(self, table: bool = False) -> dict:
         return http_json(self.url + "/status" + ("?instruments=1" if table else ""))[1]
@@ -334,8 +337,13 @@ def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
         redis_proc = Server("redis", argv, port, tmp_path / "redis2.log")
         w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "sink recovered", timeout=30)
         w.wait_ready()
-        assert w.stop() == int(Worker.OK)
+        # ticks were dropped while Redis was down: the stop says so (exit 18 and the count at ERROR), not "0"
+        assert w.stop() == int(Worker.TICKS_LOST)
         assert "worker.sink.up" in w.events()
+        [lost] = [json.loads(line) for line in w.output().splitlines() if '"worker.ticks.lost"' in line]
+        print(f"\nSCENARIO redis-down-buffer-overflow: published={_stopped_line(w)['published']} lost={lost['lost']} "
+              f"exit={w.proc.returncode}")
+        assert lost["level"] == "error" and lost["sink_buffer_full"] == _stopped_line(w)["sink_dropped"] > 0
     finally:
         redis_proc.stop()
 
@@ -374,8 +382,15 @@ def test_unreachable_redis_at_start_keeps_the_feed_running(sim, workers, tmp_pat
     w.wait_metric("feedops_sink_up", lambda v: v == 0)
     w.wait_metric("feedops_sink_errors_total", lambda v: v >= 1)
     assert w.proc.poll() is None  # still running
-    assert w.stop() == int(Worker.OK)
+    # SIGTERM while the sink is unreachable: the buffered ticks cannot be flushed; the exit code and an ERROR
+    # line with the count say so
+    assert w.stop() == int(Worker.TICKS_LOST)
     assert "Traceback" not in w.output()
+    stopped = _stopped_line(w)
+    [lost] = [json.loads(line) for line in w.output().splitlines() if '"worker.ticks.lost"' in line]
+    print(f"\nSCENARIO sigterm-sink-unreachable: published={stopped['published']} lost={lost['lost']} "
+          f"exit={w.proc.returncode}")
+    assert lost["level"] == "error" and lost["lost"] == lost["sink_unflushed"] == stopped["sink_buffered"] > 0
 
 
 @pytest.mark.dates
@@ -411,3 +426,223 @@ def test_sim_worker_and_health_agree_on_the_exchange_calendar_at_the_date(worker
         assert days == ([trading_day] if is_open else []), days
     finally:
         sim.stop()
+
+
+# ---------------------------------------------------------------------------- exactly once to the file sink
+def _sim_status(sim: Sim) -> dict:
+    return http_json(sim.control_url + "/status")[1]
+
+
+def _quiesce(sim: Sim, w: WorkerProc, sent_before: int) -> int:
+    """Stop the sim's ticks (fault "silent") and wait until the worker received every tick sent to it;
+    return how many that is."""
+    sim.fault("silent", True)
+    sent = _sim_status(sim)["ticks_sent"] - sent_before
+    w.wait_status(lambda s: s["throughput"]["ticks_received_total"] >= sent, f"the worker receives all {sent} ticks")
+    return sent
+
+
+def _health_verdict(w: WorkerProc) -> str:
+    """check_feed_health.py's verdict on this worker right now (its exit code's name)."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "operations" / "check_feed_health.py"), "--worker",
+                           w.url, "--no-redis", "--no-push", "--no-premarket", "--format", "json"], env=base_env(),
+                          capture_output=True, text=True, timeout=60)
+    return Check(done.returncode).name
+
+
+def _outage(sim: Sim, w: WorkerProc, sent_before: int, begin, end, buffered: int) -> tuple[dict, float, int, dict, dict]:
+    """A sink outage under a running worker: ``begin`` it, wait until the sink is down with more than ``buffered``
+    ticks waiting, ``end`` it, wait until the backlog is written; then stop the sim's ticks and the worker (exit 0).
+    Return the status at the worst moment, the recovery time (s), the ticks sent, the last status and the
+    worker.stopped line."""
+    begin()
+    try:
+        worst = w.wait_status(lambda s: not s["sink"]["up"] and s["sink"]["buffered"] > buffered, "sink down, buffering")
+        worst["health_verdict"] = _health_verdict(w)  # what the health check says at the worst moment (reported)
+    finally:
+        end()
+    ended = time.monotonic()
+    w.wait_status(lambda s: s["sink"]["up"] and s["sink"]["buffered"] == 0, "backlog written after the outage")
+    recovery = time.monotonic() - ended
+    assert any("sink down" in r for r in worst["ready_reasons"])
+    sent = _quiesce(sim, w, sent_before)
+    status = w.status()
+    assert w.stop() == int(Worker.OK)
+    return worst, recovery, sent, status, _stopped_line(w)
+
+
+def _stopped_line(w: WorkerProc) -> dict:
+    return [json.loads(line) for line in w.output().splitlines() if '"worker.stopped"' in line][-1]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 64 MB tmpfs that the test fills and empties (root only; skipped where mount is refused)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Write zeros until the file system refuses (ENOSPC); return the ballast file."""
+    import errno
+
+    ballast = disk / "ballast"
+    chunk = b"\0" * (1 << 20)
+    with open(ballast, "wb", buffering=0) as fh:
+        while True:
+            try:
+                fh.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    return ballast
+
+
+#: The file size limit of the "fsize" variant: the feed file reaches it a few seconds into the run.
+FSIZE_LIMIT = 12 << 20
+
+
+def _file_size_limit() -> None:
+    """preexec_fn of the "fsize" variant: writes past FSIZE_LIMIT fail with EFBIG (SIGXFSZ ignored, as Python
+    does anyway); the soft limit only, so that the test can lift it (resource.prlimit) while the worker runs."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FSIZE_LIMIT, resource.RLIM_INFINITY))
+
+
+@pytest.mark.parametrize("disk", ["tmpfs", "fsize"])
+def test_disk_full_then_freed_leaves_no_duplicate_and_no_torn_line(sim, workers, tmp_path, disk, request):
+    """The disk fills under the worker, stays full while ticks buffer, then empties: every tick received is on
+    disk once, whole, and the worker's published count is the number of lines. ``tmpfs``: a real 64 MB file
+    system filled with a ballast file (ENOSPC), then the ballast deleted (root only). ``fsize``: the worker runs
+    under a file size limit (EFBIG once the feed file reaches it), then the limit of its writer is lifted."""
+    import resource
+
+    if disk == "tmpfs":
+        mount = request.getfixturevalue("small_disk")
+        feed, preexec, ballasts = mount / "feed", None, []
+        begin, end = lambda: ballasts.append(_fill(mount)), lambda: ballasts.pop().unlink()  # the disk empties
+    else:
+        feed, preexec = tmp_path / "feed", _file_size_limit
+        begin = lambda: None  # noqa: E731 - the feed file reaches the limit by itself
+        end = lambda: resource.prlimit(_writer_pid(w.proc.pid), resource.RLIMIT_FSIZE,  # noqa: E731
+                                       (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    sent_before = _sim_status(sim)["ticks_sent"]
+    w = start(workers, sim, tmp_path, preexec=preexec, FEEDOPS_SINK_URL=f"file:{feed}", FEEDOPS_SINK_BUFFER_MAX="400000")
+    w.wait_ready()
+    w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 10_000, "ticks on disk")
+    worst, recovery, sent, status, stopped = _outage(sim, w, sent_before, begin, end, 10_000)
+    assert worst["sink"]["errors_total"] >= 1
+    records, torn = file_sink_contents(feed)
+    dropped = sum(status["ticks_dropped"].values())
+    print(f"\nSCENARIO disk-full ({disk}): sent={sent} published={stopped['published']} in_sink={len(records)} "
+          f"duplicates={duplicates(records)} torn={torn} worst={worst['health_verdict']}, not ready "
+          f"({worst['ready_reasons']}), buffered {worst['sink']['buffered']} recovery={recovery:.2f}s "
+          f"dropped_by_pipeline={dropped}")
+    assert torn == 0 and duplicates(records) == 0
+    assert stopped["published"] == len(records)  # published == lines on disk
+    assert status["throughput"]["ticks_received_total"] == sent
+    assert sent == len(records) + dropped and stopped["sink_dropped"] == 0 and stopped["queue_dropped"] == 0
+    events = w.events()
+    assert events.count("worker.sink.down") == 1 and events.count("worker.sink.up") == 1  # one outage, said once
+    assert "worker.sink.rolled_back" in events  # a batch was cut part-way by the full disk and truncated back
+
+
+def _writer_pid(worker_pid: int) -> int:
+    children = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
+    for pid in children:
+        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text():  # (not multiprocessing's resource tracker)
+            return int(pid)
+    raise AssertionError(f"no sink writer among the children {children} of {worker_pid}")
+
+
+def test_restart_after_sigkill_does_not_glue_two_ticks(sim, workers, tmp_path):
+    """The writer and the worker are SIGKILLed mid-stream; the tail is torn (by the kill, or by hand when the kill
+    fell between two records); the next worker cuts it off into a side file before writing."""
+    feed = tmp_path / "feed"
+    first = start(workers, sim, tmp_path)
+    first.wait_ready()
+    first.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 20_000, "ticks on disk")
+    os.kill(_writer_pid(first.proc.pid), signal.SIGKILL)
+    first.proc.kill()
+    first.wait_exit(30)
+    worst = _health_verdict(first)  # the worker is gone (reported)
+    [path] = feed.glob("*/ticks-0of1.jsonl")
+    torn_by_the_kill = not path.read_bytes().endswith(b"\n")
+    if not torn_by_the_kill:  # the kill fell between two writes: tear the tail as a crash would
+        whole = path.read_bytes().rsplit(b"\n", 2)[-2]
+        with open(path, "ab") as fh:
+            fh.write(whole[: len(whole) // 2])
+    before, torn_before = parse_lines(path)
+    assert torn_before == 1
+    restarted = time.monotonic()
+    sent_before = _sim_status(sim)["ticks_sent"]  # the first worker's session is closed: what follows is the second's
+    second = start(workers, sim, tmp_path)
+    second.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 1000, "the restarted worker writes")
+    recovery = time.monotonic() - restarted
+    sent = _quiesce(sim, second, sent_before)
+    status = second.status()
+    assert second.stop() == int(Worker.OK)
+    stopped = _stopped_line(second)
+    records, torn = file_sink_contents(feed)
+    print(f"\nSCENARIO sigkill-restart: sent={sent} published={len(before)}+{stopped['published']} "
+          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} (torn before restart: {torn_before}, by the kill: {torn_by_the_kill}) worst={worst} "
+          f"recovery={recovery:.2f}s")
+    assert torn == 0 and duplicates(records) == 0
+    assert status["throughput"]["ticks_received_total"] == sent
+    assert stopped["published"] + sum(status["ticks_dropped"].values()) == sent
+    assert records[:len(before)] == before and len(records) == len(before) + stopped["published"]
+    [side] = path.parent.glob("ticks-0of1.jsonl.torn-*")
+    assert side.stat().st_size > 0
+    torn_lines = [json.loads(line) for line in second.output().splitlines() if '"worker.sink.torn_tail"' in line]
+    assert len(torn_lines) == 1 and torn_lines[0]["level"] == "error" and torn_lines[0]["quarantine"] == str(side)
+
+
+def _redis_ticks(url: str, prefix: str) -> list[dict]:
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(url, decode_responses=True)
+    return [json.loads(fields["tick"]) for stream in sorted(client.scan_iter(f"{prefix}:*"))
+            for _, fields in client.xrange(stream)]
+
+
+def test_redis_stall_past_the_socket_timeout_adds_no_duplicate(sim, workers, tmp_path):
+    """redis-server (this test's own) stopped with SIGSTOP past the 2 s socket timeout while ticks flow: the batch
+    in flight runs when it resumes, the worker re-sends it with the same sequence numbers, Redis refuses it."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        pytest.skip("redis-server not installed: apt-get install redis-server")
+    port = free_port()
+    redis_proc = Server("redis", [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
+                                  "no", "--dir", str(tmp_path)], port, tmp_path / "redis.log")
+    url, prefix = f"redis://127.0.0.1:{port}/0", "stall"
+    try:
+        wait_for(lambda: _redis_ticks(url, prefix) == [], what="redis")
+        sent_before = _sim_status(sim)["ticks_sent"]
+        w = start(workers, sim, tmp_path, "--sink", url, FEEDOPS_REDIS_STREAM_PREFIX=prefix)
+        w.wait_ready()
+        w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 10_000, "ticks in Redis")
+        worst, recovery, sent, status, stopped = _outage(sim, w, sent_before,
+                                                         lambda: os.kill(redis_proc.pid, signal.SIGSTOP),
+                                                         lambda: os.kill(redis_proc.pid, signal.SIGCONT), 0)
+        ticks = _redis_ticks(url, prefix)
+        dropped = sum(status["ticks_dropped"].values())
+        print(f"\nSCENARIO redis-stall: sent={sent} published={stopped['published']} in_sink={len(ticks)} "
+              f"duplicates={duplicates(ticks)} torn=0 worst={worst['health_verdict']}, not ready ({worst['ready_reasons']}), buffered "
+              f"{worst['sink']['buffered']} recovery={recovery:.2f}s")
+        assert duplicates(ticks) == 0 and stopped["published"] == len(ticks)
+        assert status["throughput"]["ticks_received_total"] == sent == len(ticks) + dropped
+        assert stopped["sink_dropped"] == 0 and stopped["queue_dropped"] == 0
+        assert "worker.sink.resend_ignored" in w.events()  # the stalled batch did run, and was not added twice
+    finally:
+        redis_proc.stop()

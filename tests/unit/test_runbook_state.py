@@ -181,3 +181,30 @@ def test_process_table_starts_stops_and_kills_a_stubborn_one(environ):
     assert table.stop("worker-0", 5) is True
     assert table.stop("worker-1", 0.5, signal.SIGTERM) is False  # killed after the timeout
     assert table.names() == [] and table.running_pid("worker-1") is None
+
+
+def test_stop_reports_a_worker_that_discarded_ticks(environ, capsys):
+    """A worker that exits 18 (TICKS_LOST) on SIGTERM: the runbook's stop names it and the count, at ERROR."""
+    ctx = RunbookContext.load("dev")
+    table = ProcessTable(ctx)
+    script = ("import json, signal, sys, time\n"
+              "def stop(*_):\n"
+              "    print(json.dumps({'level': 'error', 'event': 'worker.ticks.lost', 'lost': 4321}), flush=True)\n"
+              "    sys.exit(18)\n"
+              "signal.signal(signal.SIGTERM, stop)\nprint('up', flush=True)\ntime.sleep(60)\n")
+    old = Component("worker-0", "worker", [sys.executable, "-c", script], ("127.0.0.1", 1))
+    table.log_file("worker-0").parent.mkdir(parents=True, exist_ok=True)
+    # an older run's line in the same (appended) log is not this stop's
+    table.log_file("worker-0").write_text('{"event": "worker.ticks.lost", "lost": 1}\n')
+    clean = Component("worker-1", "worker", [sys.executable, "-c", "import time; time.sleep(60)"], ("127.0.0.1", 1))
+    table.start(old)
+    table.start(clean)
+    deadline = time.monotonic() + 10
+    while "up" not in table.log_file("worker-0").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cli.main(["--env", "dev", "--runtime", "native", "stop", "--kind", "worker", "--timeout", "5"]) == Runbook.OK
+    captured = capsys.readouterr()
+    assert "stopped: worker-0 (exit 18 TICKS_LOST: 4321 ticks discarded)" in captured.out
+    assert "stopped: worker-1\n" in captured.out
+    [line] = [x for x in captured.err.splitlines() if "runbook.worker.ticks_lost" in x]
+    assert "ERROR" in line.upper() and "lost=4321" in line and "worker-0" in line, line

@@ -102,6 +102,18 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path):
         w.http.stop()
 
 
+def test_discarded_ticks_are_counted_and_logged_at_error_on_shutdown(tmp_path, capsys):
+    w = FeedWorker(settings_for(tmp_path, FEEDOPS_QUEUE_MAX="1000"))
+    assert w.lost_ticks() == {}
+    for i in range(1200):
+        w.queue.put(tick(volume=i))
+    assert w.lost_ticks() == {"queue_full": 200, "queue_abandoned": 1000}  # the pipeline never ran
+    w.shutdown()
+    [line] = [json.loads(x) for x in capsys.readouterr().err.splitlines() if '"worker.ticks.lost"' in x]
+    assert line["level"] == "error" and line["lost"] == 1200 and line["queue_full"] == 200
+    assert "exits 18" in line["msg"] and int(Worker.TICKS_LOST) == 18
+
+
 def test_status_validates_against_the_schema_with_and_without_the_table(worker):
     run_pipeline(worker, [tick(), tick("m2601", exchange="DCE")])
     worker.refresh()

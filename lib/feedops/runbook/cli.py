@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from .. import log as feedlog
-from ..exitcodes import Runbook
+from ..exitcodes import Runbook, Worker
 from ..settings import ConfigError
 from . import procs, ready
 from .config import RunbookContext, snapshot_values
@@ -157,9 +157,18 @@ def cmd_stop(args, ctx: RunbookContext) -> int:
     names = [args.name] if args.name else [n for n in table.names() if args.kind == "all" or n.startswith(f"{args.kind}-")]
     names.sort(key=lambda n: not n.startswith("worker-"))  # workers drain before the fronts go away
     sig = signal.SIGKILL if args.kill else signal.SIGTERM
+    offsets = {n: table.log_size(n) for n in names}
     stubborn = [n for n in names if not table.stop(n, args.timeout, sig)]
     for name in names:
-        print(f"stopped: {name}")
+        lost = table.lost_ticks_since(name, offsets[name]) if name.startswith("worker-") else None
+        if lost is None:
+            print(f"stopped: {name}")
+            continue
+        print(f"stopped: {name} (exit {int(Worker.TICKS_LOST)} TICKS_LOST: {lost['lost']} ticks discarded)")
+        log.error("runbook.worker.ticks_lost", f"{name} stopped having discarded {lost['lost']} received ticks "
+                  f"(worker exit {int(Worker.TICKS_LOST)}, TICKS_LOST): they are not in the sink; see "
+                  f"{table.log_file(name)} (worker.ticks.lost)", component_name=name, lost=lost["lost"],
+                  worker_exit_code=int(Worker.TICKS_LOST))
     if stubborn:
         raise StepFailed(Runbook.SHUTDOWN_FAILED, f"{', '.join(stubborn)} did not stop within {args.timeout:g}s "
                                                   f"and had to be killed (check their logs in {table.log_dir})")
@@ -261,7 +270,11 @@ def cmd_record(args, ctx: RunbookContext) -> int:
     from . import outcome  # prometheus_client only where it is needed
 
     reason = outcome.record(ctx, args.mode, args.rc, args.duration, args.detail, skipped=args.skipped)
-    if reason:
+    if reason and args.mode == "shutdown" and args.rc == Runbook.OK and ctx.runtime == "native":
+        # the native shutdown stopped the runbook's own Pushgateway with the feed: expected, not a warning
+        log.info("runbook.push.skipped", f"the Pushgateway stopped with the feed ({reason}); the outcome is in the "
+                 "state: make status", mode=args.mode)
+    elif reason:
         log.warning("runbook.push.failed", reason, mode=args.mode)
     return Runbook.OK
 

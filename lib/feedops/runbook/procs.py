@@ -7,6 +7,7 @@ and the kernel start time, so a recycled pid is never mistaken for the component
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -159,6 +160,33 @@ class ProcessTable:
                 self._wait_gone(name, time.monotonic() + 5)
         self.pid_file(name).unlink(missing_ok=True)
         return graceful
+
+    def log_size(self, name: str) -> int:
+        try:
+            return self.log_file(name).stat().st_size
+        except OSError:
+            return 0
+
+    def lost_ticks_since(self, name: str, offset: int) -> dict | None:
+        """The worker's ``worker.ticks.lost`` line (its last) written to its log after ``offset``, or None.
+
+        A worker that stops having discarded ticks exits 18 (TICKS_LOST) with that ERROR
+        line; the native runtime started it detached, so its log is where the runbook learns it.
+        """
+        try:
+            with open(self.log_file(name), "rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode(errors="replace")
+        except OSError:
+            return None
+        for line in reversed(text.splitlines()):
+            if '"worker.ticks.lost"' in line:
+                try:
+                    entry = json.loads(line)
+                    return entry if isinstance(entry.get("lost"), int) else None
+                except ValueError:
+                    return None
+        return None
 
     def _wait_gone(self, name: str, deadline: float) -> bool:
         while self.running_pid(name):

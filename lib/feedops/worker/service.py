@@ -128,7 +128,18 @@ class FeedWorker:
 
     # ------------------------------------------------------------------ run
     def run(self) -> Worker:
-        """Run until stopped; return Worker.OK or raise WorkerError."""
+        """Run until stopped; return Worker.OK, Worker.TICKS_LOST (stopped, but ticks were discarded: the
+        count is logged at ERROR by :meth:`shutdown`) or raise WorkerError."""
+        code = self._run()
+        return Worker.TICKS_LOST if code == Worker.OK and self.lost_ticks() else code
+
+    def lost_ticks(self) -> dict[str, int]:
+        """Ticks this worker received and had to discard, by where (only the non-zero ones)."""
+        counts = {"queue_full": self.queue.dropped, "queue_abandoned": len(self.queue),
+                  "sink_buffer_full": self.sink.dropped_total, "sink_unflushed": self.sink.buffered}
+        return {where: n for where, n in counts.items() if n}
+
+    def _run(self) -> Worker:
         assert self.http is not None
         self.http.start()
         try:
@@ -179,6 +190,12 @@ class FeedWorker:
                   f"{self.sink.buffered} left in the sink buffer",
                   published=self.pipeline.published_total, queue_dropped=self.queue.dropped,
                   sink_dropped=self.sink.dropped_total, sink_buffered=self.sink.buffered)
+        lost = self.lost_ticks()
+        if lost:
+            total = sum(lost.values())
+            where = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in lost.items())
+            _log.error("worker.ticks.lost", f"{total} received ticks were discarded and are not in the sink ({where}); "
+                       f"a stop on request exits {int(Worker.TICKS_LOST)} (TICKS_LOST)", lost=total, **lost)
 
     # ------------------------------------------------------------------ coverage
     def _last_tick_age(self) -> float | None:

@@ -8,12 +8,13 @@ so a dead sink never blocks CTP's callback thread. Layouts for consumers are in
 docs/ops/worker.md.
 
 * ``file:<dir>``: ``<dir>/<TradingDay>/ticks-<i>of<N>.jsonl``, one JSON object per
-  line, appended, flushed after every batch (one file per shard: several workers never
-  interleave writes).
+  line, appended, written with ``os.write`` after every batch (one file per shard:
+  several workers never interleave writes); only whole batches stay (:class:`FileSink`).
 * ``redis://host:port/db``: one stream per exchange, ``<prefix>:<EXCHANGE>``; every tick
   is one entry ``XADD <stream> * instrument <id> tick <json>``, issued by a small Lua
   script per stream and batch (which then trims the stream once, ``MAXLEN ~ <maxlen>``)
-  in one pipelined round trip.
+  in one pipelined round trip, applied at most once per writer id and sequence number
+  (:class:`RedisSink`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import operator
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse, urlunparse
@@ -132,6 +134,10 @@ def public_target(url: str) -> str:
     return url
 
 
+#: At most this many records per write: a backlog is written in whole chunks of this size.
+SEND_CHUNK = 20_000
+
+
 class SinkError(Exception):
     """The sink cannot be opened at all (malformed URL, unwritable directory)."""
 
@@ -168,15 +174,30 @@ class Sink:
     def _connect(self) -> None:
         raise NotImplementedError
 
-    def _send(self, records: list[dict[str, Any]]) -> None:
+    def _send(self, records: list[Any]) -> list[Any]:
+        """Write ``records`` whole and return them, or raise leaving none of them in the target (the Redis
+        sink cannot know whether a call without a reply ran: it holds it, see :meth:`_requeue`)."""
         raise NotImplementedError
+
+    def _requeue(self, failed: list[Any], rest: list[Any]) -> None:
+        """A write of ``failed`` failed (``rest`` was not tried): keep both for the next attempt, in order
+        (the Redis sink holds its in-flight batch itself, to re-send it with the same sequence numbers)."""
+        self._buffer(failed + rest)
+
+    def _held(self) -> int:
+        """Records the sink holds outside the buffer (the Redis sink's unconfirmed batch)."""
+        return 0
+
+    def _resend_held(self) -> list[Any]:
+        """Send what the sink holds from a failed attempt before anything else; return it once delivered."""
+        return []
 
     def close(self) -> None:
         pass
 
     @property
     def buffered(self) -> int:
-        return len(self.buffer)
+        return len(self.buffer) + self._held()
 
     def _error(self, reason: str, exc: BaseException) -> None:
         self.errors_total += 1
@@ -201,8 +222,14 @@ class Sink:
         return True
 
     def publish(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Write ``records`` (after anything buffered); return the records that reached the target."""
-        if not self.up:
+        """Write ``records`` (after anything buffered); return the records that reached the target.
+
+        A sink that was down counts as up again once a write succeeded, not when it merely
+        reconnected (a full disk "reconnects" at once): one ``worker.sink.down`` ERROR per
+        outage and one ``worker.sink.up`` when the backlog is written.
+        """
+        recovering = not self.up
+        if recovering:
             if time.monotonic() < self._next_attempt:
                 self._buffer(records)
                 return []
@@ -212,26 +239,39 @@ class Sink:
                 self._error("connect", exc)
                 self._buffer(records)
                 return []
-            self.up = True
-            _log.info("worker.sink.up", f"{self.kind} sink reconnected; sending {len(self.buffer)} buffered ticks",
-                      sink=self.kind, target=self.target)
         batch = records
         if self.buffer:
             self.buffer.extend(records)
             batch = list(self.buffer)
             self.buffer.clear()
         try:
-            self._send(batch)
+            delivered: list[Any] = self._resend_held()
         except Exception as exc:  # noqa: BLE001
             self._error("write", exc)
             self._buffer(batch)
             return []
-        self.published_total += len(batch)
-        return batch
+        # a backlog goes out in chunks, each written whole or not at all: a disk with room for part of it
+        # takes that part, instead of refusing the whole backlog forever
+        failed = False
+        for start in range(0, max(1, len(batch)), SEND_CHUNK):
+            chunk = batch[start:start + SEND_CHUNK]
+            try:
+                delivered.extend(self._send(chunk))
+            except Exception as exc:  # noqa: BLE001
+                self._error("write", exc)
+                self._requeue(chunk, batch[start + SEND_CHUNK:])
+                failed = True
+                break
+        self.published_total += len(delivered)
+        if recovering and not failed:
+            self.up = True
+            _log.info("worker.sink.up", f"{self.kind} sink is back; wrote {len(delivered)} ticks including the "
+                      "buffered ones", sink=self.kind, target=self.target, written=len(delivered))
+        return delivered
 
     def _buffer(self, records: list[dict[str, Any]]) -> None:
         self.buffer.extend(records)
-        overflow = len(self.buffer) - self.buffer_max
+        overflow = len(self.buffer) + self._held() - self.buffer_max  # a held batch counts against the bound
         if overflow > 0:
             for _ in range(overflow):
                 self.buffer.popleft()
@@ -244,7 +284,7 @@ class Sink:
         """Try to deliver the buffer before shutdown (bounded in time); return what was delivered."""
         deadline = time.monotonic() + timeout
         delivered: list[dict[str, Any]] = []
-        while self.buffer and time.monotonic() < deadline:
+        while self.buffered and time.monotonic() < deadline:
             self._next_attempt = 0.0
             sent = self.publish([])
             delivered.extend(sent)
@@ -258,14 +298,33 @@ WRITEBACK_BYTES = 8 << 20
 
 
 class FileSink(Sink):
+    """JSON lines per trading day; only whole records ever stay in the file.
+
+    Each day file is written through its own descriptor (``O_APPEND``, no user-space
+    buffer) and the sink tracks its *committed* offset: the end of the last batch written
+    whole. A batch is written with as many ``write`` calls as the kernel needs; if one
+    fails (ENOSPC, EFBIG at the file size limit, EIO), every file the batch touched is
+    truncated back to its committed offset before the error is reported, so the batch,
+    buffered and re-sent later, is written once. Before each write the file's size is
+    checked against the committed offset (a truncation that failed is retried there).
+    At start every day file of this shard, and later any day file opened for writing
+    (a late tick of an older day), has a torn tail left by a crash repaired: the bytes
+    after the last newline are copied to a side file ``<file>.torn-<offset>`` and cut
+    off, with one ERROR line naming both.
+    """
+
     kind = "file"
 
     def __init__(self, directory: Path, shard: tuple[int, int], buffer_max: int, **kw: Any):
         super().__init__(f"file:{directory}", buffer_max, **kw)
         self.directory = directory
         self.file_name = f"ticks-{shard[0]}of{shard[1]}.jsonl"
-        self._files: dict[str, Any] = {}
+        self._files: dict[str, int] = {}  # trading day -> descriptor
+        self._committed: dict[str, int] = {}  # trading day -> end of the last whole batch
         self._written_back: dict[str, int] = {}  # trading day -> offset up to which write-back was started
+        self.repaired_total = 0  # torn tails cut off
+        self._checked_tails = False
+        self.rolled_back_total = 0  # failed writes truncated back
 
     def _connect(self) -> None:
         try:
@@ -274,24 +333,51 @@ class FileSink(Sink):
             raise SinkError(f"cannot create the file sink directory {self.directory} ({exc.strerror})") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise SinkError(f"the file sink directory {self.directory} is not writable")
+        if not self._checked_tails:
+            self._checked_tails = True
+            self._repair_existing()
+
+    def _repair_existing(self) -> None:
+        """At start: cut the torn tail of any of this shard's day files (a crash leaves it in the file being
+        written), so that readers see whole records even before the first write of the day."""
+        for path in sorted(self.directory.glob(f"*/{self.file_name}")):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            except OSError:
+                continue  # repaired when the file is opened for writing, if it ever is
+            try:
+                if repair_torn_tail(path, fd) is not None:
+                    self.repaired_total += 1
+            except OSError as exc:
+                _log.error("worker.sink.repair_failed", f"cannot repair the tail of {path} ({exc.strerror}); "
+                           "retried when the file is opened for writing", path=str(path))
+            finally:
+                os.close(fd)
 
     def path_for(self, trading_day: str) -> Path:
         return self.directory / trading_day / self.file_name
 
-    def _file(self, trading_day: str):
-        fh = self._files.get(trading_day)
-        if fh is None:
+    def _file(self, trading_day: str) -> int:
+        fd = self._files.get(trading_day)
+        if fd is None:
             path = self.path_for(trading_day)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(path, "ab")  # noqa: SIM115 - kept open across batches
-            for old in [d for d in self._files if d < trading_day]:
-                self._files.pop(old).close()
-                self._written_back.pop(old, None)
-            self._files[trading_day] = fh
-            self._written_back.setdefault(trading_day, fh.tell())  # appending to an older file: from its end
-        return fh
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)  # kept open across batches
+            try:
+                committed = repair_torn_tail(path, fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if committed is None:
+                committed = os.fstat(fd).st_size
+            else:
+                self.repaired_total += 1
+            self._files[trading_day] = fd
+            self._committed[trading_day] = committed
+            self._written_back[trading_day] = committed  # appending to an older file: from its end
+        return fd
 
-    def _send(self, records: list[dict[str, Any]]) -> None:
+    def _send(self, records: list[Any]) -> list[Any]:
         by_day: dict[str, list[bytes]] = {}
         day_of = self.trading_day_of
         for record, line in zip(records, self.encode_all(records)):
@@ -300,14 +386,50 @@ class FileSink(Sink):
             if lines is None:
                 lines = by_day[day] = []
             lines.append(line)
-        for day, lines in by_day.items():
-            fh = self._file(day)
-            lines.append(b"")
-            fh.write(b"\n".join(lines))
-            fh.flush()
-            self._write_back(day, fh)
+        touched: list[str] = []
+        ends: dict[str, int] = {}
+        try:
+            for day, lines in by_day.items():
+                fd = self._file(day)
+                touched.append(day)
+                committed = self._committed[day]
+                if os.fstat(fd).st_size != committed:  # an earlier roll-back did not complete
+                    os.ftruncate(fd, committed)
+                lines.append(b"")
+                data = b"\n".join(lines)
+                _write_all(fd, data)
+                ends[day] = committed + len(data)
+        except BaseException:
+            self._roll_back(touched)
+            raise
+        self._committed.update(ends)
+        for day in ends:
+            self._write_back(day, self._files[day])
+        newest = max(self._files, default="")
+        for old in [d for d in self._files if d < newest and d not in ends]:  # a new day began: the old file is done
+            self._close_day(old)
+        return records
 
-    def _write_back(self, day: str, fh: Any) -> None:
+    def _roll_back(self, days: list[str]) -> None:
+        """Cut every file in ``days`` back to its committed offset (the failed batch leaves nothing)."""
+        for day in days:
+            fd, committed = self._files.get(day), self._committed.get(day)
+            if fd is None or committed is None:
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                if size != committed:
+                    os.ftruncate(fd, committed)
+                    self.rolled_back_total += 1
+                    _log.warning("worker.sink.rolled_back", f"failed write: {self.path_for(day)} truncated from {size} "
+                                 f"back to {committed} bytes (the last whole batch); the batch is buffered and "
+                                 "written again", path=str(self.path_for(day)), size=size, committed=committed)
+            except OSError as exc:  # retried before the next write to this file
+                _log.error("worker.sink.roll_back_failed", f"cannot truncate {self.path_for(day)} back to {committed} "
+                           f"bytes ({exc.strerror}); retried before the next write", path=str(self.path_for(day)),
+                           committed=committed)
+
+    def _write_back(self, day: str, fd: int) -> None:
         """Start the disk write of every WRITEBACK_BYTES appended, instead of leaving it to the kernel.
 
         Left alone, the kernel writes dirty pages back once they are 30 s old: on a
@@ -316,34 +438,132 @@ class FileSink(Sink):
         ``POSIX_FADV_DONTNEED`` on the range just written starts its write-back without
         waiting for it (pages still dirty stay cached; readers tailing the file read them from memory).
         """
-        end = fh.tell()
+        end = self._committed[day]
         start = self._written_back.get(day, 0)
         if end - start >= WRITEBACK_BYTES:
             try:
-                os.posix_fadvise(fh.fileno(), start, end - start, os.POSIX_FADV_DONTNEED)
+                os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
             except OSError:  # advice only: a file system that refuses it loses nothing
                 pass
             self._written_back[day] = end
 
+    def _close_day(self, day: str) -> None:
+        fd = self._files.pop(day)
+        committed = self._committed.pop(day)
+        self._written_back.pop(day, None)
+        try:
+            if os.fstat(fd).st_size != committed:  # a roll-back that failed: last chance before the file is left
+                os.ftruncate(fd, committed)
+        except OSError:
+            pass  # the next open repairs a torn tail; see worker.sink.roll_back_failed
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
     def close(self) -> None:
-        for fh in self._files.values():
-            try:
-                fh.close()
-            except OSError:
-                pass
-        self._files.clear()
+        for day in list(self._files):
+            self._close_day(day)
 
 
-#: One round trip per stream and batch: the script XADDs every (instrument, tick) pair it is given, then
-#: trims the stream once (approximate MAXLEN; trimming once per call instead of per entry costs Redis
-#: ~9 % less CPU per tick; the script runs atomically, so readers never see more than the bound plus
-#: the approximate trim's slack of about one node, 100 entries).
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` (a short write is continued; the error of a failed one is raised)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+#: How far back from the end a torn tail is looked for at a time.
+_TAIL_CHUNK = 1 << 16
+
+
+def repair_torn_tail(path: Path, fd: int) -> int | None:
+    """Cut off the bytes after the last newline of ``path`` (open for writing as ``fd``), if any.
+
+    They are the part of a record a crash interrupted (SIGKILL, power loss mid-write):
+    left there, the next write would glue a new record onto them. They are copied to
+    ``<file>.torn-<offset>`` (``-1``, ``-2``... if taken) for inspection, then truncated
+    away; one ERROR line names the file, the offset, the byte count and the side file.
+    Return the new size, or None when the file ended with a newline (or was empty).
+    """
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None
+    with open(path, "rb") as reader:
+        reader.seek(size - 1)
+        if reader.read(1) == b"\n":
+            return None
+        cut = 0
+        end = size
+        while end > 0:
+            start = max(0, end - _TAIL_CHUNK)
+            reader.seek(start)
+            chunk = reader.read(end - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            end = start
+        reader.seek(cut)
+        torn = reader.read(size - cut)
+    side = _quarantine(path, cut, torn)
+    os.ftruncate(fd, cut)
+    where = f"copied to {side}" if side else "could not be copied (see the previous line); cut off anyway"
+    _log.error("worker.sink.torn_tail", f"{path} ended in a torn record ({len(torn)} bytes after offset {cut}, no "
+               f"newline): {where}; the file now ends at the last whole record", path=str(path), offset=cut,
+               torn_bytes=len(torn), quarantine=str(side) if side else None)
+    return cut
+
+
+def _quarantine(path: Path, offset: int, torn: bytes) -> Path | None:
+    for attempt in range(100):
+        side = path.with_name(f"{path.name}.torn-{offset}" + (f"-{attempt}" if attempt else ""))
+        try:
+            fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            _log.error("worker.sink.quarantine_failed", f"cannot create {side} ({exc.strerror})", path=str(side))
+            return None
+        try:
+            _write_all(fd, torn)
+        except OSError as exc:
+            _log.error("worker.sink.quarantine_failed", f"cannot write {side} ({exc.strerror})", path=str(side))
+            os.close(fd)
+            side.unlink(missing_ok=True)
+            return None
+        os.close(fd)
+        return side
+    return None
+
+
+#: One round trip per stream and batch, applied at most once per (writer, sequence number).
+#: KEYS[1] the stream, KEYS[2] the hash of applied sequence numbers; ARGV: MAXLEN, the hash field
+#: (writer id and stream), the batch's sequence number, then (instrument, tick) pairs. A batch whose
+#: number is not above the one recorded for its field was applied already (its reply was lost: a
+#: stall past the socket timeout, a dropped connection) and is refused (-1). A key of the wrong type
+#: is refused before anything is added, so a failed call adds nothing. The script XADDs every
+#: pair, trims the stream once (approximate MAXLEN; trimming once per call instead of per entry costs
+#: Redis ~9 % less CPU per tick; the script runs atomically, so readers never see more than the bound
+#: plus the approximate trim's slack of about one node, 100 entries) and records the number, all
+#: atomically: a reader never sees a batch whose number is not recorded, or the reverse.
 XADD_MANY = """
-for i = 2, #ARGV, 2 do
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'stream' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' .. kind .. ', not a stream')
+end
+local seq = tonumber(ARGV[3])
+local applied = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+if applied >= seq then
+  return -1
+end
+for i = 4, #ARGV, 2 do
   redis.call('XADD', KEYS[1], '*', 'instrument', ARGV[i], 'tick', ARGV[i + 1])
 end
 redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
-return (#ARGV - 1) / 2
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return (#ARGV - 3) / 2
 """
 REDIS_CHUNK = 2000
 try:  # redis[hiredis]: the C command packer (redis-py's own is the fallback)
@@ -353,12 +573,26 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
 
 
 class RedisSink(Sink):
+    """Redis Streams, exactly once per (writer id, sequence number).
+
+    Every script call carries this sink's writer id (random, one per writer process) and
+    a sequence number that grows with every call. A call that fails (timeout, dropped
+    connection, error reply) is kept, commands and numbers unchanged, and sent again
+    before anything else once Redis answers; the script refuses a number it has already
+    applied, so a batch Redis executed while its reply was lost is not added twice.
+    """
+
     kind = "redis"
 
     def __init__(self, url: str, prefix: str, maxlen: int, buffer_max: int, **kw: Any):
         super().__init__(public_target(url), buffer_max, **kw)
         self.prefix = prefix
         self.maxlen = maxlen
+        self.applied_key = applied_key(prefix)
+        self.writer_id = uuid.uuid4().hex
+        self._sequence = 0
+        self._in_flight: tuple[list[tuple], list[Any]] | None = None  # (commands, records) not yet confirmed
+        self.refused_total = 0  # script calls Redis had already applied
         import redis
 
         try:
@@ -373,9 +607,28 @@ class RedisSink(Sink):
     def _connect(self) -> None:
         self.client.ping()
 
-    def _send(self, records: list[dict[str, Any]]) -> None:
+    def _held(self) -> int:
+        return len(self._in_flight[1]) if self._in_flight else 0
+
+    def _resend_held(self) -> list[Any]:
+        if self._in_flight is None:
+            return []
+        commands, records = self._in_flight
+        self._confirm(commands, self._execute(commands))
+        self._in_flight = None
+        return records
+
+    def _requeue(self, failed: list[Any], rest: list[Any]) -> None:
+        if self._in_flight is not None and self._in_flight[1] is failed:
+            self._buffer(rest)  # the failed call is held as it was sent, numbers included
+        else:
+            self._buffer(failed + rest)
+
+    def _send(self, records: list[Any]) -> list[Any]:
         """One script call per stream and chunk (``XADD <stream> * instrument <id> tick <json>`` per entry, one
-        ``XTRIM MAXLEN ~ n`` per call), all in one round trip."""
+        ``XTRIM MAXLEN ~ n`` per call), each with the next sequence number, all in one round trip."""
+        if not records:
+            return records
         by_stream: dict[str, list[Any]] = {}
         exchange_of, instrument_of = self.exchange_of, self.instrument_of
         for record, line in zip(records, self.encode_all(records)):
@@ -386,11 +639,29 @@ class RedisSink(Sink):
             args.append(instrument_of(record))
             args.append(line)
         chunk = 2 * REDIS_CHUNK
-        self._execute([(b"EVALSHA", self._sha, 1, self.stream(exchange), self.maxlen, *args[i:i + chunk])
-                       for exchange, args in by_stream.items() for i in range(0, len(args), chunk)])
+        commands = []
+        for exchange, args in by_stream.items():
+            stream = self.stream(exchange)
+            field = f"{self.writer_id}:{stream}"
+            for i in range(0, len(args), chunk):
+                self._sequence += 1
+                commands.append((b"EVALSHA", self._sha, 2, stream, self.applied_key, self.maxlen, field,
+                                 self._sequence, *args[i:i + chunk]))
+        self._in_flight = (commands, records)
+        self._confirm(commands, self._execute(commands))
+        self._in_flight = None
+        return records
 
-    def _execute(self, commands: list[tuple]) -> None:
-        """Send ``commands`` in one write, then read their replies (one round trip).
+    def _confirm(self, commands: list[tuple], replies: list[Any]) -> None:
+        refused = [command[7] for command, reply in zip(commands, replies) if reply == -1]
+        if refused:
+            self.refused_total += len(refused)
+            _log.info("worker.sink.resend_ignored", f"Redis had already applied {len(refused)} re-sent batch(es) "
+                      f"(sequence {refused[0]}..{refused[-1]} of writer {self.writer_id}) whose reply was lost; "
+                      "not added twice", sink=self.kind, writer=self.writer_id, batches=len(refused))
+
+    def _execute(self, commands: list[tuple]) -> list[Any]:
+        """Send ``commands`` in one write, then read their replies (one round trip); return the replies.
 
         redis-py's pipeline would first ask ``SCRIPT EXISTS`` (a second round trip per
         batch) and convert every argument in Python; hiredis packs the commands in C. A
@@ -405,9 +676,7 @@ class RedisSink(Sink):
             try:
                 packed = [_pack_command(c) for c in commands] if _pack_command else conn.pack_commands(commands)
                 conn.send_packed_command(packed, check_health=False)
-                for _ in commands:
-                    conn.read_response()
-                return
+                return [conn.read_response() for _ in commands]
             except redis.exceptions.NoScriptError:
                 conn.disconnect()  # the other replies are unread: this connection starts afresh
                 if attempt == 2:
@@ -418,12 +687,19 @@ class RedisSink(Sink):
                 raise
             finally:
                 pool.release(conn)
+        return []
 
     def close(self) -> None:
         try:
             self.client.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def applied_key(prefix: str) -> str:
+    """The hash of applied sequence numbers (field ``<writer id>:<stream>``). Named with a dot, not a colon,
+    so that a scan of ``<prefix>:*`` (the streams) does not find it."""
+    return f"{prefix}.applied"
 
 
 def open_sink(feed, shard: tuple[int, int], on_error: Callable[[str], None] | None = None) -> Sink:

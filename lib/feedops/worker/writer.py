@@ -148,6 +148,9 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
     """The writer process: build the sink, then write every batch the pipe brings."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker drives the shutdown (drain, flush, close)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # at the file size limit (RLIMIT_FSIZE) a write must fail with EFBIG, which the file sink rolls back,
+    # not kill the process (Python ignores SIGXFSZ already; said here because the file sink relies on it)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     log_mod.configure(log_defaults.get("level"), log_defaults.get("fmt"))
     for secret in secrets:
         log_mod.register_secret(secret)
@@ -192,7 +195,7 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
             while True:
                 with ready:
                     while not work:
-                        if sink.buffer:  # down with ticks waiting: retry at the sink's pace even when nothing comes
+                        if sink.buffered:  # down with ticks waiting: retry at the sink's pace even when nothing comes
                             if not ready.wait(max(0.05, sink.reconnect_interval)):
                                 break
                         else:
