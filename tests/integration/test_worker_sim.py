@@ -646,3 +646,60 @@ def test_redis_stall_past_the_socket_timeout_adds_no_duplicate(sim, workers, tmp
         assert "worker.sink.resend_ignored" in w.events()  # the stalled batch did run, and was not added twice
     finally:
         redis_proc.stop()
+
+
+# ---------------------------------------------------------------------------- dedupe across a restart / failover
+BACKUP_CREDENTIALS = {key.replace("PRIMARY", "BACKUP"): value for key, value in CREDENTIALS.items()}
+DEDUPE_REASONS = ("replay", "duplicate", "backwards_volume")
+
+
+@pytest.mark.parametrize("sink, how", [("file", "restart"), ("redis", "failover")])
+def test_a_replaying_front_after_a_restart_or_failover_adds_nothing(sim, workers, tmp_path, sink, how, request):
+    """A worker runs, the sim goes quiet and the worker stops (exit 0); the sim's replay fault is switched on and a
+    new worker starts (``restart``: the same profile; ``failover``: the backup profile, as the supervisor's
+    failover does). The front replays the last ticks of every instrument at subscription: the new worker, its
+    deduper seeded from the sink's last records, drops every one already in the sink. Sim-sent = received by the
+    two workers; published = in the sink; 0 duplicates, 0 torn."""
+    if sink == "file":
+        args, extra, read = (), {}, lambda: file_sink_contents(tmp_path / "feed")
+    else:
+        server = request.getfixturevalue("redis_server")
+        prefix = f"resume-{how}"
+        args, extra = ("--sink", server.url), {"FEEDOPS_REDIS_STREAM_PREFIX": prefix}
+        read = lambda: (_redis_ticks(server.url, prefix), 0)  # noqa: E731 - stream entries are whole
+    env = {**BACKUP_CREDENTIALS, "CTP_BACKUP_MD_FRONTS": f"tcp://127.0.0.1:{sim.port}",
+           "CTP_BACKUP_TD_FRONTS": f"tcp://127.0.0.1:{sim.port}", **extra}
+    sent_before = _sim_status(sim)["ticks_sent"]
+    first = start(workers, sim, tmp_path, *args, **env)
+    first.wait_ready()
+    first.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 20_000, "ticks in the sink")
+    received_first = _quiesce(sim, first, sent_before)
+    assert first.stop() == int(Worker.OK)
+    published_first = _stopped_line(first)["published"]
+    before, _ = read()
+    worst = _health_verdict(first)  # nothing runs (reported)
+    sim.fault("replay", True)
+    sim.fault("silent", False)
+    sent_between = _sim_status(sim)["ticks_sent"]
+    restarted = time.monotonic()
+    second = start(workers, sim, tmp_path, *args, *(("--profile", "backup") if how == "failover" else ()), **env)
+    second.wait_ready()
+    recovery = time.monotonic() - restarted
+    second.wait_status(lambda s: sum(s["ticks_dropped"].get(k, 0) for k in DEDUPE_REASONS) > 1000,
+                       "the replay dropped")
+    received_second = _quiesce(sim, second, sent_between)
+    status = second.status()
+    assert second.stop() == int(Worker.OK)
+    stopped = _stopped_line(second)
+    records, torn = read()
+    dropped = status["ticks_dropped"]
+    deduped = sum(dropped.get(k, 0) for k in DEDUPE_REASONS)
+    [resumed] = [json.loads(line) for line in second.output().splitlines() if '"worker.dedupe.resumed"' in line]
+    print(f"\nSCENARIO replay-after-{how} ({sink}): sent={received_first + received_second} "
+          f"published={published_first}+{stopped['published']} in_sink={len(records)} duplicates={duplicates(records)} "
+          f"torn={torn} replayed_dropped={deduped} seeded={resumed['seeded']} worst={worst} recovery={recovery:.2f}s")
+    assert torn == 0 and duplicates(records) == 0
+    assert published_first == len(before) and published_first + stopped["published"] == len(records)
+    assert status["throughput"]["ticks_received_total"] == received_second
+    assert stopped["published"] + sum(dropped.values()) == received_second
+    assert resumed["seeded"] == len({t["instrument"] for t in before})  # every instrument in the sink was seeded

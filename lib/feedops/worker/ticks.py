@@ -21,7 +21,9 @@ docs/ops/worker.md):
 exchange time, volume): same key again -> ``duplicate``; older exchange time on the
 same trading day -> ``replay``; volume going down -> ``backwards_volume``; an older
 trading day -> ``backwards_day``; a trading day older than the session's (from the
-login) -> ``stale``.
+login) -> ``stale``. A new process seeds it from the sink's last records
+(:meth:`Deduper.seed`, :mod:`feedops.worker.resume`), so a restart or a failover
+does not publish a replay again.
 """
 
 from __future__ import annotations
@@ -250,6 +252,15 @@ class Deduper:
 
     def reset(self) -> None:
         self._last.clear()
+
+    def seed(self, state: dict[str, tuple[str, float, float]]) -> int:
+        """Start from what the sink already holds (:mod:`feedops.worker.resume`): instrument -> (trading day,
+        volume, exchange time) of its last published tick. A later state already held wins. Returns the count."""
+        for instrument, last in state.items():
+            held = self._last.get(instrument)
+            if held is None or last[0] > held[0] or (last[0] == held[0] and last[2] > held[2]):
+                self._last[instrument] = last
+        return len(state)
 
     def check(self, record: dict[str, Any]) -> str | None:
         return self.check_fields(record["instrument"], record["trading_day"], record["volume"] or 0, record["exchange_ts"])
