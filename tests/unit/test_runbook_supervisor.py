@@ -140,3 +140,16 @@ def test_a_stop_request_is_forwarded_and_ends_the_keeper(tmp_path):
 def test_with_profile_replaces_or_adds():
     assert supervisor.with_profile(["x", "--profile", "primary", "--y"], "backup") == ["x", "--profile", "backup", "--y"]
     assert supervisor.with_profile(["x"], "backup") == ["x", "--profile", "backup"]
+
+
+def test_status_lists_the_restarts(tmp_path, monkeypatch):
+    from feedops.runbook.config import RunbookContext
+    from feedops.runbook.status import render_status
+
+    k = keeper(tmp_path, [int(Worker.STORM), 0])
+    assert k.run() == 0
+    monkeypatch.setenv("FEEDOPS_STATE_DIR", str(tmp_path / "state"))
+    ctx = RunbookContext.load("dev", "native")
+    (tmp_path / "state" / "pids").mkdir()
+    (tmp_path / "state" / "pids" / "worker-0.pid").write_text('{"pid": 1, "start_ticks": 0}')
+    assert "restarts 1, last exit 0" in render_status(ctx)

@@ -81,8 +81,10 @@ def test_redis_streams_give_the_last_tick_per_instrument(redis_server, monkeypat
 @pytest.mark.parametrize("replayed, expected", [
     (("20261127", 3.0, 12), "duplicate"),  # the last tick again
     (("20261127", 2.0, 12), "replay"),  # an older time of the same day
-    (("20261127", 2.0, 11), "backwards_volume"),  # an older tick of the same day
+    (("20261127", 2.0, 11), "replay"),  # an older tick of the same day
+    (("20261127", 3.0, 11), "duplicate"),  # the same time, no more volume
     (("20261127", 4.0, 13), None),  # the next one
+    (("20261127", 4.0, 5), None),  # later, from a front that counts volume differently (after a failover)
     (("20261128", 1.0, 1), None),  # the next trading day
     (("20261126", 9.0, 99), "backwards_day"),
 ])
@@ -99,3 +101,12 @@ def test_seed_keeps_a_later_state_already_held():
     d.seed({"a": ("20261127", 12.0, 3.0), "b": ("20261127", 1.0, 1.0)})
     assert d.check_fields("a", "20261127", 20, 5.0) == "duplicate"
     assert d.check_fields("b", "20261127", 1, 1.0) == "duplicate"
+
+
+def test_a_seeded_instrument_is_live_after_its_first_tick():
+    d = Deduper()
+    d.seed({"a": ("20261127", 12.0, 3.0), "b": ("20261127", 5.0, 3.0)})
+    assert d.check_fields("a", "20261127", 5, 4.0) is None  # the watermark passed: volume 5 is the new state
+    assert d.check_fields("a", "20261127", 4, 5.0) == "backwards_volume"  # live rules from now on
+    assert d.check_fields("b", "20261128", 1, 1.0) is None  # a later trading day
+    assert d.check_fields("b", "20261128", 0, 2.0) == "backwards_volume"
