@@ -153,3 +153,14 @@ def test_status_lists_the_restarts(tmp_path, monkeypatch):
     (tmp_path / "state" / "pids").mkdir()
     (tmp_path / "state" / "pids" / "worker-0.pid").write_text('{"pid": 1, "start_ticks": 0}')
     assert "restarts 1, last exit 0" in render_status(ctx)
+
+
+def test_the_restart_count_is_pushed_to_a_real_pushgateway(tmp_path, pushgateway):
+    import urllib.request
+
+    k = keeper(tmp_path, [int(Worker.INTERNAL), "kill", 0], push_url=pushgateway.url, env="dev")
+    assert k.run() == 0
+    text = urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=5).read().decode()
+    lines = [line for line in text.splitlines() if line.startswith("feedops_supervisor_restarts_total{")]
+    assert len(lines) == 1 and 'component="worker-0"' in lines[0] and 'job="feedops_supervisor"' in lines[0]
+    assert 'env="dev"' in lines[0] and float(lines[0].rsplit(" ", 1)[1]) == 2

@@ -22,8 +22,9 @@ same group, its output in the same log file. What it does (docs/ops/supervisor.m
   its next restart.
 
 Every restart is counted in ``<state>/supervisor/<name>.json`` (restarts, failovers,
-the last exit, the child's pid) and pushed to the Pushgateway when it is enabled
-(``feedops_supervisor_restarts_total{component}``, job ``feedops_supervisor``).
+the last exit, the child's pid) and pushed to the Pushgateway when it is enabled, each
+time the component is started (``feedops_supervisor_restarts_total{component}``, job
+``feedops_supervisor``).
 """
 
 from __future__ import annotations
@@ -167,7 +168,6 @@ class Keeper:
         same_failure = 0  # consecutive LOGIN/STORM exits on one profile (failover)
         stopped = STOPPED.get(self.kind, STOPPED_DEFAULT)
         permanent = PERMANENT.get(self.kind, frozenset())
-        self._push()
         while True:
             argv = self.argv
             active = self._active_profile()
@@ -181,6 +181,7 @@ class Keeper:
             self._save(child_pid=self.child.pid, started_ts=time.time(), profile=self.profile)
             if self.stopping.is_set():  # a stop that came while starting: pass it on
                 self.on_signal(signal.SIGTERM)
+            self._push()  # once the component runs: a slow Pushgateway never delays a (re)start
             code = self.child.wait()
             ran = time.monotonic() - started
             exited_ts = time.time()
@@ -205,7 +206,6 @@ class Keeper:
             log.error("runbook.supervisor.restart", f"{self.name} {describe_exit(code)} after {ran:.1f} s; restart "
                       f"#{self.record['restarts']} in {delay:g} s", component_name=self.name, exit_code=code,
                       restarts=self.record["restarts"], delay_seconds=delay)
-            self._push()
             if self.stopping.wait(delay):
                 log.info("runbook.supervisor.stopped", f"{self.name}: stop requested during the backoff; not restarted",
                          component_name=self.name)
