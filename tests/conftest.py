@@ -162,15 +162,3 @@ def pinned_clock(monkeypatch) -> dt.datetime:
     _move_clock(monkeypatch, PINNED)
     return PINNED
 
-
-# ---------------------------------------------------------------------------- logging is process-wide state
-@pytest.fixture(autouse=True)
-def _log_defaults():
-    """Every test starts with the library's log defaults (JSON lines, info) and leaves them so: a test
-    that configures text logging (as a CLI's main does) must not change what the next test parses."""
-    from feedops import log
-
-    saved = dict(log._defaults)
-    log.configure(level="info", fmt="json")
-    yield
-    log.configure(**{"level": saved["level"], "fmt": saved["fmt"]})
