@@ -36,21 +36,23 @@ class Component:
 
 def sim_components(ctx: RunbookContext, python: str) -> list[Component]:
     comps = []
+    scripts, env = ctx.code_root() / "scripts" / "operations", ctx.code_environ()  # a rolled-back revision's tree
     for profile in ctx.sim_profiles():
         front = ctx.settings.profile(profile).md_fronts[0]
-        argv = [python, str(SCRIPTS / "ctp_sim.py"), "--env", ctx.env, "--profile", profile]
-        comps.append(Component(f"sim-{profile}", "sim", argv, listen_of(front)))
+        argv = [python, str(scripts / "ctp_sim.py"), "--env", ctx.env, "--profile", profile]
+        comps.append(Component(f"sim-{profile}", "sim", argv, listen_of(front), env))
     return comps
 
 
 def worker_components(ctx: RunbookContext, python: str) -> list[Component]:
     urls = ctx.feed.worker_url_list
     comps = []
+    scripts, env = ctx.code_root() / "scripts" / "operations", ctx.code_environ()  # a rolled-back revision's tree
     for index, url in enumerate(urls):
         host, port = listen_of(url)
-        argv = [python, str(SCRIPTS / "full_feed_subscription.py"), "--env", ctx.env, "--profile", ctx.profile,
+        argv = [python, str(scripts / "full_feed_subscription.py"), "--env", ctx.env, "--profile", ctx.profile,
                 "--listen", f"{host}:{port}", "--shard", f"{index}/{len(urls)}", "--log-format", "json"]
-        comps.append(Component(f"worker-{index}", "worker", argv, (host, port)))
+        comps.append(Component(f"worker-{index}", "worker", argv, (host, port), env))
     return comps
 
 
