@@ -9,6 +9,8 @@ runtime's pull and restart are in tests/bats/start_live_env_compose.bats.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,6 +159,13 @@ def test_native_rollback_runs_the_recorded_revision_from_its_own_tree(environ, m
     comps = procs.worker_components(ctx, "python") + procs.sim_components(ctx, "python")
     assert comps and all(c.argv[1].startswith(str(tree)) for c in comps)
     assert all(c.env == {"PYTHONPATH": str(tree / "lib"), "FEEDOPS_HOME": str(paths.ROOT)} for c in comps)
+    # what starts there runs that tree's code with the checkout's venv and settings paths
+    child = {**ctx.child_environ(), **comps[0].env}
+    probe = subprocess.run([sys.executable, "-c", "import feedops, feedops.paths as p; print(feedops.__file__); print(p.ROOT)"],
+                           env=child, capture_output=True, text=True, timeout=60)
+    assert probe.stdout.split() == [str(tree / "lib" / "feedops" / "__init__.py"), str(paths.ROOT)], probe.stderr
+    helped = subprocess.run([sys.executable, comps[0].argv[1], "--help"], env=child, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "full_feed_subscription.py" in helped.stdout, helped.stderr
     # a revision the repository no longer has: ROLLBACK_FAILED, nothing pinned
     store = StateStore(Path(environ["FEEDOPS_STATE_DIR"]))
     store.clear_pin()
