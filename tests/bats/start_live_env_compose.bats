@@ -236,6 +236,33 @@ releases() {
   refute_output --partial "force-recreate"
 }
 
+@test "monitoring profile: Alertmanager's configuration is rendered from the settings before compose up" {
+  export FEEDOPS_ALERTMANAGER_ENABLED=true FEEDOPS_ALERTMANAGER_WEBHOOK_URL=http://ops-hook.internal:9095/alerts \
+    FEEDOPS_ALERTMANAGER_HEARTBEAT_URL=http://ops-hook.internal:9095/heartbeat
+  run -0 "${RUNBOOK}" premarket --timeout 3
+  assert_output --partial "wrote ${FEEDOPS_STATE_DIR}/alertmanager/alertmanager.yml"
+  run calls
+  assert_line --partial "--profile sim --profile monitoring up --detach --wait"
+  local rendered="${FEEDOPS_STATE_DIR}/alertmanager/alertmanager.yml"
+  [ "$(stat -c %a "${rendered}")" = 640 ]
+  [ -f "${FEEDOPS_STATE_DIR}/alertmanager/feedops.tmpl" ]
+  run grep -c "url: http://ops-hook.internal:9095/alerts" "${rendered}"
+  assert_output 1
+  run grep -c "127.0.0.1" "${rendered}"  # the committed rendering's receiver: the container itself
+  assert_output 0
+  if command -v amtool >/dev/null; then
+    run -0 amtool check-config "${rendered}"
+  fi
+  # a configuration that cannot be rendered stops the start before compose up (67)
+  : > "${DOCKER_STUB_LOG}"
+  rm -r "${FEEDOPS_STATE_DIR}/alertmanager"
+  FEEDOPS_ALERTMANAGER_WEBHOOK_URL='' FEEDOPS_ALERTMANAGER_HEARTBEAT_URL='' run -67 "${RUNBOOK}" premarket --timeout 3
+  assert_output --partial "no ops receiver configured"
+  run calls
+  refute_output --partial " up "
+  [ ! -e "${FEEDOPS_STATE_DIR}/alertmanager/alertmanager.yml" ]
+}
+
 @test "docker-compose.yml is valid for every environment and profile (compose v2, offline)" {
   local compose
   compose="$("${RUNBOOK_PY}" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")' 2>/dev/null)" \
