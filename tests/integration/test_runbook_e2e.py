@@ -256,6 +256,50 @@ def test_make_rollback_with_two_releases_lands_on_the_earlier_and_status_shows_i
         stop_stack(environ)
 
 
+def test_native_rollback_runs_the_earlier_revision_from_its_own_tree(tmp_path):
+    """Native releases are revisions: release A on one commit, release B on the next; rollback exports
+    A's tree (git archive) and the worker runs from it (then the sims too, on the next start). The checkout is a shared clone
+    (FEEDOPS_HOME) that gets an empty commit, so the repository under test is never written to."""
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    home = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(ROOT), str(home)], check=True, timeout=120)
+    subprocess.run(["git", "-C", str(home), "checkout", "--quiet", "--detach", "HEAD"], check=True, timeout=120)
+    git = ["git", "-C", str(home), "-c", "user.name=e2e", "-c", "user.email=e2e@localhost"]
+    rev_a = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    environ = stack_environ(tmp_path)
+    environ["FEEDOPS_HOME"] = str(home)
+    for name in ("PROMETHEUS", "ALERTMANAGER", "PUSHGATEWAY"):
+        environ[f"FEEDOPS_{name}_ENABLED"] = "false"
+    try:
+        proc = runbook(environ, "premarket")
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert runbook(environ, "shutdown").returncode == Runbook.OK
+        subprocess.run([*git, "commit", "--quiet", "--allow-empty", "-m", "release B"], check=True, timeout=60)
+        proc = runbook(environ, "premarket")
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert pid_records(environ)["worker-0"]["argv"][1].startswith(str(home))
+        proc = runbook(environ, "rollback")
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert f"REVISION={rev_a} " in proc.stdout
+        tree = Path(environ["FEEDOPS_STATE_DIR"]) / "releases" / rev_a
+        records = pid_records(environ)  # rollback restarts the worker; the fronts (sims) keep running
+        assert records["worker-0"]["argv"][1] == str(tree / "scripts" / "operations" / "full_feed_subscription.py")
+        worker = worker_environ(environ)
+        assert worker["PYTHONPATH"] == str(tree / "lib") and worker["FEEDOPS_HOME"] == str(home)
+        assert worker_status(environ)["front"]["logged_in"]
+        proc = runbook(environ, "status")
+        marked = [line for line in proc.stdout.splitlines() if line.startswith("  * ")]
+        assert len(marked) == 1 and f"rev {rev_a[:12]}" in marked[0], proc.stdout
+        assert runbook(environ, "shutdown").returncode == Runbook.OK
+        proc = runbook(environ, "premarket")  # pinned: a new start runs the sims from that revision too
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert all(r["argv"][1].startswith(str(tree)) for r in pid_records(environ).values()), pid_records(environ)
+        assert runbook(environ, "shutdown").returncode == Runbook.OK
+    finally:
+        stop_stack(environ)
+
+
 def test_rotation_to_wrong_credentials_restores_the_previous_ones(env, tmp_path):
     rotated = tmp_path / "rotated"
     rotated.mkdir(mode=0o700)
