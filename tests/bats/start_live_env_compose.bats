@@ -241,6 +241,7 @@ releases() {
     FEEDOPS_ALERTMANAGER_HEARTBEAT_URL=http://ops-hook.internal:9095/heartbeat
   run -0 "${RUNBOOK}" premarket --timeout 3
   assert_output --partial "wrote ${FEEDOPS_STATE_DIR}/alertmanager/alertmanager.yml"
+  refute_output --partial "is on loopback"
   run calls
   assert_line --partial "--profile sim --profile monitoring up --detach --wait"
   local rendered="${FEEDOPS_STATE_DIR}/alertmanager/alertmanager.yml"
@@ -253,6 +254,10 @@ releases() {
   if command -v amtool >/dev/null; then
     run -0 amtool check-config "${rendered}"
   fi
+  # receivers on loopback (the defaults) are the container itself: a warning names the setting
+  FEEDOPS_ALERTMANAGER_WEBHOOK_URL=http://127.0.0.1:9095/alerts run -0 "${RUNBOOK}" premarket --timeout 3
+  assert_output --partial "FEEDOPS_ALERTMANAGER_WEBHOOK_URL is on loopback"
+  refute_output --partial "FEEDOPS_ALERTMANAGER_HEARTBEAT_URL is on loopback"
   # a configuration that cannot be rendered stops the start before compose up (67)
   : > "${DOCKER_STUB_LOG}"
   rm -r "${FEEDOPS_STATE_DIR}/alertmanager"

@@ -44,7 +44,7 @@ feedops::runtime::start_stack() {
 feedops::runtime::render_alertmanager() {
   [[ " ${FEEDOPS_CFG[COMPOSE_PROFILES]} " == *" monitoring "* ]] || return 0
   feedops::run env "${FEEDOPS_CHILD_ENV[@]}" "${FEEDOPS_PY}" -m feedops.monitoring.alertmanager render \
-    --out "${FEEDOPS_CFG[STATE_DIR]}/alertmanager/alertmanager.yml" --env "${FEEDOPS_CFG[ENV]}" --group-readable
+    --out "${FEEDOPS_CFG[STATE_DIR]}/alertmanager/alertmanager.yml" --env "${FEEDOPS_CFG[ENV]}" --group-readable --container
 }
 
 # Start the monitoring (native: Prometheus, Alertmanager, Pushgateway, redis-exporter when
