@@ -248,6 +248,9 @@ class FeedSettings(_LayeredSettings):
     flow_dir: str = Field("var/flow", description="CTP flow directory (created before the API; relative paths are under the repo root)")
     cache_dir: str = Field("var/cache", description="instrument-list cache per trading day")
     state_dir: str = Field("var/state", description="runbook state: locks, pid files, ledger, last-known-good snapshots")
+    restart_backoff_max_seconds: float = Field(30.0, gt=0, le=3600, description="native supervisor: longest wait before restarting a failed component (1 s, doubling per failure)")
+    auto_failover: bool = Field(False, description="native supervisor: fail over to the other profile after repeated login (13) or storm (15) exits of a worker (on in envs/prod.env)")
+    failover_after_failures: int = Field(3, ge=1, le=100, description="native supervisor: consecutive login/storm exits on the active profile before an automatic failover")
 
     # --- health thresholds
     coverage_warn_ratio: float = Field(0.98, ge=0, le=1, description="coverage below this is WARNING")

@@ -181,6 +181,25 @@ def operations(T: dict) -> tuple[Alert, ...]:
                  ("make drill                                    # after fixing what the exit code names",),
                  ESCALATE_OPS)),
         Alert(
+            "ComponentRestarting", "operations",
+            warn_crit("increase(feedops_supervisor_restarts_total[15m]) >= @T@", T["restarts_warn"], T["restarts_crit"],
+                      "1m", lambda v: f"{v} restart{'s' if v != 1 else ''}"),
+            "{{ $labels.component }} on {{ $labels.instance }} was restarted ({threshold} in 15m)",
+            "The supervisor restarted {{ $labels.component }} on {{ $labels.instance }} (env {{ $labels.env }}) "
+            "{{ $value | printf \"%.0f\" }} time(s) in 15 minutes (limit {threshold}) after it failed.",
+            "make status",
+            Page("A native component (worker, ctp-sim, monitoring) exited on failure or was killed, and its supervisor "
+                 "started it again (docs/ops/supervisor.md). One restart is a warning; several in 15 minutes are a "
+                 "crash loop.",
+                 "Each restart of a worker is a gap in the feed (the restart time plus the backoff: 1 s, doubling per "
+                 "failure up to FEEDOPS_RESTART_BACKOFF_MAX_SECONDS); ticks it held when it was killed are lost. "
+                 "Repeated login or storm exits may have failed the feed over to the other profile.",
+                 (STATUS + "  # restarts, last exit and profile per component",
+                  "tail -n 100 var/state/logs/worker-0.log       # why it exited (the component's log)"),
+                 ("make status                                   # an exit code a restart cannot fix stops the restarts: "
+                  "fix it (docs/ops/exit-codes.md), then make restart",),
+                 ESCALATE_OPS)),
+        Alert(
             "CalendarRunningOut", "operations",
             warn_crit("feedops_calendar_known_until_timestamp_seconds - time() < @T@", T["calendar_warn_days"] * 86400,
                       T["calendar_crit_days"] * 86400, "1h", lambda v: f"{v // 86400} days"),

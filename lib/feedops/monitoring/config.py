@@ -72,6 +72,9 @@ def thresholds(feed: FeedSettings | None = None) -> dict[str, float]:
         "health_check_interval_seconds": 60,  # the timer/crontab of deploy/ (docs/ops/scheduling.md)
         "health_check_missed_runs": 3,
         "drill_max_age_days": 31,  # a drill a month
+        # supervisor restarts of one native component within 15 minutes (lib/feedops/runbook/supervisor.py)
+        "restarts_warn": 1,
+        "restarts_crit": 3,
         "calendar_warn_days": 30,
         "calendar_crit_days": 7,
     }
