@@ -156,15 +156,15 @@ def test_native_rollback_runs_the_recorded_revision_from_its_own_tree(environ, m
     ctx = RunbookContext.load("dev")
     tree = Path(environ["FEEDOPS_STATE_DIR"]) / "releases" / head
     assert ctx.code_root() == tree and (tree / "scripts" / "operations" / "full_feed_subscription.py").is_file()
-    comps = procs.worker_components(ctx, "python") + procs.sim_components(ctx, "python")
-    assert comps and all(c.argv[1].startswith(str(tree)) for c in comps)
-    assert all(c.env == {"PYTHONPATH": str(tree / "lib"), "FEEDOPS_HOME": str(paths.ROOT)} for c in comps)
+    comps = procs.worker_components(ctx, sys.executable) + procs.sim_components(ctx, sys.executable)
+    run = ["env", f"PYTHONPATH={tree / 'lib'}", f"FEEDOPS_HOME={paths.ROOT}", sys.executable]
+    assert comps and all(c.argv[:4] == run and c.argv[4].startswith(str(tree)) for c in comps)
+    assert all(not c.env for c in comps)  # the supervisor keeping the program runs the checkout's code
     # what starts there runs that tree's code with the checkout's venv and settings paths
-    child = {**ctx.child_environ(), **comps[0].env}
-    probe = subprocess.run([sys.executable, "-c", "import feedops, feedops.paths as p; print(feedops.__file__); print(p.ROOT)"],
-                           env=child, capture_output=True, text=True, timeout=60)
+    probe = subprocess.run([*run, "-c", "import feedops, feedops.paths as p; print(feedops.__file__); print(p.ROOT)"],
+                           env=ctx.child_environ(), capture_output=True, text=True, timeout=60)
     assert probe.stdout.split() == [str(tree / "lib" / "feedops" / "__init__.py"), str(paths.ROOT)], probe.stderr
-    helped = subprocess.run([sys.executable, comps[0].argv[1], "--help"], env=child, capture_output=True, text=True, timeout=60)
+    helped = subprocess.run([*comps[0].argv[:5], "--help"], env=ctx.child_environ(), capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "full_feed_subscription.py" in helped.stdout, helped.stderr
     # a revision the repository no longer has: ROLLBACK_FAILED, nothing pinned
     store = StateStore(Path(environ["FEEDOPS_STATE_DIR"]))
