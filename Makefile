@@ -73,7 +73,7 @@ shutdown: bootstrap ## controlled shutdown (drain, flush, stop); safe to run twi
 failover: bootstrap ## switch profile: make failover ARGS='--to backup'
 	@$(RUNBOOK) failover $(ENV_ARG) $(ARGS)
 
-rollback: bootstrap ## previous image tag + last-known-good config: make rollback [ARGS='--to TAG']
+rollback: bootstrap ## the release before the running one (image, revision, config): make rollback [ARGS='--to TAG|sha256:...']
 	@$(RUNBOOK) rollback $(ENV_ARG) $(ARGS)
 
 status: bootstrap ## what runs, which profile and image, last runs

@@ -13,8 +13,9 @@
 #   health [--format F]          one health check in the runtime (compose: a one-off container); it pushes
 #                                its own verdict (no lock, not recorded as a run); F: nagios (default), text, json
 #   failover --to primary|backup switch the credential profile, restart, verify, record
-#   rollback [--to TAG|last-good]  previous image tag + last-known-good config snapshot
-#   status                       what runs, profile, image tag, last runs (no lock)
+#   rollback [--to RELEASE]      the release before the running one (image + revision + config snapshot);
+#                                RELEASE: previous (default), a release id, TAG, TAG@sha256:... or sha256:...
+#   status                       what runs, profile, image tag, recorded releases, last runs (no lock)
 #   drill                        failover drill on ctp-sim: kill the active front, fail over, fail back
 #   rotate --secrets-dir DIR     credential rotation; the previous credentials come back on failure
 #   --scheduled                  premarket, shutdown, drill started by a timer (deploy/): the calendar decides
@@ -105,9 +106,9 @@ set_option() {
 check_mode_options() {
   case ${FEEDOPS_MODE} in
     failover) [[ ${OPT_TO} =~ ^(primary|backup)$ ]] || usage_error "failover needs --to primary or --to backup" ;;
-    rollback) [[ -z ${OPT_TO} || ${OPT_TO} =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] \
-                || usage_error "rollback --to must be an image tag or last-good (got '${OPT_TO}')"
-              OPT_TO=${OPT_TO:-last-good} ;;
+    rollback) [[ -z ${OPT_TO} || ${OPT_TO} =~ ^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,200}$ ]] \
+                || usage_error "rollback --to must be a release id, TAG, TAG@sha256:..., sha256:... or previous (got '${OPT_TO}')"
+              OPT_TO=${OPT_TO:-previous} ;;
     rotate) [[ -n ${OPT_SECRETS_DIR} ]] || usage_error "rotate needs --secrets-dir DIR (the directory with the new secrets)" ;;
     *) [[ -z ${OPT_TO} ]] || usage_error "--to is only for failover and rollback" ;;
   esac
@@ -219,21 +220,27 @@ mode_failover() {
   switch_profile "${OPT_TO}" failover
 }
 
+# Roll back to a recorded release (feedops.runbook.releases): plan it, pull its image (compose), pin
+# it, then restart on it. A missing release, snapshot, image or revision fails before anything stops.
 mode_rollback() {
-  local out rc=0 plan=()
-  (( FEEDOPS_DRY_RUN )) && plan=(--plan)
-  out="$(feedops::py rollback-apply --to "${OPT_TO}" "${plan[@]}")" || rc=$?
+  local out rc=0 release
+  out="$(feedops::py rollback-apply --to "${OPT_TO}" --plan)" || rc=$?
   (( rc == 0 )) || feedops::fail "${rc}" "cannot roll back to ${OPT_TO}"
-  printf 'rollback%s: %s\n' "${plan:+ (dry-run)}" "${out//$'\n'/ }"
+  release="$(sed -n 's/^RELEASE=//p' <<< "${out}")"
+  FEEDOPS_CFG[IMAGE_TAG]="$(sed -n 's/^TAG=//p' <<< "${out}")"
+  FEEDOPS_CFG[IMAGE_REF]="$(sed -n 's/^IMAGE_REF=//p' <<< "${out}")"
+  if [[ ${FEEDOPS_CFG[RUNTIME]} == compose ]]; then
+    feedops::act "pull image ${FEEDOPS_CFG[IMAGE_REF]}" feedops::compose pull worker \
+      || feedops::fail "${EXIT_ROLLBACK_FAILED}" "cannot pull ${FEEDOPS_CFG[IMAGE_REF]} (release ${release}); nothing was changed"
+  fi
   if (( FEEDOPS_DRY_RUN )); then
-    FEEDOPS_CFG[IMAGE_TAG]="$(sed -n 's/^TAG=//p' <<< "${out}")"
+    printf 'rollback (dry-run): %s\n' "${out//$'\n'/ }"
     FEEDOPS_CFG[PROFILE]="$(sed -n 's/^PROFILE=//p' <<< "${out}")"
   else
+    out="$(feedops::py rollback-apply --to "${release}")" || rc=$?
+    (( rc == 0 )) || feedops::fail "${rc}" "cannot roll back to release ${release}"
+    printf 'rollback: %s\n' "${out//$'\n'/ }"
     feedops::config::load
-  fi
-  if [[ ${FEEDOPS_CFG[RUNTIME]} == compose ]]; then
-    feedops::act "pull image ${FEEDOPS_CFG[IMAGE]}:${FEEDOPS_CFG[IMAGE_TAG]}" feedops::compose pull worker \
-      || feedops::fail "${EXIT_ROLLBACK_FAILED}" "cannot pull ${FEEDOPS_CFG[IMAGE]}:${FEEDOPS_CFG[IMAGE_TAG]}"
   fi
   feedops::step::stop_workers
   feedops::step::recover "${EXIT_ROLLBACK_FAILED}" --expect-profile "${FEEDOPS_CFG[PROFILE]}"

@@ -41,7 +41,7 @@ teardown() {
   run -64 "${RUNBOOK}" rotate
   assert_output --partial "rotate needs --secrets-dir DIR"
   run -64 "${RUNBOOK}" rollback --to 'bad tag!'
-  assert_output --partial "rollback --to must be an image tag or last-good"
+  assert_output --partial "rollback --to must be a release id, TAG, TAG@sha256:..., sha256:... or previous"
   run -64 "${RUNBOOK}" restart --to backup
   assert_output --partial "--to is only for failover and rollback"
   refute_output --partial "Traceback"
@@ -70,10 +70,10 @@ teardown() {
 
 @test "rollback --dry-run names the release it would deploy, or that there is none" {
   run -71 "${RUNBOOK}" rollback --dry-run --runtime native
-  assert_output --partial "no last-known-good mark"
+  assert_output --partial "no release recorded in the ledger"
   FEEDOPS_IMAGE_TAG=v1.4.1 "${RUNBOOK_PY}" -m feedops.runbook mark-good --mode premarket >/dev/null
   run -0 "${RUNBOOK}" rollback --dry-run --runtime native
-  assert_output --partial "rollback (dry-run): TAG=v1.4.1 PROFILE=primary SNAPSHOT="
+  assert_output --regexp "rollback \(dry-run\): RELEASE=[0-9a-f]{12} TAG=v1.4.1 IMAGE_REF=ghcr.io/feedops/feedops:v1.4.1 REVISION=[0-9a-f]* PROFILE=primary SNAPSHOT="
   assert_output --partial "plan: start the worker(s) on profile primary"
   [ ! -e "${FEEDOPS_STATE_DIR}/pin.json" ]
   [ ! -e "${FEEDOPS_STATE_DIR}/runs/rollback.last.json" ]
@@ -126,11 +126,33 @@ teardown() {
   assert_output --partial "neither primary nor backup"
 }
 
-@test "rollback without a last-known-good mark exits ROLLBACK_FAILED (71)" {
+@test "rollback without a recorded release exits ROLLBACK_FAILED (71)" {
   run -71 "${RUNBOOK}" rollback --runtime native --timeout 2
-  assert_output --partial "no last-known-good mark"
+  assert_output --partial "no release recorded in the ledger"
   run cat "${FEEDOPS_STATE_DIR}/runs/rollback.last.json"
   assert_output --partial '"outcome": "ROLLBACK_FAILED"'
+}
+
+@test "native rollback: a missing snapshot (71), a corrupt one (73), --to a tag never recorded (71); nothing stops" {
+  local tag
+  for tag in v1.4.1 v1.5.0; do
+    FEEDOPS_IMAGE_TAG=${tag} "${RUNBOOK_PY}" -m feedops.runbook mark-good --mode premarket >/dev/null
+  done
+  export FEEDOPS_IMAGE_TAG=v1.5.0
+  local snap
+  snap="$("${RUNBOOK_PY}" -c 'import json, sys; print(json.load(open(sys.argv[1]))["entries"][0]["snapshot"])' \
+    "${FEEDOPS_STATE_DIR}/ledger.json")"
+  echo '{"id": ' > "${FEEDOPS_STATE_DIR}/snapshots/${snap}.json"
+  run -73 "${RUNBOOK}" rollback --runtime native --timeout 2
+  assert_output --partial "${snap}.json is corrupt"
+  rm "${FEEDOPS_STATE_DIR}/snapshots/${snap}.json"
+  run -71 "${RUNBOOK}" rollback --runtime native --timeout 2
+  assert_output --partial "configuration snapshot ${snap} of release"
+  run -71 "${RUNBOOK}" rollback --to v1.3.9 --runtime native --timeout 2
+  assert_output --partial "no recorded release matches 'v1.3.9'"
+  refute_output --partial "runbook.component.stopping"
+  refute_output --partial "stop the worker"
+  [ ! -e "${FEEDOPS_STATE_DIR}/pin.json" ]
 }
 
 @test "a component that ignores SIGTERM makes shutdown exit SHUTDOWN_FAILED (72), killed anyway" {

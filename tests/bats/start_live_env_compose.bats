@@ -5,6 +5,8 @@
 # Readiness and health run inside the project network (`docker compose exec worker`);
 # the stub answers them with DOCKER_STUB_FAIL/DOCKER_STUB_RC.
 
+# Each @test runs in a subshell of its own: an export there is meant to stay in that test.
+# shellcheck disable=SC2030,SC2031
 bats_require_minimum_version 1.5.0
 load stubs/runbook_helpers
 
@@ -97,7 +99,7 @@ readonly COMPOSE="compose --project-directory ${RUNBOOK_ROOT} --file ${RUNBOOK_R
   DOCKER_STUB_FAIL=check_feed_health DOCKER_STUB_RC=2 DOCKER_STUB_PS=abc run -69 "${RUNBOOK}" premarket --timeout 3
   : > "${DOCKER_STUB_LOG}"
   run -0 "${RUNBOOK}" rollback --timeout 3
-  assert_output --partial "rollback: TAG=v1.4.1 PROFILE=primary"
+  assert_output --regexp "rollback: RELEASE=[0-9a-f]{12} TAG=v1.4.1 IMAGE_REF=ghcr.io/feedops/feedops:v1.4.1 REVISION=[0-9a-f]* PROFILE=primary"
   run calls
   assert_line --index 0 --partial "pull worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.4.1"
   assert_line --index 2 --partial "--force-recreate worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.4.1"
@@ -121,12 +123,74 @@ readonly COMPOSE="compose --project-directory ${RUNBOOK_ROOT} --file ${RUNBOOK_R
   [ ! -s "${FEEDOPS_STATE_DIR}/release.env" ]
 }
 
-@test "rollback --to TAG deploys that tag; a failed pull exits ROLLBACK_FAILED (71)" {
-  FEEDOPS_IMAGE_TAG=v1.4.1 "${RUNBOOK_PY}" -m feedops.runbook mark-good --mode premarket >/dev/null
-  DOCKER_STUB_FAIL=pull run -71 "${RUNBOOK}" rollback --to v1.3.9 --timeout 1
-  assert_output --partial "cannot pull ghcr.io/feedops/feedops:v1.3.9"
+readonly D1="sha256:1111111111111111111111111111111111111111111111111111111111111111"
+readonly D2="sha256:2222222222222222222222222222222222222222222222222222222222222222"
+readonly D3="sha256:3333333333333333333333333333333333333333333333333333333333333333"
+
+# Record releases as successful pre-markets do. Arguments: IMAGE_TAG...
+releases() {
+  local tag
+  for tag in "$@"; do
+    FEEDOPS_IMAGE_TAG=${tag} "${RUNBOOK_PY}" -m feedops.runbook mark-good --mode premarket >/dev/null
+  done
+}
+
+@test "rollback with two releases pulls and runs the earlier by digest; status marks it; none before it (71)" {
+  releases "v1.4.1@${D1}" "v1.5.0@${D2}"
+  export FEEDOPS_IMAGE_TAG="v1.5.0@${D2}"
+  run -0 "${RUNBOOK}" rollback --timeout 3
   run calls
-  assert_line --partial "pull worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.3.9"
+  assert_line --index 0 --partial "pull worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.4.1@${D1}"
+  assert_line --index 0 --partial "image_ref=ghcr.io/feedops/feedops:v1.4.1@${D1}"
+  assert_line --index 1 --partial "stop --timeout 3 worker"
+  assert_line --index 2 --partial "--force-recreate worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.4.1@${D1}"
+  run -0 "${RUNBOOK}" status
+  assert_output --regexp "\* [0-9a-f]{12} +v1.4.1@${D1}"
+  assert_output --regexp "  [0-9a-f]{12} +v1.5.0@${D2}"
+  : > "${DOCKER_STUB_LOG}"
+  run -71 "${RUNBOOK}" rollback --timeout 3
+  assert_output --partial "is the oldest recorded"
+  run calls
+  refute_output --partial "stop"
+}
+
+@test "rollback with three releases goes one release further back each time; --to takes a digest" {
+  releases "v1.3.0@${D3}" "v1.4.1@${D1}" "v1.5.0@${D2}"
+  export FEEDOPS_IMAGE_TAG="v1.5.0@${D2}"
+  run -0 "${RUNBOOK}" rollback --timeout 3
+  assert_output --partial "TAG=v1.4.1@${D1}"
+  run -0 "${RUNBOOK}" rollback --timeout 3
+  assert_output --partial "TAG=v1.3.0@${D3}"
+  run calls
+  assert_line --partial "--force-recreate worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.3.0@${D3}"
+  : > "${DOCKER_STUB_LOG}"
+  run -0 "${RUNBOOK}" rollback --to "${D2}" --timeout 3
+  run calls
+  assert_line --index 0 --partial "pull worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.5.0@${D2}"
+  run -0 "${RUNBOOK}" status
+  assert_output --regexp "\* [0-9a-f]{12} +v1.5.0@${D2}"
+}
+
+@test "rollback: a tag the registry no longer has (71) or a missing snapshot (71) stops nothing and changes nothing" {
+  releases "v1.4.1@${D1}" "v1.5.0@${D2}"
+  export FEEDOPS_IMAGE_TAG="v1.5.0@${D2}"
+  DOCKER_STUB_FAIL=pull run -71 "${RUNBOOK}" rollback --to "v1.4.1@${D1}" --timeout 1
+  assert_output --partial "cannot pull ghcr.io/feedops/feedops:v1.4.1@${D1}"
+  assert_output --partial "nothing was changed"
+  run calls
+  assert_line --partial "pull worker | FEEDOPS_ENV=dev FEEDOPS_IMAGE=ghcr.io/feedops/feedops FEEDOPS_IMAGE_TAG=v1.4.1@${D1}"
+  refute_output --partial "stop"
+  [ ! -e "${FEEDOPS_STATE_DIR}/pin.json" ]
+  run -0 "${RUNBOOK}" status
+  assert_output --regexp "\* [0-9a-f]{12} +v1.5.0@${D2}"
+  rm "${FEEDOPS_STATE_DIR}"/snapshots/*.json
+  : > "${DOCKER_STUB_LOG}"
+  run -71 "${RUNBOOK}" rollback --timeout 1
+  assert_output --partial "is missing from"
+  run calls
+  refute_output --partial "pull"
+  run -71 "${RUNBOOK}" rollback --to v1.3.9 --timeout 1
+  assert_output --partial "no recorded release matches 'v1.3.9'"
 }
 
 @test "status lists the compose services" {
@@ -170,6 +234,38 @@ readonly COMPOSE="compose --project-directory ${RUNBOOK_ROOT} --file ${RUNBOOK_R
   run -66 "${RUNBOOK}" rotate --secrets-dir "${empty}" --timeout 1
   run calls
   refute_output --partial "force-recreate"
+}
+
+@test "monitoring profile: Alertmanager's configuration is rendered from the settings before compose up" {
+  export FEEDOPS_ALERTMANAGER_ENABLED=true FEEDOPS_ALERTMANAGER_WEBHOOK_URL=http://ops-hook.internal:9095/alerts \
+    FEEDOPS_ALERTMANAGER_HEARTBEAT_URL=http://ops-hook.internal:9095/heartbeat
+  run -0 "${RUNBOOK}" premarket --timeout 3
+  assert_output --partial "wrote ${FEEDOPS_STATE_DIR}/alertmanager/alertmanager.yml"
+  refute_output --partial "is on loopback"
+  run calls
+  assert_line --partial "--profile sim --profile monitoring up --detach --wait"
+  local rendered="${FEEDOPS_STATE_DIR}/alertmanager/alertmanager.yml"
+  [ "$(stat -c %a "${rendered}")" = 640 ]
+  [ -f "${FEEDOPS_STATE_DIR}/alertmanager/feedops.tmpl" ]
+  run grep -c "url: http://ops-hook.internal:9095/alerts" "${rendered}"
+  assert_output 1
+  run grep -c "127.0.0.1" "${rendered}"  # the committed rendering's receiver: the container itself
+  assert_output 0
+  if command -v amtool >/dev/null; then
+    run -0 amtool check-config "${rendered}"
+  fi
+  # receivers on loopback (the defaults) are the container itself: a warning names the setting
+  FEEDOPS_ALERTMANAGER_WEBHOOK_URL=http://127.0.0.1:9095/alerts run -0 "${RUNBOOK}" premarket --timeout 3
+  assert_output --partial "FEEDOPS_ALERTMANAGER_WEBHOOK_URL is on loopback"
+  refute_output --partial "FEEDOPS_ALERTMANAGER_HEARTBEAT_URL is on loopback"
+  # a configuration that cannot be rendered stops the start before compose up (67)
+  : > "${DOCKER_STUB_LOG}"
+  rm -r "${FEEDOPS_STATE_DIR}/alertmanager"
+  FEEDOPS_ALERTMANAGER_WEBHOOK_URL='' FEEDOPS_ALERTMANAGER_HEARTBEAT_URL='' run -67 "${RUNBOOK}" premarket --timeout 3
+  assert_output --partial "no ops receiver configured"
+  run calls
+  refute_output --partial " up "
+  [ ! -e "${FEEDOPS_STATE_DIR}/alertmanager/alertmanager.yml" ]
 }
 
 @test "docker-compose.yml is valid for every environment and profile (compose v2, offline)" {

@@ -202,6 +202,105 @@ def test_rollback_restores_last_good_snapshot_after_a_bad_config(env):
     assert json.loads((state / "runs" / "rollback.last.json").read_text())["outcome"] == "OK"
 
 
+def make(environ: dict[str, str], target: str, **overrides: str) -> subprocess.CompletedProcess:
+    """``make TARGET ARGS='--runtime native'`` in the checkout, as an operator runs it."""
+    clean = {k: v for k, v in {**environ, **overrides}.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    proc = subprocess.run(["make", "-C", str(ROOT), target, "ARGS=--runtime native"], env=clean, capture_output=True,
+                          text=True, timeout=180)
+    assert SENTINEL not in proc.stdout + proc.stderr, "a secret leaked into the runbook's output"
+    return proc
+
+
+def worker_environ(environ: dict[str, str]) -> dict[str, str]:
+    """The environment the running worker (its supervisor's child) was started with (the configuration it runs)."""
+    pid = json.loads((Path(environ["FEEDOPS_STATE_DIR"]) / "supervisor" / "worker-0.json").read_text())["child_pid"]
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_make_rollback_with_two_releases_lands_on_the_earlier_and_status_shows_it(tmp_path):
+    """Acceptance (issue 14, item 3): release A, then release B (another configuration), then
+    `make rollback` runs A again (its snapshot beats B's settings still in the environment) and
+    `make status` marks A as the running release; one more rollback has nothing before A (71)."""
+    environ = stack_environ(tmp_path)
+    for name in ("PROMETHEUS", "ALERTMANAGER", "PUSHGATEWAY"):  # releases are the point here
+        environ[f"FEEDOPS_{name}_ENABLED"] = "false"
+    release_b = {"FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS": "0.35"}
+    try:
+        proc = runbook(environ, "premarket")
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert runbook(environ, "shutdown").returncode == Runbook.OK
+        proc = runbook(environ, "premarket", **release_b)
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert worker_environ(environ).get("FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS") == "0.35"
+        ledger = json.loads((Path(environ["FEEDOPS_STATE_DIR"]) / "ledger.json").read_text())["entries"]
+        release_a, release_b_id = (e["release"] for e in ledger if e["kind"] == "release")
+        assert release_a != release_b_id
+        proc = make(environ, "rollback", **release_b)
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert f"rollback: RELEASE={release_a} " in proc.stdout
+        assert "ready: 1/1 worker(s) ready" in proc.stdout
+        worker = worker_environ(environ)  # restarted on A's snapshot: its batch interval, not B's
+        assert worker["FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS"] != "0.35"
+        proc = make(environ, "status", **release_b)
+        assert proc.returncode == Runbook.OK, explain(proc)
+        marked = [line for line in proc.stdout.splitlines() if line.startswith("  * ")]
+        assert len(marked) == 1 and marked[0].split()[1] == release_a, proc.stdout
+        assert re.search(rf"^    {release_b_id} ", proc.stdout, re.M), proc.stdout
+        proc = runbook(environ, "rollback", **release_b)
+        assert proc.returncode == Runbook.ROLLBACK_FAILED, explain(proc)
+        assert "is the oldest recorded" in proc.stdout + proc.stderr
+        assert worker_status(environ)["front"]["logged_in"]  # the failed rollback stopped nothing
+        assert runbook(environ, "shutdown").returncode == Runbook.OK
+    finally:
+        stop_stack(environ)
+
+
+def test_native_rollback_runs_the_earlier_revision_from_its_own_tree(tmp_path):
+    """Native releases are revisions: release A on one commit, release B on the next; rollback exports
+    A's tree (git archive) and the worker runs from it (then the sims too, on the next start). The checkout is a shared clone
+    (FEEDOPS_HOME) that gets an empty commit, so the repository under test is never written to."""
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    home = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(ROOT), str(home)], check=True, timeout=120)
+    subprocess.run(["git", "-C", str(home), "checkout", "--quiet", "--detach", "HEAD"], check=True, timeout=120)
+    git = ["git", "-C", str(home), "-c", "user.name=e2e", "-c", "user.email=e2e@localhost"]
+    rev_a = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    environ = stack_environ(tmp_path)
+    environ["FEEDOPS_HOME"] = str(home)
+    for name in ("PROMETHEUS", "ALERTMANAGER", "PUSHGATEWAY"):
+        environ[f"FEEDOPS_{name}_ENABLED"] = "false"
+    try:
+        proc = runbook(environ, "premarket")
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert runbook(environ, "shutdown").returncode == Runbook.OK
+        subprocess.run([*git, "commit", "--quiet", "--allow-empty", "-m", "release B"], check=True, timeout=60)
+        proc = runbook(environ, "premarket")
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert pid_records(environ)["worker-0"]["argv"][1].startswith(str(home))
+        proc = runbook(environ, "rollback")
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert f"REVISION={rev_a} " in proc.stdout
+        tree = Path(environ["FEEDOPS_STATE_DIR"]) / "releases" / rev_a
+        records = pid_records(environ)  # rollback restarts the worker; the fronts (sims) keep running
+        assert str(tree / "scripts" / "operations" / "full_feed_subscription.py") in records["worker-0"]["argv"]
+        worker = worker_environ(environ)  # the worker itself, under its supervisor
+        assert worker["PYTHONPATH"] == str(tree / "lib") and worker["FEEDOPS_HOME"] == str(home)
+        assert worker_status(environ)["front"]["logged_in"]
+        proc = runbook(environ, "status")
+        marked = [line for line in proc.stdout.splitlines() if line.startswith("  * ")]
+        assert len(marked) == 1 and f"rev {rev_a[:12]}" in marked[0], proc.stdout
+        assert runbook(environ, "shutdown").returncode == Runbook.OK
+        proc = runbook(environ, "premarket")  # pinned: a new start runs the sims from that revision too
+        assert proc.returncode == Runbook.OK, explain(proc)
+        assert all(any(a.startswith(str(tree / "scripts")) for a in r["argv"]) for r in pid_records(environ).values()), \
+            pid_records(environ)
+        assert runbook(environ, "shutdown").returncode == Runbook.OK
+    finally:
+        stop_stack(environ)
+
+
 def test_rotation_to_wrong_credentials_restores_the_previous_ones(env, tmp_path):
     rotated = tmp_path / "rotated"
     rotated.mkdir(mode=0o700)

@@ -55,3 +55,24 @@ def test_monitoring_profile_with_named_volumes_and_the_rendered_config(env):
     assert host_file == prometheus_config.compose_path(env) and host_file.is_file()
     prefix = FeedSettings.model_fields["redis_stream_prefix"].default  # the worker streams <prefix>:<EXCHANGE>
     assert f"-check-streams={prefix}:*" in services["redis-exporter"]["command"]
+
+
+def test_alertmanager_reads_the_configuration_the_runbook_rendered(tmp_path):
+    """Alertmanager expands no variables: the runbook renders its configuration into
+    <state>/alertmanager (mode 0640) and compose mounts that directory, the service reading it
+    with the runbook user's group; the default (no runbook) is the checkout's var/state."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FEEDOPS_", "COMPOSE_"))}
+    environ.update({"FEEDOPS_ENV": "prod", "FEEDOPS_STATE_DIR": str(tmp_path / "state"), "FEEDOPS_GID": "4321"})
+    done = subprocess.run([compose_binary(), "--project-directory", str(ROOT), "--file", str(ROOT / "docker-compose.yml"),
+                           "--profile", "monitoring", "config", "--format", "json", "alertmanager"], env=environ, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    service = json.loads(done.stdout)["services"]["alertmanager"]
+    mount = next(v for v in service["volumes"] if v["target"] == "/etc/alertmanager")
+    assert (mount["type"], mount["source"], mount.get("read_only")) == ("bind", str(tmp_path / "state" / "alertmanager"), True)
+    assert service["user"] == "65534:4321"
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in service["command"]
+    default = compose("dev", "config", "--format", "json", "alertmanager")
+    assert default.returncode == 0, default.stderr
+    mount = next(v for v in json.loads(default.stdout)["services"]["alertmanager"]["volumes"] if v["target"] == "/etc/alertmanager")
+    assert mount["source"] == str(ROOT / "var" / "state" / "alertmanager")

@@ -84,8 +84,11 @@ def test_snapshot_has_no_secret_and_the_pin_beats_the_environment(environ, monke
     assert child["FEEDOPS_SUBSCRIBE_BATCH_SIZE"] == "500" and child["FEEDOPS_ACTIVE_PROFILE"] == "backup"
 
 
-def test_rollback_apply_needs_a_mark_then_pins_it(environ, capsys):
+def test_rollback_apply_needs_a_mark_then_pins_it(environ, capsys, monkeypatch):
     assert cli.main(["--env", "dev", "rollback-apply"]) == Runbook.ROLLBACK_FAILED
+    monkeypatch.setenv("FEEDOPS_IMAGE_TAG", "v0.9")
+    assert cli.main(["--env", "dev", "mark-good", "--mode", "premarket"]) == Runbook.OK
+    monkeypatch.setenv("FEEDOPS_IMAGE_TAG", "v1.0")
     assert cli.main(["--env", "dev", "mark-good", "--mode", "premarket"]) == Runbook.OK
     assert cli.main(["--env", "dev", "rollback-apply", "--to", "v0.9"]) == Runbook.OK
     out = capsys.readouterr().out

@@ -1,7 +1,7 @@
 """Alertmanager's configuration, rendered from the settings (Alertmanager does not expand
 environment variables).
 
-    python -m feedops.monitoring.alertmanager render --out FILE [--env ENV | --defaults]
+    python -m feedops.monitoring.alertmanager render --out FILE [--env ENV | --defaults] [--group-readable]
     python -m feedops.monitoring.alertmanager check [--env ENV | --defaults]
 
 ``render`` writes FILE and ``feedops.tmpl`` (the notification templates) next to it;
@@ -186,11 +186,12 @@ def render(feed: FeedSettings) -> Rendered:
     return Rendered(text, template, kinds)
 
 
-def write(rendered: Rendered, out: Path) -> None:
-    """Write the configuration (owner-only: it may hold the webhook URL or WeCom secret) and
-    the template next to it, each atomically."""
+def write(rendered: Rendered, out: Path, group_readable: bool = False) -> None:
+    """Write the configuration (owner-only, or owner and group with ``group_readable``: it may hold
+    the webhook URL or WeCom secret) and the template next to it, each atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    for path, text, mode in ((out, rendered.config, 0o600), (out.parent / TEMPLATE_NAME, rendered.template, 0o644)):
+    mode = 0o640 if group_readable else 0o600
+    for path, text, mode in ((out, rendered.config, mode), (out.parent / TEMPLATE_NAME, rendered.template, 0o644)):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             os.fchmod(fd, mode)
@@ -209,6 +210,17 @@ def amtool_check(config: Path) -> subprocess.CompletedProcess:
     return subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True)
 
 
+def _loopback_receivers(feed: FeedSettings) -> list[str]:
+    """The webhook settings whose host is this host's loopback (the URLs themselves are not shown)."""
+    from urllib.parse import urlsplit
+
+    from ..runbook.config import LOOPBACK_HOSTS
+
+    pairs = (("FEEDOPS_ALERTMANAGER_WEBHOOK_URL", feed.alertmanager_webhook_url),
+             ("FEEDOPS_ALERTMANAGER_HEARTBEAT_URL", feed.alertmanager_heartbeat_url))
+    return [name for name, url in pairs if url and (urlsplit(url).hostname or "") in LOOPBACK_HOSTS | {"[::1]"}]
+
+
 def _summary(rendered: Rendered) -> str:
     return "; ".join(f"{name}: {', '.join(kinds)}" for name, kinds in rendered.integrations.items())
 
@@ -219,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     render_cmd = sub.add_parser("render", help="write the configuration and its template")
     render_cmd.add_argument("--out", type=Path, required=True, help="configuration file to write (feedops.tmpl goes next to it)")
+    render_cmd.add_argument("--group-readable", action="store_true",
+                            help="mode 0640 instead of 0600: the compose runtime's Alertmanager reads it with the owner's group")
+    render_cmd.add_argument("--container", action="store_true",
+                            help="Alertmanager runs in a container (compose): warn about receivers on loopback, i.e. itself")
     check_cmd = sub.add_parser("check", help="render into a temporary directory and run amtool check-config")
     for cmd in (render_cmd, check_cmd):
         cmd.add_argument("--env", choices=("dev", "staging", "prod"), help="environment (default FEEDOPS_ENV, else dev)")
@@ -232,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"alertmanager: {exc}\n")
         return 2
     if args.command == "render":
-        write(rendered, args.out)
+        write(rendered, args.out, group_readable=args.group_readable)
+        if args.container:
+            for setting in _loopback_receivers(feed):
+                sys.stderr.write(f"alertmanager: warning: {setting} is on loopback, which inside Alertmanager's container "
+                                 f"is the container itself: set it to an address the container can reach\n")
         sys.stdout.write(f"wrote {args.out} and {args.out.parent / TEMPLATE_NAME} ({_summary(rendered)})\n")
         return 0
     with tempfile.TemporaryDirectory() as tmp:

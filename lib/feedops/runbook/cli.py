@@ -176,15 +176,21 @@ def cmd_stop(args, ctx: RunbookContext) -> int:
 
 
 def cmd_mark_good(args, ctx: RunbookContext) -> int:
-    tag = ctx.image_tag()
-    snap_id = ctx.state.write_snapshot({"env": ctx.env, "profile": ctx.profile, "image": ctx.feed.image, "tag": tag,
-                                        "values": snapshot_values(ctx.settings)})
+    """Record the release that just passed its checks (feedops.runbook.releases): once per distinct release."""
+    from . import releases
+
+    rel = releases.current(ctx)
+    tag = rel.tag
+    snap_id = ctx.state.write_snapshot({"env": ctx.env, "profile": ctx.profile, "image": rel.image, "tag": tag,
+                                        "revision": rel.revision, "release": rel.id, "values": rel.values})
     ctx.state.set_deployed(ctx.feed.image, tag)
-    ctx.state.append_ledger({"kind": "release", "mode": args.mode, "tag": tag, "profile": ctx.profile, "snapshot": snap_id})
+    ctx.state.append_ledger({"kind": "release", "mode": args.mode, "release": rel.id, "image": rel.image, "tag": tag,
+                             "revision": rel.revision, "dirty": rel.dirty, "profile": ctx.profile, "snapshot": snap_id})
     ctx.state.set_last_good(snap_id, tag, ctx.profile)
     if args.mode == "premarket":
         ctx.state.mark_premarket_success(ctx.env, ctx.profile)
-    print(f"last-known-good: snapshot {snap_id}, image tag {tag}, profile {ctx.profile}")
+    print(f"last-known-good: release {rel.id}, snapshot {snap_id}, image tag {tag}, revision {rel.revision or 'none'}, "
+          f"profile {ctx.profile}")
     return Runbook.OK
 
 
@@ -198,27 +204,43 @@ def cmd_set_profile(args, ctx: RunbookContext) -> int:
 
 
 def cmd_rollback_apply(args, ctx: RunbookContext) -> int:
-    good = ctx.state.last_good()
-    if good is None:
-        raise StepFailed(Runbook.ROLLBACK_FAILED, "no last-known-good mark in the state: nothing to roll back to "
-                                                  "(a successful premarket records one)")
-    snap_id, tag, profile = good["snapshot"], good["tag"], good["profile"]
-    if args.to != "last-good":
-        tag = args.to
-        releases = [e for e in ctx.state.ledger() if e.get("kind") == "release" and e.get("tag") == tag and e.get("snapshot")]
-        if releases:
-            snap_id, profile = releases[-1]["snapshot"], releases[-1].get("profile", profile)
-    snapshot = ctx.state.snapshot(snap_id)
-    if args.plan:  # --dry-run: say what would be deployed, change nothing
-        print(f"TAG={tag}\nPROFILE={profile}\nSNAPSHOT={snap_id}")
+    """Pin the release ``--to`` names (default: the one before the running one). Everything that can fail
+    (no such release, a missing snapshot, a revision git no longer has) fails before the state changes."""
+    from . import releases
+
+    try:
+        target = releases.choose(ctx, args.to)
+        snapshot = releases.snapshot_of(ctx, target)
+        revision = target.get("revision")
+        if revision and ctx.runtime == "native" and not args.plan and releases.git_revision()[0] != revision:
+            releases.tree(ctx, revision)  # the native runtime runs that revision's code
+    except releases.ReleaseError as exc:
+        raise StepFailed(exc.code, str(exc)) from None
+    tag, profile, snap_id = target["tag"], target.get("profile") or ctx.profile, snapshot["id"]
+    lines = (f"RELEASE={target['release']}\nTAG={tag}\nIMAGE_REF={ctx.feed.image}{_ref_suffix(tag)}\n"
+             f"REVISION={revision or ''}\nPROFILE={profile}\nSNAPSHOT={snap_id}")
+    if args.plan:  # --dry-run, and the runbook's pull before anything changes: say what would be deployed
+        print(lines)
         return Runbook.OK
-    from_tag = ctx.image_tag()
-    ctx.state.set_pin(snapshot["values"], "rollback", snapshot=snap_id, tag=tag)
+    from_release = releases.current(ctx)
+    extra = {"revision": revision} if revision else {}
+    ctx.state.set_pin(snapshot["values"], "rollback", snapshot=snap_id, tag=tag, release=target["release"], **extra)
     ctx.state.set_deployed(ctx.feed.image, tag)
     ctx.state.set_active_profile(profile, "rollback")
-    ctx.state.append_ledger({"kind": "rollback", "tag": tag, "profile": profile, "snapshot": snap_id, "from_tag": from_tag})
-    print(f"TAG={tag}\nPROFILE={profile}\nSNAPSHOT={snap_id}")
+    ctx.state.append_ledger({"kind": "rollback", "release": target["release"], "tag": tag, "revision": revision,
+                             "profile": profile, "snapshot": snap_id, "from_release": from_release.id,
+                             "from_tag": from_release.tag})
+    print(lines)
     return Runbook.OK
+
+
+def _ref_suffix(tag: str) -> str:
+    from ..release import image_ref
+
+    try:
+        return image_ref("", tag)
+    except ValueError:
+        return f":{tag}"
 
 
 def cmd_rotate(args, ctx: RunbookContext) -> int:
@@ -227,7 +249,7 @@ def cmd_rotate(args, ctx: RunbookContext) -> int:
         if not args.secrets_dir:
             raise StepFailed(Runbook.USAGE, "rotate apply needs --secrets-dir DIR (the directory holding the new secrets)")
         atomic_write_json(previous_path, {"pin": ctx.pin})
-        kept = {k: v for k, v in (ctx.pin or {}).items() if k in ("snapshot", "tag")}
+        kept = {k: v for k, v in (ctx.pin or {}).items() if k in ("snapshot", "tag", "revision", "release")}
         values = {**(ctx.pin["values"] if ctx.pin else {}), "FEEDOPS_SECRETS_DIR": args.secrets_dir}
         ctx.state.set_pin(values, "rotate", **kept)
         ctx.state.append_ledger({"kind": "rotate", "secrets_dir": args.secrets_dir, "profile": ctx.profile})
@@ -238,7 +260,7 @@ def cmd_rotate(args, ctx: RunbookContext) -> int:
         raise StateError(f"state file {previous_path} is corrupt (pin without values/reason); it was not trusted: "
                          f"restore the secrets directory by hand with `rotate --secrets-dir`")
     if old:
-        ctx.state.set_pin(old["values"], old["reason"], **{k: v for k, v in old.items() if k in ("snapshot", "tag")})
+        ctx.state.set_pin(old["values"], old["reason"], **{k: v for k, v in old.items() if k in ("snapshot", "tag", "revision", "release")})
     else:
         ctx.state.clear_pin()
     previous_path.unlink(missing_ok=True)
@@ -315,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="failover")
     p.set_defaults(func=cmd_set_profile)
     p = sub.add_parser("rollback-apply")
-    p.add_argument("--to", default="last-good")
+    p.add_argument("--to", default="previous", help="previous (default), a release id, TAG, TAG@sha256:... or sha256:...")
     p.add_argument("--plan", action="store_true", help="print the target only (dry run)")
     p.set_defaults(func=cmd_rollback_apply)
     p = sub.add_parser("rotate")

@@ -165,6 +165,26 @@ class RunbookContext:
             env.setdefault("LOCPATH", locpath)
         return env
 
+    def code_root(self) -> Path:
+        """Where the native runtime runs the feed's programs from: the checkout, or the tree of the
+        revision a rollback pinned (feedops.runbook.releases)."""
+        revision = (self.pin or {}).get("revision")
+        if self.runtime != "native" or not revision:
+            return paths.ROOT
+        from . import releases  # releases imports this module
+
+        if releases.git_revision()[0] == revision:
+            return paths.ROOT
+        return releases.tree(self, revision)
+
+    def code_environ(self) -> dict[str, str]:
+        """Environment of a program run from :meth:`code_root`: its own ``lib`` first, settings paths
+        still resolved against the checkout (``FEEDOPS_HOME``)."""
+        root = self.code_root()
+        if root == paths.ROOT:
+            return {}
+        return {"PYTHONPATH": str(root / "lib"), "FEEDOPS_HOME": str(paths.ROOT)}
+
     def compose_profiles(self) -> list[str]:
         profiles = []
         if self.feed.channel == "sim":

@@ -38,11 +38,21 @@ class Component:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def _code(ctx: RunbookContext, python: str) -> tuple[Path, list[str]]:
+    """The scripts directory and the interpreter command of the feed's programs: the checkout's, or a
+    rolled-back revision's tree (feedops.runbook.releases) with its ``lib`` first for the program only
+    (``env VAR=...``): the supervisor keeping it runs the checkout's code."""
+    scripts = ctx.code_root() / "scripts" / "operations"
+    env = ctx.code_environ()
+    return scripts, (["env", *(f"{k}={v}" for k, v in env.items())] if env else []) + [python]
+
+
 def sim_components(ctx: RunbookContext, python: str) -> list[Component]:
     comps = []
+    scripts, run = _code(ctx, python)
     for profile in ctx.sim_profiles():
         front = ctx.settings.profile(profile).md_fronts[0]
-        argv = [python, str(SCRIPTS / "ctp_sim.py"), "--env", ctx.env, "--profile", profile]
+        argv = [*run, str(scripts / "ctp_sim.py"), "--env", ctx.env, "--profile", profile]
         comps.append(Component(f"sim-{profile}", "sim", argv, listen_of(front)))
     return comps
 
@@ -50,9 +60,10 @@ def sim_components(ctx: RunbookContext, python: str) -> list[Component]:
 def worker_components(ctx: RunbookContext, python: str) -> list[Component]:
     urls = ctx.feed.worker_url_list
     comps = []
+    scripts, run = _code(ctx, python)
     for index, url in enumerate(urls):
         host, port = listen_of(url)
-        argv = [python, str(SCRIPTS / "full_feed_subscription.py"), "--env", ctx.env, "--profile", ctx.profile,
+        argv = [*run, str(scripts / "full_feed_subscription.py"), "--env", ctx.env, "--profile", ctx.profile,
                 "--listen", f"{host}:{port}", "--shard", f"{index}/{len(urls)}", "--log-format", "json"]
         comps.append(Component(f"worker-{index}", "worker", argv, (host, port)))
     return comps

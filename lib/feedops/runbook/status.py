@@ -34,6 +34,26 @@ def _monitoring_lines(ctx: RunbookContext) -> list[str]:
     return lines
 
 
+def _release_lines(ctx: RunbookContext) -> list[str]:
+    """The recorded releases, newest first; the running one marked ``*`` (feedops.runbook.releases)."""
+    from . import releases
+
+    recorded = releases.recorded(ctx)
+    running = releases.current(ctx)
+    if not recorded:
+        return ["  releases       none recorded yet (a successful premarket records one)"]
+    lines = ["  releases (newest first, * = running; make rollback goes to the one below the running one):"]
+    for entry in recorded:
+        mark = "*" if entry["release"] == running.id else " "
+        revision = (entry.get("revision") or "no revision")[:12] + ("+dirty" if entry.get("dirty") else "")
+        lines.append(f"  {mark} {entry['release']:<12} {entry.get('tag')}  rev {revision}  profile {entry.get('profile')}  "
+                     f"snapshot {entry.get('snapshot')}  {_when(entry.get('ts'))}")
+    if running.id not in {e["release"] for e in recorded}:
+        lines.append(f"    running: {running.tag} rev {(running.revision or 'none')[:12]} (release {running.id}, not recorded: "
+                     "no successful premarket on it)")
+    return lines
+
+
 def render_status(ctx: RunbookContext) -> str:
     """A compact report for people. Raises StateError on a corrupt state file."""
     lines = [f"feedops {ctx.env}: runtime {ctx.runtime}, channel {ctx.feed.channel}, calendar {ctx.feed.calendar}",
@@ -43,9 +63,7 @@ def render_status(ctx: RunbookContext) -> str:
     pin = ctx.pin
     lines.append(f"  pinned config  {pin['reason']} ({pin.get('snapshot', 'no snapshot')}, {_when(pin.get('ts'))})" if pin
                  else "  pinned config  none (settings as loaded)")
-    good = ctx.state.last_good()
-    lines.append(f"  last good      snapshot {good['snapshot']}, tag {good['tag']}, profile {good['profile']}, {_when(good.get('ts'))}"
-                 if good else "  last good      none yet (a successful premarket records it)")
+    lines.extend(_release_lines(ctx))
     if ctx.runtime == "native":
         table = ProcessTable(ctx)
         lines.append("  processes:")

@@ -23,7 +23,7 @@ feedops::compose() {
   feedops::run env FEEDOPS_ENV="${FEEDOPS_CFG[ENV]}" FEEDOPS_IMAGE="${FEEDOPS_CFG[IMAGE]}" FEEDOPS_IMAGE_TAG="${FEEDOPS_CFG[IMAGE_TAG]}" \
     FEEDOPS_IMAGE_REF="${FEEDOPS_CFG[IMAGE_REF]}" \
     FEEDOPS_ACTIVE_PROFILE="${FEEDOPS_CFG[PROFILE]}" FEEDOPS_RELEASE_ENV_FILE="${FEEDOPS_CFG[RELEASE_ENV]}" \
-    FEEDOPS_STATE_DIR="${FEEDOPS_CFG[STATE_DIR]}" \
+    FEEDOPS_STATE_DIR="${FEEDOPS_CFG[STATE_DIR]}" FEEDOPS_GID="$(id -g)" \
     docker compose --project-directory "${FEEDOPS_ROOT}" --file "${FEEDOPS_ROOT}/docker-compose.yml" \
     --project-name "feedops-${FEEDOPS_CFG[ENV]}" "${profiles[@]}" "$@"
 }
@@ -33,9 +33,18 @@ feedops::compose() {
 feedops::runtime::start_stack() {
   case ${FEEDOPS_CFG[RUNTIME]} in
     native) feedops::py::act start-stack --timeout "${FEEDOPS_TIMEOUT}" ;;
-    compose) feedops::compose up --detach --wait --wait-timeout "${FEEDOPS_TIMEOUT%.*}" --scale worker=0 \
+    compose) feedops::runtime::render_alertmanager || return "${EXIT_START_FAILED}"
+             feedops::compose up --detach --wait --wait-timeout "${FEEDOPS_TIMEOUT%.*}" --scale worker=0 \
                || return "${EXIT_START_FAILED}" ;;
   esac
+}
+
+# compose, monitoring profile: render Alertmanager's configuration from the effective settings
+# (it expands no variables) into <state>/alertmanager/, the directory its service mounts.
+feedops::runtime::render_alertmanager() {
+  [[ " ${FEEDOPS_CFG[COMPOSE_PROFILES]} " == *" monitoring "* ]] || return 0
+  feedops::run env "${FEEDOPS_CHILD_ENV[@]}" "${FEEDOPS_PY}" -m feedops.monitoring.alertmanager render \
+    --out "${FEEDOPS_CFG[STATE_DIR]}/alertmanager/alertmanager.yml" --env "${FEEDOPS_CFG[ENV]}" --group-readable --container
 }
 
 # Start the monitoring (native: Prometheus, Alertmanager, Pushgateway, redis-exporter when
