@@ -15,7 +15,7 @@ from typing import Any
 
 from ..calendar import TradingCalendar, to_beijing
 from ..coverage import Bucket, Coverage, Listing, compute_from_table, merge_tables
-from .sources import ConsumerGroup, PremarketRun, SourceError, Sources, WorkerObservation
+from .sources import ConsumerGroup, ExpectedWorker, PremarketRun, SourceError, Sources, WorkerObservation
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
@@ -270,27 +270,63 @@ def traffic_checks(workers: list[WorkerObservation], th: Thresholds, in_session:
     results.append(CheckResult("throughput:ticks-per-second", status, None if tps is None else round(tps, 3), "ticks/s",
                                text, "all", "system"))
 
-    latencies = [(w.latency_p99_seconds, w.source) for w in workers if w.latency_p99_seconds is not None]
-    if latencies:
-        p99, source = max(latencies)
-        status = _above(p99, th.latency_p99_warn_seconds, th.latency_p99_crit_seconds)
-        results.append(CheckResult("latency:p99", status, round(p99, 6), "s",
-                                   f"p99 exchange-to-publish latency {_fmt(p99, 's')} (worst worker {source}; "
+    # the skew correction removes the smallest offset of the last minute: a front that delays every tick by
+    # 2 s reads as 2 s of skew and ~0 latency, so the delay judged is latency + skew, however it is split
+    delays = [(w.latency_p99_seconds + max(0.0, w.clock_skew_seconds or 0.0), w.latency_p99_seconds,
+               w.clock_skew_seconds, w.source) for w in workers if w.latency_p99_seconds is not None]
+    if delays:
+        delay, p99, skew, source = max(delays)
+        status = _above(delay, th.latency_p99_warn_seconds, th.latency_p99_crit_seconds)
+        split = f"p99 {_fmt(p99, 's')} + clock skew {_fmt(skew or 0.0, 's')} = {_fmt(delay, 's')}" \
+            if skew else f"p99 {_fmt(p99, 's')}, no clock skew measured"
+        results.append(CheckResult("latency:p99", status, round(delay, 6), "s",
+                                   f"exchange-to-publish delay {split} (worst worker {source}; "
                                    f"warn > {_fmt(th.latency_p99_warn_seconds, 's')}, fail > {_fmt(th.latency_p99_crit_seconds, 's')})",
                                    "all", "system"))
     else:
         results.append(CheckResult("latency:p99", PASS, None, "s", "no latency measured yet", "all", "system"))
+    skews = [(abs(w.clock_skew_seconds), w.clock_skew_seconds, w.source) for w in workers if w.clock_skew_seconds is not None]
+    if skews:
+        _, skew, source = max(skews)
+        results.append(CheckResult("latency:clock-skew", PASS, round(skew, 6), "s",
+                                   f"informational: measured exchange-to-local clock offset {_fmt(skew, 's')} (largest, worker "
+                                   f"{source}); counted into the delay judged by latency:p99", "all", "system"))
 
     incidents = sum(w.rate_limit_incidents for w in workers)
     warn_at = th.rate_limit_incidents_warn
     status = WARN if warn_at and incidents >= warn_at else PASS
     results.append(CheckResult("ratelimit:incidents", status, incidents, "incidents",
                                f"{incidents} flow-control refusal(s) {window_text} (warn at {warn_at or 'never'})", "all", "system"))
+    windowed = [w for w in workers if w.lost_recent is not None]
+    if windowed:
+        lost = sum(w.lost_recent for w in windowed)
+        window = max(w.lost_window_seconds or 0 for w in windowed)
+        status = FAIL if lost else PASS
+        fix = "; fix: see worker.md (queue full: the pipeline falls behind; sink buffer full: the sink is down)" if lost else ""
+        results.append(CheckResult("ticks:lost", status, round(lost), "ticks",
+                                   f"{round(lost)} received tick(s) discarded (queue full, sink buffer full) in the last "
+                                   f"{_fmt(float(window), 's')}{fix}", "all", "system"))
     errors = sum(w.errors for w in workers)
-    dropped = sum(w.dropped for w in workers)
+    dropped = sum(w.dropped for w in workers if w.lost_recent is None)  # a worker without the window: since start
     status = WARN if errors or dropped else PASS
-    results.append(CheckResult("errors:count", status, errors + dropped, "errors",
-                               f"{errors} error(s) and {dropped} dropped tick(s) {window_text}", "all", "system"))
+    text = f"{errors} error(s) {window_text}" + (f" and {dropped} dropped tick(s) since the worker started" if dropped else "")
+    results.append(CheckResult("errors:count", status, errors + dropped, "errors", text, "all", "system"))
+    return results
+
+
+def expected_worker_checks(expected: list[ExpectedWorker], where: str) -> list[CheckResult]:
+    """A worker the runbook started and did not stop (pid file present) must be running, at any hour."""
+    results = []
+    for w in expected:
+        if w.running:
+            results.append(CheckResult("worker:running", PASS, True, None, f"{w.name} runs (pid {w.pid}, {w.address})",
+                                       w.name, "component"))
+        else:
+            reason = w.problem or f"pid {w.pid} is gone"
+            results.append(CheckResult("worker:running", FAIL, False, None,
+                                       f"{w.name} should be running (pid file in {where}) but is not: {reason}; fix: "
+                                       f"`make restart` (its log is {where.rsplit('/', 1)[0]}/logs/{w.name}.log)",
+                                       w.name, "component"))
     return results
 
 
