@@ -171,9 +171,11 @@ def worker_checks(w: WorkerObservation, th: Thresholds, market_open: bool) -> li
                                    w.source, "component"))
     if w.instruments is not None:
         counts = {k: int(w.instruments.get(k) or 0) for k in ("known", "subscribed", "acknowledged", "failed")}
-        status = FAIL if market_open and counts["known"] == 0 else WARN if counts["failed"] else PASS
-        fix = "; fix: check the instrument query in the worker log" if status == FAIL else \
-            "; fix: see /status and the worker log for the refused subscriptions" if status == WARN else ""
+        too_many = counts["failed"] > (1.0 - th.coverage_crit_ratio) * counts["known"]
+        status = FAIL if market_open and (counts["known"] == 0 or too_many) else WARN if counts["failed"] else PASS
+        fix = "; fix: check the instrument query in the worker log" if status == FAIL and not counts["known"] else \
+            "; fix: see /status and the worker log for the refused subscriptions (the worker tries them again)" \
+            if counts["failed"] else ""
         results.append(CheckResult("instruments:known", status, counts["known"], "instruments",
                                    ", ".join(f"{v} {k}" for k, v in counts.items()) + fix, w.source, "component"))
     if w.sink_up is not None:

@@ -298,6 +298,8 @@ class FeedWorker:
             reasons.append("not logged in")
         elif not g.subscription_complete:
             reasons.append(f"subscribing: {len(g.acknowledged)} of {len(g.instruments)} acknowledged")
+        elif g.instruments and len(g.failed) > (1.0 - self.feed.coverage_crit_ratio) * len(g.instruments):
+            reasons.append(f"{len(g.failed)} of {len(g.instruments)} subscriptions failed (tried again in rounds)")
         cov = self._coverage
         crit = self.feed.coverage_crit_ratio
         if cov is None:
