@@ -700,3 +700,84 @@ def test_subscriptions_heal_after_a_long_silent_front(sim, workers, tmp_path):
     # instruments, is below the snapshot ceiling's warning floor: throughput may warn in any run of this sim)
     assert healed_report["exitCode"] <= 1, healed_report["output"]
     assert [e["status"] for e in healed_report["checks"]["instruments:known"]] == ["pass"]
+
+
+# ---------------------------------------------------------------------------- the instrument list is checked
+def _listed(w: WorkerProc) -> dict:
+    return w.status()["instrument_list"]
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["truncated", "truncated-and-resealed"])
+def test_a_truncated_instrument_cache_is_not_trusted(sim, workers, tmp_path, forged):
+    """A worker writes today's instrument cache; it is cut to 10 of its instruments, still well-formed JSON.
+    ``truncated``: the count and checksum written with it no longer match; ``truncated-and-resealed``: they are
+    recomputed too, but the previous day's list (5,000) is the expectation. Either way the restarted worker does
+    not trust the cache, queries the front again and subscribes every instrument; the health check judges the list.
+    Sim-sent, published and the file sink reconcile with no duplicate and no torn line."""
+    from feedops.worker import instruments as im
+
+    sent_before = _sim_status(sim)["ticks_sent"]
+    first = start(workers, sim, tmp_path)
+    first.wait_ready()
+    assert _listed(first)["source"] == "query" and _listed(first)["listed"] == INSTRUMENTS
+    sent = _quiesce(sim, first, sent_before)
+    dropped = sum(first.status()["ticks_dropped"].values())
+    assert first.stop() == int(Worker.OK)
+    sim.fault("silent", False)
+    [cache] = (tmp_path / "cache").glob("instruments-sim-primary-*.json")
+    doc = json.loads(cache.read_text())
+    if forged:
+        earlier = cache.with_name("instruments-sim-primary-20000103.json")
+        im.write_cache(earlier, "20000103", doc["instruments"], None)
+        im.write_cache(cache, doc["trading_day"], doc["instruments"][:10], None)
+    else:
+        doc["instruments"] = doc["instruments"][:10]
+        cache.write_text(json.dumps(doc))
+    sent_before = _sim_status(sim)["ticks_sent"]
+    second = start(workers, sim, tmp_path)
+    status = second.wait_ready()
+    listed = _listed(second)
+    assert listed["source"] == "query" and listed["requeried"] and listed["suspicious"] is None
+    assert status["instruments"]["known"] == INSTRUMENTS and status["instruments"]["acknowledged"] == INSTRUMENTS
+    events = second.events()
+    assert ("worker.instruments.suspicious" if forged else "worker.instruments.cache_bad") in events
+    assert "worker.instruments.cached" not in events
+    report = _health_report(second)
+    assert [e["status"] for e in report["checks"]["instruments:list"]] == ["pass"]
+    assert im.read_cache(cache)[0][:10] == [tuple(r) for r in doc["instruments"][:10]]  # rewritten whole
+    assert len(im.read_cache(cache)[0]) == INSTRUMENTS
+    sent += _quiesce(sim, second, sent_before)
+    dropped += sum(second.status()["ticks_dropped"].values())
+    assert second.stop() == int(Worker.OK)
+    records, torn = file_sink_contents(tmp_path / "feed")
+    published = sum(_stopped_line(w)["published"] for w in (first, second))
+    first_published = _stopped_line(first)["published"]
+    print(f"\nSCENARIO truncated-cache ({'resealed' if forged else 'checksum'}): sent={sent} published={published} "
+          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} dropped_by_pipeline={dropped} "
+          f"worst=the cache refused, {listed['listed']} re-queried, instruments:list pass "
+          f"(first run published {first_published})")
+    assert len(records) == published and torn == 0 and duplicates(records) == 0
+    assert published + dropped == sent
+
+
+def test_a_front_answering_a_suspicious_list_is_flagged_and_judged_critical(sim, workers, tmp_path):
+    """The previous day listed far more than the front answers today (twice): the list is used, flagged in
+    /status and cached with the flag, and the health check's instruments:list fails."""
+    from feedops.worker import instruments as im
+
+    cache_dir = tmp_path / "cache"
+    big = [[f"zz{i:05d}", "SHFE", "zz", "1"] for i in range(3 * INSTRUMENTS)]
+    im.write_cache(cache_dir / "instruments-sim-primary-20000103.json", "20000103", big, None)
+    w = start(workers, sim, tmp_path)
+    status = w.wait_ready()
+    listed = status["instrument_list"]
+    assert listed["source"] == "query" and listed["expected"] == 3 * INSTRUMENTS and listed["expected_day"] == "20000103"
+    assert f"{INSTRUMENTS} instruments, {3 * INSTRUMENTS} on 20000103" in listed["suspicious"]
+    report = _health_report(w)
+    assert report["verdict"] == "CRITICAL"
+    assert [e["status"] for e in report["checks"]["instruments:list"]] == ["fail"]
+    lines = [json.loads(x) for x in w.output().splitlines() if '"worker.instruments.suspicious"' in x]
+    assert [x["level"] for x in lines] == ["warning", "error"]
+    assert w.stop() == int(Worker.OK)
+    [today] = [p for p in cache_dir.glob("instruments-sim-primary-*.json") if "20000103" not in p.name]
+    assert im.read_cache(today)[1] == listed["suspicious"]  # never the next day's expectation

@@ -212,6 +212,20 @@ def test_delay_is_judged_however_it_is_split_between_skew_and_latency(feed, p99,
     validate_report(report)
 
 
+def test_a_suspicious_instrument_list_is_critical(feed):
+    now = NOW.timestamp()
+    doc = status_doc(universe(10, now), now=now)
+    doc["instrument_list"] = {"source": "query", "listed": 10, "expected": 2000, "expected_day": "20261123",
+                              "suspicious": "10 instruments, 2000 on 20261123 (more than 20% fewer)", "requeried": True}
+    results, report = judge(feed, observe(doc))
+    check = by_key(results, "instruments:list", None)
+    assert check.status == "fail" and "2000 on 20261123" in check.output
+    assert rp.verdict(results) == Check.CRITICAL, report["output"]
+    doc["instrument_list"].update(listed=1990, suspicious=None, requeried=False, source="cache")
+    results, _ = judge(feed, observe(doc))
+    assert by_key(results, "instruments:list", None).status == "pass"
+
+
 def test_disconnect_storm(feed, th):
     now = NOW.timestamp()
     results, _ = judge(feed, observe(status_doc(universe(6, now), now=now, recent_disconnects=th.disconnect_storm_count)))

@@ -178,6 +178,20 @@ def worker_checks(w: WorkerObservation, th: Thresholds, market_open: bool) -> li
             if counts["failed"] else ""
         results.append(CheckResult("instruments:known", status, counts["known"], "instruments",
                                    ", ".join(f"{v} {k}" for k, v in counts.items()) + fix, w.source, "component"))
+    if w.instrument_list is not None:
+        lst = w.instrument_list
+        expected = f"; {lst['expected']} on {lst.get('expected_day')}" if lst.get("expected") is not None else \
+            "; no earlier day to compare with"
+        how = f"{lst['listed']} listed (from the {lst.get('source', '?')}{', queried again' if lst.get('requeried') else ''}"
+        if lst.get("suspicious"):
+            results.append(CheckResult("instruments:list", FAIL, lst["listed"], "instruments",
+                                       f"{how}{expected}): suspicious, {lst['suspicious']}; fix: check the trader front's "
+                                       f"instrument query, then `make restart` (the cache is re-queried)",
+                                       w.source, "component"))
+        else:
+            results.append(CheckResult("instruments:list", PASS, lst["listed"], "instruments",
+                                       f"{how}{expected}): count and checksum verified, in line with the expectation",
+                                       w.source, "component"))
     if w.sink_up is not None:
         buffered = f", {w.sink_buffered} tick(s) buffered" if w.sink_buffered else ""
         results.append(CheckResult("sink:up", PASS if w.sink_up else WARN, w.sink_up, None,

@@ -78,6 +78,7 @@ class WorkerObservation:
     lost_recent: float | None = None  # ticks lost (queue and sink drops) in the last lost_window_seconds
     lost_window_seconds: float | None = None
     clock_skew_seconds: float | None = None  # measured clock offset; latency_p99_seconds excludes it
+    instrument_list: dict[str, Any] | None = None  # /status instrument_list: source, listed, expected, suspicious
     started_unix: float | None = None
     rate_warming_up: bool = False  # connected for less than the worker's rate window: ticks/s still ramping up
     instruments: dict[str, int] | None = None  # known, subscribed, acknowledged, failed, ...
@@ -233,6 +234,10 @@ def parse_worker_status(url: str, doc: Any) -> WorkerObservation:
     )
     if obs.clock_skew_seconds is not None:
         _field(doc, "latency.clock_skew_seconds", num, shown)
+    if doc.get("instrument_list") is not None:
+        obs.instrument_list = _field(doc, "instrument_list", (dict,), shown)
+        _field(doc, "instrument_list.listed", (int,), shown)
+        _field(doc, "instrument_list.suspicious", (str,), shown)
     if "ticks_lost_recent" in doc:
         obs.lost_window_seconds = _field(doc, "ticks_lost_recent.window_seconds", num, shown)
         obs.lost_recent = (_field(doc, "ticks_lost_recent.queue_dropped", (int,), shown) or 0) + \

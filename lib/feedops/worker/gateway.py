@@ -45,6 +45,7 @@ from .. import clock
 from ..ctpapi import CtpApi
 from ..exitcodes import Worker
 from ..log import get_logger
+from . import instruments as instruments_mod
 from .errors import WorkerError
 from .metrics import WorkerMetrics
 from .pipeline import PRODUCT_CLASSES, Instrument
@@ -198,6 +199,7 @@ class Gateway:
         self.login_failures = 0
         self.rate_limit_incidents = 0
         self.instruments: list[Instrument] = []
+        self.list_check: instruments_mod.ListCheck | None = None  # how the instrument list was obtained and judged
         self.subscribed: set[str] = set()
         self.acknowledged: set[str] = set()
         self.failed: dict[str, str] = {}
@@ -254,29 +256,38 @@ class Gateway:
         return self.calendar.trading_day(clock.now()).strftime("%Y%m%d")
 
     def load_instruments(self, stop: Callable[[], bool] = lambda: False) -> list[Instrument]:
-        """The shard's instruments: from today's cache, else the trader front (then cached)."""
+        """The shard's instruments: from today's cache, else the trader front (then cached); checked against the
+        expectation before it is trusted (:mod:`feedops.worker.instruments`)."""
         day = self.expected_trading_day()
         path = self.cache_path(day)
-        rows = None
+        prefix = path.name[: -len(f"{day}.json")]
+        expected = instruments_mod.expectation(path.parent, prefix, day)
+        rows, check = None, None
         if path.exists():
             try:
-                rows = [tuple(r) for r in json.loads(path.read_text())["instruments"]]
-                _log.info("worker.instruments.cached", f"instrument list for {day} read from the cache ({len(rows)} rows)",
-                          path=str(path), trading_day=day)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                _log.warning("worker.instruments.cache_bad", f"ignoring the unreadable instrument cache {path} ({exc})")
+                rows, flagged = instruments_mod.read_cache(path)
+                reason = flagged or instruments_mod.judge(rows, expected)
+                if reason is None:
+                    check = instruments_mod.ListCheck("cache", len(rows))
+                    _log.info("worker.instruments.cached", f"instrument list for {day} read from the cache ({len(rows)} "
+                              "rows, count and checksum verified)", path=str(path), trading_day=day, listed=len(rows))
+                else:
+                    _log.warning("worker.instruments.suspicious", f"the cached instrument list {path} is suspicious "
+                                 f"({reason}); querying the front again", path=str(path), listed=len(rows), reason=reason)
+                    rows = None
+            except instruments_mod.CacheError as exc:
+                _log.warning("worker.instruments.cache_bad", f"not trusting the instrument cache {path}: {exc}; "
+                             "querying the front again", path=str(path), reason=str(exc))
                 rows = None
         if rows is None:
-            started = time.monotonic()
-            rows = self.query_instruments(stop)
-            self.metrics.query_duration.set(time.monotonic() - started)
+            rows, check = self._query_checked(expected, stop, requeried=path.exists())
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"trading_day": day, "instruments": rows}))
-                tmp.replace(path)
+                instruments_mod.write_cache(path, day, rows, check.suspicious)
             except OSError as exc:
                 _log.warning("worker.instruments.cache_unwritable", f"cannot write the instrument cache {path} ({exc.strerror})")
+        if expected is not None:
+            check.expected, check.expected_day = sum(expected[1].values()), expected[0]
+        self.list_check = check
         index, count = self.shard
         selected = [Instrument(r[0], r[1], r[2], PRODUCT_CLASSES[r[3]]) for r in rows
                     if r[3] in PRODUCT_CLASSES and shard_of(r[0], count) == index]
@@ -286,6 +297,22 @@ class Gateway:
         _log.info("worker.instruments.ready", f"{len(selected)} instruments in shard {index}/{count} "
                   f"(of {len(rows)} listed)", instruments=len(selected), listed=len(rows), shard=f"{index}/{count}")
         return selected
+
+    def _query_checked(self, expected, stop: Callable[[], bool], requeried: bool) -> tuple[list[tuple], Any]:
+        """Query the list; a suspicious answer is queried once more, then used but flagged (ERROR)."""
+        for attempt in (1, 2):
+            started = time.monotonic()
+            rows = self.query_instruments(stop)
+            self.metrics.query_duration.set(time.monotonic() - started)
+            reason = instruments_mod.judge(rows, expected)
+            if reason is None:
+                return rows, instruments_mod.ListCheck("query", len(rows), requeried=requeried or attempt > 1)
+            if attempt == 1:
+                _log.warning("worker.instruments.suspicious", f"the front's instrument list is suspicious ({reason}); "
+                             "querying once more", listed=len(rows), reason=reason)
+        _log.error("worker.instruments.suspicious", f"the front's instrument list stays suspicious ({reason}); using it, "
+                   "flagged in /status (instruments.list) and judged by the health check", listed=len(rows), reason=reason)
+        return rows, instruments_mod.ListCheck("query", len(rows), suspicious=reason, requeried=True)
 
     def _wait_event(self, kinds: set[str], deadline: float, stop: Callable[[], bool]) -> tuple[str, Any]:
         while True:

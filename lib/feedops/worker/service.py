@@ -358,6 +358,7 @@ class FeedWorker:
                 "open": cov.open,
                 "fresh": cov.fresh,
             },
+            "instrument_list": g.list_check.as_dict() if g.list_check is not None else None,
             "coverage": {"ratio": cov.ratio, "window_seconds": cov.window_seconds, "by_exchange": by_exchange,
                          "by_product_class": dict(sorted(by_class.items()))},
             "staleness": {"newest_tick_age_seconds": cov.newest_tick_age_seconds,
