@@ -348,6 +348,42 @@ def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
         redis_proc.stop()
 
 
+def test_ticks_lost_are_critical_while_recent_and_clear_without_a_restart(sim, workers, tmp_path):
+    """Redis stops under a worker with a small sink buffer: ticks are dropped and the health check says
+    CRITICAL (ticks:lost), not WARNING; Redis comes back and once a whole window (the worker's staleness
+    window, 5 s here) passes without a loss, ticks:lost passes again, without a restart."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        pytest.skip("redis-server not installed: apt-get install redis-server")
+    port = free_port()
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    redis_proc = Server("redis", argv, port, tmp_path / "redis1.log")
+    try:
+        w = start(workers, sim, tmp_path, "--sink", f"redis://127.0.0.1:{port}/0", FEEDOPS_SINK_BUFFER_MAX="2000",
+                  FEEDOPS_STALENESS_WINDOW_SECONDS="5")
+        w.wait_status(lambda s: s["front"]["logged_in"] and s["sink"]["up"] and s["throughput"]["ticks_published_total"],
+                      "ticks published")
+        redis_proc.stop()
+        w.wait_status(lambda s: s["ticks_lost_recent"]["sink_dropped"] > 0, "ticks dropped at the sink")
+        worst = _health_report(w)
+        assert worst["verdict"] == "CRITICAL", worst["output"]
+        [lost] = worst["checks"]["ticks:lost"]
+        assert lost["status"] == "fail" and lost["observedValue"] > 0 and "last 5s" in lost["output"]
+        redis_proc = Server("redis", argv, port, tmp_path / "redis2.log")
+        back = time.monotonic()
+        status = w.wait_status(lambda s: s["sink"]["up"] and s["ticks_lost_recent"]["sink_dropped"] == 0
+                               and s["ticks_lost_recent"]["queue_dropped"] == 0, "a whole window without a loss")
+        cleared = time.monotonic() - back
+        report = _health_report(w)
+        assert [e["status"] for e in report["checks"]["ticks:lost"]] == ["pass"], report["output"]
+        assert status["sink"]["dropped_total"] > 0  # the totals since start remain: only the window cleared
+        print(f"\nSCENARIO ticks-lost-window: dropped={status['sink']['dropped_total']} worst={worst['verdict']} "
+              f"(ticks:lost {lost['observedValue']}) after={report['verdict']} cleared={cleared:.2f}s after Redis returned")
+        assert w.stop() == int(Worker.TICKS_LOST)
+    finally:
+        redis_proc.stop()
+
+
 def test_probe_reports_json_and_exit_ok(sim, tmp_path):
     env = base_env()
     env.update({"FEEDOPS_CHANNEL": "sim", "FEEDOPS_FLOW_DIR": str(tmp_path / "flow"), "FEEDOPS_CACHE_DIR": str(tmp_path / "c"),

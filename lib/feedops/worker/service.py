@@ -40,9 +40,6 @@ _log = get_logger("worker")
 COVERAGE_REFRESH_SECONDS = 1.0
 LIVENESS_STALL_SECONDS = 10.0
 SAMPLE_SIZE = 20
-#: The shortest window over which /status reports ticks lost (the staleness window when longer): the same
-#: window the health check applies to the Prometheus counters (increase over max(window, 60 s)).
-LOSS_WINDOW_MIN_SECONDS = 60.0
 
 
 class LossWindow:
@@ -121,7 +118,9 @@ class FeedWorker:
         self._computed: tuple[float, coverage_mod.Coverage, dict[str, list[str]], np.ndarray, Any] | None = None
         self._counted: dict[str, tuple[tuple[int, int], dict[str, int]]] = {}
         self._next_coverage = 0.0
-        self.losses = LossWindow(max(float(feed.staleness_window_seconds), LOSS_WINDOW_MIN_SECONDS), time.monotonic())
+        # /status reports the ticks lost over the staleness window (the health check reads the Prometheus counters
+        # over the same window, at least 60 s there: increase() needs a few scrapes)
+        self.losses = LossWindow(float(feed.staleness_window_seconds), time.monotonic())
         self.http: HealthServer | None = None
         self._bind(feed.worker_listen)
 
