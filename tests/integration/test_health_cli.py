@@ -481,6 +481,25 @@ def test_a_trickling_redis_holds_the_consumer_read_no_longer_than_its_timeout():
     assert elapsed < 1.5 + 5, f"the read took {elapsed:.1f}s with a 1.5 s timeout against a 64 s answer"
 
 
+def test_a_trickling_pushgateway_holds_the_push_no_longer_than_its_timeout():
+    """The push (a PUT and its answer) is bounded in total too: a Pushgateway answering one byte a second
+    makes the push fail after its timeout, with the reason."""
+    from feedops.push import push
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    Gauge("feedops_check_status", "h", registry=registry).set(0)
+    server = _Trickler(b"HTTP/1.0 200 OK\r\nContent-Length: 40\r\n\r\n" + b" " * 40)
+    try:
+        started = time.monotonic()
+        error = push(server.url, "feedops_check_feed_health", registry, timeout=1.5)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert error is not None and "no complete answer within 1.5s" in error
+    assert elapsed < 1.5 + 5, f"the push took {elapsed:.1f}s with a 1.5 s timeout against an 80 s answer"
+
+
 def _dead_pid_record() -> dict:
     """A pid record (the runbook's format, lib/feedops/runbook/procs.py) of a process that has exited."""
     from feedops.runbook.procs import _start_ticks

@@ -17,16 +17,14 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import httpclient
 from .. import metric_names as mn
 
 DEFAULT_TIMEOUT = 3.0
@@ -104,55 +102,6 @@ class PremarketRun:
 
 
 # ---------------------------------------------------------------------------- HTTP
-class _Deadline(Exception):
-    pass
-
-
-def _fetch(url: str, timeout: float) -> bytes:
-    """The body of ``GET url``, the whole exchange (connect, headers, body) bounded by ``timeout`` seconds:
-    a socket timeout bounds each read only, so a server trickling a byte a second would hold a plain
-    ``urlopen`` for as long as it likes; here a timer shuts the socket down at the deadline."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {safe_url(url)}")
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    deadline = time.monotonic() + timeout
-    conn = cls(parts.hostname, parts.port, timeout=timeout)  # bounds the connect and each read
-    expired = threading.Event()
-    timer: threading.Timer | None = None
-    try:
-        conn.connect()
-        sock = conn.sock  # kept: http.client drops conn.sock before the body of a closing response is read
-
-        def cut() -> None:
-            expired.set()
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
-        timer.daemon = True
-        timer.start()
-        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-        conn.request("GET", path, headers={"Accept": "application/json"})
-        resp = conn.getresponse()
-        body = resp.read()
-        if expired.is_set():
-            raise _Deadline()
-        if resp.status >= 400:
-            raise urllib.error.HTTPError(url, resp.status, resp.reason, resp.headers, None)
-        return body
-    except (OSError, http.client.HTTPException):
-        if expired.is_set():
-            raise _Deadline() from None
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
-        conn.close()
-
-
 def _left(component: str, target: str, deadline: float, timeout: float, fix: str) -> float:
     """What is left of a source's --timeout budget; SourceError when nothing is."""
     left = deadline - time.monotonic()
@@ -167,15 +116,15 @@ def _get_json(component: str, url: str, timeout: float, fix: str, target: str, d
     shown = safe_url(target)
     budget = timeout if deadline is None else min(timeout, _left(component, target, deadline, timeout, fix))
     try:
-        body = _fetch(url, budget)
-    except _Deadline:
+        status, _, body = httpclient.request(url, budget, headers={"Accept": "application/json"})
+    except httpclient.Deadline:
         raise SourceError(component, shown, f"no complete answer within --timeout {timeout:g}s", fix) from None
-    except urllib.error.HTTPError as exc:
-        raise SourceError(component, shown, f"answered HTTP {exc.code}", fix) from None
     except http.client.HTTPException as exc:
         raise SourceError(component, shown, f"answered something that is not HTTP ({type(exc).__name__})", fix) from None
     except (OSError, ValueError) as exc:  # timeouts, resets, refused connections, malformed URLs
         raise SourceError(component, shown, f"unreachable ({exc or type(exc).__name__})", fix) from None
+    if status >= 400:
+        raise SourceError(component, shown, f"answered HTTP {status}", fix)
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
