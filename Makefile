@@ -24,7 +24,7 @@ export LOCPATH := $(CURDIR)/$(LOCALE_DIR)
 endif
 
 .PHONY: help bootstrap premarket restart shutdown failover rollback status health drill rotate sim \
-        validate test test-py test-dates test-bats lint bench clean
+        validate test test-py test-dates test-bats lint lock bench clean
 
 help: ## show this help
 	@echo "feedops: operations toolkit for the CTP market-data feed"
@@ -115,6 +115,10 @@ test-bats: $(TEST_STAMP)
 
 lint: $(TEST_STAMP) ## shellcheck every shell script
 	@$(VENV)/bin/shellcheck -x scripts/operations/*.sh scripts/operations/lib/*.sh .ci/run tests/bats/*.bats tests/bats/stubs/*
+
+lock: $(TEST_STAMP) ## regenerate requirements.lock (hashed pins of pyproject's dependencies, installed by the Dockerfile)
+	@$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
 
 bench: bootstrap ## benchmarks: print ticks/s, latency, coverage time, RSS, health-check wall time
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done

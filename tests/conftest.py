@@ -67,6 +67,17 @@ def _require(binary: str, package: str) -> str:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _log_defaults():
+    """Every test starts with the log defaults (level info, JSON): a test that runs a CLI in-process
+    (``feedops.log.configure``) must not change the format the next test parses."""
+    from feedops import log as feedlog
+
+    saved = dict(feedlog._defaults)
+    yield
+    feedlog.configure(level=saved["level"], fmt=saved["fmt"])
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     binary = _require("redis-server", "redis-server")
@@ -150,3 +161,4 @@ def pinned_clock(monkeypatch) -> dt.datetime:
     """A fixed date (clock_support.PINNED) for tests whose assertions hold on one date only."""
     _move_clock(monkeypatch, PINNED)
     return PINNED
+

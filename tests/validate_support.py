@@ -19,6 +19,8 @@ PYTHON = sys.executable
 SCRIPT = ROOT / "scripts" / "operations" / "validate_env.py"
 REPORT_SCHEMA = ROOT / "lib" / "feedops" / "schemas" / "validate-report.schema.json"
 LOG_SCHEMA = ROOT / "lib" / "feedops" / "schemas" / "log-line.schema.json"
+#: staging and prod refuse a floating image tag (validate_env image.pinned): their test configs run this one
+PINNED_IMAGE_TAG = "v1.5.0@sha256:" + "5e" * 32
 SECRET_VARS = ("CTP_PRIMARY_PASSWORD", "CTP_PRIMARY_AUTH_CODE", "CTP_BACKUP_PASSWORD", "CTP_BACKUP_AUTH_CODE")
 #: Distinctive values that must never show up in any output.
 SENTINEL_PASSWORD = "S3ntinel-PW-7f3a9c0d"

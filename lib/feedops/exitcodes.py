@@ -68,6 +68,7 @@ class Runbook(enum.IntEnum):
     STATE_CORRUPT = 73  # a state file is corrupt or unreadable; it was not trusted
     DEPENDENCY_MISSING = 74  # a required tool (python venv, docker compose) is missing
     ROTATION_FAILED = 75  # the new credentials did not recover; the previous ones were restored
+    SCHEDULE_REFUSED = 76  # --scheduled run refused: its session already opened (premarket) or one is open (shutdown, drill)
     INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C); what this run started was cleaned up
     TERMINATED = 143  # stopped by SIGTERM; what this run started was cleaned up
 

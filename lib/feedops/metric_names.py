@@ -104,6 +104,12 @@ RUNBOOK_LAST_RUN = _m("runbook_last_run_timestamp_seconds", "gauge", "Unix time 
 RUNBOOK_LAST_SUCCESS = _m("runbook_last_success_timestamp_seconds", "gauge", "Unix time of the last successful run per mode.", "mode")
 ACTIVE_PROFILE = _m("active_profile", "gauge", "1 for the credential profile currently active.", "profile")
 
+# ---------------------------------------------------------------- supervisor (native runtime keepers, pushed)
+SUPERVISOR_RESTARTS = _m("supervisor_restarts_total", "counter",
+                         "Restarts of a native component by its supervisor after it failed (state dir count).", "component")
+SUPERVISOR_FAILOVERS = _m("supervisor_failovers_total", "counter",
+                          "Automatic failovers to the other profile decided by a worker's supervisor.", "component")
+
 # ---------------------------------------------------------------- ctp-sim
 SIM_TICKS_SENT = _m("sim_ticks_sent_total", "counter", "Depth-market-data ticks the simulator sent.", "exchange")
 SIM_SESSIONS = _m("sim_sessions", "gauge", "Client sessions connected to the simulator.", "kind")
@@ -116,6 +122,7 @@ SIM_QUERY_REFUSALS = _m("sim_flow_control_refusals_total", "counter", "Queries t
 PUSH_JOB_VALIDATE = "feedops_validate_env"
 PUSH_JOB_HEALTH = "feedops_check_feed_health"
 PUSH_JOB_RUNBOOK = "feedops_runbook"
+PUSH_JOB_SUPERVISOR = "feedops_supervisor"
 
 
 def all_specs() -> list[MetricSpec]:

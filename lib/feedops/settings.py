@@ -248,6 +248,9 @@ class FeedSettings(_LayeredSettings):
     flow_dir: str = Field("var/flow", description="CTP flow directory (created before the API; relative paths are under the repo root)")
     cache_dir: str = Field("var/cache", description="instrument-list cache per trading day")
     state_dir: str = Field("var/state", description="runbook state: locks, pid files, ledger, last-known-good snapshots")
+    restart_backoff_max_seconds: float = Field(30.0, gt=0, le=3600, description="native supervisor: longest wait before restarting a failed component (1 s, doubling per failure)")
+    auto_failover: bool = Field(False, description="native supervisor: fail over to the other profile after repeated login (13) or storm (15) exits of a worker (on in envs/prod.env)")
+    failover_after_failures: int = Field(3, ge=1, le=100, description="native supervisor: consecutive login/storm exits on the active profile before an automatic failover")
 
     # --- health thresholds
     coverage_warn_ratio: float = Field(0.98, ge=0, le=1, description="coverage below this is WARNING")
@@ -295,7 +298,8 @@ class FeedSettings(_LayeredSettings):
 
     # --- delivery
     image: str = Field("ghcr.io/feedops/feedops", description="container image repository on GHCR")
-    image_tag: str = Field("latest", description="image tag deployed by the compose runtime")
+    image_tag: str = Field("latest", description="image the compose runtime deploys: TAG@sha256:<digest> or sha256:<digest> "
+                           "(pinned; staging and prod require it) or TAG (floating, dev only); docs/ops/releases.md")
 
     # --- simulator (channel=sim)
     sim_instruments: int = Field(2000, ge=1, le=30_000, description="ctp-sim universe size")
@@ -318,6 +322,14 @@ class FeedSettings(_LayeredSettings):
         if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not host:port with a port in 1-65535")
         return value
+
+    @field_validator("image_tag")
+    @classmethod
+    def _image_tag(cls, value: str) -> str:
+        from .release import parse_image_tag
+
+        parse_image_tag(value)  # ValueError names the accepted forms
+        return value.strip()
 
     @field_validator("shard")
     @classmethod

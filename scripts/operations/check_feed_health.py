@@ -6,8 +6,9 @@ judges them against the trading calendar and the thresholds of the settings mode
 prints a report (json, text or nagios) and exits with the Nagios code
 (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). See docs/ops/health-check.md.
 
-cron (every minute, Beijing trading hours are judged by the tool itself):
-    * * * * * cd /opt/feedops && .venv/bin/python scripts/operations/check_feed_health.py --format nagios
+Scheduled every minute through the runbook (start_live_env.sh health), which runs it in
+the environment's runtime: deploy/systemd/feedops-health@.timer or deploy/crontab
+(docs/ops/scheduling.md).
 """
 
 from __future__ import annotations

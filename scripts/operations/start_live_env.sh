@@ -6,15 +6,20 @@
 # reports and progress go to stdout.
 #
 # Usage: start_live_env.sh MODE [--env dev|staging|prod] [--runtime auto|native|compose]
-#                               [--timeout SECONDS] [--dry-run] [MODE OPTIONS]
+#                               [--timeout SECONDS] [--dry-run] [--scheduled] [MODE OPTIONS]
 #   premarket [--unpin]          monitoring -> validate -> stack -> worker(s) -> ready -> health -> last-known-good
 #   restart                      restart the worker(s) on the same profile and verify
 #   shutdown                     workers drain and flush, then the stack stops (safe twice)
+#   health [--format F]          one health check in the runtime (compose: a one-off container); it pushes
+#                                its own verdict (no lock, not recorded as a run); F: nagios (default), text, json
 #   failover --to primary|backup switch the credential profile, restart, verify, record
 #   rollback [--to TAG|last-good]  previous image tag + last-known-good config snapshot
 #   status                       what runs, profile, image tag, last runs (no lock)
 #   drill                        failover drill on ctp-sim: kill the active front, fail over, fail back
 #   rotate --secrets-dir DIR     credential rotation; the previous credentials come back on failure
+#   --scheduled                  premarket, shutdown, drill started by a timer (deploy/): the calendar decides
+#                                first: skip (exit 0, recorded SKIPPED) on a day without the session, refuse
+#                                (76) after the session opened (premarket) or while one is open (shutdown, drill)
 #
 # Exit codes (lib/feedops/exitcodes.py, docs/ops/exit-codes.md):
 #   0 OK                  the mode completed
@@ -30,13 +35,14 @@
 #   73 STATE_CORRUPT      a state file is corrupt or unreadable; it was not trusted
 #   74 DEPENDENCY_MISSING a required tool (python venv, docker compose, a CLI) is missing
 #   75 ROTATION_FAILED    the new credentials did not recover; the previous ones were restored
+#   76 SCHEDULE_REFUSED   --scheduled: the session already opened (premarket) or one is open (shutdown, drill)
 #   130 INTERRUPTED       stopped by SIGINT (Ctrl-C); what this run started was cleaned up
 #   143 TERMINATED        stopped by SIGTERM; what this run started was cleaned up
 
 # shellcheck source=scripts/operations/lib/init.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/init.sh"
 
-readonly MODES="premarket restart shutdown failover rollback status drill rotate"
+readonly MODES="premarket restart shutdown failover rollback status drill rotate health"
 FEEDOPS_MODE=""
 FEEDOPS_TIMEOUT=60
 OPT_ENV=""
@@ -44,6 +50,10 @@ OPT_RUNTIME=""
 OPT_TO=""
 OPT_SECRETS_DIR=""
 OPT_UNPIN=0
+OPT_SCHEDULED=0
+OPT_FORMAT=""
+RUN_DETAIL=""
+RUN_SKIPPED=0
 RUN_STARTED_AT=0
 CLEANUP_ON_FAILURE=0
 
@@ -64,9 +74,10 @@ parse_args() {
   shift
   while (( $# )); do
     case $1 in
-      --env|--runtime|--timeout|--to|--secrets-dir) (( $# >= 2 )) || usage_error "$1 needs a value"; set_option "$1" "$2"; shift 2 ;;
-      --env=*|--runtime=*|--timeout=*|--to=*|--secrets-dir=*) set_option "${1%%=*}" "${1#*=}"; shift ;;
+      --env|--runtime|--timeout|--to|--secrets-dir|--format) (( $# >= 2 )) || usage_error "$1 needs a value"; set_option "$1" "$2"; shift 2 ;;
+      --env=*|--runtime=*|--timeout=*|--to=*|--secrets-dir=*|--format=*) set_option "${1%%=*}" "${1#*=}"; shift ;;
       --dry-run) FEEDOPS_DRY_RUN=1; shift ;;
+      --scheduled) OPT_SCHEDULED=1; shift ;;
       --unpin) OPT_UNPIN=1; shift ;;
       -h|--help) usage; exit "${EXIT_OK}" ;;
       *) usage_error "unknown option '$1'" ;;
@@ -84,6 +95,7 @@ set_option() {
     --timeout) [[ $2 =~ ^[1-9][0-9]*$ ]] || usage_error "--timeout must be a whole number of seconds > 0 (got '$2')"
                FEEDOPS_TIMEOUT=$2 ;;
     --to) OPT_TO=$2 ;;
+    --format) [[ $2 =~ ^(nagios|text|json)$ ]] || usage_error "--format must be nagios, text or json (got '$2')"; OPT_FORMAT=$2 ;;
     --secrets-dir) [[ -d $2 ]] || usage_error "--secrets-dir '$2' is not a directory; give the directory holding the new secrets"
                    OPT_SECRETS_DIR="$(cd "$2" && pwd -P)" ;;
   esac
@@ -101,6 +113,9 @@ check_mode_options() {
   esac
   [[ ${FEEDOPS_MODE} == rotate || -z ${OPT_SECRETS_DIR} ]] || usage_error "--secrets-dir is only for rotate"
   [[ ${FEEDOPS_MODE} == premarket || ${OPT_UNPIN} == 0 ]] || usage_error "--unpin is only for premarket"
+  [[ ${FEEDOPS_MODE} == health || -z ${OPT_FORMAT} ]] || usage_error "--format is only for health"
+  [[ ${OPT_SCHEDULED} == 0 || ${FEEDOPS_MODE} =~ ^(premarket|shutdown|drill)$ ]] \
+    || usage_error "--scheduled is only for premarket, shutdown and drill (the modes the timers start)"
 }
 
 # EXIT trap: clean up a failed start, record the outcome (state + Pushgateway), release the lock.
@@ -112,14 +127,40 @@ on_exit() {
     feedops::runtime::stop_stack >/dev/null || true
   fi
   local duration=$(( $(date +%s) - RUN_STARTED_AT ))
-  feedops::py record --mode "${FEEDOPS_MODE}" --rc "${rc}" --duration "${duration}" || true
-  if (( rc == 0 )); then
+  local -a skipped=()
+  (( RUN_SKIPPED )) && skipped=(--skipped)
+  feedops::py record --mode "${FEEDOPS_MODE}" --rc "${rc}" --duration "${duration}" --detail "${RUN_DETAIL}" "${skipped[@]}" || true
+  if (( rc == 0 && RUN_SKIPPED )); then
+    feedops::log::info runbook.done "${FEEDOPS_MODE} skipped (recorded as SKIPPED)" mode="${FEEDOPS_MODE}" duration_seconds="${duration}"
+  elif (( rc == 0 )); then
     feedops::log::info runbook.done "${FEEDOPS_MODE} completed" mode="${FEEDOPS_MODE}" duration_seconds="${duration}"
   else
     feedops::log::error runbook.done "${FEEDOPS_MODE} failed with exit code ${rc}" mode="${FEEDOPS_MODE}" exit_code="${rc}"
   fi
   feedops::lock::release
   exit "${rc}"
+}
+
+# --scheduled: the calendar decides whether this run acts (feedops.schedule, docs/ops/scheduling.md).
+# A skip exits 0 and is recorded as SKIPPED (its push keeps "missing run" alerts quiet); a refusal
+# exits SCHEDULE_REFUSED. The reason becomes the run's recorded detail.
+schedule_gate() {
+  local out rc=0 action
+  out="$(feedops::py schedule-gate --mode "${FEEDOPS_MODE}")" || rc=$?
+  RUN_DETAIL="$(sed -n 's/^REASON=//p' <<< "${out}")"
+  action="$(sed -n 's/^ACTION=//p' <<< "${out}")"
+  (( FEEDOPS_DRY_RUN )) && printf 'plan: scheduled %s: %s (%s)\n' "${FEEDOPS_MODE}" "${action:-error}" "${RUN_DETAIL}"
+  case ${rc} in
+    "${EXIT_OK}") ;;
+    "${EXIT_SCHEDULE_REFUSED}") feedops::fail "${rc}" "scheduled ${FEEDOPS_MODE} refused: ${RUN_DETAIL}" ;;
+    *) feedops::fail "${rc}" "cannot decide whether the scheduled ${FEEDOPS_MODE} acts (see the lines above)" ;;
+  esac
+  if [[ ${action} == skip ]]; then
+    RUN_SKIPPED=1
+    feedops::log::info runbook.scheduled.skip "scheduled ${FEEDOPS_MODE} skipped: ${RUN_DETAIL}" mode="${FEEDOPS_MODE}"
+    exit "${EXIT_OK}"
+  fi
+  feedops::log::info runbook.scheduled.run "scheduled ${FEEDOPS_MODE} acts: ${RUN_DETAIL}" mode="${FEEDOPS_MODE}"
 }
 
 # ------------------------------------------------------------------ modes
@@ -205,6 +246,18 @@ mode_status() {
   feedops::runtime::status
 }
 
+# One health check through the runtime; check_feed_health.py pushes its own verdict. WARNING passes.
+mode_health() {
+  local rc=0
+  feedops::act "check the feed's health (${FEEDOPS_CFG[RUNTIME]})" \
+    feedops::runtime::check_health run --format "${OPT_FORMAT:-nagios}" || rc=$?
+  case ${rc} in
+    "${CHECK_OK}") ;;
+    "${CHECK_WARNING}") feedops::log::warning runbook.health.warning "the feed is up with warnings (see the report)" ;;
+    *) feedops::fail "${EXIT_HEALTH_FAILED}" "the health check reported CRITICAL or UNKNOWN, or could not run (exit ${rc})" ;;
+  esac
+}
+
 mode_drill() {
   [[ ${FEEDOPS_CFG[CHANNEL]} == sim ]] \
     || usage_error "drill runs on the simulator only (FEEDOPS_CHANNEL=sim, e.g. --env dev); this environment uses ${FEEDOPS_CFG[CHANNEL]}"
@@ -251,13 +304,14 @@ main() {
   feedops::log::info runbook.start "${FEEDOPS_MODE} on ${FEEDOPS_CFG[ENV]}" mode="${FEEDOPS_MODE}" \
     runtime="${FEEDOPS_CFG[RUNTIME]}" profile="${FEEDOPS_CFG[PROFILE]}" image_tag="${FEEDOPS_CFG[IMAGE_TAG]}" \
     dry_run="${FEEDOPS_DRY_RUN}"
-  if [[ ${FEEDOPS_MODE} != status ]] && (( ! FEEDOPS_DRY_RUN )); then
+  if [[ ! ${FEEDOPS_MODE} =~ ^(status|health)$ ]] && (( ! FEEDOPS_DRY_RUN )); then
     feedops::lock::acquire
     RUN_STARTED_AT=$(date +%s)
     trap on_exit EXIT  # records the outcome, cleans up a failed start, releases the lock last
     trap 'exit "${EXIT_INTERRUPTED}"' INT
     trap 'exit "${EXIT_TERMINATED}"' TERM
   fi
+  (( OPT_SCHEDULED )) && schedule_gate
   "mode_${FEEDOPS_MODE}"
 }
 

@@ -531,3 +531,11 @@ def test_a_worker_that_should_run_and_does_not_is_critical(env, capsys):
     os.unlink(os.path.join(pids, "worker-0.pid"))
     code, report, _ = run_json(capsys, "--worker", url, "--no-premarket")
     assert code == 3 and statuses(report, "worker:running") == {"worker-1": "pass"}
+    # worker-1's supervisor (the pid file's process) runs, but its child, the worker, is gone: being restarted
+    supervisor = os.path.join(env["FEEDOPS_STATE_DIR"], "supervisor")
+    os.makedirs(supervisor)
+    with open(os.path.join(supervisor, "worker-1.json"), "w") as fh:
+        json.dump({"restarts": 2, "failovers": 0, "last_exit": -9, "child_pid": _dead_pid_record()["pid"]}, fh)
+    code, report, _ = run_json(capsys, "--worker", url, "--no-premarket")
+    assert code == 2 and statuses(report, "worker:running") == {"worker-1": "fail"}
+    assert "its supervisor runs but the worker does not (last exit -9, 2 restart(s)" in report["output"]

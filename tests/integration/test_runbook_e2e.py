@@ -230,6 +230,30 @@ def test_failover_to_backup_after_the_primary_dies(env):
     assert ledger[-1]["kind"] == "profile" and ledger[-1]["from"] == "primary" and ledger[-1]["profile"] == "backup"
 
 
+def test_a_sigkilled_worker_is_restarted_by_its_supervisor_counted_and_pushed(env):
+    """The runbook started the worker under its supervisor: SIGKILL of the worker itself (not the group) is
+    followed by a new worker 1 s later (docs/ops/supervisor.md: within 2 s), ready again on the same profile;
+    the restart is in the state, in `status`, and pushed to the stack's Pushgateway, where Prometheus has it."""
+    state = Path(env["FEEDOPS_STATE_DIR"])
+    record_file = state / "supervisor" / "worker-0.json"
+    before = json.loads(record_file.read_text())
+    profile = worker_status(env)["profile"]
+    os.kill(before["child_pid"], 9)
+    record = wait_for(lambda: (r := json.loads(record_file.read_text()))["child_pid"] not in (None, before["child_pid"])
+                      and r, timeout=30, what="the supervisor starts a new worker")
+    assert record["restarts"] == before["restarts"] + 1 and record["last_exit"] == -9
+    assert record["started_ts"] - record["last_exit_ts"] <= 2.0
+    wait_for(lambda: worker_status(env)["ready"], timeout=60, interval=0.2, what="the restarted worker ready")
+    assert worker_status(env)["profile"] == profile
+    assert pid_records(env)["worker-0"]["pid"] != record["child_pid"]  # the pid file names the supervisor
+    proc = runbook(env, "status")
+    assert re.search(rf"worker-0 .* restarts {record['restarts']}, last killed by SIGKILL", proc.stdout), proc.stdout
+    if installed_monitoring() == ["prometheus", "alertmanager", "pushgateway"]:
+        query = "/api/v1/query?query=feedops_supervisor_restarts_total%7Bcomponent%3D%22worker-0%22%7D"
+        wait_for(lambda: [r for r in prometheus_get(env, query)["result"] if float(r["value"][1]) == record["restarts"]],
+                 timeout=60, interval=0.5, what="the restart count pushed and scraped")
+
+
 def test_shutdown_leaves_no_process_behind(env):
     pids = [r["pid"] for r in pid_records(env).values()]
     assert pids
@@ -266,8 +290,12 @@ def test_run_outcomes_are_pushed_to_a_real_pushgateway(pushgateway, tmp_path):
     assert SENTINEL not in metrics
     # Pushgateway down: the outcome is still recorded, the push failure is a warning, the exit code unchanged
     dead = f"http://127.0.0.1:{free_port()}"
-    proc = record("shutdown", 0, "1", FEEDOPS_PUSHGATEWAY_URL=dead)
+    proc = record("failover", 0, "1", FEEDOPS_PUSHGATEWAY_URL=dead)
     assert proc.returncode == 0 and "runbook.push.failed" in proc.stderr and dead in proc.stderr
+    assert json.loads((tmp_path / "state" / "runs" / "failover.last.json").read_text())["exit_code"] == 0
+    # a native shutdown stops its own Pushgateway with the feed: the failed push is expected, logged at INFO
+    proc = record("shutdown", 0, "1", FEEDOPS_PUSHGATEWAY_URL=dead)
+    assert proc.returncode == 0 and "runbook.push.failed" not in proc.stderr and "runbook.push.skipped" in proc.stderr
     assert json.loads((tmp_path / "state" / "runs" / "shutdown.last.json").read_text())["exit_code"] == 0
 
 

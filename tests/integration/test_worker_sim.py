@@ -26,6 +26,8 @@ from conftest import ROOT, Server, free_port, wait_for
 from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.exitcodes import Check, Worker
 from feedops.paths import SCHEMAS_DIR
+from feedops.runbook import supervisor
+from feedops.runbook.state import StateStore
 from clock_support import child_environ
 from sink_support import duplicates, file_sink_contents, parse_lines
 
@@ -86,7 +88,7 @@ def _faults_off(request):
 
 
 class WorkerProc:
-    def __init__(self, sim: Sim, tmp: Path, *args: str, preexec=None, **env_extra: str):
+    def __init__(self, sim: Sim, tmp: Path, *args: str, preexec=None, supervised: bool = False, **env_extra: str):
         self.tmp = tmp
         self.listen = f"127.0.0.1:{free_port()}"
         self.url = f"http://{self.listen}"
@@ -99,8 +101,11 @@ class WorkerProc:
         env.update(env_extra)
         self.log_path = tmp / f"worker-{self.listen.rsplit(':', 1)[1]}.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, str(CLI), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=preexec)
+        argv = [sys.executable, str(CLI), *args]
+        if supervised:  # under the native runtime's supervisor, as the runbook starts it (self.proc is the supervisor)
+            argv = supervisor.command("worker-0", "worker", argv)
+            env.update(FEEDOPS_STATE_DIR=str(tmp / "state"), FEEDOPS_PUSHGATEWAY_ENABLED="false")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec)
 
     def status(self, table: bool = False) -> dict:
         return http_json(self.url + "/status" + ("?instruments=1" if table else ""))[1]
@@ -817,3 +822,176 @@ def test_a_front_answering_a_suspicious_list_is_flagged_and_judged_critical(sim,
     assert w.stop() == int(Worker.OK)
     [today] = [p for p in cache_dir.glob("instruments-sim-primary-*.json") if "20000103" not in p.name]
     assert im.read_cache(today)[1] == listed["suspicious"]  # never the next day's expectation
+
+
+# ---------------------------------------------------------------------------- dedupe across a restart / failover
+BACKUP_CREDENTIALS = {key.replace("PRIMARY", "BACKUP"): value for key, value in CREDENTIALS.items()}
+DEDUPE_REASONS = ("replay", "duplicate", "backwards_volume")
+
+
+@pytest.mark.parametrize("sink, how", [("file", "restart"), ("redis", "failover")])
+def test_a_replaying_front_after_a_restart_or_failover_adds_nothing(sim, workers, tmp_path, sink, how, request):
+    """A worker runs, the sim goes quiet and the worker stops (exit 0); the sim's replay fault is switched on and a
+    new worker starts (``restart``: the same profile; ``failover``: the backup profile, as the supervisor's
+    failover does). The front replays the last ticks of every instrument at subscription: the new worker, its
+    deduper seeded from the sink's last records, drops every one already in the sink. Sim-sent = received by the
+    two workers; published = in the sink; 0 duplicates, 0 torn."""
+    if sink == "file":
+        args, extra, read = (), {}, lambda: file_sink_contents(tmp_path / "feed")
+    else:
+        server = request.getfixturevalue("redis_server")
+        prefix = f"resume-{how}"
+        args, extra = ("--sink", server.url), {"FEEDOPS_REDIS_STREAM_PREFIX": prefix}
+        read = lambda: (_redis_ticks(server.url, prefix), 0)  # noqa: E731 - stream entries are whole
+    # the replay burst is the sim's whole kept history (it grows with the module's sim's age, up to ~100,000
+    # ticks at once): a queue that holds it, so that the test does not depend on which tests ran before
+    env = {**BACKUP_CREDENTIALS, "CTP_BACKUP_MD_FRONTS": f"tcp://127.0.0.1:{sim.port}",
+           "CTP_BACKUP_TD_FRONTS": f"tcp://127.0.0.1:{sim.port}", "FEEDOPS_QUEUE_MAX": "200000", **extra}
+    sent_before = _sim_status(sim)["ticks_sent"]
+    first = start(workers, sim, tmp_path, *args, **env)
+    first.wait_ready()
+    first.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 20_000, "ticks in the sink")
+    received_first = _quiesce(sim, first, sent_before)
+    assert first.stop() == int(Worker.OK)
+    published_first = _stopped_line(first)["published"]
+    before, _ = read()
+    worst = _health_verdict(first)  # nothing runs (reported)
+    sim.fault("replay", True)
+    sim.fault("silent", False)
+    sent_between = _sim_status(sim)["ticks_sent"]
+    restarted = time.monotonic()
+    second = start(workers, sim, tmp_path, *args, *(("--profile", "backup") if how == "failover" else ()), **env)
+    second.wait_ready()
+    recovery = time.monotonic() - restarted
+    second.wait_status(lambda s: sum(s["ticks_dropped"].get(k, 0) for k in DEDUPE_REASONS) > 1000,
+                       "the replay dropped")
+    received_second = _quiesce(sim, second, sent_between)
+    status = second.status()
+    assert second.stop() == int(Worker.OK)
+    stopped = _stopped_line(second)
+    records, torn = read()
+    dropped = status["ticks_dropped"]
+    deduped = sum(dropped.get(k, 0) for k in DEDUPE_REASONS)
+    [resumed] = [json.loads(line) for line in second.output().splitlines() if '"worker.dedupe.resumed"' in line]
+    print(f"\nSCENARIO replay-after-{how} ({sink}): sent={received_first + received_second} "
+          f"published={published_first}+{stopped['published']} in_sink={len(records)} duplicates={duplicates(records)} "
+          f"torn={torn} replayed_dropped={deduped} seeded={resumed['seeded']} worst={worst} recovery={recovery:.2f}s")
+    assert torn == 0 and duplicates(records) == 0
+    assert published_first == len(before) and published_first + stopped["published"] == len(records)
+    assert status["throughput"]["ticks_received_total"] == received_second
+    assert stopped["published"] + sum(dropped.values()) == received_second
+    assert resumed["seeded"] == len({t["instrument"] for t in before})  # every instrument in the sink was seeded
+
+
+# ---------------------------------------------------------------------------- the supervisor (native runtime)
+def _child(tmp: Path) -> dict:
+    return supervisor.read_record(StateStore(tmp / "state"), "worker-0")
+
+
+def _stopped_lines(w: WorkerProc) -> list[dict]:
+    return [json.loads(line) for line in w.output().splitlines() if '"worker.stopped"' in line]
+
+
+def test_the_supervisor_restarts_a_sigkilled_worker(sim, workers, tmp_path):
+    """The worker under its supervisor is SIGKILLed mid-stream: started again after the first backoff (1 s,
+    docs/ops/supervisor.md), ready again, its deduper seeded from the file; 0 duplicates, 0 torn; the ticks the
+    killed process held are the only ones missing, and the restart is counted in the state dir."""
+    feed = tmp_path / "feed"
+    sent_before = _sim_status(sim)["ticks_sent"]
+    w = start(workers, sim, tmp_path, "--profile", "primary", supervised=True)
+    w.wait_ready()
+    w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 20_000, "ticks on disk")
+    first = _child(tmp_path)["child_pid"]
+    killed = time.monotonic()
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: _child(tmp_path)["child_pid"] not in (None, first), timeout=30, what="a new worker process")
+    worst = _health_verdict(w)  # right after the kill (reported)
+    w.wait_ready()
+    recovery = time.monotonic() - killed
+    record = _child(tmp_path)
+    restart_delay = record["started_ts"] - record["last_exit_ts"]
+    w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 1000, "the restarted worker writes")
+    sent = _quiesce_total(sim, w, sent_before)
+    status = w.status()
+    assert w.stop() == int(Worker.OK)  # SIGTERM to the supervisor: passed on, the worker stops, no restart
+    [stopped] = _stopped_lines(w)  # the killed one never wrote its line
+    records, torn = file_sink_contents(feed)
+    first_published = len(records) - stopped["published"]
+    held = sent - first_published - status["throughput"]["ticks_received_total"]
+    print(f"\nSCENARIO supervisor-sigkill: sent={sent} published={first_published}+{stopped['published']} "
+          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} lost_in_killed_process={held} "
+          f"worst={worst} restart_delay={restart_delay:.2f}s recovery={recovery:.2f}s restarts={record['restarts']}")
+    assert torn == 0 and duplicates(records) == 0
+    assert record["restarts"] == 1 and record["last_exit"] == -signal.SIGKILL
+    assert restart_delay <= supervisor.BACKOFF_FIRST_SECONDS + 1.0  # docs/ops/supervisor.md: within 2 s
+    assert first_published > 20_000 and held >= 0
+    assert stopped["published"] + sum(status["ticks_dropped"].values()) == status["throughput"]["ticks_received_total"]
+    assert "runbook.supervisor.restart" in w.events() and w.events().count("runbook.supervisor.stopped") == 1
+
+
+def _quiesce_total(sim: Sim, w: WorkerProc, sent_before: int) -> int:
+    """Stop the sim's ticks; wait until the running worker has received all (its count stops moving: the worker
+    that was killed received an unknown share of them); return the ticks sent since ``sent_before``."""
+    sim.fault("silent", True)
+    sent = _sim_status(sim)["ticks_sent"] - sent_before
+    last = [-1]
+
+    def settled():
+        received = w.status()["throughput"]["ticks_received_total"]
+        done, last[0] = received == last[0], received
+        return done
+    wait_for(settled, timeout=30, what="the worker receives what was sent", interval=0.5)
+    return sent
+
+
+def test_repeated_storms_fail_over_to_the_backup_profile(sim, workers, tmp_path):
+    """The primary front drops every connection (ctp-sim ``disconnect``): the worker exits 15 (STORM), is restarted,
+    storms again; after FEEDOPS_FAILOVER_AFTER_FAILURES=2 its supervisor makes backup active (ledger entry
+    ``auto-failover``) and the worker runs on the backup front (a second ctp-sim). Sent by both fronts = in the
+    sink + what each run reported lost; 0 duplicates, 0 torn."""
+    (tmp_path / "backup-sim").mkdir()
+    backup = Sim(tmp_path / "backup-sim")
+    try:
+        env = {**BACKUP_CREDENTIALS, "CTP_BACKUP_MD_FRONTS": f"tcp://127.0.0.1:{backup.port}",
+               "CTP_BACKUP_TD_FRONTS": f"tcp://127.0.0.1:{backup.port}", "FEEDOPS_AUTO_FAILOVER": "true",
+               "FEEDOPS_FAILOVER_AFTER_FAILURES": "2"}
+        sent_primary, sent_backup = _sim_status(sim)["ticks_sent"], _sim_status(backup)["ticks_sent"]
+        w = start(workers, sim, tmp_path, "--profile", "primary", supervised=True, **env)
+        w.wait_ready()
+        w.wait_status(lambda s: s["throughput"]["ticks_published_total"] > 10_000, "ticks on disk")
+        sent = _quiesce(sim, w, sent_primary)  # the primary goes quiet first: what it sent is then exact
+        before_storm = w.status()
+        stormed = time.monotonic()
+        sim.fault("disconnect", True)
+        worst = w.wait_status(lambda s: not s["front"]["connected"], "the front drops the worker", timeout=30)
+        worst_verdict = _health_verdict(w)
+        w.wait_status(lambda s: s["profile"] == "backup" and s["front"]["logged_in"], "running on backup", timeout=90)
+        w.wait_ready()
+        recovery = time.monotonic() - stormed
+        sim.fault("disconnect", False)
+        assert _sim_status(sim)["ticks_sent"] - sent_primary == sent  # nothing more came from the primary
+        sent_b = _quiesce(backup, w, sent_backup)  # the backup front served this worker only
+        status = w.status()
+        assert w.stop() == int(Worker.OK)
+        runs = _stopped_lines(w)
+        records, torn = file_sink_contents(tmp_path / "feed")
+        lost = sum(json.loads(line)["lost"] for line in w.output().splitlines() if '"worker.ticks.lost"' in line)
+        dropped = sum(status["ticks_dropped"].values())
+        state = StateStore(tmp_path / "state")
+        record = _child(tmp_path)
+        print(f"\nSCENARIO storm-failover: sent={sent}+{sent_b} published={'+'.join(str(r['published']) for r in runs)} "
+              f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} lost={lost} dropped_on_backup={status['ticks_dropped']} "
+              f"worst={worst_verdict} (front connected={worst['front']['connected']}) recovery={recovery:.2f}s "
+              f"restarts={record['restarts']} failovers={record['failovers']}")
+        assert torn == 0 and duplicates(records) == 0
+        assert sum(r["published"] for r in runs) == len(records)
+        dropped_before = sum(before_storm["ticks_dropped"].values())
+        assert before_storm["throughput"]["ticks_received_total"] == sent == runs[0]["published"] + dropped_before
+        assert status["throughput"]["ticks_received_total"] == sent_b == runs[-1]["published"] + dropped
+        assert lost == 0 and sum(r["published"] for r in runs[1:-1]) == 0  # the storming runs received nothing
+        assert state.active_profile() == "backup" and record["failovers"] == 1 and record["restarts"] >= 2
+        entry = [e for e in state.ledger() if e["kind"] == "profile"][-1]
+        assert (entry["reason"], entry["from"], entry["profile"], entry["exit_code"]) == \
+            ("auto-failover", "primary", "backup", int(Worker.STORM))
+    finally:
+        backup.server.stop()

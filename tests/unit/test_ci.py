@@ -17,7 +17,7 @@ SHELLCHECK = shutil.which("shellcheck", path=str(ROOT / ".venv" / "bin")) or shu
 def test_ci_installs_the_debian_packages_the_tests_need():
     text = CI.read_text()
     for package in ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway", "prometheus-redis-exporter", "redis-server",
-                    "bats-support", "bats-assert", "bats-file", "locales"):
+                    "bats-support", "bats-assert", "bats-file", "locales", "systemd"):
         assert f" {package}" in text, package
     assert "set -euo pipefail" in text
     assert "make lint" in text and "make test" in text

@@ -10,7 +10,7 @@ import time_machine
 from prometheus_client import generate_latest
 
 from clock_support import SWEEP
-from validate_support import ROOT, SENTINEL_PASSWORD, clean_environ, dev_environ
+from validate_support import PINNED_IMAGE_TAG, ROOT, SENTINEL_PASSWORD, clean_environ, dev_environ
 
 from feedops.validate import checks as checks_mod
 from feedops.validate.checks import is_placeholder_secret, mask_url, owner_of, writable_dir_problem
@@ -32,7 +32,8 @@ CTP_BACKUP_APP_ID=feedops_1.0
 
 def env_file(tmp_path: Path, env: str, extra: str = "", profiles: str = LOOPBACK_PROFILES) -> Path:
     path = tmp_path / f"{env}.env"
-    path.write_text(f"FEEDOPS_ENV={env}\nFEEDOPS_CHANNEL=sim\n{profiles}\n{extra}\n")
+    pinned = "" if env == "dev" or "FEEDOPS_IMAGE_TAG=" in extra else f"FEEDOPS_IMAGE_TAG={PINNED_IMAGE_TAG}\n"
+    path.write_text(f"FEEDOPS_ENV={env}\nFEEDOPS_CHANNEL=sim\n{pinned}{profiles}\n{extra}\n")
     return path
 
 
@@ -288,3 +289,27 @@ def test_secrets_in_any_report_string_are_redacted(tmp_path):
     report, _ = run_checklist(None, environ=environ)
     assert report.status == "fail"
     assert SENTINEL_PASSWORD not in str(report.to_dict()) and SENTINEL_PASSWORD not in render_table(report)
+
+
+def test_staging_and_prod_refuse_a_floating_image_tag_naming_the_fix(tmp_path, pinned_clock):
+    for env in ("staging", "prod"):
+        report, results = run(tmp_path, env, file_extra="FEEDOPS_IMAGE_TAG=latest")
+        assert results["image.pinned"].status == "fail" and report.exit_code == 2
+        problem = results["image.pinned"].problems[0]
+        assert problem.setting == "FEEDOPS_IMAGE_TAG" and "tag@sha256:<digest>" in problem.fix
+        assert "docs/ops/releases.md" in problem.fix
+
+
+def test_pinned_forms_pass_and_dev_may_float(tmp_path, pinned_clock):
+    digest = "sha256:" + "5e" * 32
+    for value in (PINNED_IMAGE_TAG, digest):
+        _, results = run(tmp_path, "prod", file_extra=f"FEEDOPS_IMAGE_TAG={value}")
+        assert results["image.pinned"].status == "pass" and digest in results["image.pinned"].summary
+    _, results = run(tmp_path, "dev", file_extra="FEEDOPS_IMAGE_TAG=latest")
+    assert results["image.pinned"].status == "pass" and "floating" in results["image.pinned"].summary
+
+
+def test_an_image_tag_of_no_form_fails_loading(tmp_path, pinned_clock):
+    report, results = run(tmp_path, "staging", file_extra="FEEDOPS_IMAGE_TAG=v1@sha256:short")
+    assert report.exit_code == 2
+    assert "FEEDOPS_IMAGE_TAG" in render_table(report) and "TAG@sha256" in render_table(report)

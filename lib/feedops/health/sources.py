@@ -434,10 +434,35 @@ def _alive(pid: int, start_ticks: int) -> bool:
     return fields[0] not in ("Z", "X") and int(fields[19]) == start_ticks
 
 
+def _supervised_child(state_dir: Path, name: str) -> tuple[bool, str | None]:
+    """Whether the supervisor's child (the worker itself) runs, from ``<state>/supervisor/<name>.json``
+    (lib/feedops/runbook/supervisor.py): (True, None) when it runs or there is no record, else (False, why)."""
+    from ..runbook.state import StateError, read_json
+
+    try:
+        record = read_json(state_dir / "supervisor" / f"{name}.json")
+    except StateError:
+        return True, None  # the keeper's own record is not ours to judge; the keeper runs
+    if not record:
+        return True, None
+    child = record.get("child_pid")
+    restarts = record.get("restarts")
+    if isinstance(child, int) and not isinstance(child, bool):
+        try:
+            stat = Path(f"/proc/{child}/stat").read_text()
+            if stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X"):
+                return True, None
+        except OSError:
+            pass
+    return False, (f"its supervisor runs but the worker does not (last exit {record.get('last_exit')}, "
+                   f"{restarts} restart(s) so far; it is being restarted)")
+
+
 def read_expected_workers(state_dir: Path) -> list[ExpectedWorker]:
-    """The workers that should be running: the runbook writes ``<state>/pids/worker-<n>.pid`` when it
-    starts one and removes it when it stops one (lib/feedops/runbook/procs.py), so a pid file whose
-    process is gone is a worker that died."""
+    """The workers that should be running: the runbook writes ``<state>/pids/worker-<n>.pid`` (the worker's
+    supervisor, whose child the worker is) when it starts one and removes it when it stops one
+    (lib/feedops/runbook/procs.py), so a pid file whose process is gone is a worker that died and is not
+    restarted; a supervisor whose child is gone is a worker down until its restart."""
     from ..runbook.state import StateError, read_json
 
     found = []
@@ -453,7 +478,10 @@ def read_expected_workers(state_dir: Path) -> list[ExpectedWorker]:
         if not isinstance(pid, int) or not isinstance(ticks, int):
             found.append(ExpectedWorker(path.stem, None, None, False, f"pid file {path} is corrupt"))
             continue
-        found.append(ExpectedWorker(path.stem, pid, data.get("address"), _alive(pid, ticks)))
+        running, problem = _alive(pid, ticks), None
+        if running:
+            running, problem = _supervised_child(state_dir, path.stem)
+        found.append(ExpectedWorker(path.stem, pid, data.get("address"), running, problem))
     return found
 
 

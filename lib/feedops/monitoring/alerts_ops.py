@@ -96,11 +96,13 @@ def operations(T: dict) -> tuple[Alert, ...]:
             f"{{{{ $value | humanizeDuration }}}} ago: {T['health_check_missed_runs']} runs missed (cron every "
             f"{T['health_check_interval_seconds']}s).",
             "make health",
-            Page(f"No health-check push reached the Pushgateway for {T['health_check_missed_runs']} intervals: the cron "
-                 "line (docs/ops/health-check.md) stopped, or its pushes fail.",
+            Page(f"No health-check push reached the Pushgateway for {T['health_check_missed_runs']} intervals: the timer "
+                 "or crontab line that runs it every minute (docs/ops/scheduling.md) stopped, or its pushes fail.",
                  "Nothing checks the feed between alerts on its metrics; pre-market freshness is not judged.",
-                 ("crontab -l | grep check_feed_health", "make health                                   # one run; its report's push section says whether the push worked"),
-                 ("make health                                   # proves the check and the push work", "crontab -e                                    # restore the cron line"),
+                 ("systemctl list-timers 'feedops-health@*'      # or: crontab -l -u feedops | grep 'start_live_env.sh health'",
+                  "make health                                   # one run; its report's push section says whether the push worked"),
+                 ("make health                                   # proves the check and the push work",
+                  "sudo systemctl enable --now feedops-health@prod.timer   # or restore the line of deploy/crontab"),
                  ESCALATE_OPS)),
         Alert(
             "PremarketNotDone", "operations",
@@ -177,6 +179,25 @@ def operations(T: dict) -> tuple[Alert, ...]:
                  "A real failover may fail the same way.",
                  (STATUS, "tail -n 100 var/state/logs/worker-0.log"),
                  ("make drill                                    # after fixing what the exit code names",),
+                 ESCALATE_OPS)),
+        Alert(
+            "ComponentRestarting", "operations",
+            warn_crit("increase(feedops_supervisor_restarts_total[15m]) >= @T@", T["restarts_warn"], T["restarts_crit"],
+                      "1m", lambda v: f"{v} restart{'s' if v != 1 else ''}"),
+            "{{ $labels.component }} on {{ $labels.instance }} was restarted ({threshold} in 15m)",
+            "The supervisor restarted {{ $labels.component }} on {{ $labels.instance }} (env {{ $labels.env }}) "
+            "{{ $value | printf \"%.0f\" }} time(s) in 15 minutes (limit {threshold}) after it failed.",
+            "make status",
+            Page("A native component (worker, ctp-sim, monitoring) exited on failure or was killed, and its supervisor "
+                 "started it again (docs/ops/supervisor.md). One restart is a warning; several in 15 minutes are a "
+                 "crash loop.",
+                 "Each restart of a worker is a gap in the feed (the restart time plus the backoff: 1 s, doubling per "
+                 "failure up to FEEDOPS_RESTART_BACKOFF_MAX_SECONDS); ticks it held when it was killed are lost. "
+                 "Repeated login or storm exits may have failed the feed over to the other profile.",
+                 (STATUS + "  # restarts, last exit and profile per component",
+                  "tail -n 100 var/state/logs/worker-0.log       # why it exited (the component's log)"),
+                 ("make status                                   # an exit code a restart cannot fix stops the restarts: "
+                  "fix it (docs/ops/exit-codes.md), then make restart",),
                  ESCALATE_OPS)),
         Alert(
             "CalendarRunningOut", "operations",

@@ -36,7 +36,7 @@ SESSION_WINDOWS = (
     (20 * 3600 + 50 * 60, 26 * 3600 + 30 * 60, 1, 5),
 )
 #: Pre-market must have succeeded this long before its window opened (the runbook
-#: runs it at 08:40 and 20:40).
+#: timers of deploy/ run it at 08:30 and 20:30, docs/ops/scheduling.md).
 PREMARKET_LEAD_SECONDS = 3600
 
 
@@ -69,9 +69,12 @@ def thresholds(feed: FeedSettings | None = None) -> dict[str, float]:
         # delivered-but-unacknowledged entries that count as a backlog (settings' lag warning)
         "consumer_pending_warn": feed.consumer_lag_warn,
         # operations
-        "health_check_interval_seconds": 60,  # the cron line in docs/ops/health-check.md
+        "health_check_interval_seconds": 60,  # the timer/crontab of deploy/ (docs/ops/scheduling.md)
         "health_check_missed_runs": 3,
         "drill_max_age_days": 31,  # a drill a month
+        # supervisor restarts of one native component within 15 minutes (lib/feedops/runbook/supervisor.py)
+        "restarts_warn": 1,
+        "restarts_crit": 3,
         "calendar_warn_days": 30,
         "calendar_crit_days": 7,
     }

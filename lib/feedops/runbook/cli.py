@@ -252,11 +252,29 @@ def cmd_unpin(args, ctx: RunbookContext) -> int:
     return Runbook.OK
 
 
+def cmd_schedule_gate(args, ctx: RunbookContext) -> int:
+    """--scheduled runs: run, skip (exit 0) or refuse (SCHEDULE_REFUSED) at the clock's time (feedops.schedule)."""
+    from .. import clock, schedule
+    from ..calendar import CalendarError, TradingCalendar
+
+    try:
+        clock.check()
+        decision = schedule.decide(args.mode, TradingCalendar.from_settings(ctx.feed), clock.now())
+    except (CalendarError, clock.ClockError) as exc:
+        raise StepFailed(Runbook.VALIDATION_FAILED, f"cannot decide whether the scheduled {args.mode} acts: {exc}") from None
+    sys.stdout.write(decision.lines())  # the runbook logs the decision and records its reason
+    return Runbook.SCHEDULE_REFUSED if decision.action == "refuse" else Runbook.OK
+
+
 def cmd_record(args, ctx: RunbookContext) -> int:
     from . import outcome  # prometheus_client only where it is needed
 
-    reason = outcome.record(ctx, args.mode, args.rc, args.duration, args.detail)
-    if reason:
+    reason = outcome.record(ctx, args.mode, args.rc, args.duration, args.detail, skipped=args.skipped)
+    if reason and args.mode == "shutdown" and args.rc == Runbook.OK and ctx.runtime == "native":
+        # the native shutdown stopped the runbook's own Pushgateway with the feed: expected, not a warning
+        log.info("runbook.push.skipped", f"the Pushgateway stopped with the feed ({reason}); the outcome is in the "
+                 "state: make status", mode=args.mode)
+    elif reason:
         log.warning("runbook.push.failed", reason, mode=args.mode)
     return Runbook.OK
 
@@ -310,7 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rc", type=int, required=True)
     p.add_argument("--duration", type=float, required=True)
     p.add_argument("--detail", default="")
+    p.add_argument("--skipped", action="store_true", help="a --scheduled run that did nothing (not a trading day)")
     p.set_defaults(func=cmd_record)
+    p = sub.add_parser("schedule-gate", help="--scheduled runs: ACTION=run|skip|refuse at the clock's time")
+    p.add_argument("--mode", required=True, choices=("premarket", "shutdown", "drill"))
+    p.set_defaults(func=cmd_schedule_gate)
     sub.add_parser("status").set_defaults(func=cmd_status)
     return parser
 

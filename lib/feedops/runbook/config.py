@@ -126,6 +126,15 @@ class RunbookContext:
             return str(self.pin["tag"])
         return self.feed.image_tag
 
+    def image_ref(self) -> str:
+        """The reference docker compose runs: IMAGE:TAG, IMAGE:TAG@sha256:... or IMAGE@sha256:... (feedops.release)."""
+        from ..release import image_ref
+
+        try:
+            return image_ref(self.feed.image, self.image_tag())
+        except ValueError:  # a pin recorded before the forms were checked: compose names the problem
+            return f"{self.feed.image}:{self.image_tag()}"
+
     def child_overrides(self) -> dict[str, str]:
         """What every program the runbook starts receives on top of the environment
         (the pin, the active profile, the state dir): bash passes the same to the CLIs."""
@@ -183,6 +192,7 @@ class RunbookContext:
             "PROFILE": self.profile,
             "IMAGE": self.feed.image,
             "IMAGE_TAG": self.image_tag(),
+            "IMAGE_REF": self.image_ref(),
             "WORKER_URLS": " ".join(self.feed.worker_url_list),
             "SIM_PROFILES": " ".join(self.sim_profiles()),
             "COMPOSE_PROFILES": " ".join(self.compose_profiles()),

@@ -13,13 +13,19 @@ from ..push import push
 from .config import RunbookContext
 
 
-def record(ctx: RunbookContext, mode: str, exit_code: int, duration: float, detail: str = "") -> str | None:
-    """Store the outcome of a run; push it when Pushgateway is enabled. Returns a push failure reason."""
+def record(ctx: RunbookContext, mode: str, exit_code: int, duration: float, detail: str = "",
+           skipped: bool = False) -> str | None:
+    """Store the outcome of a run; push it when Pushgateway is enabled. Returns a push failure reason.
+
+    A ``skipped`` run (``--scheduled`` on a day without the session, feedops.schedule) is
+    recorded and pushed as run (exit 0, last run now) but is not a success: the last
+    success keeps its time, so the alerts on pre-market and drills judge real runs only."""
     previous = ctx.state.run_outcome(mode) if mode in ctx.state.modes_with_runs() else None
     now = time.time()
-    last_success = now if exit_code == Runbook.OK else (previous or {}).get("last_success_ts")
+    succeeded = exit_code == Runbook.OK and not skipped
+    last_success = now if succeeded else (previous or {}).get("last_success_ts")
     try:
-        outcome_name = Runbook(exit_code).name
+        outcome_name = "SKIPPED" if skipped and exit_code == Runbook.OK else Runbook(exit_code).name
     except ValueError:
         outcome_name = "UNKNOWN"
     ctx.state.record_run({"mode": mode, "exit_code": exit_code, "outcome": outcome_name, "duration_seconds": round(duration, 3),

@@ -1,8 +1,11 @@
 """The native runtime: components as processes with pid files and log files.
 
-Each component runs in its own session (process group), its output appended to
-``<state>/logs/<name>.log``; its pid file ``<state>/pids/<name>.pid`` records the pid
-and the kernel start time, so a recycled pid is never mistaken for the component.
+Each component runs in its own session (process group) under its supervisor
+(:mod:`.supervisor`, which restarts it on failure), its output appended to
+``<state>/logs/<name>.log``; its pid file ``<state>/pids/<name>.pid`` records the
+supervisor's pid (the group leader: signals to the group reach both) and the kernel
+start time, so a recycled pid is never mistaken for the component. The component's
+own pid is in ``<state>/supervisor/<name>.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from .. import paths
 from ..log import get_logger
 from .config import RunbookContext, listen_of
+from . import supervisor
 from .state import StateError, atomic_write_json, read_json
 
 log = get_logger("runbook")
@@ -123,7 +127,7 @@ class ProcessTable:
             return pid, False
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file(comp.name), "ab") as out:
-            proc = subprocess.Popen(comp.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(supervisor.command(comp.name, comp.kind, comp.argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     env={**self.ctx.child_environ(), **comp.env}, cwd=paths.ROOT, start_new_session=True)
         ticks = _start_ticks(proc.pid)
         atomic_write_json(self.pid_file(comp.name), {"pid": proc.pid, "start_ticks": ticks or 0, "kind": comp.kind,

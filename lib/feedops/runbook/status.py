@@ -7,6 +7,7 @@ import time
 from .config import RunbookContext
 from .procs import ProcessTable
 from .state import StateError
+from .supervisor import describe_exit, read_record
 
 
 def _when(ts: float | None) -> str:
@@ -53,7 +54,7 @@ def render_status(ctx: RunbookContext) -> str:
             pid = table.running_pid(name)
             record = table.record(name) or {}
             state = f"running (pid {pid})" if pid else "not running (stale pid file)"
-            lines.append(f"    {name:<14} {state:<24} {record.get('address', '')}")
+            lines.append(f"    {name:<14} {state:<24} {record.get('address', '')}{_supervised(ctx, name)}")
         if not names:
             lines.append("    none")
         lines.extend(_monitoring_lines(ctx))
@@ -70,3 +71,15 @@ def render_status(ctx: RunbookContext) -> str:
     if not modes:
         lines.append("    none")
     return "\n".join(lines) + "\n"
+
+
+def _supervised(ctx, name: str) -> str:
+    """The supervisor's counts for ``name`` (docs/ops/supervisor.md), when it restarted it at all."""
+    try:
+        record = read_record(ctx.state, name)
+    except StateError as exc:
+        return f"  supervisor record unreadable: {exc}"
+    if not record["restarts"] and not record["failovers"]:
+        return ""
+    text = f"  restarts {record['restarts']}, last {describe_exit(record.get('last_exit', 0))} {_when(record.get('last_exit_ts'))}"
+    return text + (f", failovers {record['failovers']}" if record["failovers"] else "")

@@ -298,6 +298,23 @@ def check_rate_limits(ctx: Context) -> CheckResult:
                     f"{f.query_rate_per_second} queries/s, {f.subscribe_batch_interval_seconds} s between batches")
 
 
+@check("image.pinned", "staging and prod run an image pinned by digest (FEEDOPS_IMAGE_TAG=tag@sha256:...); dev may float")
+def check_image_pinned(ctx: Context) -> CheckResult:
+    from ..release import image_ref, is_pinned
+
+    f = ctx.settings.feed
+    ref = image_ref(f.image, f.image_tag)
+    if is_pinned(f.image_tag):
+        return CheckResult("image.pinned", "pass", f"{ref} (pinned by digest)")
+    problems = [Problem("FEEDOPS_IMAGE_TAG", f"{f.image_tag!r} is a floating tag: the image it names can change under a running "
+                        f"{ctx.env}", "set FEEDOPS_IMAGE_TAG to the release's tag@sha256:<digest> from its release record, "
+                        "e.g. FEEDOPS_IMAGE_TAG=v1.5.0@sha256:<digest> (docs/ops/releases.md)",
+                        ctx.settings.sources.get("FEEDOPS_IMAGE_TAG"))]
+    if ctx.env not in STRICT_ENVS:
+        return CheckResult("image.pinned", "pass", f"{ref} (floating; allowed in {ctx.env})")
+    return _verdict("image.pinned", problems, True, "")
+
+
 @check("flow_dir.writable", "The CTP flow directory exists or can be created, and is writable")
 def check_flow_dir(ctx: Context) -> CheckResult:
     path = ctx.settings.feed.path("flow_dir")

@@ -26,6 +26,7 @@ from ..ctpapi import CtpApi, CtpApiError, load_api
 from ..exitcodes import Check, Worker
 from ..log import get_logger, utc_timestamp
 from ..settings import parse_shard
+from . import resume
 from .errors import WorkerError
 from .gateway import Gateway
 from .http import HealthServer
@@ -182,6 +183,7 @@ class FeedWorker:
                     return Worker.OK
                 raise
             self.book.load(instruments)
+            self._resume_dedupe()
             tune_interpreter()
             self.gateway.start_md()
             while not self._stop.is_set():
@@ -196,6 +198,24 @@ class FeedWorker:
             return Worker.OK
         finally:
             self.shutdown()
+
+    def _resume_dedupe(self) -> None:
+        """Seed the deduper with the last tick per instrument the sink holds (before subscribing: a replaying
+        front after a restart or a failover then adds nothing). A sink that cannot be read is logged; the
+        worker runs with the in-process state only."""
+        started = time.monotonic()
+        wanted = set(self.book.instruments)
+        try:
+            state, source = resume.from_sink(self.feed, self.shard, wanted)
+        except Exception as exc:  # noqa: BLE001 - any read failure: start without the sink's state
+            _log.warning("worker.dedupe.resume_failed", f"cannot read the last ticks back from the {self.sink.kind} "
+                         f"sink ({exc.__class__.__name__}); a replaying front may add duplicates until it has moved on",
+                         sink=self.sink.kind)
+            return
+        seeded = self.deduper.seed(state)
+        _log.info("worker.dedupe.resumed", f"dedupe state rebuilt from the sink: {seeded} of {len(wanted)} instruments "
+                  f"from {source} in {time.monotonic() - started:.2f} s", seeded=seeded, instruments=len(wanted),
+                  source=source)
 
     def shutdown(self) -> None:
         self.gateway.close()

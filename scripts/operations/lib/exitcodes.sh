@@ -14,6 +14,7 @@ readonly EXIT_SHUTDOWN_FAILED=72  # a component did not stop within the timeout
 readonly EXIT_STATE_CORRUPT=73  # a state file is corrupt or unreadable; it was not trusted
 readonly EXIT_DEPENDENCY_MISSING=74  # a required tool (python venv, docker compose) is missing
 readonly EXIT_ROTATION_FAILED=75  # the new credentials did not recover; the previous ones were restored
+readonly EXIT_SCHEDULE_REFUSED=76  # --scheduled run refused: its session already opened (premarket) or one is open (shutdown, drill)
 readonly EXIT_INTERRUPTED=130  # stopped by SIGINT (Ctrl-C); what this run started was cleaned up
 readonly EXIT_TERMINATED=143  # stopped by SIGTERM; what this run started was cleaned up
 readonly CHECK_OK=0  # all checks passed

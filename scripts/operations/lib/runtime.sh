@@ -21,6 +21,7 @@ feedops::compose() {
   local p
   for p in ${FEEDOPS_CFG[COMPOSE_PROFILES]}; do profiles+=(--profile "${p}"); done
   feedops::run env FEEDOPS_ENV="${FEEDOPS_CFG[ENV]}" FEEDOPS_IMAGE="${FEEDOPS_CFG[IMAGE]}" FEEDOPS_IMAGE_TAG="${FEEDOPS_CFG[IMAGE_TAG]}" \
+    FEEDOPS_IMAGE_REF="${FEEDOPS_CFG[IMAGE_REF]}" \
     FEEDOPS_ACTIVE_PROFILE="${FEEDOPS_CFG[PROFILE]}" FEEDOPS_RELEASE_ENV_FILE="${FEEDOPS_CFG[RELEASE_ENV]}" \
     FEEDOPS_STATE_DIR="${FEEDOPS_CFG[STATE_DIR]}" \
     docker compose --project-directory "${FEEDOPS_ROOT}" --file "${FEEDOPS_ROOT}/docker-compose.yml" \
@@ -99,13 +100,26 @@ feedops::runtime::wait_ready() {
   esac
 }
 
-# check_feed_health.py against the running worker(s), text summary on stdout.
-feedops::runtime::health() {
+#######################################
+# check_feed_health.py against the running worker(s), in the runtime.
+# Arguments: exec|run CHECKER_ARGS...  (compose: exec = inside the running worker container;
+#   run = a one-off container on the project's network, which reports and pushes even when
+#   the worker is down; native runs the venv's CLI either way)
+#######################################
+feedops::runtime::check_health() {
+  local -a how=(exec -T)
+  [[ $1 == run ]] && how=(run --rm --no-deps -T)
+  shift
   case ${FEEDOPS_CFG[RUNTIME]} in
-    native) feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" --format text --no-premarket ;;
-    compose) feedops::compose exec -T worker python scripts/operations/check_feed_health.py \
-               --env "${FEEDOPS_CFG[ENV]}" --format text --no-premarket ;;
+    native) feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" "$@" ;;
+    compose) feedops::compose "${how[@]}" worker python scripts/operations/check_feed_health.py \
+               --env "${FEEDOPS_CFG[ENV]}" "$@" ;;
   esac
+}
+
+# The runbook's verification after a start: text summary on stdout, pre-market not judged.
+feedops::runtime::health() {
+  feedops::runtime::check_health exec --format text --no-premarket
 }
 
 # What runs (compose only; the native table is part of the helper's status).
