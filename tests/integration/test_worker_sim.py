@@ -322,12 +322,18 @@ def test_silent_front_exits_no_front(sim, workers, tmp_path):
     assert "worker.front.none" in w.output() or "worker.watchdog.no_connection" in w.output()
 
 
-def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
+def _own_redis(tmp_path: Path) -> tuple[list[str], int]:
+    """argv and port of a redis-server of the test's own, on a free loopback port (stopped and restarted by it)."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.path.exists(binary):
         pytest.skip("redis-server not installed: apt-get install redis-server")
     port = free_port()
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    return [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir",
+            str(tmp_path)], port
+
+
+def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
+    argv, port = _own_redis(tmp_path)
     redis_proc = Server("redis", argv, port, tmp_path / "redis1.log")
     try:
         url = f"redis://127.0.0.1:{port}/0"
@@ -357,11 +363,7 @@ def test_ticks_lost_are_critical_while_recent_and_clear_without_a_restart(sim, w
     """Redis stops under a worker with a small sink buffer: ticks are dropped and the health check says
     CRITICAL (ticks:lost), not WARNING; Redis comes back and once a whole window (the worker's staleness
     window, 5 s here) passes without a loss, ticks:lost passes again, without a restart."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.path.exists(binary):
-        pytest.skip("redis-server not installed: apt-get install redis-server")
-    port = free_port()
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    argv, port = _own_redis(tmp_path)
     redis_proc = Server("redis", argv, port, tmp_path / "redis1.log")
     try:
         w = start(workers, sim, tmp_path, "--sink", f"redis://127.0.0.1:{port}/0", FEEDOPS_SINK_BUFFER_MAX="2000",
