@@ -49,8 +49,12 @@ def universe(n: int, now: float, *, stale_every: int = 0, never_every: int = 0) 
 def status_doc(rows: list[tuple], *, now: float, connected: bool = True, logged_in: bool = True, tps: float = 500.0,
                expected_tps: float | None = None, p99: float | None = 0.02, rate_limits: int = 0, errors: int = 0,
                sink_kind: str = "file", sink_up: bool = True, recent_disconnects: int = 0, shard: str = "0/1",
-               with_table: bool = True, validate: bool = True) -> dict[str, Any]:
-    """A worker /status?instruments=1 document (validated against worker-status.schema.json)."""
+               with_table: bool = True, validate: bool = True, skew: float | None = 0.0,
+               lost_recent: tuple[int, int] | None = (0, 0), dropped_total: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    """A worker /status?instruments=1 document (validated against worker-status.schema.json).
+
+    ``lost_recent``: (queue, sink) ticks discarded in the last 60 s, None for a worker without the
+    window; ``dropped_total``: (queue, sink) since start; ``skew``: clock_skew_seconds (None: absent)."""
     names, exchanges, products, classes, ticks = (list(col) for col in zip(*rows)) if rows else ([], [], [], [], [])
     at = dt.datetime.fromtimestamp(now, dt.timezone.utc)
     cov = coverage.compute(names, exchanges, products, classes, ticks, calendar=TradingCalendar("always-open"),
@@ -74,11 +78,16 @@ def status_doc(rows: list[tuple], *, now: float, connected: bool = True, logged_
                        "expected_ticks_per_second": expected_tps},
         "latency": {"p50_seconds": None if p99 is None else p99 / 4, "p99_seconds": p99},
         "rate_limit_incidents_total": rate_limits, "errors_total": errors,
-        "queue": {"depth": 0, "capacity": 200000, "dropped_total": 0},
-        "sink": {"kind": sink_kind, "target": "var/feed", "up": sink_up, "buffered": 0, "dropped_total": 0, "errors_total": 0},
+        "queue": {"depth": 0, "capacity": 200000, "dropped_total": dropped_total[0]},
+        "sink": {"kind": sink_kind, "target": "var/feed", "up": sink_up, "buffered": 0, "dropped_total": dropped_total[1],
+                 "errors_total": 0},
         "ready": connected and logged_in, "ready_reasons": [] if connected else ["front not connected"],
         "never_ticked": cov.never_ticked.as_dict(), "stale": cov.stale.as_dict(),
     }
+    if skew is not None:
+        doc["latency"]["clock_skew_seconds"] = skew
+    if lost_recent is not None:
+        doc["ticks_lost_recent"] = {"window_seconds": 60, "queue_dropped": lost_recent[0], "sink_dropped": lost_recent[1]}
     if with_table:
         doc["instrument_table"] = {"instrument": names, "exchange": exchanges, "product": products,
                                    "product_class": classes, "last_tick_unix": ticks}

@@ -73,6 +73,9 @@ QUEUE_DROPS = _m("queue_dropped_total", "counter", "Ticks dropped because the ca
 QUEUE_DEPTH = _m("queue_depth", "gauge", "Ticks waiting in the callback-to-pipeline queue.")
 QUEUE_CAPACITY = _m("queue_capacity", "gauge", "Bound of the callback-to-pipeline queue.")
 TICK_LATENCY = _m("tick_latency_seconds", "histogram", "Exchange time to publish, corrected for clock skew.", "exchange")
+CLOCK_SKEW = _m("clock_skew_seconds", "gauge",
+                "Measured offset between the exchange's clock and ours (smallest receive - exchange time of the last "
+                "minute when beyond 1 s, else 0): tick_latency_seconds excludes it, the true delay is latency + skew.")
 PIPELINE_LATENCY = _m("pipeline_latency_seconds", "histogram",
                       "Callback receive to written by the sink: the worker's own share of the tick latency.")
 LAST_TICK_TIMESTAMP = _m("last_tick_timestamp_seconds", "gauge", "Unix time the last tick was received.", "exchange")

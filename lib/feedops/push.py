@@ -6,10 +6,22 @@ report and log, and the verdict of the run is unchanged.
 
 from __future__ import annotations
 
+import http.client
 import socket
 from urllib.error import URLError
 
 from prometheus_client import CollectorRegistry, push_to_gateway
+
+from . import httpclient
+
+
+def _bounded_handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes):
+    """prometheus-client's push handler, with the whole request bounded by ``timeout`` (feedops.httpclient)."""
+    def handle() -> None:
+        status, reason, _ = httpclient.request(url, timeout or 2.0, method=method, headers=dict(headers), data=data)
+        if status >= 400:
+            raise OSError(f"error talking to pushgateway: {status} {reason}")
+    return handle
 
 
 def push(url: str, job: str, registry: CollectorRegistry, *, grouping_key: dict[str, str] | None = None,
@@ -20,11 +32,12 @@ def push(url: str, job: str, registry: CollectorRegistry, *, grouping_key: dict[
     holds only metrics, the URL is the Pushgateway's).
     """
     try:
-        push_to_gateway(url, job=job, registry=registry, grouping_key=grouping_key or {}, timeout=timeout)
+        push_to_gateway(url, job=job, registry=registry, grouping_key=grouping_key or {}, timeout=timeout,
+                        handler=_bounded_handler)
         return None
     except URLError as exc:
         return f"push to {url} failed: {getattr(exc, 'reason', exc)}"
-    except (OSError, socket.timeout, ValueError) as exc:
+    except (OSError, socket.timeout, ValueError, http.client.HTTPException) as exc:
         return f"push to {url} failed: {exc}"
 
 

@@ -399,3 +399,143 @@ def test_no_premarket_skips_only_the_premarket_age(env, worker, capsys):
     code, report, _ = run_json(capsys, "--worker", worker.url, "--no-push", "--no-premarket")
     assert code == 0, report["output"]
     assert "premarket:age" not in report["checks"] and "coverage:ratio" in report["checks"]
+
+
+_HTTP_HEAD = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+
+
+class _Trickler:
+    """A real TCP server on 127.0.0.1 that sends ``head`` at once, then ``payload`` one byte every
+    ``interval`` seconds: never silent long enough for a per-read socket timeout."""
+
+    def __init__(self, payload: bytes, head: bytes = b"", interval: float = 1.0):
+        import socket
+        import threading
+
+        self.head, self.payload, self.interval = head, payload, interval
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn):
+        with conn:
+            try:
+                conn.sendall(self.head)
+                for i in range(len(self.payload)):
+                    if self.stop.wait(self.interval):
+                        return
+                    conn.sendall(self.payload[i:i + 1])
+            except OSError:
+                return
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("head, payload", [(b"", _HTTP_HEAD + b" " * 40), (_HTTP_HEAD, b" " * 40)],
+                         ids=["headers-trickle", "body-trickles"])
+def test_a_trickling_server_holds_the_check_no_longer_than_the_timeout(env, capsys, head, payload):
+    """Every read of a worker is bounded by --timeout in total, not per read: a server sending one byte a
+    second (within the headers, or within the body) makes the check UNKNOWN after --timeout."""
+    server = _Trickler(payload, head)
+    try:
+        started = time.monotonic()
+        code, report, _ = run_json(capsys, "--worker", server.url, "--timeout", "1.5", "--no-premarket")
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert code == 3, report["output"]
+    assert "no complete answer within --timeout 1.5s" in report["checks"]["worker:reachable"][0]["output"]
+    assert elapsed < 1.5 + 5, f"the check took {elapsed:.1f}s with --timeout 1.5 against a {len(payload)} s answer"
+
+
+def test_a_trickling_redis_holds_the_consumer_read_no_longer_than_its_timeout():
+    """A server answering Redis commands one byte a second (never silent long enough for a per-read
+    socket timeout) is cut off at the timeout: the consumer-group read is bounded in total."""
+    from feedops.health.sources import SourceError, read_consumer_groups
+
+    server = _Trickler(b"+" + b"O" * 60 + b"\r\n")
+    try:
+        started = time.monotonic()
+        with pytest.raises(SourceError) as caught:
+            read_consumer_groups(f"redis://127.0.0.1:{server.port}/0", "feed", timeout=1.5)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert "no complete answer within 1.5s" in caught.value.reason
+    assert elapsed < 1.5 + 5, f"the read took {elapsed:.1f}s with a 1.5 s timeout against a 64 s answer"
+
+
+def test_a_trickling_pushgateway_holds_the_push_no_longer_than_its_timeout():
+    """The push (a PUT and its answer) is bounded in total too: a Pushgateway answering one byte a second
+    makes the push fail after its timeout, with the reason."""
+    from feedops.push import push
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    Gauge("feedops_check_status", "h", registry=registry).set(0)
+    server = _Trickler(b"HTTP/1.0 200 OK\r\nContent-Length: 40\r\n\r\n" + b" " * 40)
+    try:
+        started = time.monotonic()
+        error = push(server.url, "feedops_check_feed_health", registry, timeout=1.5)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert error is not None and "no complete answer within 1.5s" in error
+    assert elapsed < 1.5 + 5, f"the push took {elapsed:.1f}s with a 1.5 s timeout against an 80 s answer"
+
+
+def _dead_pid_record() -> dict:
+    """A pid record (the runbook's format, lib/feedops/runbook/procs.py) of a process that has exited."""
+    from feedops.runbook.procs import _start_ticks
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    ticks = _start_ticks(proc.pid)
+    proc.communicate(b"")
+    assert ticks and _start_ticks(proc.pid) is None
+    return {"pid": proc.pid, "start_ticks": ticks, "kind": "worker", "argv": [], "address": "127.0.0.1:1", "log": "x",
+            "ts": 0}
+
+
+def test_a_worker_that_should_run_and_does_not_is_critical(env, capsys):
+    """The runbook's pid file says worker-0 runs; the process is gone and its port refuses: CRITICAL
+    (worker:running fails), not UNKNOWN. Once the pid file is removed (stopped on purpose) it is UNKNOWN again."""
+    from feedops.runbook.procs import _start_ticks
+
+    pids = os.path.join(env["FEEDOPS_STATE_DIR"], "pids")
+    os.makedirs(pids)
+    with open(os.path.join(pids, "worker-0.pid"), "w") as fh:
+        json.dump(_dead_pid_record(), fh)
+    with open(os.path.join(pids, "worker-1.pid"), "w") as fh:  # this one runs: the test process itself
+        json.dump({"pid": os.getpid(), "start_ticks": _start_ticks(os.getpid()), "address": "127.0.0.1:2"}, fh)
+    url = f"http://127.0.0.1:{free_port()}"
+    code, report, _ = run_json(capsys, "--worker", url, "--no-premarket")
+    assert code == 2 and report["verdict"] == "CRITICAL", report["output"]
+    assert statuses(report, "worker:running") == {"worker-0": "fail", "worker-1": "pass"}
+    assert "worker-0 should be running" in report["output"]
+    os.unlink(os.path.join(pids, "worker-0.pid"))
+    code, report, _ = run_json(capsys, "--worker", url, "--no-premarket")
+    assert code == 3 and statuses(report, "worker:running") == {"worker-1": "pass"}
+    # worker-1's supervisor (the pid file's process) runs, but its child, the worker, is gone: being restarted
+    supervisor = os.path.join(env["FEEDOPS_STATE_DIR"], "supervisor")
+    os.makedirs(supervisor)
+    with open(os.path.join(supervisor, "worker-1.json"), "w") as fh:
+        json.dump({"restarts": 2, "failovers": 0, "last_exit": -9, "child_pid": _dead_pid_record()["pid"]}, fh)
+    code, report, _ = run_json(capsys, "--worker", url, "--no-premarket")
+    assert code == 2 and statuses(report, "worker:running") == {"worker-1": "fail"}
+    assert "its supervisor runs but the worker does not (last exit -9, 2 restart(s)" in report["output"]

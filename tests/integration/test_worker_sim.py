@@ -322,12 +322,18 @@ def test_silent_front_exits_no_front(sim, workers, tmp_path):
     assert "worker.front.none" in w.output() or "worker.watchdog.no_connection" in w.output()
 
 
-def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
+def _own_redis(tmp_path: Path) -> tuple[list[str], int]:
+    """argv and port of a redis-server of the test's own, on a free loopback port (stopped and restarted by it)."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.path.exists(binary):
         pytest.skip("redis-server not installed: apt-get install redis-server")
     port = free_port()
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    return [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir",
+            str(tmp_path)], port
+
+
+def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
+    argv, port = _own_redis(tmp_path)
     redis_proc = Server("redis", argv, port, tmp_path / "redis1.log")
     try:
         url = f"redis://127.0.0.1:{port}/0"
@@ -349,6 +355,38 @@ def test_redis_down_buffers_counts_and_recovers(sim, workers, tmp_path):
         print(f"\nSCENARIO redis-down-buffer-overflow: published={_stopped_line(w)['published']} lost={lost['lost']} "
               f"exit={w.proc.returncode}")
         assert lost["level"] == "error" and lost["sink_buffer_full"] == _stopped_line(w)["sink_dropped"] > 0
+    finally:
+        redis_proc.stop()
+
+
+def test_ticks_lost_are_critical_while_recent_and_clear_without_a_restart(sim, workers, tmp_path):
+    """Redis stops under a worker with a small sink buffer: ticks are dropped and the health check says
+    CRITICAL (ticks:lost), not WARNING; Redis comes back and once a whole window (the worker's staleness
+    window, 5 s here) passes without a loss, ticks:lost passes again, without a restart."""
+    argv, port = _own_redis(tmp_path)
+    redis_proc = Server("redis", argv, port, tmp_path / "redis1.log")
+    try:
+        w = start(workers, sim, tmp_path, "--sink", f"redis://127.0.0.1:{port}/0", FEEDOPS_SINK_BUFFER_MAX="2000",
+                  FEEDOPS_STALENESS_WINDOW_SECONDS="5")
+        w.wait_status(lambda s: s["front"]["logged_in"] and s["sink"]["up"] and s["throughput"]["ticks_published_total"],
+                      "ticks published")
+        redis_proc.stop()
+        w.wait_status(lambda s: s["ticks_lost_recent"]["sink_dropped"] > 0, "ticks dropped at the sink")
+        worst = _health_report(w)
+        assert worst["verdict"] == "CRITICAL", worst["output"]
+        [lost] = worst["checks"]["ticks:lost"]
+        assert lost["status"] == "fail" and lost["observedValue"] > 0 and "last 5s" in lost["output"]
+        redis_proc = Server("redis", argv, port, tmp_path / "redis2.log")
+        back = time.monotonic()
+        status = w.wait_status(lambda s: s["sink"]["up"] and s["ticks_lost_recent"]["sink_dropped"] == 0
+                               and s["ticks_lost_recent"]["queue_dropped"] == 0, "a whole window without a loss")
+        cleared = time.monotonic() - back
+        report = _health_report(w)
+        assert [e["status"] for e in report["checks"]["ticks:lost"]] == ["pass"], report["output"]
+        assert status["sink"]["dropped_total"] > 0  # the totals since start remain: only the window cleared
+        print(f"\nSCENARIO ticks-lost-window: dropped={status['sink']['dropped_total']} worst={worst['verdict']} "
+              f"(ticks:lost {lost['observedValue']}) after={report['verdict']} cleared={cleared:.2f}s after Redis returned")
+        assert w.stop() == int(Worker.TICKS_LOST)
     finally:
         redis_proc.stop()
 
@@ -447,12 +485,19 @@ def _quiesce(sim: Sim, w: WorkerProc, sent_before: int) -> int:
     return sent
 
 
-def _health_verdict(w: WorkerProc) -> str:
-    """check_feed_health.py's verdict on this worker right now (its exit code's name)."""
+def _health_report(w: WorkerProc) -> dict:
+    """check_feed_health.py's JSON report on this worker right now."""
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "operations" / "check_feed_health.py"), "--worker",
                            w.url, "--no-redis", "--no-push", "--no-premarket", "--format", "json"], env=base_env(),
                           capture_output=True, text=True, timeout=60)
-    return Check(done.returncode).name
+    report = json.loads(done.stdout)
+    assert report["exitCode"] == done.returncode
+    return report
+
+
+def _health_verdict(w: WorkerProc) -> str:
+    """check_feed_health.py's verdict on this worker right now (its exit code's name)."""
+    return _health_report(w)["verdict"]
 
 
 def _outage(sim: Sim, w: WorkerProc, sent_before: int, begin, end, buffered: int) -> tuple[dict, float, int, dict, dict]:
@@ -653,6 +698,134 @@ def test_redis_stall_past_the_socket_timeout_adds_no_duplicate(sim, workers, tmp
         redis_proc.stop()
 
 
+# ---------------------------------------------------------------------------- subscriptions heal themselves
+def test_subscriptions_heal_after_a_long_silent_front(sim, workers, tmp_path):
+    """The front goes silent long enough for every subscription to fail (the no-tick watchdog re-subscribes,
+    nothing is acknowledged), then answers again: subscribed, acknowledged, failed, /status, the metrics and
+    readiness are right again without a restart; the failures are one log line with the count, not one per
+    instrument. Sim-sent, worker-published and the file sink reconcile with no duplicate and no torn line."""
+    sent_before = _sim_status(sim)["ticks_sent"]
+    w = start(workers, sim, tmp_path, FEEDOPS_NO_TICK_TIMEOUT_SECONDS="2", FEEDOPS_MAX_RETRIES="1",
+              FEEDOPS_RETRY_BACKOFF_MAX_SECONDS="3")
+    w.wait_ready()
+    sim.fault("silent", True)
+    worst = w.wait_status(lambda s: s["instruments"]["failed"] == INSTRUMENTS, "every subscription failed", timeout=60)
+    assert worst["instruments"]["acknowledged"] == 0 and not worst["ready"]
+    worst_verdict = _health_verdict(w)
+    # long silent: retry rounds come and go unanswered while the front stays silent
+    w.wait_status(lambda s: s["instruments"]["failed"] == INSTRUMENTS and '"worker.subscribe.retried"' in w.output(),
+                  "a retry round over while the front is silent", timeout=60)
+    sim.fault("silent", False)
+    off = time.monotonic()
+    healed = w.wait_status(lambda s: s["instruments"]["acknowledged"] == INSTRUMENTS and s["ready"]
+                           and s["instruments"]["subscribed"] == INSTRUMENTS and s["instruments"]["failed"] == 0,
+                           "subscriptions healed after the front answers again", timeout=60)
+    recovery = time.monotonic() - off
+    assert healed["subscription_failed"] == []
+    w.wait_metric("feedops_instruments_acknowledged{", lambda v: v == INSTRUMENTS)
+    w.wait_metric("feedops_instruments_subscribed{", lambda v: v == INSTRUMENTS)
+    healed_report = _health_report(w)
+    healed_verdict = healed_report["verdict"]
+    sent = _quiesce(sim, w, sent_before)
+    status = w.status()
+    assert w.stop() == int(Worker.OK)
+    records, torn = file_sink_contents(tmp_path / "feed")
+    published, received = status["throughput"]["ticks_published_total"], status["throughput"]["ticks_received_total"]
+    print(f"\nSCENARIO silent-front-heals: sent={sent} received={received} published={published} in_sink={len(records)} "
+          f"duplicates={duplicates(records)} torn={torn} worst={worst_verdict} (0 of {INSTRUMENTS} acknowledged, "
+          f"{worst['instruments']['failed']} failed) healed={healed_verdict} recovery={recovery:.2f}s")
+    assert received == sent and published + sum(status["ticks_dropped"].values()) == received
+    assert len(records) == published and torn == 0 and duplicates(records) == 0
+    failed_lines = [json.loads(line) for line in w.output().splitlines() if '"worker.subscribe.failed"' in line]
+    assert 1 <= len(failed_lines) <= 3, f"{len(failed_lines)} worker.subscribe.failed lines"
+    assert sum(line["failed"] for line in failed_lines) == INSTRUMENTS
+    # healed: nothing fails and the subscription state passes (the sim's rate, ~1,100 ticks/s for 5,000
+    # instruments, is below the snapshot ceiling's warning floor: throughput may warn in any run of this sim)
+    assert healed_report["exitCode"] <= 1, healed_report["output"]
+    assert [e["status"] for e in healed_report["checks"]["instruments:known"]] == ["pass"]
+
+
+# ---------------------------------------------------------------------------- the instrument list is checked
+def _listed(w: WorkerProc) -> dict:
+    return w.status()["instrument_list"]
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["truncated", "truncated-and-resealed"])
+def test_a_truncated_instrument_cache_is_not_trusted(sim, workers, tmp_path, forged):
+    """A worker writes today's instrument cache; it is cut to 10 of its instruments, still well-formed JSON.
+    ``truncated``: the count and checksum written with it no longer match; ``truncated-and-resealed``: they are
+    recomputed too, but the previous day's list (5,000) is the expectation. Either way the restarted worker does
+    not trust the cache, queries the front again and subscribes every instrument; the health check judges the list.
+    Sim-sent, published and the file sink reconcile with no duplicate and no torn line."""
+    from feedops.worker import instruments as im
+
+    sent_before = _sim_status(sim)["ticks_sent"]
+    first = start(workers, sim, tmp_path)
+    first.wait_ready()
+    assert _listed(first)["source"] == "query" and _listed(first)["listed"] == INSTRUMENTS
+    sent = _quiesce(sim, first, sent_before)
+    dropped = sum(first.status()["ticks_dropped"].values())
+    assert first.stop() == int(Worker.OK)
+    sim.fault("silent", False)
+    [cache] = (tmp_path / "cache").glob("instruments-sim-primary-*.json")
+    doc = json.loads(cache.read_text())
+    if forged:
+        earlier = cache.with_name("instruments-sim-primary-20000103.json")
+        im.write_cache(earlier, "20000103", doc["instruments"], None)
+        im.write_cache(cache, doc["trading_day"], doc["instruments"][:10], None)
+    else:
+        doc["instruments"] = doc["instruments"][:10]
+        cache.write_text(json.dumps(doc))
+    sent_before = _sim_status(sim)["ticks_sent"]
+    second = start(workers, sim, tmp_path)
+    status = second.wait_ready()
+    listed = _listed(second)
+    assert listed["source"] == "query" and listed["requeried"] and listed["suspicious"] is None
+    assert status["instruments"]["known"] == INSTRUMENTS and status["instruments"]["acknowledged"] == INSTRUMENTS
+    events = second.events()
+    assert ("worker.instruments.suspicious" if forged else "worker.instruments.cache_bad") in events
+    assert "worker.instruments.cached" not in events
+    report = _health_report(second)
+    assert [e["status"] for e in report["checks"]["instruments:list"]] == ["pass"]
+    assert im.read_cache(cache)[0][:10] == [tuple(r) for r in doc["instruments"][:10]]  # rewritten whole
+    assert len(im.read_cache(cache)[0]) == INSTRUMENTS
+    sent += _quiesce(sim, second, sent_before)
+    dropped += sum(second.status()["ticks_dropped"].values())
+    assert second.stop() == int(Worker.OK)
+    records, torn = file_sink_contents(tmp_path / "feed")
+    published = sum(_stopped_line(w)["published"] for w in (first, second))
+    first_published = _stopped_line(first)["published"]
+    print(f"\nSCENARIO truncated-cache ({'resealed' if forged else 'checksum'}): sent={sent} published={published} "
+          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} dropped_by_pipeline={dropped} "
+          f"worst=the cache refused, {listed['listed']} re-queried, instruments:list pass "
+          f"(first run published {first_published})")
+    assert len(records) == published and torn == 0 and duplicates(records) == 0
+    assert published + dropped == sent
+
+
+def test_a_front_answering_a_suspicious_list_is_flagged_and_judged_critical(sim, workers, tmp_path):
+    """The previous day listed far more than the front answers today (twice): the list is used, flagged in
+    /status and cached with the flag, and the health check's instruments:list fails."""
+    from feedops.worker import instruments as im
+
+    cache_dir = tmp_path / "cache"
+    big = [[f"zz{i:05d}", "SHFE", "zz", "1"] for i in range(3 * INSTRUMENTS)]
+    im.write_cache(cache_dir / "instruments-sim-primary-20000103.json", "20000103", big, None)
+    w = start(workers, sim, tmp_path)
+    status = w.wait_ready()
+    listed = status["instrument_list"]
+    assert listed["source"] == "query" and listed["expected"] == 3 * INSTRUMENTS and listed["expected_day"] == "20000103"
+    assert f"{INSTRUMENTS} instruments, {3 * INSTRUMENTS} on 20000103" in listed["suspicious"]
+    report = _health_report(w)
+    assert report["verdict"] == "CRITICAL"
+    assert [e["status"] for e in report["checks"]["instruments:list"]] == ["fail"]
+    lines = [json.loads(x) for x in w.output().splitlines() if '"worker.instruments.suspicious"' in x]
+    assert [x["level"] for x in lines] == ["warning", "error"]
+    assert w.stop() == int(Worker.OK)
+    [today] = [p for p in cache_dir.glob("instruments-sim-primary-*.json") if "20000103" not in p.name]
+    assert im.read_cache(today)[1] == listed["suspicious"]  # never the next day's expectation
+
+
 # ---------------------------------------------------------------------------- dedupe across a restart / failover
 BACKUP_CREDENTIALS = {key.replace("PRIMARY", "BACKUP"): value for key, value in CREDENTIALS.items()}
 DEDUPE_REASONS = ("replay", "duplicate", "backwards_volume")
@@ -672,8 +845,9 @@ def test_a_replaying_front_after_a_restart_or_failover_adds_nothing(sim, workers
         prefix = f"resume-{how}"
         args, extra = ("--sink", server.url), {"FEEDOPS_REDIS_STREAM_PREFIX": prefix}
         read = lambda: (_redis_ticks(server.url, prefix), 0)  # noqa: E731 - stream entries are whole
-    # the replay arrives as one burst (20 ticks x 5,000 instruments): a queue that holds it whole, so that a
-    # loaded machine cannot turn the burst into queue_full drops (exit 18) and hide what is tested here
+    # the replay arrives as one burst: the sim's whole kept history (up to 20 ticks x 5,000 instruments, growing
+    # with the module's sim's age): a queue that holds it whole, so that neither a loaded machine nor the tests
+    # that ran before turn the burst into queue_full drops (exit 18) and hide what is tested here
     env = {**BACKUP_CREDENTIALS, "CTP_BACKUP_MD_FRONTS": f"tcp://127.0.0.1:{sim.port}",
            "CTP_BACKUP_TD_FRONTS": f"tcp://127.0.0.1:{sim.port}", "FEEDOPS_QUEUE_MAX": "300000", **extra}
     sent_before = _sim_status(sim)["ticks_sent"]

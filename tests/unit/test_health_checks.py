@@ -176,6 +176,56 @@ def test_latency_rate_limits_errors(feed):
     assert by_key(results, "errors:count").status == "warn"
 
 
+def test_ticks_lost_in_the_window_fail_and_clear_once_no_more_are_lost(feed):
+    now = NOW.timestamp()
+    rows = universe(60, now)
+    results, report = judge(feed, observe(status_doc(rows, now=now, lost_recent=(7, 3), dropped_total=(7, 3))))
+    assert rp.verdict(results) == Check.CRITICAL, report["output"]
+    lost = by_key(results, "ticks:lost")
+    assert lost.status == "fail" and lost.observed_value == 10 and "last 60s" in lost.output
+    # the same totals since start, none in the window: the loss is over, the verdict clears
+    results, report = judge(feed, observe(status_doc(rows, now=now, lost_recent=(0, 0), dropped_total=(7, 3))))
+    assert by_key(results, "ticks:lost").status == "pass"
+    assert by_key(results, "errors:count").status == "pass"
+    assert rp.verdict(results) == Check.OK, report["output"]
+
+
+def test_worker_without_the_loss_window_still_warns_on_drops_since_start(feed):
+    now = NOW.timestamp()
+    doc = status_doc(universe(60, now), now=now, lost_recent=None, dropped_total=(5, 0))
+    results, _ = judge(feed, observe(doc))
+    assert not [r for r in results if r.key == "ticks:lost"]
+    assert by_key(results, "errors:count").status == "warn" and "5 dropped" in by_key(results, "errors:count").output
+
+
+@pytest.mark.parametrize("p99, skew, status", [(0.01, 2.5, "fail"), (1.0, 1.5, "fail"), (0.6, 0.6, "warn"),
+                                               (0.01, 0.0, "pass"), (0.01, -3.0, "pass")])
+def test_delay_is_judged_however_it_is_split_between_skew_and_latency(feed, p99, skew, status):
+    now = NOW.timestamp()
+    results, report = judge(feed, observe(status_doc(universe(60, now), now=now, p99=p99, skew=skew)))
+    latency = by_key(results, "latency:p99")
+    assert latency.status == status, latency.output
+    assert latency.observed_value == pytest.approx(p99 + max(0.0, skew))
+    assert by_key(results, "latency:clock-skew").observed_value == skew
+    if skew > 0:
+        assert f"clock skew {skew:g}s" in latency.output
+    validate_report(report)
+
+
+def test_a_suspicious_instrument_list_is_critical(feed):
+    now = NOW.timestamp()
+    doc = status_doc(universe(10, now), now=now)
+    doc["instrument_list"] = {"source": "query", "listed": 10, "expected": 2000, "expected_day": "20261123",
+                              "suspicious": "10 instruments, 2000 on 20261123 (more than 20% fewer)", "requeried": True}
+    results, report = judge(feed, observe(doc))
+    check = by_key(results, "instruments:list", None)
+    assert check.status == "fail" and "2000 on 20261123" in check.output
+    assert rp.verdict(results) == Check.CRITICAL, report["output"]
+    doc["instrument_list"].update(listed=1990, suspicious=None, requeried=False, source="cache")
+    results, _ = judge(feed, observe(doc))
+    assert by_key(results, "instruments:list", None).status == "pass"
+
+
 def test_disconnect_storm(feed, th):
     now = NOW.timestamp()
     results, _ = judge(feed, observe(status_doc(universe(6, now), now=now, recent_disconnects=th.disconnect_storm_count)))

@@ -210,3 +210,64 @@ def test_shards_split_deterministically():
     parts = [[n for n in names if shard_of(n, 3) == i] for i in range(3)]
     assert sorted(sum(parts, [])) == sorted(names) and all(parts)
     assert parts == [[n for n in names if shard_of(n, 3) == i] for i in range(3)]
+
+
+def test_failed_subscriptions_are_tried_again_and_heal_with_one_line_per_event(tmp_path, monkeypatch, capsys):
+    """A front that answers nothing for long: every subscription fails (one ERROR line with the count, not one
+    per instrument), the failed ones are tried again in rounds, and once the front answers they are all
+    acknowledged again without a restart. Time is an input (monotonic patched)."""
+    gw, md = make(tmp_path, n=25, any_open=False, FEEDOPS_RETRY_BACKOFF_MAX_SECONDS="10")
+    login(gw, md)
+    now = [time.monotonic()]
+    monkeypatch.setattr("feedops.worker.gateway.time.monotonic", lambda: now[0])
+
+    def advance(seconds):
+        now[0] += seconds
+        pump(gw, 10)
+
+    for _ in range(2):  # the first try and its one retry go unanswered (ack timeout 5 s)
+        advance(6)
+    assert len(gw.failed) == 25 and not gw.acknowledged and gw.subscription_complete
+    advance(1)
+    sent = sum(len(b) for b in md.batches)
+    advance(10)  # the first retry round: sent, still unanswered
+    assert sum(len(b) for b in md.batches) == sent + 25
+    for _ in range(2):
+        advance(6)
+    assert len(gw.failed) == 25
+    advance(1)
+    sent = sum(len(b) for b in md.batches)
+    advance(10)
+    assert sum(len(b) for b in md.batches) == sent  # nothing recovered: the next round waits twice as long
+    advance(10)
+    assert sum(len(b) for b in md.batches) == sent + 25
+    md.batches[:] = md.batches[-3:]  # the front answers again: acknowledge the round in flight
+    ack_all(gw, md)
+    advance(0)
+    assert not gw.failed and len(gw.acknowledged) == 25 and gw.subscription_complete
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "worker.subscribe.failed" in line]
+    assert len(lines) == 1 and "25 subscription(s) failed" in lines[0], lines
+    assert sum("worker.subscribe.retried" in line for line in err.splitlines()) == 2
+    assert "25 of 25 failed subscription(s) acknowledged" in err
+
+
+def test_ticks_flowing_again_start_the_retry_round_at_once(tmp_path, monkeypatch):
+    age = [None]  # no tick yet: the front is silent
+    gw, md = make(tmp_path, n=5, any_open=False, last_tick_age=lambda: age[0], FEEDOPS_RETRY_BACKOFF_MAX_SECONDS="600")
+    login(gw, md)
+    now = [time.monotonic()]
+    monkeypatch.setattr("feedops.worker.gateway.time.monotonic", lambda: now[0])
+    for _ in range(3):
+        now[0] += 6
+        pump(gw, 10)
+    assert len(gw.failed) == 5
+    sent = sum(len(b) for b in md.batches)
+    now[0] += 1
+    pump(gw, 10)
+    assert sum(len(b) for b in md.batches) == sent  # 600 s to the next round
+    age[0] = 0.2  # ticks flow again
+    pump(gw, 10)
+    assert sum(len(b) for b in md.batches) == sent + 5
+    ack_all(gw, md)
+    assert not gw.failed and len(gw.acknowledged) == 5

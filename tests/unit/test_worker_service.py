@@ -23,7 +23,7 @@ from feedops.paths import SCHEMAS_DIR
 from feedops.settings import load_settings
 from feedops.worker.errors import WorkerError
 from feedops.worker.pipeline import Instrument
-from feedops.worker.service import FeedWorker
+from feedops.worker.service import FeedWorker, LossWindow
 from feedops.worker.sinks import FileSink, Sink, public_target
 from feedops.worker.ticks import RAW_FIELDS, raw_tick
 
@@ -112,6 +112,41 @@ def test_discarded_ticks_are_counted_and_logged_at_error_on_shutdown(tmp_path, c
     [line] = [json.loads(x) for x in capsys.readouterr().err.splitlines() if '"worker.ticks.lost"' in x]
     assert line["level"] == "error" and line["lost"] == 1200 and line["queue_full"] == 200
     assert "exits 18" in line["msg"] and int(Worker.TICKS_LOST) == 18
+
+
+def test_loss_window_counts_only_the_ticks_lost_in_the_last_window():
+    """Time is an input: samples at given monotonic seconds, a 60 s window."""
+    window = LossWindow(60.0, now=0.0)
+    assert window.recent(0, 0) == {"window_seconds": 60.0, "queue_dropped": 0, "sink_dropped": 0}
+    window.sample(1.0, 0, 0)
+    window.sample(2.0, 5, 0)  # 5 dropped at the queue between 1 s and 2 s
+    window.sample(30.0, 5, 7)  # 7 at the sink by 30 s
+    assert window.recent(5, 7) == {"window_seconds": 60.0, "queue_dropped": 5, "sink_dropped": 7}
+    window.sample(62.5, 5, 7)  # the queue drops are older than 60 s now
+    assert window.recent(5, 7)["queue_dropped"] == 0 and window.recent(5, 7)["sink_dropped"] == 7
+    window.sample(91.0, 5, 7)
+    assert window.recent(5, 7) == {"window_seconds": 60.0, "queue_dropped": 0, "sink_dropped": 0}
+    window.sample(92.0, 6, 7)  # a new loss shows at once
+    assert window.recent(6, 7)["queue_dropped"] == 1
+
+
+def test_status_reports_recent_losses_and_the_clock_skew(tmp_path):
+    w = FeedWorker(settings_for(tmp_path, FEEDOPS_QUEUE_MAX="1000"))
+    try:
+        w.book.load(INSTRUMENTS)
+        for i in range(1200):
+            w.queue.put(tick(volume=i))
+        w.pipeline.skew = 2.25  # as the writer would estimate it for a front 2.25 s behind our clock
+        w.refresh()
+        status = w.status()
+        jsonschema.validate(status, SCHEMA)
+        assert status["ticks_lost_recent"]["queue_dropped"] == 200 and status["ticks_lost_recent"]["sink_dropped"] == 0
+        assert status["ticks_lost_recent"]["window_seconds"] == w.feed.staleness_window_seconds == 60
+        assert status["latency"]["clock_skew_seconds"] == 2.25
+        assert f"{metric_names.CLOCK_SKEW.name} 2.25" in w.metrics.render().decode()
+    finally:
+        w.http.stop()
+        w.sink.close()
 
 
 def test_status_validates_against_the_schema_with_and_without_the_table(worker):

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..calendar import TradingCalendar, to_beijing
 from ..coverage import Bucket, Coverage, Listing, compute_from_table, merge_tables
-from .sources import ConsumerGroup, PremarketRun, SourceError, Sources, WorkerObservation
+from .sources import ConsumerGroup, ExpectedWorker, PremarketRun, SourceError, Sources, WorkerObservation
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
@@ -171,11 +171,27 @@ def worker_checks(w: WorkerObservation, th: Thresholds, market_open: bool) -> li
                                    w.source, "component"))
     if w.instruments is not None:
         counts = {k: int(w.instruments.get(k) or 0) for k in ("known", "subscribed", "acknowledged", "failed")}
-        status = FAIL if market_open and counts["known"] == 0 else WARN if counts["failed"] else PASS
-        fix = "; fix: check the instrument query in the worker log" if status == FAIL else \
-            "; fix: see /status and the worker log for the refused subscriptions" if status == WARN else ""
+        too_many = counts["failed"] > (1.0 - th.coverage_crit_ratio) * counts["known"]
+        status = FAIL if market_open and (counts["known"] == 0 or too_many) else WARN if counts["failed"] else PASS
+        fix = "; fix: check the instrument query in the worker log" if status == FAIL and not counts["known"] else \
+            "; fix: see /status and the worker log for the refused subscriptions (the worker tries them again)" \
+            if counts["failed"] else ""
         results.append(CheckResult("instruments:known", status, counts["known"], "instruments",
                                    ", ".join(f"{v} {k}" for k, v in counts.items()) + fix, w.source, "component"))
+    if w.instrument_list is not None:
+        lst = w.instrument_list
+        expected = f"; {lst['expected']} on {lst.get('expected_day')}" if lst.get("expected") is not None else \
+            "; no earlier day to compare with"
+        how = f"{lst['listed']} listed (from the {lst.get('source', '?')}{', queried again' if lst.get('requeried') else ''}"
+        if lst.get("suspicious"):
+            results.append(CheckResult("instruments:list", FAIL, lst["listed"], "instruments",
+                                       f"{how}{expected}): suspicious, {lst['suspicious']}; fix: check the trader front's "
+                                       f"instrument query, then `make restart` (the cache is re-queried)",
+                                       w.source, "component"))
+        else:
+            results.append(CheckResult("instruments:list", PASS, lst["listed"], "instruments",
+                                       f"{how}{expected}): count and checksum verified, in line with the expectation",
+                                       w.source, "component"))
     if w.sink_up is not None:
         buffered = f", {w.sink_buffered} tick(s) buffered" if w.sink_buffered else ""
         results.append(CheckResult("sink:up", PASS if w.sink_up else WARN, w.sink_up, None,
@@ -270,27 +286,63 @@ def traffic_checks(workers: list[WorkerObservation], th: Thresholds, in_session:
     results.append(CheckResult("throughput:ticks-per-second", status, None if tps is None else round(tps, 3), "ticks/s",
                                text, "all", "system"))
 
-    latencies = [(w.latency_p99_seconds, w.source) for w in workers if w.latency_p99_seconds is not None]
-    if latencies:
-        p99, source = max(latencies)
-        status = _above(p99, th.latency_p99_warn_seconds, th.latency_p99_crit_seconds)
-        results.append(CheckResult("latency:p99", status, round(p99, 6), "s",
-                                   f"p99 exchange-to-publish latency {_fmt(p99, 's')} (worst worker {source}; "
+    # the skew correction removes the smallest offset of the last minute: a front that delays every tick by
+    # 2 s reads as 2 s of skew and ~0 latency, so the delay judged is latency + skew, however it is split
+    delays = [(w.latency_p99_seconds + max(0.0, w.clock_skew_seconds or 0.0), w.latency_p99_seconds,
+               w.clock_skew_seconds, w.source) for w in workers if w.latency_p99_seconds is not None]
+    if delays:
+        delay, p99, skew, source = max(delays)
+        status = _above(delay, th.latency_p99_warn_seconds, th.latency_p99_crit_seconds)
+        split = f"p99 {_fmt(p99, 's')} + clock skew {_fmt(skew or 0.0, 's')} = {_fmt(delay, 's')}" \
+            if skew else f"p99 {_fmt(p99, 's')}, no clock skew measured"
+        results.append(CheckResult("latency:p99", status, round(delay, 6), "s",
+                                   f"exchange-to-publish delay {split} (worst worker {source}; "
                                    f"warn > {_fmt(th.latency_p99_warn_seconds, 's')}, fail > {_fmt(th.latency_p99_crit_seconds, 's')})",
                                    "all", "system"))
     else:
         results.append(CheckResult("latency:p99", PASS, None, "s", "no latency measured yet", "all", "system"))
+    skews = [(abs(w.clock_skew_seconds), w.clock_skew_seconds, w.source) for w in workers if w.clock_skew_seconds is not None]
+    if skews:
+        _, skew, source = max(skews)
+        results.append(CheckResult("latency:clock-skew", PASS, round(skew, 6), "s",
+                                   f"informational: measured exchange-to-local clock offset {_fmt(skew, 's')} (largest, worker "
+                                   f"{source}); counted into the delay judged by latency:p99", "all", "system"))
 
     incidents = sum(w.rate_limit_incidents for w in workers)
     warn_at = th.rate_limit_incidents_warn
     status = WARN if warn_at and incidents >= warn_at else PASS
     results.append(CheckResult("ratelimit:incidents", status, incidents, "incidents",
                                f"{incidents} flow-control refusal(s) {window_text} (warn at {warn_at or 'never'})", "all", "system"))
+    windowed = [w for w in workers if w.lost_recent is not None]
+    if windowed:
+        lost = sum(w.lost_recent for w in windowed)
+        window = max(w.lost_window_seconds or 0 for w in windowed)
+        status = FAIL if lost else PASS
+        fix = "; fix: see worker.md (queue full: the pipeline falls behind; sink buffer full: the sink is down)" if lost else ""
+        results.append(CheckResult("ticks:lost", status, round(lost), "ticks",
+                                   f"{round(lost)} received tick(s) discarded (queue full, sink buffer full) in the last "
+                                   f"{_fmt(float(window), 's')}{fix}", "all", "system"))
     errors = sum(w.errors for w in workers)
-    dropped = sum(w.dropped for w in workers)
+    dropped = sum(w.dropped for w in workers if w.lost_recent is None)  # a worker without the window: since start
     status = WARN if errors or dropped else PASS
-    results.append(CheckResult("errors:count", status, errors + dropped, "errors",
-                               f"{errors} error(s) and {dropped} dropped tick(s) {window_text}", "all", "system"))
+    text = f"{errors} error(s) {window_text}" + (f" and {dropped} dropped tick(s) since the worker started" if dropped else "")
+    results.append(CheckResult("errors:count", status, errors + dropped, "errors", text, "all", "system"))
+    return results
+
+
+def expected_worker_checks(expected: list[ExpectedWorker], where: str) -> list[CheckResult]:
+    """A worker the runbook started and did not stop (pid file present) must be running, at any hour."""
+    results = []
+    for w in expected:
+        if w.running:
+            results.append(CheckResult("worker:running", PASS, True, None, f"{w.name} runs (pid {w.pid}, {w.address})",
+                                       w.name, "component"))
+        else:
+            reason = w.problem or f"pid {w.pid} is gone"
+            results.append(CheckResult("worker:running", FAIL, False, None,
+                                       f"{w.name} should be running (pid file in {where}) but is not: {reason}; fix: "
+                                       f"`make restart` (its log is {where.rsplit('/', 1)[0]}/logs/{w.name}.log)",
+                                       w.name, "component"))
     return results
 
 

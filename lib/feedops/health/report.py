@@ -142,6 +142,8 @@ _PERFDATA = (  # (check key, perfdata label, unit, warn threshold, crit threshol
     ("throughput:ticks-per-second", "ticks_per_second", "", None, None, 0, None),
     ("latency:p99", "latency_p99", "s", "latency_p99_warn_seconds", "latency_p99_crit_seconds", 0, None),
     ("ratelimit:incidents", "rate_limit_incidents", "", "rate_limit_incidents_warn", None, 0, None),
+    ("latency:clock-skew", "clock_skew", "s", None, None, None, None),
+    ("ticks:lost", "ticks_lost", "", None, None, 0, None),
     ("errors:count", "errors", "", None, None, 0, None),
     ("redis:consumer-lag", "consumer_lag", "", "consumer_lag_warn", "consumer_lag_crit", 0, None),
     ("premarket:age", "premarket_age", "s", "premarket_max_age_seconds", None, 0, None),

@@ -13,7 +13,8 @@ from ..exitcodes import Check
 from ..log import get_logger
 from . import checks as ck
 from . import report as rp
-from .sources import SourceError, Sources, read_consumer_groups, read_premarket, read_prometheus, read_workers, safe_url
+from .sources import (SourceError, Sources, read_consumer_groups, read_expected_workers, read_premarket, read_prometheus,
+                      read_workers, safe_url)
 
 log = get_logger("check_feed_health")
 
@@ -84,6 +85,7 @@ def collect(feed, options: Options, at: _dt.datetime) -> Sources:
             sources.consumer_groups = read_consumer_groups(redis_url, feed.redis_stream_prefix, min(options.timeout, 2.0))
         except SourceError as exc:
             sources.errors.append(exc)
+    sources.expected_workers = read_expected_workers(feed.path("state_dir"))
     if options.no_premarket:
         sources.premarket_skipped = True
         return sources
@@ -113,6 +115,7 @@ def evaluate(feed, sources: Sources, calendar: TradingCalendar, at: _dt.datetime
     results += ck.coverage_checks(cov, th, market_open)
     results += ck.staleness_checks(cov, th, in_session)
     results += ck.traffic_checks(sources.workers, th, in_session, window_text, cov.open if cov is not None else None)
+    results += ck.expected_worker_checks(sources.expected_workers, str(feed.path("state_dir").joinpath("pids")))
     results += ck.consumer_checks(sources.consumer_groups, th, sources.redis_target or "redis")
     if not sources.premarket_skipped:
         state = feed.path("state_dir").joinpath("runs", "premarket.last-success")

@@ -14,15 +14,17 @@ target (never with credentials) and the fix.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
-import urllib.error
+import threading
+import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import httpclient
 from .. import metric_names as mn
 
 DEFAULT_TIMEOUT = 3.0
@@ -70,7 +72,11 @@ class WorkerObservation:
     sink_kind: str | None = None
     sink_up: bool | None = None
     sink_buffered: int | None = None
-    dropped: float = 0  # queue and sink drops
+    dropped: float = 0  # queue and sink drops (since start, or in lost_window_seconds when that is set)
+    lost_recent: float | None = None  # ticks lost (queue and sink drops) in the last lost_window_seconds
+    lost_window_seconds: float | None = None
+    clock_skew_seconds: float | None = None  # measured clock offset; latency_p99_seconds excludes it
+    instrument_list: dict[str, Any] | None = None  # /status instrument_list: source, listed, expected, suspicious
     started_unix: float | None = None
     rate_warming_up: bool = False  # connected for less than the worker's rate window: ticks/s still ramping up
     instruments: dict[str, int] | None = None  # known, subscribed, acknowledged, failed, ...
@@ -96,17 +102,29 @@ class PremarketRun:
 
 
 # ---------------------------------------------------------------------------- HTTP
-def _get_json(component: str, url: str, timeout: float, fix: str, target: str) -> Any:
+def _left(component: str, target: str, deadline: float, timeout: float, fix: str) -> float:
+    """What is left of a source's --timeout budget; SourceError when nothing is."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise SourceError(component, safe_url(target), f"no complete answer within --timeout {timeout:g}s", fix)
+    return left
+
+
+def _get_json(component: str, url: str, timeout: float, fix: str, target: str, deadline: float | None = None) -> Any:
+    """``GET url`` as JSON within ``timeout`` s, or within what is left until ``deadline`` (monotonic) when that
+    is sooner: several reads of one source (shards, queries) share one --timeout budget."""
     shown = safe_url(target)
+    budget = timeout if deadline is None else min(timeout, _left(component, target, deadline, timeout, fix))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - operator-given URL
-            body = resp.read()
-    except urllib.error.HTTPError as exc:
-        raise SourceError(component, shown, f"answered HTTP {exc.code}", fix) from None
-    except urllib.error.URLError as exc:
-        raise SourceError(component, shown, f"unreachable ({getattr(exc, 'reason', exc)})", fix) from None
-    except (OSError, ValueError) as exc:  # timeouts, resets, malformed URLs
+        status, _, body = httpclient.request(url, budget, headers={"Accept": "application/json"})
+    except httpclient.Deadline:
+        raise SourceError(component, shown, f"no complete answer within --timeout {timeout:g}s", fix) from None
+    except http.client.HTTPException as exc:
+        raise SourceError(component, shown, f"answered something that is not HTTP ({type(exc).__name__})", fix) from None
+    except (OSError, ValueError) as exc:  # timeouts, resets, refused connections, malformed URLs
         raise SourceError(component, shown, f"unreachable ({exc or type(exc).__name__})", fix) from None
+    if status >= 400:
+        raise SourceError(component, shown, f"answered HTTP {status}", fix)
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -161,7 +179,18 @@ def parse_worker_status(url: str, doc: Any) -> WorkerObservation:
         instruments=_field(doc, "instruments", (dict,), shown) if "instruments" in doc else None,
         coverage_summary=_field(doc, "coverage", (dict,), shown),
         newest_tick_age_seconds=(doc.get("staleness") or {}).get("newest_tick_age_seconds"),
+        clock_skew_seconds=doc["latency"].get("clock_skew_seconds") if "clock_skew_seconds" in doc["latency"] else None,
     )
+    if obs.clock_skew_seconds is not None:
+        _field(doc, "latency.clock_skew_seconds", num, shown)
+    if doc.get("instrument_list") is not None:
+        obs.instrument_list = _field(doc, "instrument_list", (dict,), shown)
+        _field(doc, "instrument_list.listed", (int,), shown)
+        _field(doc, "instrument_list.suspicious", (str,), shown)
+    if "ticks_lost_recent" in doc:
+        obs.lost_window_seconds = _field(doc, "ticks_lost_recent.window_seconds", num, shown)
+        obs.lost_recent = (_field(doc, "ticks_lost_recent.queue_dropped", (int,), shown) or 0) + \
+            (_field(doc, "ticks_lost_recent.sink_dropped", (int,), shown) or 0)
     table = doc.get("instrument_table")
     if table is not None:
         columns = ("instrument", "exchange", "product", "product_class", "last_tick_unix")
@@ -187,22 +216,27 @@ def _warming_up(doc: dict) -> bool:
     return now - since < WORKER_RATE_WINDOW_SECONDS
 
 
-def read_worker(url: str, timeout: float = DEFAULT_TIMEOUT) -> WorkerObservation:
+_WORKER_FIX = "start the worker (make premarket) or pass the right --worker URL"
+
+
+def read_worker(url: str, timeout: float = DEFAULT_TIMEOUT, deadline: float | None = None) -> WorkerObservation:
+    """``timeout`` bounds the whole read; ``deadline`` (monotonic), when given, is the budget shared with
+    the other reads of the same source."""
     base = url.rstrip("/")
-    doc = _get_json("worker", f"{base}/status?instruments=1", timeout,
-                    "start the worker (make premarket) or pass the right --worker URL", base)
+    doc = _get_json("worker", f"{base}/status?instruments=1", timeout, _WORKER_FIX, base, deadline)
     return parse_worker_status(base, doc)
 
 
 def read_workers(urls: list[str], timeout: float = DEFAULT_TIMEOUT) -> tuple[list[WorkerObservation], list[SourceError]]:
     """Read every shard, in parallel when there are several; errors are returned, not raised."""
+    deadline = time.monotonic() + timeout
     if len(urls) == 1:
-        results: list[Any] = [_capture(read_worker, urls[0], timeout)]
+        results: list[Any] = [_capture(read_worker, urls[0], timeout, deadline)]
     else:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
-            results = list(pool.map(lambda u: _capture(read_worker, u, timeout), urls))
+            results = list(pool.map(lambda u: _capture(read_worker, u, timeout, deadline), urls))
     return [r for r in results if isinstance(r, WorkerObservation)], [r for r in results if isinstance(r, SourceError)]
 
 
@@ -223,9 +257,10 @@ class PrometheusView:
     never_ticked: int
 
 
-def _prom_query(base: str, query: str, at_unix: float, timeout: float) -> list[tuple[dict[str, str], float]]:
+def _prom_query(base: str, query: str, at_unix: float, timeout: float,
+                deadline: float | None = None) -> list[tuple[dict[str, str], float]]:
     url = f"{base.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query, "time": f"{at_unix:.3f}"})
-    doc = _get_json("prometheus", url, timeout, "start Prometheus or pass the right --prometheus URL", base)
+    doc = _get_json("prometheus", url, timeout, "start Prometheus or pass the right --prometheus URL", base, deadline)
     if not isinstance(doc, dict) or doc.get("status") != "success":
         error = doc.get("error") if isinstance(doc, dict) else None
         raise SourceError("prometheus", safe_url(base), f"query {query!r} failed ({error or 'bad answer'})",
@@ -260,6 +295,7 @@ def read_prometheus(base: str, at_unix: float, window_seconds: float, timeout: f
         "queue_dropped": f"sum by (instance) (increase({mn.QUEUE_DROPS.name}[{w}]))",
         "sink_dropped": f"sum by (instance) (increase({mn.SINK_DROPPED.name}[{w}]))",
         "sink_up": f"min by (instance) ({mn.SINK_UP.name})",
+        "skew": f"max by (instance) ({mn.CLOCK_SKEW.name})",
         "open": f"sum by (exchange) ({mn.INSTRUMENTS_OPEN.name})",
         "fresh": f"sum by (exchange) ({mn.INSTRUMENTS_FRESH.name})",
         "newest_age": f"time() - max({mn.LAST_TICK_TIMESTAMP.name})",
@@ -268,7 +304,8 @@ def read_prometheus(base: str, at_unix: float, window_seconds: float, timeout: f
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=6) as pool:
-        futures = {k: pool.submit(_prom_query, base, q, at_unix, timeout) for k, q in queries.items()}
+        deadline = time.monotonic() + timeout  # the queries share one --timeout budget
+        futures = {k: pool.submit(_prom_query, base, q, at_unix, timeout, deadline) for k, q in queries.items()}
         answers = {k: f.result() for k, f in futures.items()}  # re-raises the first SourceError
     if not answers["connected"]:
         raise SourceError("prometheus", safe_url(base), f"has no {mn.FRONT_CONNECTED.name} series at that time",
@@ -281,7 +318,7 @@ def read_prometheus(base: str, at_unix: float, window_seconds: float, timeout: f
         return {labels.get("exchange", "?"): value for labels, value in answers[key]}
 
     per = {k: by_instance(k) for k in ("connected", "logged_in", "disconnects", "reconnects", "tps", "p99",
-                                       "rate_limits", "errors", "queue_dropped", "sink_dropped", "sink_up")}
+                                       "rate_limits", "errors", "queue_dropped", "sink_dropped", "sink_up", "skew")}
     workers = []
     for instance in sorted(per["connected"]):
         workers.append(WorkerObservation(
@@ -294,7 +331,10 @@ def read_prometheus(base: str, at_unix: float, window_seconds: float, timeout: f
             latency_p99_seconds=per["p99"].get(instance),
             rate_limit_incidents=round(per["rate_limits"].get(instance, 0)),
             errors=round(per["errors"].get(instance, 0)),
-            dropped=round(per["queue_dropped"].get(instance, 0) + per["sink_dropped"].get(instance, 0)),
+            dropped=(lost := round(per["queue_dropped"].get(instance, 0) + per["sink_dropped"].get(instance, 0))),
+            lost_recent=lost,
+            lost_window_seconds=float(w.removesuffix("s")),
+            clock_skew_seconds=per["skew"].get(instance),
             sink_up=(per["sink_up"][instance] >= 1) if instance in per["sink_up"] else None,
         ))
     newest = answers["newest_age"][0][1] if answers["newest_age"] else None
@@ -313,8 +353,18 @@ def read_consumer_groups(url: str, stream_prefix: str, timeout: float = 2.0) -> 
         raise SourceError("redis", shown, "is not a redis:// URL", "pass --redis redis://host:port/db or set FEEDOPS_SINK_URL")
     import redis
 
+    expired = threading.Event()
+    timer: threading.Timer | None = None
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+
+        def cut() -> None:  # a reply trickling in byte by byte never trips the per-read socket timeout
+            expired.set()
+            client.connection_pool.disconnect()
+
+        timer = threading.Timer(timeout, cut)
+        timer.daemon = True
+        timer.start()
         groups: list[ConsumerGroup] = []
         try:
             for stream in sorted(client.scan_iter(match=f"{stream_prefix}:*", _type="STREAM", count=1000)):
@@ -323,12 +373,20 @@ def read_consumer_groups(url: str, stream_prefix: str, timeout: float = 2.0) -> 
                                                 pending=int(info.get("pending") or 0), consumers=int(info.get("consumers") or 0)))
         finally:
             client.close()
+        if expired.is_set():
+            raise redis.exceptions.TimeoutError()
         return groups
     except redis.exceptions.AuthenticationError:
         raise SourceError("redis", shown, "refused the credentials", "check the password in the Redis URL") from None
     except (redis.exceptions.RedisError, OSError, ValueError) as exc:
+        if expired.is_set():
+            raise SourceError("redis", shown, f"no complete answer within {timeout:g}s",
+                              "check that Redis is not stalled (SLOWLOG, a paused server) or pass the right --redis URL") from None
         reason = str(exc).split("\n", 1)[0] or type(exc).__name__
         raise SourceError("redis", shown, f"unreachable ({reason})", "start Redis or pass the right --redis URL") from None
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 # ---------------------------------------------------------------------------- premarket
@@ -354,6 +412,79 @@ def read_premarket(state_dir: Path) -> PremarketRun | None:
     return PremarketRun(float(ts), data.get("env"), data.get("profile"))
 
 
+# ---------------------------------------------------------------------------- runbook pid files
+@dataclass
+class ExpectedWorker:
+    """A worker the native runbook started and has not stopped (its pid file is there)."""
+
+    name: str  # worker-0 ...
+    pid: int | None
+    address: str | None
+    running: bool
+    problem: str | None = None  # the pid file could not be read
+
+
+def _alive(pid: int, start_ticks: int) -> bool:
+    """``pid`` runs and is the process the pid file recorded (same kernel start time), not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[0] not in ("Z", "X") and int(fields[19]) == start_ticks
+
+
+def _supervised_child(state_dir: Path, name: str) -> tuple[bool, str | None]:
+    """Whether the supervisor's child (the worker itself) runs, from ``<state>/supervisor/<name>.json``
+    (lib/feedops/runbook/supervisor.py): (True, None) when it runs or there is no record, else (False, why)."""
+    from ..runbook.state import StateError, read_json
+
+    try:
+        record = read_json(state_dir / "supervisor" / f"{name}.json")
+    except StateError:
+        return True, None  # the keeper's own record is not ours to judge; the keeper runs
+    if not record:
+        return True, None
+    child = record.get("child_pid")
+    restarts = record.get("restarts")
+    if isinstance(child, int) and not isinstance(child, bool):
+        try:
+            stat = Path(f"/proc/{child}/stat").read_text()
+            if stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X"):
+                return True, None
+        except OSError:
+            pass
+    return False, (f"its supervisor runs but the worker does not (last exit {record.get('last_exit')}, "
+                   f"{restarts} restart(s) so far; it is being restarted)")
+
+
+def read_expected_workers(state_dir: Path) -> list[ExpectedWorker]:
+    """The workers that should be running: the runbook writes ``<state>/pids/worker-<n>.pid`` (the worker's
+    supervisor, whose child the worker is) when it starts one and removes it when it stops one
+    (lib/feedops/runbook/procs.py), so a pid file whose process is gone is a worker that died and is not
+    restarted; a supervisor whose child is gone is a worker down until its restart."""
+    from ..runbook.state import StateError, read_json
+
+    found = []
+    for path in sorted(state_dir.joinpath("pids").glob("worker-*.pid")):
+        try:
+            data = read_json(path)
+        except StateError as exc:
+            found.append(ExpectedWorker(path.stem, None, None, False, str(exc).split(";")[0]))
+            continue
+        if data is None:  # removed meanwhile: stopped
+            continue
+        pid, ticks = data.get("pid"), data.get("start_ticks")
+        if not isinstance(pid, int) or not isinstance(ticks, int):
+            found.append(ExpectedWorker(path.stem, None, None, False, f"pid file {path} is corrupt"))
+            continue
+        running, problem = _alive(pid, ticks), None
+        if running:
+            running, problem = _supervised_child(state_dir, path.stem)
+        found.append(ExpectedWorker(path.stem, pid, data.get("address"), running, problem))
+    return found
+
+
 @dataclass
 class Sources:
     """Everything read for one run."""
@@ -366,3 +497,4 @@ class Sources:
     premarket_error: SourceError | None = None
     premarket_skipped: bool = False
     redis_target: str | None = None  # the Redis URL read, without credentials
+    expected_workers: list[ExpectedWorker] = field(default_factory=list)

@@ -17,7 +17,13 @@ Order of work (see CTP_FACTS.md):
    OnFrontConnected: ReqUserLogin; on every login: SubscribeMarketData of *all*
    instruments in batches (bytes; size and pause from settings);
 3. acknowledgements tracked per instrument; refused or unanswered ones are retried
-   up to FEEDOPS_MAX_RETRIES times, then counted as failed;
+   up to FEEDOPS_MAX_RETRIES times, then counted as failed; failed ones are tried
+   again in rounds (first after FEEDOPS_RETRY_BACKOFF_MAX_SECONDS, doubling while
+   nothing recovers, at most FAILED_RETRY_MAX_FACTOR times that; at once when ticks
+   flow again after a quiet spell), so the subscription
+   state heals by itself once the front answers again (a long silent front). Failures
+   and retry rounds are logged one line per event with the count, never one per
+   instrument;
 4. watchdogs: no connection FEEDOPS_CONNECT_TIMEOUT_SECONDS after Init (fatal before
    the first connection: the real library is silent on a closed port), no tick for
    FEEDOPS_NO_TICK_TIMEOUT_SECONDS while instruments are open (re-subscribes
@@ -39,6 +45,7 @@ from .. import clock
 from ..ctpapi import CtpApi
 from ..exitcodes import Worker
 from ..log import get_logger
+from . import instruments as instruments_mod
 from .errors import WorkerError
 from .metrics import WorkerMetrics
 from .pipeline import PRODUCT_CLASSES, Instrument
@@ -48,6 +55,15 @@ FLOW_REFUSALS = {-2: "too_many_unprocessed", -3: "too_many_per_second"}
 #: OnRspError id of "query not ready" (CTP: 查询未就绪，请稍后重试).
 ERROR_QUERY_NOT_READY = 90
 ACK_TIMEOUT_MIN_SECONDS = 5.0
+#: Failed subscriptions are retried every FEEDOPS_RETRY_BACKOFF_MAX_SECONDS, doubled after each round in which
+#: none recovered, up to this many times that.
+FAILED_RETRY_MAX_FACTOR = 8
+#: Instrument names quoted in a log line (the count is what matters; the full list is in /status).
+LOG_SAMPLE = 5
+#: A tick this recent after a quiet spell starts the next retry round of failed subscriptions at once.
+TICKS_AGAIN_SECONDS = 1.0
+#: Failures are logged together when their round is over, or this long after the first one at the latest.
+FAILURE_LOG_SECONDS = 10.0
 
 
 def shard_of(instrument_id: str, count: int) -> int:
@@ -183,12 +199,19 @@ class Gateway:
         self.login_failures = 0
         self.rate_limit_incidents = 0
         self.instruments: list[Instrument] = []
+        self.list_check: instruments_mod.ListCheck | None = None  # how the instrument list was obtained and judged
         self.subscribed: set[str] = set()
         self.acknowledged: set[str] = set()
         self.failed: dict[str, str] = {}
         self._pending: collections.deque[str] = collections.deque()
         self._sent_at: dict[str, float] = {}
         self._sub_retries: collections.Counter[str] = collections.Counter()
+        self._newly_failed: dict[str, list[str]] = {}  # cause -> instruments that failed, not logged yet
+        self._newly_failed_since: float | None = None
+        self._failed_retry_at: float | None = None  # when the failed instruments are tried again
+        self._failed_retry_factor = 1
+        self._retry_round: tuple[float, int] | None = None  # (started, instruments) of the retry round in flight
+        self._retry_on_ticks = False  # the next round starts as soon as ticks flow again
         self._next_batch_at = 0.0
         self._login_backoff = Backoff(self.feed.retry_backoff_seconds, self.feed.retry_backoff_max_seconds, self.feed.max_retries)
         self._login_at: float | None = None
@@ -233,29 +256,38 @@ class Gateway:
         return self.calendar.trading_day(clock.now()).strftime("%Y%m%d")
 
     def load_instruments(self, stop: Callable[[], bool] = lambda: False) -> list[Instrument]:
-        """The shard's instruments: from today's cache, else the trader front (then cached)."""
+        """The shard's instruments: from today's cache, else the trader front (then cached); checked against the
+        expectation before it is trusted (:mod:`feedops.worker.instruments`)."""
         day = self.expected_trading_day()
         path = self.cache_path(day)
-        rows = None
+        prefix = path.name[: -len(f"{day}.json")]
+        expected = instruments_mod.expectation(path.parent, prefix, day)
+        rows, check = None, None
         if path.exists():
             try:
-                rows = [tuple(r) for r in json.loads(path.read_text())["instruments"]]
-                _log.info("worker.instruments.cached", f"instrument list for {day} read from the cache ({len(rows)} rows)",
-                          path=str(path), trading_day=day)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                _log.warning("worker.instruments.cache_bad", f"ignoring the unreadable instrument cache {path} ({exc})")
+                rows, flagged = instruments_mod.read_cache(path)
+                reason = flagged or instruments_mod.judge(rows, expected)
+                if reason is None:
+                    check = instruments_mod.ListCheck("cache", len(rows))
+                    _log.info("worker.instruments.cached", f"instrument list for {day} read from the cache ({len(rows)} "
+                              "rows, count and checksum verified)", path=str(path), trading_day=day, listed=len(rows))
+                else:
+                    _log.warning("worker.instruments.suspicious", f"the cached instrument list {path} is suspicious "
+                                 f"({reason}); querying the front again", path=str(path), listed=len(rows), reason=reason)
+                    rows = None
+            except instruments_mod.CacheError as exc:
+                _log.warning("worker.instruments.cache_bad", f"not trusting the instrument cache {path}: {exc}; "
+                             "querying the front again", path=str(path), reason=str(exc))
                 rows = None
         if rows is None:
-            started = time.monotonic()
-            rows = self.query_instruments(stop)
-            self.metrics.query_duration.set(time.monotonic() - started)
+            rows, check = self._query_checked(expected, stop, requeried=path.exists())
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"trading_day": day, "instruments": rows}))
-                tmp.replace(path)
+                instruments_mod.write_cache(path, day, rows, check.suspicious)
             except OSError as exc:
                 _log.warning("worker.instruments.cache_unwritable", f"cannot write the instrument cache {path} ({exc.strerror})")
+        if expected is not None:
+            check.expected, check.expected_day = sum(expected[1].values()), expected[0]
+        self.list_check = check
         index, count = self.shard
         selected = [Instrument(r[0], r[1], r[2], PRODUCT_CLASSES[r[3]]) for r in rows
                     if r[3] in PRODUCT_CLASSES and shard_of(r[0], count) == index]
@@ -265,6 +297,22 @@ class Gateway:
         _log.info("worker.instruments.ready", f"{len(selected)} instruments in shard {index}/{count} "
                   f"(of {len(rows)} listed)", instruments=len(selected), listed=len(rows), shard=f"{index}/{count}")
         return selected
+
+    def _query_checked(self, expected, stop: Callable[[], bool], requeried: bool) -> tuple[list[tuple], Any]:
+        """Query the list; a suspicious answer is queried once more, then used but flagged (ERROR)."""
+        for attempt in (1, 2):
+            started = time.monotonic()
+            rows = self.query_instruments(stop)
+            self.metrics.query_duration.set(time.monotonic() - started)
+            reason = instruments_mod.judge(rows, expected)
+            if reason is None:
+                return rows, instruments_mod.ListCheck("query", len(rows), requeried=requeried or attempt > 1)
+            if attempt == 1:
+                _log.warning("worker.instruments.suspicious", f"the front's instrument list is suspicious ({reason}); "
+                             "querying once more", listed=len(rows), reason=reason)
+        _log.error("worker.instruments.suspicious", f"the front's instrument list stays suspicious ({reason}); using it, "
+                   "flagged in /status (instruments.list) and judged by the health check", listed=len(rows), reason=reason)
+        return rows, instruments_mod.ListCheck("query", len(rows), suspicious=reason, requeried=True)
 
     def _wait_event(self, kinds: set[str], deadline: float, stop: Callable[[], bool]) -> tuple[str, Any]:
         while True:
@@ -413,6 +461,8 @@ class Gateway:
         self._send_login(now)
         self._send_batches(now)
         self._check_acks(now)
+        self._log_failures(now)
+        self._retry_failed(now)
         self._watchdogs(now)
 
     def _drain_quick(self) -> None:
@@ -529,6 +579,9 @@ class Gateway:
         self._reset_subscriptions()
         self.failed.clear()
         self._sub_retries.clear()
+        self._failed_retry_at = None
+        self._failed_retry_factor = 1
+        self._retry_round = None
         self._pending.extend(i.instrument for i in self.instruments)
         self._next_batch_at = time.monotonic()
         self._subscribe_started = time.monotonic()
@@ -563,6 +616,7 @@ class Gateway:
         del self._sent_at[name]
         if error_id == 0:
             self.acknowledged.add(name)
+            self.failed.pop(name, None)  # a failed one tried again
             self._check_complete()
             return
         self._subscription_failed(name, f"error_{error_id}", f"CTP error {error_id}: {message}")
@@ -572,9 +626,9 @@ class Gateway:
         self.metrics.subscribe_failures.labels(reason=reason).inc()
         self._sub_retries[name] += 1
         if self._sub_retries[name] > self.feed.max_retries:
+            if name not in self.failed:
+                self._newly_failed.setdefault(detail, []).append(name)
             self.failed[name] = reason
-            _log.error("worker.subscribe.failed", f"subscription of {name} failed after {self.feed.max_retries} retries "
-                       f"({detail})", instrument=name, reason=reason)
             self._check_complete()
         else:
             self._pending.append(name)
@@ -597,6 +651,63 @@ class Gateway:
         _log.info("worker.subscribe.complete", f"{len(self.acknowledged)} instruments acknowledged, "
                   f"{len(self.failed)} failed, in {took:.1f} s", acknowledged=len(self.acknowledged),
                   failed=len(self.failed), seconds=round(took, 3))
+
+    def _log_failures(self, now: float) -> None:
+        """One ERROR line for the instruments that failed, with the count per cause: when the round in flight is
+        over (its batches expire one after the other), or FAILURE_LOG_SECONDS after the first unlogged one."""
+        if not self._newly_failed:
+            self._newly_failed_since = None
+            return
+        if self._newly_failed_since is None:
+            self._newly_failed_since = now
+        if (self._pending or self._sent_at) and now - self._newly_failed_since < FAILURE_LOG_SECONDS:
+            return
+        self._newly_failed_since = None
+        count = sum(len(names) for names in self._newly_failed.values())
+        causes = "; ".join(f"{len(names)} {detail}" for detail, names in sorted(self._newly_failed.items()))
+        sample = sorted(n for names in self._newly_failed.values() for n in names)[:LOG_SAMPLE]
+        _log.error("worker.subscribe.failed", f"{count} subscription(s) failed after {self.feed.max_retries} retries "
+                   f"({causes}; e.g. {', '.join(sample)}); {len(self.failed)} failed in all, tried again in rounds",
+                   failed=count, failed_total=len(self.failed), sample=sample,
+                   reasons={detail: len(names) for detail, names in self._newly_failed.items()})
+        self._newly_failed.clear()
+
+    def _retry_failed(self, now: float) -> None:
+        """Try the failed instruments again once the subscription round is over (one line per round)."""
+        if not self.logged_in or not self.subscription_complete:
+            return
+        if self._retry_round is not None:
+            if self._pending or self._sent_at:
+                return
+            started, tried = self._retry_round
+            self._retry_round = None
+            still = len(self.failed)
+            recovered = max(0, tried - still)
+            self._failed_retry_factor = 1 if recovered else min(self._failed_retry_factor * 2, FAILED_RETRY_MAX_FACTOR)
+            log = _log.info if not still else _log.warning
+            log("worker.subscribe.retried", f"retry round over: {recovered} of {tried} failed subscription(s) acknowledged, "
+                f"{still} still failed, {len(self.acknowledged)} acknowledged in all ({now - started:.1f} s)",
+                tried=tried, recovered=recovered, failed=still, acknowledged=len(self.acknowledged))
+        if not self.failed:
+            self._failed_retry_at = None
+            return
+        age = self.last_tick_age()
+        if self._failed_retry_at is None:
+            self._failed_retry_at = now + self.feed.retry_backoff_max_seconds * self._failed_retry_factor
+            # scheduled while no tick flows (a silent front): ticks flowing again are the cue to try at once
+            self._retry_on_ticks = age is None or age > self.feed.no_tick_timeout_seconds
+            return
+        ticks_again = self._retry_on_ticks and age is not None and age < TICKS_AGAIN_SECONDS
+        if now < self._failed_retry_at and not ticks_again:
+            return
+        self._failed_retry_at = None
+        names = sorted(self.failed)
+        for name in names:
+            self._sub_retries.pop(name, None)
+        self._pending.extend(names)
+        self._retry_round = (now, len(names))
+        _log.info("worker.subscribe.retry", f"trying {len(names)} failed subscription(s) again",
+                  tried=len(names), acknowledged=len(self.acknowledged))
 
     def resubscribe_all(self, why: str) -> None:
         if self.logged_in:

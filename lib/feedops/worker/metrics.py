@@ -108,6 +108,7 @@ class WorkerMetrics:
         # which collects in registration order, never sees more ticks published than latencies observed
         self.pipeline_latency = LatencyHistogram(mn.PIPELINE_LATENCY)
         r.register(self.pipeline_latency)
+        self.clock_skew = build(mn.CLOCK_SKEW, r)
         self.last_tick = build(mn.LAST_TICK_TIMESTAMP, r)
         self.sink_up = build(mn.SINK_UP, r)
         self.sink_errors = build(mn.SINK_ERRORS, r)

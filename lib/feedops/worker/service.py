@@ -12,6 +12,7 @@ stop the HTTP server.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from typing import Any
@@ -40,6 +41,24 @@ _log = get_logger("worker")
 COVERAGE_REFRESH_SECONDS = 1.0
 LIVENESS_STALL_SECONDS = 10.0
 SAMPLE_SIZE = 20
+
+
+class LossWindow:
+    """Ticks lost (queue full, sink buffer full) in the last ``window`` seconds, from the running totals
+    sampled once a second: the increase since the oldest sample still inside the window."""
+
+    def __init__(self, window: float, now: float):
+        self.window = window
+        self._samples: collections.deque[tuple[float, int, int]] = collections.deque([(now, 0, 0)])
+
+    def sample(self, now: float, queue_dropped: int, sink_dropped: int) -> None:
+        self._samples.append((now, queue_dropped, sink_dropped))
+        while len(self._samples) > 1 and self._samples[1][0] <= now - self.window:
+            self._samples.popleft()
+
+    def recent(self, queue_dropped: int, sink_dropped: int) -> dict[str, Any]:
+        _, q0, s0 = self._samples[0]
+        return {"window_seconds": self.window, "queue_dropped": queue_dropped - q0, "sink_dropped": sink_dropped - s0}
 
 
 def _calendar(feed) -> TradingCalendar:
@@ -100,6 +119,9 @@ class FeedWorker:
         self._computed: tuple[float, coverage_mod.Coverage, dict[str, list[str]], np.ndarray, Any] | None = None
         self._counted: dict[str, tuple[tuple[int, int], dict[str, int]]] = {}
         self._next_coverage = 0.0
+        # /status reports the ticks lost over the staleness window (the health check reads the Prometheus counters
+        # over the same window, at least 60 s there: increase() needs a few scrapes)
+        self.losses = LossWindow(float(feed.staleness_window_seconds), time.monotonic())
         self.http: HealthServer | None = None
         self._bind(feed.worker_listen)
 
@@ -245,6 +267,8 @@ class FeedWorker:
         cov, _, _ = self.compute_coverage()
         self._coverage = cov
         m = self.metrics
+        self.losses.sample(time.monotonic(), self.queue.dropped, self.sink.dropped_total)
+        m.clock_skew.set(self.pipeline.skew)
         for key, bucket in cov.by_product_class.items():
             exchange, cls = key.split("|", 1)
             m.instruments_open.labels(exchange=exchange, product_class=cls).set(bucket.open)
@@ -293,6 +317,8 @@ class FeedWorker:
             reasons.append("not logged in")
         elif not g.subscription_complete:
             reasons.append(f"subscribing: {len(g.acknowledged)} of {len(g.instruments)} acknowledged")
+        elif g.instruments and len(g.failed) > (1.0 - self.feed.coverage_crit_ratio) * len(g.instruments):
+            reasons.append(f"{len(g.failed)} of {len(g.instruments)} subscriptions failed (tried again in rounds)")
         cov = self._coverage
         crit = self.feed.coverage_crit_ratio
         if cov is None:
@@ -351,18 +377,21 @@ class FeedWorker:
                 "open": cov.open,
                 "fresh": cov.fresh,
             },
+            "instrument_list": g.list_check.as_dict() if g.list_check is not None else None,
             "coverage": {"ratio": cov.ratio, "window_seconds": cov.window_seconds, "by_exchange": by_exchange,
                          "by_product_class": dict(sorted(by_class.items()))},
             "staleness": {"newest_tick_age_seconds": cov.newest_tick_age_seconds,
                           "oldest_open_tick_age_seconds": cov.oldest_open_tick_age_seconds},
             "throughput": {"ticks_per_second": round(p.ticks_per_second(), 3), "ticks_received_total": q.received,
                            "ticks_published_total": p.published_total, "expected_ticks_per_second": None},
-            "latency": dict(zip(("p50_seconds", "p99_seconds"), p.percentiles(p.exchange_latency, (0.5, 0.99)))),
+            "latency": {**dict(zip(("p50_seconds", "p99_seconds"), p.percentiles(p.exchange_latency, (0.5, 0.99)))),
+                        "clock_skew_seconds": round(p.skew, 6)},
             "pipeline_latency": {**dict(zip(("p50_seconds", "p99_seconds"), p.percentiles(sink_samples, (0.5, 0.99)))),
                                  "samples": len(sink_samples)},
             "rate_limit_incidents_total": g.rate_limit_incidents,
             "errors_total": errors,
             "queue": {"depth": len(q), "capacity": q.capacity, "dropped_total": q.dropped},
+            "ticks_lost_recent": self.losses.recent(q.dropped, s.dropped_total),
             "sink": {"kind": s.kind, "target": public_target(s.target), "up": s.up, "buffered": s.buffered,
                      "dropped_total": s.dropped_total, "errors_total": s.errors_total},
             "ready": ready,
