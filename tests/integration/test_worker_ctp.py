@@ -24,6 +24,7 @@ from conftest import ROOT, free_port, wait_for
 from feedops import clock
 from feedops.calendar import TradingCalendar
 from feedops.exitcodes import Worker
+from feedops.worker.instruments import write_cache
 from clock_support import child_environ
 
 pytestmark = [pytest.mark.integration, pytest.mark.ctp]
@@ -82,7 +83,7 @@ def worker_env(base, tmp_path: Path, front_port: int, **extra) -> dict:
     cache.mkdir(exist_ok=True)
     day = TradingCalendar("always-open").trading_day(clock.now()).strftime("%Y%m%d")  # the worker's clock
     rows = [["rb2601", "SHFE", "rb", "1"], ["m2601", "DCE", "m", "1"], ["SR601", "CZCE", "SR", "1"]]
-    (cache / f"instruments-ctp-primary-{day}.json").write_text(json.dumps({"trading_day": day, "instruments": rows}))
+    write_cache(cache / f"instruments-ctp-primary-{day}.json", day, rows, None)  # sealed as the worker writes it
     env = dict(base)
     env.update({"FEEDOPS_SECRETS_DIR": "", "FEEDOPS_CALENDAR": "always-open", "FEEDOPS_CHANNEL": "ctp",
                 "FEEDOPS_FLOW_DIR": str(tmp_path / "flow"), "FEEDOPS_CACHE_DIR": str(cache),
