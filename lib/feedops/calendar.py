@@ -207,8 +207,14 @@ class TradingCalendar:
     @classmethod
     def from_settings(cls, feed_settings) -> "TradingCalendar":
         """Mode from FEEDOPS_CALENDAR, holidays from FEEDOPS_HOLIDAYS_FILE or the shipped list."""
-        path = paths.resolve(feed_settings.holidays_file) if feed_settings.holidays_file else HOLIDAYS_FILE
-        calendar = cls(feed_settings.calendar, load_holidays(path))
+        return cls.from_file(feed_settings.calendar, feed_settings.holidays_file)
+
+    @classmethod
+    def from_file(cls, mode: str, holidays_file: str | None) -> "TradingCalendar":
+        """``mode`` with the holidays of ``holidays_file`` (a settings path: relative to the repository
+        root) or the shipped list; ``source`` names the file in messages."""
+        path = paths.resolve(holidays_file) if holidays_file else HOLIDAYS_FILE
+        calendar = cls(mode, load_holidays(path))
         calendar.source = paths.shown(path)
         return calendar
 

@@ -73,12 +73,6 @@ _offset = 0.0
 _error: ClockError | None = None
 
 
-def configure(value: str | None) -> None:
-    """Move this process's clock (``value`` as in ``FEEDOPS_CLOCK_AT``); raises :class:`ClockError`."""
-    global _offset, _error
-    _offset, _error = parse(value), None
-
-
 def check() -> None:
     """Raise the :class:`ClockError` of a bad ``FEEDOPS_CLOCK_AT`` (CLIs call it at start-up)."""
     if _error is not None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from ..calendar import CalendarError, TradingCalendar
+from ..fileio import atomic_write_text
 from ..log import redact, register_secret
 from ..settings import ConfigError, FeedSettings, load_settings
 
@@ -189,18 +189,8 @@ def render(feed: FeedSettings) -> Rendered:
 def write(rendered: Rendered, out: Path, group_readable: bool = False) -> None:
     """Write the configuration (owner-only, or owner and group with ``group_readable``: it may hold
     the webhook URL or WeCom secret) and the template next to it, each atomically."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    mode = 0o640 if group_readable else 0o600
-    for path, text, mode in ((out, rendered.config, mode), (out.parent / TEMPLATE_NAME, rendered.template, 0o644)):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    atomic_write_text(out, rendered.config, 0o640 if group_readable else 0o600)
+    atomic_write_text(out.parent / TEMPLATE_NAME, rendered.template, 0o644)
 
 
 def amtool_check(config: Path) -> subprocess.CompletedProcess:

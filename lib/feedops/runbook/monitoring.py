@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..fileio import atomic_write_text
 from ..log import get_logger
 from ..monitoring import alertmanager as alertmanager_config
 from ..monitoring import prometheus_config, rules
@@ -163,10 +164,7 @@ def write_configs(ctx: RunbookContext, components: list[Component]) -> None:
         (root / "alertmanager").mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        tmp = root / f"{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o600)  # the Alertmanager config may hold a receiver's URL or secret
-        os.replace(tmp, root / name)
+        atomic_write_text(root / name, text, 0o600)  # the Alertmanager config may hold a receiver's URL or secret
 
 
 #: Components that re-read their config on POST /-/reload.

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from ..fileio import atomic_write_text
 
 LEDGER_MAX_ENTRIES = 500
 
@@ -35,22 +36,7 @@ class StateError(Exception):
 
 def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
     """Write ``data`` as JSON to ``path`` atomically (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
 def read_json(path: Path, *, required: bool = False, kind: type = dict) -> Any:

@@ -327,17 +327,15 @@ def check_flow_dir(ctx: Context) -> CheckResult:
 
 def calendar_horizon(mode: str, holidays_file: str | None, source: str | None) -> CheckResult:
     """calendar.horizon from the two settings it needs (FEEDOPS_CALENDAR, FEEDOPS_HOLIDAYS_FILE)."""
-    from ..calendar import HOLIDAYS_FILE, CalendarError, TradingCalendar, load_holidays
+    from ..calendar import CalendarError, TradingCalendar
 
     if mode == "always-open":
         return CheckResult("calendar.horizon", "skip", "not needed: FEEDOPS_CALENDAR=always-open")
-    path = paths.resolve(holidays_file) if holidays_file else HOLIDAYS_FILE
     try:
-        calendar = TradingCalendar("exchange", load_holidays(path))
+        calendar = TradingCalendar.from_file("exchange", holidays_file)
     except CalendarError as exc:
         reason, _, fix = str(exc).partition("; fix: ")
         return _verdict("calendar.horizon", [Problem("FEEDOPS_HOLIDAYS_FILE", reason, fix or "fix the file", source)], True, "")
-    calendar.source = paths.shown(path)
     horizon = calendar.horizon(clock.now())
     if horizon.status == "ok":
         return CheckResult("calendar.horizon", "pass", horizon.reason)

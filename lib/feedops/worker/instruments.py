@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write_text
+
 #: A day's list with fewer than (1 - this) of the previous day's instruments is suspicious.
 MAX_DROP_RATIO = 0.2
 #: An exchange that listed at least this many instruments the previous day ...
@@ -62,11 +64,8 @@ def by_exchange(rows: list) -> dict[str, int]:
 def write_cache(path: Path, day: str, rows: list, suspicious: str | None) -> None:
     """Atomically (temporary file, rename); raises OSError."""
     rows = [list(r) for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"trading_day": day, "count": len(rows), "sha256": digest(rows),
-                               "by_exchange": by_exchange(rows), "suspicious": suspicious, "instruments": rows}))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps({"trading_day": day, "count": len(rows), "sha256": digest(rows),
+                                        "by_exchange": by_exchange(rows), "suspicious": suspicious, "instruments": rows}))
 
 
 def read_cache(path: Path) -> tuple[list[tuple], str | None]:
