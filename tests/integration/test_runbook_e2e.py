@@ -416,6 +416,7 @@ def test_premarket_at_a_moved_date(request, tmp_path, clock_at):
         assert worker_status(environ)["trading_day"] == expected
         days = sorted(p.name for p in (tmp_path / "feed").iterdir())
         assert days == [expected], f"ticks filed under {days}, expected the trading day of {at} ({expected})"
-        assert runbook(environ, "shutdown").returncode == Runbook.OK
+        stopped = runbook(environ, "shutdown")
+        assert stopped.returncode == Runbook.OK, explain(stopped)  # names a component that did not stop
     finally:
         stop_stack(environ)
