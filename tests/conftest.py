@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 from clock_support import PINNED, resolve
 from feedops import clock
 from feedops.calendar import BEIJING
-from feedops.polling import free_port, wait_for  # noqa: F401 - re-exported for the tests
+from feedops.polling import free_port, wait_for  # re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable

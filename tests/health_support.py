@@ -106,7 +106,7 @@ class FakeWorker:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server API
+            def do_GET(self):
                 owner.requests.append(self.path)
                 if not self.path.startswith("/status"):
                     self.send_error(404)

@@ -43,7 +43,7 @@ class CtpApi:
     def version(self) -> str:
         try:
             return str(self.mdapi.CThostFtdcMdApi.GetApiVersion())
-        except Exception:  # noqa: BLE001 - informational only
+        except Exception:  # informational only
             return "unknown"
 
 

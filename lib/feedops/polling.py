@@ -31,7 +31,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = 15.0, what: str = "con
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - polling
+        except Exception as exc:  # not ready yet: try again; the last error goes into the timeout message
             last_exc = exc
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:g}s waiting for {what} (last error: {last_exc})")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,9 +247,12 @@ class FeedSettings(_LayeredSettings):
     flow_dir: str = Field("var/flow", description="CTP flow directory (created before the API; relative paths are under the repo root)")
     cache_dir: str = Field("var/cache", description="instrument-list cache per trading day")
     state_dir: str = Field("var/state", description="runbook state: locks, pid files, ledger, last-known-good snapshots")
-    restart_backoff_max_seconds: float = Field(30.0, gt=0, le=3600, description="native supervisor: longest wait before restarting a failed component (1 s, doubling per failure)")
-    auto_failover: bool = Field(False, description="native supervisor: fail over to the other profile after repeated login (13) or storm (15) exits of a worker (on in envs/prod.env)")
-    failover_after_failures: int = Field(3, ge=1, le=100, description="native supervisor: consecutive login/storm exits on the active profile before an automatic failover")
+    restart_backoff_max_seconds: float = Field(30.0, gt=0, le=3600, description="native supervisor: longest wait before restarting a failed "
+                                               "component (1 s, doubling per failure)")
+    auto_failover: bool = Field(False, description="native supervisor: fail over to the other profile after repeated login (13) or storm (15) "
+                                "exits of a worker (on in envs/prod.env)")
+    failover_after_failures: int = Field(3, ge=1, le=100, description="native supervisor: consecutive login/storm exits on the active profile "
+                                         "before an automatic failover")
 
     # --- health thresholds
     coverage_warn_ratio: float = Field(0.98, ge=0, le=1, description="coverage below this is WARNING")
@@ -280,7 +282,8 @@ class FeedSettings(_LayeredSettings):
                                           description="ops-channel webhook Alertmanager posts alerts to (empty = none)")
     alertmanager_heartbeat_url: str = Field("http://127.0.0.1:9095/heartbeat",
                                             description="heartbeat webhook that receives the always-firing Watchdog alert")
-    alertmanager_slack_api_url_file: str | None = Field(None, description="file holding the Slack incoming-webhook URL, read by Alertmanager (empty = no Slack)")
+    alertmanager_slack_api_url_file: str | None = Field(None, description="file holding the Slack incoming-webhook URL, read by Alertmanager "
+                                                                          "(empty = no Slack)")
     alertmanager_slack_channel: str = Field("#feedops-ops", description="Slack channel of the ops receiver")
     alertmanager_wecom_corp_id: str | None = Field(None, description="WeCom (WeChat Work) corp id of the ops receiver (empty = no WeCom)")
     alertmanager_wecom_agent_id: str | None = Field(None, description="WeCom application agent id")
@@ -291,7 +294,8 @@ class FeedSettings(_LayeredSettings):
     alertmanager_email_smarthost: str = Field("127.0.0.1:25", description="SMTP host:port for alert e-mails")
     alertmanager_email_auth_username: str | None = Field(None, description="SMTP user (empty = no authentication)")
     alertmanager_email_auth_password_file: str | None = Field(None, description="file holding the SMTP password, read by Alertmanager")
-    runbook_base_url: str = Field("", description="prefix of runbook links in notifications, e.g. a repository browser URL ending in / (empty = repository-relative docs/ops/alerts/<AlertName>.md)")
+    runbook_base_url: str = Field("", description="prefix of runbook links in notifications, e.g. a repository browser URL ending in / "
+                                                  "(empty = repository-relative docs/ops/alerts/<AlertName>.md)")
     redis_exporter_url: str = Field("http://127.0.0.1:9121", description="prometheus-redis-exporter base URL (Redis stream and "
                                     "consumer-group metrics; the native runtime starts it when Prometheus is enabled and the sink is Redis)")
     monitoring_dir: str = Field("var/monitoring", description="native runtime: rendered Prometheus/Alertmanager configs and their data")

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         report, code = run(settings, options)
     except CalendarError as exc:
         return _fail(str(exc), fmt, "checker:calendar")
-    except Exception as exc:  # noqa: BLE001 - a bug must still give UNKNOWN and one line, not a traceback
+    except Exception as exc:  # a bug must still give UNKNOWN and one line, not a traceback
         return _fail(f"internal error {type(exc).__name__}: {exc}", fmt, "checker:internal")
     _emit(report, fmt)
     return int(code)

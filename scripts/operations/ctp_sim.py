@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lib"))
 
-from feedops.sim.cli import main  # noqa: E402
+from feedops.sim.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

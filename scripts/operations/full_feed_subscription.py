@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(2, 1)
         try:
             code, report = probe(settings)
-        except Exception as exc:  # noqa: BLE001 - a checker never dies with a traceback
+        except Exception as exc:  # a checker never dies with a traceback
             log.critical("worker.probe.internal", f"probe failed unexpectedly: {exc.__class__.__name__}: {exc}")
             return int(Check.UNKNOWN)
         finally:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(Worker.OK)
         log.error(exc.event, str(exc), exit_code=int(exc.code))
         return int(exc.code)
-    except Exception as exc:  # noqa: BLE001 - exit 17 with one line, never a traceback
+    except Exception as exc:  # exit 17 with one line, never a traceback
         log.critical("worker.internal", f"unexpected error: {exc.__class__.__name__}: {exc}", exit_code=int(Worker.INTERNAL))
         return int(Worker.INTERNAL)
 

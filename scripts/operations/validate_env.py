@@ -31,7 +31,7 @@ except ImportError:  # run from a checkout without the package installed
 from feedops.exitcodes import Check
 from feedops.log import configure, get_logger, redact
 from feedops.settings import ENV_NAMES, PROFILE_NAMES
-from feedops.validate import pushgateway_target, push_outcome, render_table, run_checklist
+from feedops.validate import push_outcome, pushgateway_target, render_table, run_checklist
 
 PROG = "validate_env.py"
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sys.stdout.write(render_table(report))
         return report.exit_code
-    except Exception as exc:  # noqa: BLE001 - the checker could not run: one line, no traceback
+    except Exception as exc:  # the checker could not run: one line, no traceback
         log.critical("validate.internal_error", f"validate_env could not run: {type(exc).__name__}: {exc}")
         return int(Check.UNKNOWN)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Server, _require, free_port, http_ok, wait_for
-from webhook_support import WebhookReceiver
 from feedops.monitoring import alertmanager as am
 from feedops.settings import load_settings
+from webhook_support import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -83,13 +83,13 @@ def make_api(tmp_path):
         rec = Recorder()
 
         class Spi(mod.CThostFtdcMdSpi):
-            def OnFrontConnected(self):  # noqa: N802
+            def OnFrontConnected(self):
                 rec.add("connected")
 
-            def OnFrontDisconnected(self, reason):  # noqa: N802
+            def OnFrontDisconnected(self, reason):
                 rec.add("disconnected", reason)
 
-            def OnHeartBeatWarning(self, lapse):  # noqa: N802
+            def OnHeartBeatWarning(self, lapse):
                 rec.add("heartbeat", lapse)
 
         spi = Spi()

@@ -13,6 +13,7 @@ import urllib.request
 
 import jsonschema
 import pytest
+
 from conftest import ROOT, free_port, wait_for
 from health_support import FakeWorker, schema, status_doc, universe, validate_report
 
@@ -484,8 +485,9 @@ def test_a_trickling_redis_holds_the_consumer_read_no_longer_than_its_timeout():
 def test_a_trickling_pushgateway_holds_the_push_no_longer_than_its_timeout():
     """The push (a PUT and its answer) is bounded in total too: a Pushgateway answering one byte a second
     makes the push fail after its timeout, with the reason."""
-    from feedops.push import push
     from prometheus_client import CollectorRegistry, Gauge
+
+    from feedops.push import push
 
     registry = CollectorRegistry()
     Gauge("feedops_check_status", "h", registry=registry).set(0)

@@ -26,9 +26,10 @@ import time
 import urllib.request
 
 import pytest
+
+from clock_support import child_environ
 from conftest import ROOT, Server, free_port, http_ok, wait_for
 from health_support import validate_report
-from clock_support import child_environ
 
 pytestmark = pytest.mark.integration
 

@@ -35,11 +35,11 @@ import pytest
 import yaml
 
 from conftest import ROOT, Server, free_port, http_ok, wait_for
-from webhook_support import WebhookReceiver
 from feedops import metric_names
 from feedops.monitoring import prometheus_config
 from feedops.runbook import monitoring as native
 from feedops.settings import load_settings
+from webhook_support import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -320,8 +320,8 @@ def stack(tmp_path_factory):
     try:
         import redis as redis_lib
 
-        redis = start("redis", [redis_binary, "--bind", "127.0.0.1", "--port", str(ports["redis"]), "--save", "",
-                                "--appendonly", "no", "--dir", str(tmp)], ports["redis"])
+        start("redis", [redis_binary, "--bind", "127.0.0.1", "--port", str(ports["redis"]), "--save", "",
+                        "--appendonly", "no", "--dir", str(tmp)], ports["redis"])
         client = redis_lib.Redis(host="127.0.0.1", port=ports["redis"], decode_responses=True)
         wait_for(client.ping, what="redis")
         sim = start("ctp-sim", [sys.executable, str(SCRIPTS / "ctp_sim.py"), "--listen", f"127.0.0.1:{front}",

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_port, wait_for
-from feedops.exitcodes import Runbook
 from clock_support import SWEEP, child_environ
+from conftest import ROOT, free_port, wait_for
 from feedops import clock
 from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
+from feedops.exitcodes import Runbook
 from feedops.runbook.monitoring import BINARIES, INSTALL_HINT, find_binary
 
 pytestmark = pytest.mark.integration
@@ -380,12 +380,12 @@ def test_run_outcomes_are_pushed_to_a_real_pushgateway(pushgateway, tmp_path):
     with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=5) as resp:
         metrics = resp.read().decode()
     lines = [line for line in metrics.splitlines() if line.startswith("feedops_")]
-    assert any(l.startswith("feedops_runbook_exit_code{") and 'mode="premarket"' in l and l.endswith(" 0") for l in lines)
-    assert any(l.startswith("feedops_runbook_exit_code{") and 'mode="restart"' in l and l.endswith(f" {int(Runbook.NOT_READY)}") for l in lines)
-    assert any(l.startswith("feedops_runbook_duration_seconds{") and 'mode="premarket"' in l and l.endswith(" 9.5") for l in lines)
-    assert any(l.startswith("feedops_runbook_last_success_timestamp_seconds{") and 'mode="premarket"' in l for l in lines)
-    assert not any(l.startswith("feedops_runbook_last_success_timestamp_seconds{") and 'mode="restart"' in l for l in lines)
-    assert any(l.startswith("feedops_active_profile{") and 'profile="primary"' in l and l.endswith(" 1") for l in lines)
+    assert any(line.startswith("feedops_runbook_exit_code{") and 'mode="premarket"' in line and line.endswith(" 0") for line in lines)
+    assert any(line.startswith("feedops_runbook_exit_code{") and 'mode="restart"' in line and line.endswith(f" {int(Runbook.NOT_READY)}") for line in lines)
+    assert any(line.startswith("feedops_runbook_duration_seconds{") and 'mode="premarket"' in line and line.endswith(" 9.5") for line in lines)
+    assert any(line.startswith("feedops_runbook_last_success_timestamp_seconds{") and 'mode="premarket"' in line for line in lines)
+    assert not any(line.startswith("feedops_runbook_last_success_timestamp_seconds{") and 'mode="restart"' in line for line in lines)
+    assert any(line.startswith("feedops_active_profile{") and 'profile="primary"' in line and line.endswith(" 1") for line in lines)
     assert SENTINEL not in metrics
     # Pushgateway down: the outcome is still recorded, the push failure is a warning, the exit code unchanged
     dead = f"http://127.0.0.1:{free_port()}"

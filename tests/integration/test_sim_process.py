@@ -14,15 +14,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from clock_support import child_environ
 from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.exitcodes import Sim
 from feedops.paths import SCHEMAS_DIR
 from feedops.polling import free_port
-from feedops.sim import mdapi
 from feedops.settings import FeedSettings
+from feedops.sim import mdapi
 from feedops.sim.testing import Recorder
 from feedops.sim.universe import generate
-from clock_support import child_environ
 
 pytestmark = pytest.mark.integration
 
@@ -102,21 +102,21 @@ class Spi(mdapi.CThostFtdcMdSpi):
         super().__init__()
         self.api, self.password, self.ids, self.rec = api, password, ids, Recorder()
 
-    def OnFrontConnected(self):  # noqa: N802
+    def OnFrontConnected(self):
         self.rec.add("connected")
         req = mdapi.CThostFtdcReqUserLoginField()
         req.BrokerID, req.UserID, req.Password = "9999", "dev-primary", self.password
         self.api.ReqUserLogin(req, 1)
 
-    def OnFrontDisconnected(self, reason):  # noqa: N802
+    def OnFrontDisconnected(self, reason):
         self.rec.add("disconnected", reason)
 
-    def OnRspUserLogin(self, login, info, request_id, last):  # noqa: N802
+    def OnRspUserLogin(self, login, info, request_id, last):
         self.rec.add("login", info.ErrorID)
         if info.ErrorID == 0:
             self.api.SubscribeMarketData(self.ids, len(self.ids))
 
-    def OnRtnDepthMarketData(self, tick):  # noqa: N802
+    def OnRtnDepthMarketData(self, tick):
         self.rec.add("tick", tick.InstrumentID)
 
 

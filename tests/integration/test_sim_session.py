@@ -41,32 +41,32 @@ class MdSpi(mdapi.CThostFtdcMdSpi):
         self.rec = Recorder()
         self.ticks: list[tuple] = []
 
-    def OnFrontConnected(self):  # noqa: N802
+    def OnFrontConnected(self):
         self.rec.add("connected")
         req = mdapi.CThostFtdcReqUserLoginField()
         req.BrokerID, req.UserID, req.Password = BROKER, USER, self.password
         self.rec.add("login_rc", self.api.ReqUserLogin(req, 1))
 
-    def OnFrontDisconnected(self, reason):  # noqa: N802
+    def OnFrontDisconnected(self, reason):
         self.rec.add("disconnected", reason)
 
-    def OnHeartBeatWarning(self, lapse):  # noqa: N802
+    def OnHeartBeatWarning(self, lapse):
         self.rec.add("heartbeat", lapse)
 
-    def OnRspUserLogin(self, login, info, request_id, last):  # noqa: N802
+    def OnRspUserLogin(self, login, info, request_id, last):
         self.rec.add("login", info.ErrorID, login.TradingDay if info.ErrorID == 0 else None)
         if info.ErrorID == 0:
             for start in range(0, len(self.ids), self.batch):
                 batch = [i.encode() for i in self.ids[start:start + self.batch]]
                 self.rec.add("sub_rc", self.api.SubscribeMarketData(batch, len(batch)))
 
-    def OnRspSubMarketData(self, instrument, info, request_id, last):  # noqa: N802
+    def OnRspSubMarketData(self, instrument, info, request_id, last):
         self.rec.add("sub", instrument.InstrumentID, info.ErrorID, last)
 
-    def OnRspError(self, info, request_id, last):  # noqa: N802
+    def OnRspError(self, info, request_id, last):
         self.rec.add("error", info.ErrorID)
 
-    def OnRtnDepthMarketData(self, tick):  # noqa: N802
+    def OnRtnDepthMarketData(self, tick):
         self.ticks.append((tick.InstrumentID, tick.ExchangeID, tick.TradingDay, tick.ActionDay, tick.UpdateTime,
                            tick.UpdateMillisec, tick.Volume, tick.LastPrice, time.time()))
         self.rec.add("tick", tick.InstrumentID, type(tick))
@@ -82,39 +82,39 @@ class TdSpi(tdapi.CThostFtdcTraderSpi):
         self.rec = Recorder()
         self.instruments: list[tuple] = []
 
-    def OnFrontConnected(self):  # noqa: N802
+    def OnFrontConnected(self):
         self.rec.add("connected")
         req = tdapi.CThostFtdcReqAuthenticateField()
         req.BrokerID, req.UserID, req.AppID, req.AuthCode = BROKER, USER, APP, self.auth_code
         self.api.ReqAuthenticate(req, 1)
 
-    def OnFrontDisconnected(self, reason):  # noqa: N802
+    def OnFrontDisconnected(self, reason):
         self.rec.add("disconnected", reason)
 
-    def OnRspAuthenticate(self, field, info, request_id, last):  # noqa: N802
+    def OnRspAuthenticate(self, field, info, request_id, last):
         self.rec.add("auth", info.ErrorID)
         if info.ErrorID == 0:
             req = tdapi.CThostFtdcReqUserLoginField()
             req.BrokerID, req.UserID, req.Password = BROKER, USER, PASSWORD
             self.api.ReqUserLogin(req, 2)
 
-    def OnRspUserLogin(self, login, info, request_id, last):  # noqa: N802
+    def OnRspUserLogin(self, login, info, request_id, last):
         self.rec.add("login", info.ErrorID)
         if info.ErrorID == 0 and self.query:
             self.rec.add("qry_rc", self.api.ReqQryInstrument(tdapi.CThostFtdcQryInstrumentField(), 3))
             self.rec.add("qry_rc_in_flight", self.api.ReqQryInstrument(tdapi.CThostFtdcQryInstrumentField(), 4))
 
-    def OnRspQryInstrument(self, instrument, info, request_id, last):  # noqa: N802
+    def OnRspQryInstrument(self, instrument, info, request_id, last):
         if instrument is not None:
             self.instruments.append((instrument.InstrumentID, instrument.ExchangeID, instrument.ProductID,
                                      instrument.ProductClass, instrument.PriceTick))
         if last:
             self.rec.add("qry_done", request_id, len(self.instruments))
 
-    def OnRspError(self, info, request_id, last):  # noqa: N802
+    def OnRspError(self, info, request_id, last):
         self.rec.add("error", info.ErrorID, request_id)
 
-    def OnRtnInstrumentStatus(self, status):  # noqa: N802
+    def OnRtnInstrumentStatus(self, status):
         self.rec.add("status", status.ExchangeID, status.InstrumentID, status.InstrumentStatus)
 
 
@@ -254,7 +254,7 @@ def test_release_inside_a_callback_does_not_deadlock(front):
     released = threading.Event()
 
     class Spi(mdapi.CThostFtdcMdSpi):
-        def OnFrontConnected(self):  # noqa: N802
+        def OnFrontConnected(self):
             api.Release()
             released.set()
 

@@ -14,9 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import free_port
-from validate_support import SENTINEL_AUTH_CODE, SENTINEL_PASSWORD, assert_clean_output, check, dev_environ, run_validate, validate_report
-
 from feedops.exitcodes import Check
+from validate_support import SENTINEL_AUTH_CODE, SENTINEL_PASSWORD, assert_clean_output, check, dev_environ, run_validate, validate_report
 
 pytestmark = pytest.mark.integration
 

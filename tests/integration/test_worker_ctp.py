@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from clock_support import child_environ
 from conftest import ROOT, free_port, wait_for
 from feedops import clock
 from feedops.calendar import TradingCalendar
 from feedops.exitcodes import Worker
 from feedops.worker.instruments import write_cache
-from clock_support import child_environ
 
 pytestmark = [pytest.mark.integration, pytest.mark.ctp]
 CLI = ROOT / "scripts" / "operations" / "full_feed_subscription.py"

@@ -22,13 +22,13 @@ from types import SimpleNamespace
 import jsonschema
 import pytest
 
+from clock_support import child_environ
 from conftest import ROOT, Server, free_port, wait_for
 from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.exitcodes import Check, Worker
 from feedops.paths import SCHEMAS_DIR
 from feedops.runbook import supervisor
 from feedops.runbook.state import StateStore
-from clock_support import child_environ
 from sink_support import duplicates, file_sink_contents, parse_lines
 
 pytestmark = pytest.mark.integration
@@ -646,7 +646,8 @@ def test_restart_after_sigkill_does_not_glue_two_ticks(sim, workers, tmp_path):
     stopped = _stopped_line(second)
     records, torn = file_sink_contents(feed)
     print(f"\nSCENARIO sigkill-restart: sent={sent} published={len(before)}+{stopped['published']} "
-          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} (torn before restart: {torn_before}, by the kill: {torn_by_the_kill}) worst={worst} "
+          f"in_sink={len(records)} duplicates={duplicates(records)} torn={torn} "
+          f"(torn before restart: {torn_before}, by the kill: {torn_by_the_kill}) worst={worst} "
           f"recovery={recovery:.2f}s")
     assert torn == 0 and duplicates(records) == 0
     assert status["throughput"]["ticks_received_total"] == sent

@@ -6,8 +6,7 @@ import datetime as dt
 
 import pytest
 
-from feedops.calendar import (BEIJING, HOLIDAYS_FILE, CalendarError, HolidayFileError, TradingCalendar,
-                              load_holidays)
+from feedops.calendar import BEIJING, HOLIDAYS_FILE, CalendarError, HolidayFileError, TradingCalendar, load_holidays
 from feedops.settings import load_settings
 
 

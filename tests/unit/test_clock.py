@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from clock_support import child_environ
-
 from feedops import clock
 from feedops.calendar import BEIJING
 

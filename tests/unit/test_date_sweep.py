@@ -14,14 +14,12 @@ import pytest
 import time_machine
 
 from clock_support import SWEEP
-
 from feedops import clock
 from feedops.calendar import BEIJING, HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.health import checks as ck
 from feedops.sim import protocol as P
 from feedops.sim.server import SimConfig, SimServer
 from feedops.worker.ticks import Normaliser, raw_tick
-
 from test_worker_ticks import struct
 
 ALL = {"SHFE", "INE", "DCE", "CZCE", "CFFEX", "GFEX"}

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from validate_support import ROOT, clean_environ, write_secrets
-
 from feedops.calendar import BEIJING
+from validate_support import ROOT, clean_environ, write_secrets
 
 DEPLOY = ROOT / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("feedops-*@.*"))

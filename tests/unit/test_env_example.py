@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from validate_support import ROOT
-
 from feedops.envfile import parse_env_file
 from feedops.settings import ENV_NAMES, all_env_vars, load_settings, render_env_example, secret_env_vars
+from validate_support import ROOT
 
 EXAMPLE = ROOT / ".env.example"
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|AUTH_CODE|SECRET|TOKEN|API_KEY)$")

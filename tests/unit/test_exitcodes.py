@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 
-from validate_support import PYTHON, ROOT
-
 from feedops import exitcodes
 from feedops.exitcodes import FAMILIES, Check, render_markdown_table, render_shell
+from validate_support import PYTHON, ROOT
 
 SHELL_INCLUDE = ROOT / "scripts" / "operations" / "lib" / "exitcodes.sh"
 DOC = ROOT / "docs" / "ops" / "exit-codes.md"

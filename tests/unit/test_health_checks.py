@@ -6,7 +6,6 @@ import datetime as dt
 import json
 
 import pytest
-from health_support import status_doc, universe, validate_report
 
 from feedops.calendar import BEIJING, TradingCalendar
 from feedops.exitcodes import Check
@@ -15,6 +14,7 @@ from feedops.health import report as rp
 from feedops.health.run import evaluate, parse_at
 from feedops.health.sources import ConsumerGroup, PremarketRun, SourceError, Sources, parse_worker_status, safe_url
 from feedops.settings import load_settings
+from health_support import status_doc, universe, validate_report
 
 NOW = dt.datetime(2026, 11, 24, 13, 30, tzinfo=dt.timezone.utc)  # 21:30 Beijing, Tuesday
 

@@ -10,10 +10,9 @@ import subprocess
 import jsonschema
 import pytest
 
-from validate_support import LOG_SCHEMA, ROOT, load_json
-
 from feedops import log as log_mod
 from feedops.log import Logger, configure, get_logger, redact, register_secret, utc_timestamp
+from validate_support import LOG_SCHEMA, ROOT, load_json
 
 LOG_SH = ROOT / "scripts" / "operations" / "lib" / "log.sh"
 VALIDATOR = jsonschema.Draft202012Validator(load_json(LOG_SCHEMA))

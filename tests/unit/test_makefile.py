@@ -34,6 +34,12 @@ def test_test_target_runs_pytest_then_bats():
     assert out.index("-m pytest") < out.index("bats --recursive")
 
 
+def test_lint_runs_shellcheck_and_ruff():
+    done = make("-n", "lint")
+    assert done.returncode == 0, done.stderr
+    assert "shellcheck -x scripts/operations/*.sh" in done.stdout and "ruff check" in done.stdout
+
+
 def test_premarket_bootstraps_first():
     assert re.search(r"^premarket: bootstrap\b", MAKEFILE, flags=re.M)
     assert re.search(r"^bootstrap: .*var/secrets/\.generated", MAKEFILE, flags=re.M)

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
+import test_runbook_state
 from feedops import paths
 from feedops.exitcodes import Runbook
 from feedops.runbook import cli, procs, releases
 from feedops.runbook.config import RunbookContext
 from feedops.runbook.state import StateStore
 from feedops.runbook.status import render_status
-from test_runbook_state import environ  # noqa: F401  (the fixture: a private state dir and secrets)
 
+environ = test_runbook_state.environ  # the fixture: a private state dir and secrets
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
 

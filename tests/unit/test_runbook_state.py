@@ -114,7 +114,7 @@ class _Worker(BaseHTTPRequestHandler):
     profile = "primary"
     hits = 0
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):
         cls = type(self)
         if self.path == "/readyz":
             cls.hits += 1

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from validate_support import SENTINEL_AUTH_CODE, SENTINEL_PASSWORD, write_secrets
-
 from feedops.log import redact
 from feedops.settings import (
     ConfigError,
@@ -17,6 +15,7 @@ from feedops.settings import (
     load_settings,
     parse_shard,
 )
+from validate_support import SENTINEL_AUTH_CODE, SENTINEL_PASSWORD, write_secrets
 
 PROFILE = """FEEDOPS_ENV={env}
 CTP_PRIMARY_MD_FRONTS=tcp://127.0.0.1:17001

@@ -6,12 +6,11 @@ import json
 import stat
 import subprocess
 
-from validate_support import PYTHON, SECRET_VARS, clean_environ
-
 from feedops.devsecrets import DEV_SECRET_PREFIX, MARKER, ensure_dev_secrets, secret_names
 from feedops.exitcodes import Check
 from feedops.settings import CTP_FIELD_SIZES, load_settings
 from feedops.validate.checks import is_placeholder_secret
+from validate_support import PYTHON, SECRET_VARS, clean_environ
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from validate_support import ROOT
-
 from feedops.validate import CHECKS, check_ids
+from validate_support import ROOT
 
 DOC = ROOT / "docs" / "ops" / "premarket-checklist.md"
 

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from clock_support import child_environ
 from conftest import ROOT, free_port
 from feedops.exitcodes import Check, Worker
-from clock_support import child_environ
 
 CLI = ROOT / "scripts" / "operations" / "full_feed_subscription.py"
 

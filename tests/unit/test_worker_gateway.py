@@ -25,27 +25,27 @@ class FakeMdApi:
         self.subscribe_rc: list[int] = []
         self.released = False
 
-    def RegisterSpi(self, spi):  # noqa: N802
+    def RegisterSpi(self, spi):
         self.spi = spi
 
-    def RegisterFront(self, front):  # noqa: N802
+    def RegisterFront(self, front):
         self.fronts.append(front)
 
-    def Init(self):  # noqa: N802
+    def Init(self):
         pass
 
-    def ReqUserLogin(self, field, request_id):  # noqa: N802
+    def ReqUserLogin(self, field, request_id):
         self.logins.append(field)
         return 0
 
-    def SubscribeMarketData(self, ids, count):  # noqa: N802
+    def SubscribeMarketData(self, ids, count):
         assert all(isinstance(i, bytes) for i in ids) and count == len(ids)
         rc = self.subscribe_rc.pop(0) if self.subscribe_rc else 0
         if rc == 0:
             self.batches.append(list(ids))
         return rc
 
-    def Release(self):  # noqa: N802
+    def Release(self):
         self.released = True
 
 

@@ -15,11 +15,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 from conftest import wait_for
-from sink_support import parse_lines
 from feedops.worker.sinks import FileSink
+from sink_support import parse_lines
 
 DAY = "20261127"
 

@@ -13,8 +13,7 @@ from ..exitcodes import Check
 from ..log import get_logger
 from . import checks as ck
 from . import report as rp
-from .sources import (SourceError, Sources, read_consumer_groups, read_expected_workers, read_premarket, read_prometheus,
-                      read_workers, safe_url)
+from .sources import SourceError, Sources, read_consumer_groups, read_expected_workers, read_premarket, read_prometheus, read_workers, safe_url
 
 log = get_logger("check_feed_health")
 

@@ -20,7 +20,7 @@ STATUS = "make status                                   # processes, profile, la
 CHECK_RULES = ".venv/bin/python -m feedops.monitoring.rules --check"
 CHECK_AM = ".venv/bin/python -m feedops.monitoring.alertmanager check"
 
-HEALTH_STATUS = f'feedops_check_status{{checker="check_feed_health"}}'
+HEALTH_STATUS = 'feedops_check_status{checker="check_feed_health"}'
 
 
 def downstream(T: dict) -> tuple[Alert, ...]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from ..health.checks import SNAPSHOTS_PER_SECOND
 from ..settings import FeedSettings
 
-
-
 #: Scrape job of the full-feed workers and of the Pushgateway (prometheus.yml job_name).
 WORKER_JOB = "feedops-worker"
 PUSHGATEWAY_JOB = "pushgateway"

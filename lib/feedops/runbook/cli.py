@@ -17,7 +17,7 @@ from .. import log as feedlog
 from ..exitcodes import Runbook, Worker
 from ..settings import ConfigError
 from . import procs, ready
-from .config import RunbookContext, snapshot_values
+from .config import RunbookContext
 from .state import StateError, atomic_write_json, read_json
 
 log = feedlog.get_logger("runbook")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from .. import paths
 from ..log import get_logger
-from .config import RunbookContext, listen_of
 from . import supervisor
+from .config import RunbookContext, listen_of
 from .state import StateError, atomic_write_json, read_json
 
 log = get_logger("runbook")

@@ -144,7 +144,7 @@ class Keeper:
             return None
         try:
             return self.state.active_profile() or self.profile
-        except Exception:  # noqa: BLE001 - a corrupt file: keep the profile we have (status reports the file)
+        except Exception:  # a corrupt file: keep the profile we have (status reports the file)
             return self.profile
 
     def _fail_over(self, code: int, count: int) -> None:

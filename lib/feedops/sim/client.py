@@ -72,7 +72,7 @@ class SimClientBase:
         self.current_front: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ API methods shared by md and td
-    def RegisterFront(self, pszFrontAddress: str) -> None:  # noqa: N802,N803 - CTP's names
+    def RegisterFront(self, pszFrontAddress: str) -> None:
         front = parse_front(pszFrontAddress)
         if front is None:
             log.warning("sim.client.bad_front", "ignoring a front address that is not tcp://host:port",
@@ -80,26 +80,26 @@ class SimClientBase:
             return
         self._fronts.append(front)
 
-    def RegisterNameServer(self, pszNsAddress: str) -> None:  # noqa: N802,N803
+    def RegisterNameServer(self, pszNsAddress: str) -> None:
         self.RegisterFront(pszNsAddress)
 
-    def RegisterSpi(self, pSpi: Any) -> None:  # noqa: N802,N803
+    def RegisterSpi(self, pSpi: Any) -> None:
         self._spi = pSpi
         self._bind_spi()
 
-    def Init(self) -> None:  # noqa: N802
+    def Init(self) -> None:
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name=f"ctp-sim-{self.KIND}-api", daemon=True)
         self._thread.start()
 
-    def Join(self) -> int:  # noqa: N802
+    def Join(self) -> int:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         return 0
 
-    def Release(self) -> None:  # noqa: N802
+    def Release(self) -> None:
         self._stop.set()
         self._spi = None
         self._bind_spi()
@@ -108,7 +108,7 @@ class SimClientBase:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
 
-    def GetTradingDay(self) -> str:  # noqa: N802
+    def GetTradingDay(self) -> str:
         return self._trading_day
 
     # ------------------------------------------------------------------ callbacks
@@ -132,7 +132,7 @@ class SimClientBase:
             return
         try:
             method(*args)
-        except Exception:  # noqa: BLE001 - the binding prints and swallows callback exceptions
+        except Exception:  # the binding prints and swallows callback exceptions
             traceback.print_exc()
 
     # ------------------------------------------------------------------ requests

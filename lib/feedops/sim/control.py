@@ -30,7 +30,7 @@ log = get_logger("ctp-sim.control")
 class _Handler(BaseHTTPRequestHandler):
     server: "_ControlHTTPServer"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence http.server's stderr lines
+    def log_message(self, format: str, *args: Any) -> None:  # silence http.server's stderr lines
         pass
 
     def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
@@ -47,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
         future = asyncio.run_coroutine_threadsafe(_call(func, *args), self.server.loop)
         return future.result(timeout=10)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         sim = self.server.sim
         path = urlsplit(self.path).path
         if path == "/metrics":
@@ -61,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": f"no such endpoint {path}; use /metrics, /status, /faults, /healthz"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         parts = urlsplit(self.path)
         segments = [p for p in parts.path.split("/") if p]
         if len(segments) != 2 or segments[0] != "faults":

@@ -36,15 +36,15 @@ else:
     class CThostFtdcMdSpi:  # type: ignore[no-redef]
         """Fallback SPI base: every callback is a no-op (the binding's base class does the same)."""
 
-        def OnFrontConnected(self) -> None: ...  # noqa: N802
-        def OnFrontDisconnected(self, nReason: int) -> None: ...  # noqa: N802,N803
-        def OnHeartBeatWarning(self, nTimeLapse: int) -> None: ...  # noqa: N802,N803
-        def OnRspUserLogin(self, pRspUserLogin, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRspUserLogout(self, pUserLogout, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRspError(self, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRspSubMarketData(self, pSpecificInstrument, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRspUnSubMarketData(self, pSpecificInstrument, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRtnDepthMarketData(self, pDepthMarketData) -> None: ...  # noqa: N802,N803
+        def OnFrontConnected(self) -> None: ...
+        def OnFrontDisconnected(self, nReason: int) -> None: ...
+        def OnHeartBeatWarning(self, nTimeLapse: int) -> None: ...
+        def OnRspUserLogin(self, pRspUserLogin, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRspUserLogout(self, pUserLogout, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRspError(self, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRspSubMarketData(self, pSpecificInstrument, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRspUnSubMarketData(self, pSpecificInstrument, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRtnDepthMarketData(self, pDepthMarketData) -> None: ...
 
 
 class _Strings(dict):
@@ -58,7 +58,7 @@ class _Strings(dict):
         return value
 
 
-def _instrument_ids(ppInstrumentID: Any, nCount: int | None) -> list[str]:  # noqa: N803
+def _instrument_ids(ppInstrumentID: Any, nCount: int | None) -> list[str]:
     if not isinstance(ppInstrumentID, (list, tuple)):
         raise TypeError("list must contain strings (a list of bytes, e.g. [b'rb2601'])")
     ids = list(ppInstrumentID if nCount is None else ppInstrumentID[:nCount])
@@ -75,12 +75,12 @@ class CThostFtdcMdApi:
         raise AttributeError("No constructor defined - class is abstract (use CreateFtdcMdApi)")
 
     @staticmethod
-    def CreateFtdcMdApi(pszFlowPath: str = "", bIsUsingUdp: bool = False, bIsMulticast: bool = False,  # noqa: N802,N803
+    def CreateFtdcMdApi(pszFlowPath: str = "", bIsUsingUdp: bool = False, bIsMulticast: bool = False,
                         bIsProductionMode: bool = True) -> "SimMdApi":
         return SimMdApi(pszFlowPath)
 
     @staticmethod
-    def GetApiVersion() -> str:  # noqa: N802
+    def GetApiVersion() -> str:
         from . import API_VERSION
 
         return API_VERSION
@@ -97,17 +97,17 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
         self._strings = _Strings()
         self.ticks_received = 0
 
-    def ReqUserLogin(self, pReqUserLoginField: Any, nRequestID: int) -> int:  # noqa: N802,N803
+    def ReqUserLogin(self, pReqUserLoginField: Any, nRequestID: int) -> int:
         return self._request("login", nRequestID, self._struct_fields(pReqUserLoginField))
 
-    def ReqUserLogout(self, pUserLogout: Any, nRequestID: int) -> int:  # noqa: N802,N803
+    def ReqUserLogout(self, pUserLogout: Any, nRequestID: int) -> int:
         return self._request("logout", nRequestID, self._struct_fields(pUserLogout))
 
-    def SubscribeMarketData(self, ppInstrumentID: Any, nCount: int | None = None) -> int:  # noqa: N802,N803
+    def SubscribeMarketData(self, ppInstrumentID: Any, nCount: int | None = None) -> int:
         ids = _instrument_ids(ppInstrumentID, nCount)
         return self._request("sub", 0, {"ids": ids})
 
-    def UnSubscribeMarketData(self, ppInstrumentID: Any, nCount: int | None = None) -> int:  # noqa: N802,N803
+    def UnSubscribeMarketData(self, ppInstrumentID: Any, nCount: int | None = None) -> int:
         ids = _instrument_ids(ppInstrumentID, nCount)
         return self._request("unsub", 0, {"ids": ids})
 
@@ -167,7 +167,7 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
             if callback is not None:
                 try:
                     callback(s)
-                except Exception:  # noqa: BLE001 - printed and swallowed, like the binding
+                except Exception:  # printed and swallowed, like the binding
                     import traceback
 
                     traceback.print_exc()

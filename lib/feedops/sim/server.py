@@ -608,7 +608,7 @@ class SimServer:
                 self._tick_slice()
                 if self._delayed:
                     self._flush_delayed()
-            except Exception as exc:  # noqa: BLE001 - keep the front alive; a bug shows in the log
+            except Exception as exc:  # keep the front alive; a bug shows in the log
                 log.error("sim.tick.error", "tick generation failed", error=repr(exc))
 
     def slices_per_round(self) -> int:

@@ -61,7 +61,7 @@ def _init_source(kinds: tuple[tuple[str, str], ...], float_default: float, call_
 
 def _make_init(kinds: tuple[tuple[str, str], ...], float_default: float, base_init: Any = None) -> Any:
     namespace: dict[str, Any] = {"_base_init": base_init}
-    exec(_init_source(kinds, float_default, base_init is not None), namespace)  # noqa: S102 - generated from FIELDS
+    exec(_init_source(kinds, float_default, base_init is not None), namespace)  # generated from FIELDS
     return namespace["__init__"]
 
 

@@ -29,15 +29,15 @@ else:
     class CThostFtdcTraderSpi:  # type: ignore[no-redef]
         """Fallback SPI base: every callback is a no-op (the binding's base class does the same)."""
 
-        def OnFrontConnected(self) -> None: ...  # noqa: N802
-        def OnFrontDisconnected(self, nReason: int) -> None: ...  # noqa: N802,N803
-        def OnHeartBeatWarning(self, nTimeLapse: int) -> None: ...  # noqa: N802,N803
-        def OnRspAuthenticate(self, pRspAuthenticateField, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRspUserLogin(self, pRspUserLogin, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRspUserLogout(self, pUserLogout, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRspError(self, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRspQryInstrument(self, pInstrument, pRspInfo, nRequestID, bIsLast) -> None: ...  # noqa: N802,N803
-        def OnRtnInstrumentStatus(self, pInstrumentStatus) -> None: ...  # noqa: N802,N803
+        def OnFrontConnected(self) -> None: ...
+        def OnFrontDisconnected(self, nReason: int) -> None: ...
+        def OnHeartBeatWarning(self, nTimeLapse: int) -> None: ...
+        def OnRspAuthenticate(self, pRspAuthenticateField, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRspUserLogin(self, pRspUserLogin, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRspUserLogout(self, pUserLogout, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRspError(self, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRspQryInstrument(self, pInstrument, pRspInfo, nRequestID, bIsLast) -> None: ...
+        def OnRtnInstrumentStatus(self, pInstrumentStatus) -> None: ...
 
 
 class CThostFtdcTraderApi:
@@ -47,11 +47,11 @@ class CThostFtdcTraderApi:
         raise AttributeError("No constructor defined - class is abstract (use CreateFtdcTraderApi)")
 
     @staticmethod
-    def CreateFtdcTraderApi(pszFlowPath: str = "", bIsProductionMode: bool = True) -> "SimTraderApi":  # noqa: N802,N803
+    def CreateFtdcTraderApi(pszFlowPath: str = "", bIsProductionMode: bool = True) -> "SimTraderApi":
         return SimTraderApi(pszFlowPath)
 
     @staticmethod
-    def GetApiVersion() -> str:  # noqa: N802
+    def GetApiVersion() -> str:
         from . import API_VERSION
 
         return API_VERSION
@@ -69,22 +69,22 @@ class SimTraderApi(SimClientBase, CThostFtdcTraderApi):
         self._last_query = 0.0
         self.query_interval = 0.0  # seconds between queries the front allows (sent in its welcome)
 
-    def SubscribePublicTopic(self, nResumeType: int) -> None:  # noqa: N802,N803
+    def SubscribePublicTopic(self, nResumeType: int) -> None:
         pass
 
-    def SubscribePrivateTopic(self, nResumeType: int) -> None:  # noqa: N802,N803
+    def SubscribePrivateTopic(self, nResumeType: int) -> None:
         pass
 
-    def ReqAuthenticate(self, pReqAuthenticateField: Any, nRequestID: int) -> int:  # noqa: N802,N803
+    def ReqAuthenticate(self, pReqAuthenticateField: Any, nRequestID: int) -> int:
         return self._request("auth", nRequestID, self._struct_fields(pReqAuthenticateField))
 
-    def ReqUserLogin(self, pReqUserLoginField: Any, nRequestID: int) -> int:  # noqa: N802,N803
+    def ReqUserLogin(self, pReqUserLoginField: Any, nRequestID: int) -> int:
         return self._request("login", nRequestID, self._struct_fields(pReqUserLoginField))
 
-    def ReqUserLogout(self, pUserLogout: Any, nRequestID: int) -> int:  # noqa: N802,N803
+    def ReqUserLogout(self, pUserLogout: Any, nRequestID: int) -> int:
         return self._request("logout", nRequestID, self._struct_fields(pUserLogout))
 
-    def ReqQryInstrument(self, pQryInstrument: Any, nRequestID: int) -> int:  # noqa: N802,N803
+    def ReqQryInstrument(self, pQryInstrument: Any, nRequestID: int) -> int:
         with self._query_lock:
             if not self._ready:
                 return P.RC_NETWORK

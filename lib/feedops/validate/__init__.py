@@ -5,7 +5,7 @@ logic and never prints or exits.
 """
 
 from .checks import CHECKS, CheckResult, CheckSpec, Context, check_ids
-from .runner import CHECKER, Report, pushgateway_target, push_outcome, render_table, run_checklist
+from .runner import CHECKER, Report, push_outcome, pushgateway_target, render_table, run_checklist
 
 __all__ = ["CHECKS", "CHECKER", "CheckResult", "CheckSpec", "Context", "Report", "check_ids", "push_outcome",
            "pushgateway_target", "render_table", "run_checklist"]

@@ -33,7 +33,6 @@ Order of work (see CTP_FACTS.md):
 from __future__ import annotations
 
 import collections
-import json
 import os
 import queue
 import time

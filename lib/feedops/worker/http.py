@@ -46,7 +46,7 @@ def _handler(metrics, live, ready, status):
     class Handler(BaseHTTPRequestHandler):
         server_version = "feedops-worker"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stdlib access logs
+        def log_message(self, format: str, *args: Any) -> None:  # silence stdlib access logs
             return
 
         def _send(self, code: int, body: bytes, content_type: str) -> None:
@@ -59,7 +59,7 @@ def _handler(metrics, live, ready, status):
         def _json(self, code: int, payload: Any) -> None:
             self._send(code, json.dumps(payload, separators=(",", ":")).encode(), "application/json")
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:
             url = urlparse(self.path)
             try:
                 if url.path == "/metrics":
@@ -78,7 +78,7 @@ def _handler(metrics, live, ready, status):
                     self._json(404, {"error": f"no such endpoint {url.path}; try /metrics /livez /readyz /status"})
             except (BrokenPipeError, ConnectionResetError):
                 pass
-            except Exception as exc:  # noqa: BLE001 - a bad request must not kill the server thread
+            except Exception as exc:  # a bad request must not kill the server thread
                 _log.error("worker.http.error", f"{url.path} failed: {exc.__class__.__name__}: {exc}")
                 try:
                     self._json(500, {"error": f"{exc.__class__.__name__}"})

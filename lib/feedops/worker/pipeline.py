@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import clock
-from .. import coverage
+from .. import clock, coverage
 from ..log import get_logger
 from .metrics import WorkerMetrics
 from .ticks import RAW_FIELDS, Deduper, Normaliser
@@ -103,7 +102,7 @@ def _inline_offer() -> Any:
         "        self.wakeup.set()\n"
     )
     namespace: dict[str, Any] = {"_now": clock.time}
-    exec(source, namespace)  # noqa: S102 - generated from RAW_FIELDS
+    exec(source, namespace)  # generated from RAW_FIELDS
     offer = namespace["offer"]
     offer.__doc__ = "Copy the struct's fields into the queue (raw_tick's tuple), or count a drop copying nothing."
     return offer
@@ -174,7 +173,7 @@ class Pipeline(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # noqa: BLE001 - reported by /livez and the main loop
+        except BaseException as exc:  # reported by /livez and the main loop
             self.error = exc
             _log.critical("worker.pipeline.crashed", f"pipeline thread crashed: {exc.__class__.__name__}: {exc}")
 

@@ -207,7 +207,7 @@ class FeedWorker:
         wanted = set(self.book.instruments)
         try:
             state, source = resume.from_sink(self.feed, self.shard, wanted)
-        except Exception as exc:  # noqa: BLE001 - any read failure: start without the sink's state
+        except Exception as exc:  # any read failure: start without the sink's state
             _log.warning("worker.dedupe.resume_failed", f"cannot read the last ticks back from the {self.sink.kind} "
                          f"sink ({exc.__class__.__name__}); a replaying front may add duplicates until it has moved on",
                          sink=self.sink.kind)

@@ -214,7 +214,7 @@ class Sink:
             self._connect()
         except SinkError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any transport error means "down"
+        except Exception as exc:  # any transport error means "down"
             self.up = True  # so that _error logs the transition once
             self._error("connect", exc)
             return False
@@ -235,7 +235,7 @@ class Sink:
                 return []
             try:
                 self._connect()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._error("connect", exc)
                 self._buffer(records)
                 return []
@@ -246,7 +246,7 @@ class Sink:
             self.buffer.clear()
         try:
             delivered: list[Any] = self._resend_held()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._error("write", exc)
             self._buffer(batch)
             return []
@@ -257,7 +257,7 @@ class Sink:
             chunk = batch[start:start + SEND_CHUNK]
             try:
                 delivered.extend(self._send(chunk))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._error("write", exc)
                 self._requeue(chunk, batch[start + SEND_CHUNK:])
                 failed = True
@@ -692,7 +692,7 @@ class RedisSink(Sink):
     def close(self) -> None:
         try:
             self.client.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 

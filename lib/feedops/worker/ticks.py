@@ -35,7 +35,6 @@ from typing import Any
 
 from .. import clock
 
-
 #: Order of the fields in the raw tuple (after the receive time).
 RAW_FIELDS = (
     "InstrumentID", "ExchangeID", "TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec",

@@ -38,7 +38,7 @@ import atexit
 import bisect
 import collections
 import multiprocessing
-import multiprocessing.util  # noqa: F401 - registers its exit hook (joins children) before _close_all below
+import multiprocessing.util  # registers its exit hook (joins children) before _close_all below
 import queue as queue_mod
 import signal
 import sys
@@ -237,13 +237,13 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
                     write(batches, rows)
         except (EOFError, OSError):  # the pipe broke under a send: the worker is gone
             finish()
-        except BaseException as exc:  # noqa: BLE001 - a bug: the process exits non-zero and the worker reports it
+        except BaseException as exc:  # a bug: the process exits non-zero and the worker reports it
             crashed.append(exc)
             _log.critical("worker.sink.writer_crashed", f"sink writer thread crashed: {exc.__class__.__name__}: {exc}",
                           traceback=traceback.format_exc())
             try:
                 sink.close()
-            except Exception:  # noqa: BLE001 - closing what is left, best effort
+            except Exception:  # closing what is left, best effort
                 pass
 
     writer = threading.Thread(target=writing, name="feedops-sink-write", daemon=True)
@@ -267,7 +267,7 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
                     break
     except (EOFError, OSError):
         hand(("eof",))
-    except BaseException as exc:  # noqa: BLE001 - a bug: write what was built, exit non-zero, the worker reports it
+    except BaseException as exc:  # a bug: write what was built, exit non-zero, the worker reports it
         _log.critical("worker.sink.receiver_crashed", f"sink writer could not take a batch: {exc.__class__.__name__}: "
                       f"{exc}", traceback=traceback.format_exc())
         crashed.append(exc)
@@ -437,5 +437,5 @@ def _close_all() -> None:
     for writer in list(_LIVE):
         try:
             writer.close()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception:  # best effort at interpreter exit
             pass
