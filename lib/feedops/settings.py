@@ -54,7 +54,6 @@ TOOLING_ENV_VARS = frozenset({
 })
 #: CTP's own limits (see shared CTP_FACTS.md): SFIT advises batches of at most 1000.
 CTP_MAX_SUBSCRIBE_BATCH = 1000
-CTP_MAX_QUERIES_IN_FLIGHT = 1
 #: Longest value each credential field takes: the C structs are char[N+1] (BrokerID char[11],
 #: AuthCode char[17], ...); a longer value makes the binding raise TypeError at login (observed).
 CTP_FIELD_SIZES = {"broker_id": 10, "user_id": 15, "password": 40, "app_id": 32, "auth_code": 16, "user_product_info": 10}
@@ -226,7 +225,6 @@ class FeedSettings(_LayeredSettings):
     subscribe_batch_size: int = Field(1000, ge=1, le=CTP_MAX_SUBSCRIBE_BATCH, description="instruments per SubscribeMarketData call (CTP limit 1000)")
     subscribe_batch_interval_seconds: float = Field(1.0, ge=0, le=60, description="pause between subscribe batches, seconds")
     query_rate_per_second: float = Field(1.0, gt=0, le=20, description="trader queries per second (fronts typically allow 1-2)")
-    query_max_in_flight: int = Field(1, ge=1, le=100, description="trader queries in flight; CTP allows exactly 1")
     max_retries: int = Field(5, ge=0, le=100, description="retries for refused queries and unacknowledged subscriptions")
     retry_backoff_seconds: float = Field(1.0, gt=0, le=300, description="first retry delay, doubled per retry")
     retry_backoff_max_seconds: float = Field(30.0, gt=0, le=3600, description="upper bound of the retry delay")
@@ -478,7 +476,7 @@ def _explain(error: dict[str, Any], var: str, secret: bool) -> tuple[str, str]:
         return f"must be true or false{shown}", f"set {var} to true or false"
     if kind in ("less_than_equal", "less_than"):
         limit = ctx.get("le", ctx.get("lt"))
-        hint = " (CTP's limit)" if var.endswith("SUBSCRIBE_BATCH_SIZE") or var.endswith("QUERY_MAX_IN_FLIGHT") else ""
+        hint = " (CTP's limit)" if var.endswith("SUBSCRIBE_BATCH_SIZE") else ""
         return f"must be at most {limit}{hint}{shown}", f"set {var} to {limit} or less"
     if kind in ("greater_than_equal", "greater_than"):
         limit = ctx.get("ge", ctx.get("gt"))

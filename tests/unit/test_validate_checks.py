@@ -10,11 +10,10 @@ import time_machine
 from prometheus_client import generate_latest
 
 from clock_support import SWEEP
-from validate_support import PINNED_IMAGE_TAG, ROOT, SENTINEL_PASSWORD, clean_environ, dev_environ
-
 from feedops.validate import checks as checks_mod
 from feedops.validate.checks import is_placeholder_secret, mask_url, owner_of, writable_dir_problem
 from feedops.validate.runner import outcome_registries, pushgateway_target, render_table, run_checklist
+from validate_support import PINNED_IMAGE_TAG, ROOT, SENTINEL_PASSWORD, clean_environ, dev_environ
 
 LOOPBACK_PROFILES = """
 CTP_PRIMARY_MD_FRONTS=tcp://127.0.0.11:41213,tcp://127.0.0.12:41213
@@ -230,7 +229,7 @@ def test_config_errors_go_to_the_owning_checks_and_the_rest_is_skipped(tmp_path)
 @pytest.mark.parametrize("setting, owner", [
     ("CTP_PRIMARY_MD_FRONTS", "fronts.well_formed"), ("CTP_BACKUP_TD_FRONTS", "fronts.well_formed"),
     ("CTP_BACKUP_PASSWORD", "secrets.present"), ("FEEDOPS_SECRETS_DIR", "secrets.present"),
-    ("FEEDOPS_QUERY_MAX_IN_FLIGHT", "ratelimits.ctp_limits"), ("FEEDOPS_FLOW_DIR", "flow_dir.writable"),
+    ("FEEDOPS_QUERY_RATE_PER_SECOND", "ratelimits.ctp_limits"), ("FEEDOPS_FLOW_DIR", "flow_dir.writable"),
     ("FEEDOPS_CHANNEL", "settings.load"), ("dev.env:3", "settings.load"),
 ])
 def test_owner_of(setting, owner):

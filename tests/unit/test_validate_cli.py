@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from feedops.exitcodes import Check
+from feedops.validate import check_ids, run_checklist
 from validate_support import (
     SENTINEL_AUTH_CODE,
     SENTINEL_PASSWORD,
@@ -22,9 +24,6 @@ from validate_support import (
     validate_report,
     write_secrets,
 )
-
-from feedops.exitcodes import Check
-from feedops.validate import check_ids, run_checklist
 
 
 def test_dev_env_json_report_is_valid_and_passes(tmp_path):
@@ -95,7 +94,6 @@ BAD_INPUTS = [
     ("rate-not-numeric", {"FEEDOPS_QUERY_RATE_PER_SECOND": "fast"}, [], "ratelimits.ctp_limits", "FEEDOPS_QUERY_RATE_PER_SECOND", "to a number"),
     ("batch-not-integer", {"FEEDOPS_SUBSCRIBE_BATCH_SIZE": "1e3"}, [], "ratelimits.ctp_limits", "FEEDOPS_SUBSCRIBE_BATCH_SIZE", "to an integer"),
     ("batch-above-ctp-limit", {"FEEDOPS_SUBSCRIBE_BATCH_SIZE": "1001"}, [], "ratelimits.ctp_limits", "FEEDOPS_SUBSCRIBE_BATCH_SIZE", "1000 or less"),
-    ("two-queries-in-flight", {"FEEDOPS_QUERY_MAX_IN_FLIGHT": "2"}, [], "ratelimits.ctp_limits", "FEEDOPS_QUERY_MAX_IN_FLIGHT", "FEEDOPS_QUERY_MAX_IN_FLIGHT=1"),
     ("unknown-channel", {"FEEDOPS_CHANNEL": "live"}, [], "settings.load", "FEEDOPS_CHANNEL", "one of 'ctp' or 'sim'"),
     ("unknown-env-variable", {"FEEDOPS_ENV": "qa"}, [], "settings.load", "FEEDOPS_ENV", "dev, staging, prod"),
     ("secrets-dir-missing", {"FEEDOPS_SECRETS_DIR": "/nonexistent/feedops-secrets"}, [], "secrets.present", "FEEDOPS_SECRETS_DIR", "create it"),

@@ -27,7 +27,6 @@ from urllib.parse import urlsplit, urlunsplit
 from .. import clock, paths
 from ..devsecrets import DEV_SECRET_PREFIX
 from ..settings import (
-    CTP_MAX_QUERIES_IN_FLIGHT,
     CTP_MAX_SUBSCRIBE_BATCH,
     FRONT_RE,
     CtpProfile,
@@ -49,8 +48,7 @@ _PLACEHOLDER_PATTERNS = (re.compile(r"^<.*>$"), re.compile(r"^\$\{.*\}$"), re.co
 _RESERVED_HOST = re.compile(r"(^|\.)(example|invalid|test)$|(^|\.)example\.(com|net|org)$", re.I)
 RATE_LIMIT_SETTINGS = frozenset({
     "FEEDOPS_SUBSCRIBE_BATCH_SIZE", "FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS", "FEEDOPS_QUERY_RATE_PER_SECOND",
-    "FEEDOPS_QUERY_MAX_IN_FLIGHT", "FEEDOPS_MAX_RETRIES", "FEEDOPS_RETRY_BACKOFF_SECONDS",
-    "FEEDOPS_RETRY_BACKOFF_MAX_SECONDS",
+    "FEEDOPS_MAX_RETRIES", "FEEDOPS_RETRY_BACKOFF_SECONDS", "FEEDOPS_RETRY_BACKOFF_MAX_SECONDS",
 })
 
 
@@ -272,7 +270,7 @@ def check_secrets_not_placeholder(ctx: Context) -> CheckResult:
     return _verdict("secrets.not_placeholder", problems, True, f"{seen} secrets set, none a placeholder")
 
 
-@check("ratelimits.ctp_limits", "Rate limits respect CTP: subscribe batch <= 1000, one query in flight, query rate and backoff sane")
+@check("ratelimits.ctp_limits", "Rate limits respect CTP: subscribe batch <= 1000, query rate and backoff sane")
 def check_rate_limits(ctx: Context) -> CheckResult:
     f = ctx.settings.feed
     hard: list[Problem] = []
@@ -280,9 +278,6 @@ def check_rate_limits(ctx: Context) -> CheckResult:
     if f.subscribe_batch_size > CTP_MAX_SUBSCRIBE_BATCH:
         hard.append(Problem("FEEDOPS_SUBSCRIBE_BATCH_SIZE", f"{f.subscribe_batch_size} is above CTP's limit of {CTP_MAX_SUBSCRIBE_BATCH}",
                             f"set FEEDOPS_SUBSCRIBE_BATCH_SIZE to {CTP_MAX_SUBSCRIBE_BATCH} or less"))
-    if f.query_max_in_flight != CTP_MAX_QUERIES_IN_FLIGHT:
-        hard.append(Problem("FEEDOPS_QUERY_MAX_IN_FLIGHT", f"{f.query_max_in_flight} queries in flight; CTP refuses a second one (-2)",
-                            "set FEEDOPS_QUERY_MAX_IN_FLIGHT=1"))
     if f.retry_backoff_max_seconds < f.retry_backoff_seconds:
         hard.append(Problem("FEEDOPS_RETRY_BACKOFF_MAX_SECONDS", f"{f.retry_backoff_max_seconds} s is below the first retry delay "
                             f"FEEDOPS_RETRY_BACKOFF_SECONDS={f.retry_backoff_seconds}",
@@ -294,7 +289,7 @@ def check_rate_limits(ctx: Context) -> CheckResult:
         soft.append(Problem("FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS", f"{f.subscribe_batch_interval_seconds} s between batches; SFIT advises 1 s",
                             "set FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS=1.0 for real fronts"))
     return _verdict("ratelimits.ctp_limits", hard + soft, bool(hard),
-                    f"batch {f.subscribe_batch_size} (limit {CTP_MAX_SUBSCRIBE_BATCH}), {f.query_max_in_flight} query in flight, "
+                    f"batch {f.subscribe_batch_size} (limit {CTP_MAX_SUBSCRIBE_BATCH}), "
                     f"{f.query_rate_per_second} queries/s, {f.subscribe_batch_interval_seconds} s between batches")
 
 
