@@ -22,23 +22,8 @@
 #                                first: skip (exit 0, recorded SKIPPED) on a day without the session, refuse
 #                                (76) after the session opened (premarket) or while one is open (shutdown, drill)
 #
-# Exit codes (lib/feedops/exitcodes.py, docs/ops/exit-codes.md):
-#   0 OK                  the mode completed
-#   64 USAGE              unknown mode or option, bad option value
-#   65 LOCK_HELD          another run holds the lock (the message names its pid and mode)
-#   66 VALIDATION_FAILED  validate_env.py (or loading the settings) failed; nothing was started
-#   67 START_FAILED       a component did not start (stack, sim or worker)
-#   68 NOT_READY          the worker(s) did not become ready within the timeout
-#   69 HEALTH_FAILED      check_feed_health.py reported CRITICAL or UNKNOWN
-#   70 FAILOVER_FAILED    the other profile did not recover within the timeout (failover, drill)
-#   71 ROLLBACK_FAILED    no usable previous release/snapshot, or it did not recover
-#   72 SHUTDOWN_FAILED    a component did not stop within the timeout
-#   73 STATE_CORRUPT      a state file is corrupt or unreadable; it was not trusted
-#   74 DEPENDENCY_MISSING a required tool (python venv, docker compose, a CLI) is missing
-#   75 ROTATION_FAILED    the new credentials did not recover; the previous ones were restored
-#   76 SCHEDULE_REFUSED   --scheduled: the session already opened (premarket) or one is open (shutdown, drill)
-#   130 INTERRUPTED       stopped by SIGINT (Ctrl-C); what this run started was cleaned up
-#   143 TERMINATED        stopped by SIGTERM; what this run started was cleaned up
+# Exit codes: one per failure stage, defined once in lib/feedops/exitcodes.py; this script reads
+# them from lib/exitcodes.sh, operators from docs/ops/exit-codes.md (both generated from it).
 
 # shellcheck source=scripts/operations/lib/init.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/init.sh"
@@ -192,6 +177,7 @@ nothing_running() {
   case ${FEEDOPS_CFG[RUNTIME]} in
     native) [[ -z "$(compgen -G "${FEEDOPS_CFG[STATE_DIR]}/pids/*.pid" || true)" ]] ;;
     compose) [[ -z "$(feedops::compose ps --quiet 2>/dev/null || true)" ]] ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 
@@ -285,6 +271,8 @@ mode_rotate() {
   feedops::act "switch to the new secrets directory" feedops::py::act rotate apply --secrets-dir "${OPT_SECRETS_DIR}" \
     || feedops::fail "$?" "cannot record the new secrets directory"
   (( FEEDOPS_DRY_RUN )) || feedops::config::load
+  # The subshell contains the exit of a failed step; errexit is off inside it (left of ||), so
+  # restart_workers and the steps it runs return every failure explicitly.
   ( restart_workers ) || rc=$?
   (( rc == 0 )) && return 0
   feedops::log::error runbook.rotate.revert "the new credentials did not recover (exit ${rc}); restoring the previous ones"
@@ -295,8 +283,9 @@ mode_rotate() {
 }
 
 # Restart the worker(s) on the effective configuration and verify.
+# Returns: the failed step's exit code (explicitly: mode_rotate runs it where errexit is off)
 restart_workers() {
-  feedops::step::stop_workers
+  feedops::step::stop_workers || return
   feedops::step::recover "${EXIT_NOT_READY}"
 }
 

@@ -7,6 +7,12 @@
 [[ -n "${__FEEDOPS_RUNTIME_SH:-}" ]] && return 0
 readonly __FEEDOPS_RUNTIME_SH=1
 
+# The `*)` branch of every dispatch: only native and compose exist (the Python `config` step
+# resolves auto), so anything else is a bug. Stops the run loudly, naming the function.
+feedops::runtime::unknown() {
+  feedops::fail "${EXIT_USAGE}" "unknown runtime '${FEEDOPS_CFG[RUNTIME]:-}' in ${FUNCNAME[1]}: use --runtime native or compose"
+}
+
 #######################################
 # docker compose with the project file, the environment's env file, its profiles
 # and the image tag; the pin (rollback, rotation) is handed over as release.env
@@ -36,6 +42,7 @@ feedops::runtime::start_stack() {
     compose) feedops::runtime::render_alertmanager || return "${EXIT_START_FAILED}"
              feedops::compose up --detach --wait --wait-timeout "${FEEDOPS_TIMEOUT%.*}" --scale worker=0 \
                || return "${EXIT_START_FAILED}" ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 
@@ -53,6 +60,7 @@ feedops::runtime::start_monitoring() {
   case ${FEEDOPS_CFG[RUNTIME]} in
     native) feedops::py::act start-monitoring --timeout "${FEEDOPS_TIMEOUT}" ;;
     compose) return 0 ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 
@@ -64,6 +72,7 @@ feedops::runtime::start_workers() {
       local -a recreate=()
       [[ "${1:-}" == --recreate ]] && recreate=(--force-recreate)
       feedops::compose up --detach --no-deps "${recreate[@]}" worker || return "${EXIT_START_FAILED}" ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 
@@ -72,6 +81,7 @@ feedops::runtime::stop_workers() {
   case ${FEEDOPS_CFG[RUNTIME]} in
     native) feedops::py::act stop --kind worker --timeout "${FEEDOPS_TIMEOUT}" ;;
     compose) feedops::compose stop --timeout "${FEEDOPS_TIMEOUT}" worker || return "${EXIT_SHUTDOWN_FAILED}" ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 
@@ -80,6 +90,7 @@ feedops::runtime::stop_stack() {
   case ${FEEDOPS_CFG[RUNTIME]} in
     native) feedops::py::act stop --kind all --timeout "${FEEDOPS_TIMEOUT}" ;;
     compose) feedops::compose down --timeout "${FEEDOPS_TIMEOUT}" || return "${EXIT_SHUTDOWN_FAILED}" ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 
@@ -88,6 +99,7 @@ feedops::runtime::shutdown() {
   case ${FEEDOPS_CFG[RUNTIME]} in
     native) feedops::runtime::stop_stack ;;  # the helper stops workers before the fronts
     compose) feedops::runtime::stop_workers && feedops::runtime::stop_stack ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 
@@ -96,6 +108,7 @@ feedops::runtime::kill_front() {
   case ${FEEDOPS_CFG[RUNTIME]} in
     native) feedops::py::act stop --name "sim-$1" --kill --timeout 5 ;;
     compose) feedops::compose kill "ctp-sim-$1" || return "${EXIT_START_FAILED}" ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 
@@ -106,6 +119,7 @@ feedops::runtime::wait_ready() {
     native) feedops::py::act wait-ready --timeout "${FEEDOPS_TIMEOUT}" "$@" ;;
     compose) feedops::compose exec -T worker python -m feedops.runbook --runtime compose \
                wait-ready --timeout "${FEEDOPS_TIMEOUT}" "$@" ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 
@@ -123,6 +137,7 @@ feedops::runtime::check_health() {
     native) feedops::cli check_feed_health.py --env "${FEEDOPS_CFG[ENV]}" "$@" ;;
     compose) feedops::compose "${how[@]}" worker python scripts/operations/check_feed_health.py \
                --env "${FEEDOPS_CFG[ENV]}" "$@" ;;
+    *) feedops::runtime::unknown ;;
   esac
 }
 

@@ -8,7 +8,7 @@ readonly __FEEDOPS_STEPS_SH=1
 
 readonly FEEDOPS_OPS_DIR="${FEEDOPS_ROOT}/scripts/operations"
 
-# Fail with DEPENDENCY_MISSING unless a CLI of another issue is present. Arguments: SCRIPT
+# Fail with DEPENDENCY_MISSING unless the CLI scripts/operations/SCRIPT is present. Arguments: SCRIPT
 feedops::step::require() {
   [[ -f "${FEEDOPS_OPS_DIR}/$1" ]] && return 0
   (( FEEDOPS_DRY_RUN )) && { feedops::log::warning runbook.dependency "${FEEDOPS_OPS_DIR}/$1 is missing"; return 0; }
@@ -94,10 +94,11 @@ feedops::step::health() {
 }
 
 # Recover the worker(s): start, wait for ready, check health. Arguments: FAILURE_CODE [--expect-profile P]
+# Returns: the failed step's exit code (explicitly, for callers that run it where errexit is off)
 feedops::step::recover() {
   local code=$1
   shift
-  feedops::step::start_workers --recreate
-  feedops::step::wait_ready "${code}" "$@"
+  feedops::step::start_workers --recreate || return
+  feedops::step::wait_ready "${code}" "$@" || return
   feedops::step::health "${code}"
 }
