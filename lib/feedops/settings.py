@@ -52,7 +52,7 @@ TOOLING_ENV_VARS = frozenset({
     "FEEDOPS_PYTHON",  # interpreter the bats tests use
     clock.ENV_VAR,  # the clock seam (feedops.clock): tests, drills and rehearsals move the date with it
 })
-#: CTP's own limits (see shared CTP_FACTS.md): SFIT advises batches of at most 1000.
+#: CTP's own limits (docs/ops/ctp-reference.md): SFIT advises batches of at most 1000.
 CTP_MAX_SUBSCRIBE_BATCH = 1000
 #: Longest value each credential field takes: the C structs are char[N+1] (BrokerID char[11],
 #: AuthCode char[17], ...); a longer value makes the binding raise TypeError at login (observed).
@@ -221,7 +221,7 @@ class FeedSettings(_LayeredSettings):
     calendar: Literal["exchange", "always-open"] = Field("exchange", description="trading calendar: exchange sessions and holidays, or always-open (dev/tests)")
     holidays_file: str | None = Field(None, description="holiday list file (YYYY-MM-DD per line); empty = the list shipped in lib/feedops/data")
 
-    # --- CTP rate limits (see CTP_FACTS.md)
+    # --- CTP rate limits (docs/ops/ctp-reference.md)
     subscribe_batch_size: int = Field(1000, ge=1, le=CTP_MAX_SUBSCRIBE_BATCH, description="instruments per SubscribeMarketData call (CTP limit 1000)")
     subscribe_batch_interval_seconds: float = Field(1.0, ge=0, le=60, description="pause between subscribe batches, seconds")
     query_rate_per_second: float = Field(1.0, gt=0, le=20, description="trader queries per second (fronts typically allow 1-2)")

@@ -1,4 +1,4 @@
-""".ci/run installs what TOOLING.md lists and runs the README's commands; shell files are ShellCheck clean."""
+""".ci/run installs the Debian packages the tests need and runs the README's commands; shell files are ShellCheck clean."""
 
 from __future__ import annotations
 

@@ -251,7 +251,7 @@ def staleness_checks(cov: Coverage | None, th: Thresholds, in_session: bool) -> 
     return results
 
 
-#: Exchanges push one snapshot per active instrument every 500 ms (CTP_FACTS.md): the session's ceiling.
+#: Exchanges push one snapshot per active instrument every 500 ms (docs/ops/ctp-reference.md): the session's ceiling.
 SNAPSHOTS_PER_SECOND = 2.0
 
 

@@ -1,6 +1,6 @@
 """The connection engine shared by :class:`SimMdApi` and :class:`SimTdApi`.
 
-Behaviour copied from the real library (CTP_FACTS.md, "Connection behaviour"):
+Behaviour copied from the real library (docs/ops/ctp-reference.md, "Connections"):
 
 * ``Init()`` starts a network thread of ours; every SPI callback runs on it, never
   on the caller's thread;

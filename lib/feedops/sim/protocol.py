@@ -42,7 +42,7 @@ TICK_FIELDS = ("TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec", "LastP
 STATIC_FIELDS = ("InstrumentID", "ExchangeID", "ExchangeInstID", "PreSettlementPrice", "PreClosePrice",
                  "PreOpenInterest", "UpperLimitPrice", "LowerLimitPrice")
 
-# CTP disconnect reasons (see CTP_FACTS.md)
+# CTP disconnect reasons (docs/ops/ctp-reference.md)
 REASON_READ_FAILURE = 0x1001  # 4097
 REASON_WRITE_FAILURE = 0x1002
 REASON_HEARTBEAT_TIMEOUT = 0x2001

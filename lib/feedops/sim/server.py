@@ -6,7 +6,7 @@ An asyncio server (one thread) holds the sessions, generates depth snapshots eve
 start (:class:`SimConfig.faults`) and at run time (:meth:`SimServer.set_fault`,
 reached through the control endpoint in :mod:`feedops.sim.control`).
 
-Dates follow the real exchanges (CTP_FACTS.md): SHFE/INE/CFFEX/GFEX send the trading
+Dates follow the real exchanges (docs/ops/ctp-reference.md): SHFE/INE/CFFEX/GFEX send the trading
 day and the calendar date; DCE sends the trading day as ActionDay too; CZCE sends
 the calendar date as TradingDay. These differ only while the trading day is not the
 calendar date (night sessions, weekends); the ``date_quirks`` fault makes the sim

@@ -7,7 +7,7 @@ to ``events``. The **main thread** owns the state machine (:meth:`Gateway.step`)
 login, batched subscription, acknowledgement tracking, retries, watchdogs, and on
 shutdown ``RegisterSpi(None)`` + ``Release()`` (never from a callback).
 
-Order of work (see CTP_FACTS.md):
+Order of work (CTP's rules: docs/ops/ctp-reference.md):
 
 1. instrument list: from the per-trading-day cache, else trader front:
    ReqAuthenticate -> ReqUserLogin -> ReqQryInstrument (one query in flight; -2/-3
