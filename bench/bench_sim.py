@@ -11,7 +11,7 @@ step would) over a measuring window. Prints:
 * client CPU µs per tick (process CPU time / ticks: socket read, decode, struct fill, callback);
 * sim CPU share (of one core).
 
-Target (issue 3): >= 40,000 ticks/s offered to one client on a 2-core machine.
+Target: >= 40,000 ticks/s offered to one client on a 2-core machine.
 
     .venv/bin/python bench/bench_sim.py [--instruments 30000] [--seconds 10] [--burst]
 """

@@ -25,7 +25,7 @@ ticks/s offered; the ``burst`` fault multiplies that by a factor set at run time
    even at the last step, i.e. the sim was the limit);
 5. peak RSS (VmHWM) of the worker processes (each worker and its sink writer child, summed).
 
-Numbers are printed, not asserted. Targets (issue 4): >= 50,000 ticks/s through the
+Numbers are printed, not asserted. Targets (docs/ops/worker.md): >= 50,000 ticks/s through the
 pipeline, ratio to the ceiling >= 0.5, p99 <= 50 ms, full coverage within
 (instruments / batch size) x pause + 5 s, RSS <= 300 MB.
 

@@ -2,7 +2,7 @@
 compose image v2.42.0): promql-parser in the unit tests knows newer PromQL than that.
 
 The TSDB is empty, so this checks the language and the functions, not the data (the live
-test of issue 12 evaluates the same queries on a running feed).
+test, tests/integration/test_monitoring_live.py, evaluates the same queries on a running feed).
 """
 
 from __future__ import annotations

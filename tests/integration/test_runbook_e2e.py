@@ -219,7 +219,7 @@ def worker_environ(environ: dict[str, str]) -> dict[str, str]:
 
 
 def test_make_rollback_with_two_releases_lands_on_the_earlier_and_status_shows_it(tmp_path):
-    """Acceptance (issue 14, item 3): release A, then release B (another configuration), then
+    """Release A, then release B (another configuration), then
     `make rollback` runs A again (its snapshot beats B's settings still in the environment) and
     `make status` marks A as the running release; one more rollback has nothing before A (71)."""
     environ = stack_environ(tmp_path)
