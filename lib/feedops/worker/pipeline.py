@@ -1,6 +1,6 @@
 """The callback queue and the pipeline thread.
 
-CTP's callback thread calls :meth:`TickQueue.put` with a raw tuple and returns: the
+CTP's callback thread calls :meth:`TickQueue.offer` (a copy of the tick's fields) and returns: the
 queue is a bounded ``deque``; when it is full the tick is dropped and counted (the
 pipeline logs the drops once a second and exports them), the callback never blocks.
 
@@ -118,15 +118,6 @@ class TickQueue:
         self.received = 0
         self.wakeup = threading.Event()
         self.idle = False
-
-    def put(self, raw: tuple) -> None:
-        self.received += 1
-        if len(self.items) >= self.capacity:
-            self.dropped += 1
-            return
-        self.items.append(raw)
-        if self.idle:
-            self.wakeup.set()
 
     #: The callback's whole job: copy the struct's fields into the queue (or count a drop, copying
     #: nothing). It is raw_tick inlined, generated from RAW_FIELDS: one Python call less per tick.
