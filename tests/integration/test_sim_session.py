@@ -9,6 +9,7 @@ import time
 import pytest
 from pydantic import SecretStr
 
+from feedops import metric_names
 from feedops.calendar import BEIJING, TradingCalendar
 from feedops.sim import mdapi, tdapi
 from feedops.sim.server import FAULTS, Credentials, SimConfig
@@ -344,7 +345,7 @@ def test_fault_flow_control(front, clients):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     td.rec.wait(lambda r: r.named("qry_done"), what="the query succeeding after the fault")
-    refusals = front.server.metrics.refusals.labels("fault")._value.get()
+    refusals = front.server.metrics.registry.get_sample_value(metric_names.SIM_QUERY_REFUSALS.name, {"reason": "fault"})
     assert refusals == 1
 
 

@@ -25,7 +25,7 @@ def test_depth_structs_mark_missing_prices_with_dbl_max():
     assert depth.BidVolume5 == 0 and depth.TradingDay == ""
 
 
-@pytest.mark.skipif(not structs.NATIVE, reason="openctp-ctp not importable (LOCPATH)")
+@pytest.mark.skipif(not structs.NATIVE, reason="openctp-ctp not importable (needs LOCPATH with zh_CN.GB18030: make bootstrap)")
 def test_fast_structs_are_instances_of_the_bindings_classes():
     fast = mdapi._DEPTH()
     assert isinstance(fast, structs.REAL_MD.CThostFtdcDepthMarketDataField)

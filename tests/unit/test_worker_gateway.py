@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import free_port
+from feedops import metric_names
 from feedops.calendar import TradingCalendar
 from feedops.ctpapi import CtpApi
 from feedops.exitcodes import Worker
@@ -196,7 +197,7 @@ def test_no_tick_watchdog_resubscribes_once_per_episode(tmp_path, monkeypatch):
     monkeypatch.setattr("feedops.worker.gateway.time.monotonic", lambda: later)
     pump(gw, 3)
     assert sum(len(b) for b in md.batches) == 5  # re-subscribed everything
-    assert gw.metrics.watchdog.labels(reason="no_ticks")._value.get() == 1
+    assert gw.metrics.registry.get_sample_value(metric_names.WATCHDOG_FIRED.name, {"reason": "no_ticks"}) == 1
 
 
 def test_close_unregisters_then_releases(tmp_path):
