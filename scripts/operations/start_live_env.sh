@@ -37,6 +37,8 @@
 #   74 DEPENDENCY_MISSING a required tool (python venv, docker compose, a CLI) is missing
 #   75 ROTATION_FAILED    the new credentials did not recover; the previous ones were restored
 #   76 SCHEDULE_REFUSED   --scheduled: the session already opened (premarket) or one is open (shutdown, drill)
+#   77 DRILL_FAILED       drill: it recovered, but the reference consumer saw duplicates, out-of-order ticks,
+#                         gaps outside the outages, or a recovery beyond the target
 #   130 INTERRUPTED       stopped by SIGINT (Ctrl-C); what this run started was cleaned up
 #   143 TERMINATED        stopped by SIGTERM; what this run started was cleaned up
 
