@@ -318,7 +318,9 @@ class TickTracker:
         out: dict[str, Any] = {
             "coverage_ratio": self.coverage_ratio,
             "gap_rule": {"factor": self.gap_factor, "min_seconds": self.gap_min_seconds},
-            "totals": {**self.totals, "instruments": len(self.instruments), "last_tick": self.last_tick,
+            "totals": {**self.totals, "instruments": len(self.instruments),
+                       "instruments_in_rhythm": sum(1 for s in self.instruments.values() if len(s.intervals) >= 2),
+                       "last_tick": self.last_tick,
                        "lag_seconds": {"receive": self.receive_lag.summary(), "exchange": self.exchange_lag.summary()}},
             "by_exchange": {k: dict(v) for k, v in sorted(self.by_exchange.items())},
             "outages": {phase: self.outage_summary(o) for phase, o in self.outages.items()},
