@@ -179,7 +179,7 @@ class ReferenceConsumer:
 
     # ------------------------------------------------------------------ report
     def report(self, *, instruments: bool = True) -> dict[str, Any]:
-        stats = self.source.stats() if self.source_up else {"acknowledged": getattr(self.source, "acknowledged", 0),
+        stats = self.source.stats() if self.source_up else {"acknowledged": getattr(self.source, "acknowledged", None),
                                                              "pending": None, "group_lag": None}
         with self._lock:
             body = self.tracker.report(instruments=instruments)
