@@ -14,7 +14,7 @@ renamed over the old one, so a reader sees the old or the new content, never hal
     runs/<mode>.last.json     outcome of the last run per mode
     runs/premarket.last-success   {"ts", "env", "profile"} (read by check_feed_health.py)
     pids/<name>.pid, logs/<name>.log   the native runtime's processes
-    runbook.lock              held by the running start_live_env.sh (bash, noclobber)
+    runbook.lock              flock(1)ed by the running start_live_env.sh, naming its pid and mode
 """
 
 from __future__ import annotations
