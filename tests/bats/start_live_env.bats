@@ -206,6 +206,7 @@ teardown() {
   ln -s "$(command -v mkdir)" "${bin}/mkdir"
   ln -s "$(command -v rm)" "${bin}/rm"
   ln -s "$(command -v dirname)" "${bin}/dirname"
+  ln -s "$(command -v flock)" "${bin}/flock"
   PATH="${bin}" run -74 /bin/bash "${RUNBOOK}" shutdown --runtime compose
   assert_output --partial "needs the docker CLI with compose v2"
 }

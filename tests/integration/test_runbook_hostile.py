@@ -9,6 +9,7 @@ tests start themselves are stopped by pid.
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -63,9 +64,14 @@ def explain(proc) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
 
 
-def start_ticks(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rfind(")") + 2:].split()[19])
+def start_ticks(pid: int) -> int | None:
+    """Kernel start time of a live pid (None: gone, or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 class Stubborn:
@@ -123,3 +129,94 @@ def test_concurrent_runs_over_a_stale_lock_exactly_one_proceeds(env, tmp_path, r
     assert winner.returncode == Runbook.OK, outs
     assert "runbook.lock.stale" in " ".join(err for _, err in outs)
     assert not state(env, "runbook.lock").exists()  # released at the end
+
+
+# ---------------------------------------------------------------- corrupt state files
+CORRUPT = {
+    "ledger.json": "{\"entries\": [",
+    "deployed.json": "{\"image\": 1",
+    "last-good.json": "[]",
+    "active-profile.json": "{\"profile\": \"tertiary\"}",
+    "pin.json": "{\"values\": {\"X\": 1}, \"reason\": \"rollback\"}",
+    "pin.previous.json": "{\"pin\": 7}",
+    "runs/premarket.last.json": "\x00\x01",
+    "runs/premarket.last-success": "{\"ts\": \"yesterday\", \"env\": \"dev\", \"profile\": \"primary\"}",
+    "pids/worker-0.pid": "{\"pid\": \"twelve\"}",
+    "supervisor/worker-0.json": "{",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPT))
+@pytest.mark.parametrize("mode", ["premarket", "restart"])
+def test_a_corrupt_state_file_stops_the_run_before_anything_starts(env, name, mode):
+    target = state(env, name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(CORRUPT[name])
+    before = {p: p.read_bytes() for p in state(env).rglob("*") if p.is_file()}
+    proc = runbook(env, mode)
+    assert proc.returncode == Runbook.STATE_CORRUPT, explain(proc)
+    assert str(target) in proc.stderr, explain(proc)
+    assert "move it away" in proc.stderr or "remove the file" in proc.stderr, explain(proc)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    after = {p: p.read_bytes() for p in state(env).rglob("*") if p.is_file()}
+    assert after == before  # nothing started (no pid file), nothing written or overwritten
+    assert SENTINEL not in proc.stdout + proc.stderr
+
+
+def _start_stack(env: dict[str, str]) -> None:
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "feedops.runbook", "--runtime", "native",
+                           "start-stack", "--timeout", "60"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == Runbook.OK, explain(proc)
+
+
+def _listening(address: str) -> bool:
+    import socket
+
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_shutdown_with_a_corrupt_pid_file_still_stops_what_runs(env, tmp_path):
+    """The sims run under the runbook's supervisor; sim-primary's pid file is garbage. shutdown finds it by
+    its command line and port, stops everything, exits STATE_CORRUPT naming the file. A process of another
+    state directory with the same command line is left alone."""
+    _start_stack(env)
+    records = {n: json.loads(state(env, "pids", f"{n}.pid").read_text()) for n in ("sim-primary", "sim-backup")}
+    decoy_env = {**env, "FEEDOPS_STATE_DIR": str(tmp_path / "other-state")}
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "feedops.runbook.supervisor",
+                              "--name", "sim-primary"], env=decoy_env, start_new_session=True)
+    try:
+        state(env, "pids", "sim-primary.pid").write_text("{garbage")
+        proc = runbook(env, "shutdown")
+        assert proc.returncode == Runbook.STATE_CORRUPT, explain(proc)
+        assert str(state(env, "pids", "sim-primary.pid")) in proc.stderr, explain(proc)
+        assert re.search(r"stopped: sim-primary \(stopped pid\(s\) [\d, ]+ found by command line and port", proc.stdout), \
+            explain(proc)
+        assert "stopped: sim-backup" in proc.stdout
+        assert "Traceback" not in proc.stdout + proc.stderr
+        for name, record in records.items():
+            assert start_ticks(record["pid"]) != record["start_ticks"], (name, explain(proc))
+            assert not _listening(record["address"]), name
+        assert decoy.poll() is None  # another environment's process is never touched
+    finally:
+        decoy.kill()
+        decoy.wait(timeout=30)
+        for record in records.values():  # whatever a failure left behind, by pid
+            if start_ticks(record["pid"]) == record["start_ticks"]:
+                os.killpg(record["pid"], signal.SIGKILL)
+
+
+def test_shutdown_with_a_corrupt_ledger_stops_everything_then_exits_state_corrupt(env):
+    _start_stack(env)
+    record = json.loads(state(env, "pids", "sim-primary.pid").read_text())
+    state(env, "ledger.json").write_text("{")
+    proc = runbook(env, "shutdown")
+    assert proc.returncode == Runbook.STATE_CORRUPT, explain(proc)
+    assert str(state(env, "ledger.json")) in proc.stderr
+    assert not _listening(record["address"])
+    assert not list(state(env, "pids").glob("*.pid"))
+    assert state(env, "ledger.json").read_text() == "{"
