@@ -58,7 +58,7 @@ class Runbook(enum.IntEnum):
     OK = 0  # the mode completed
     USAGE = 64  # unknown mode or option, bad option value
     LOCK_HELD = 65  # another run holds the lock (the message names its pid and mode)
-    VALIDATION_FAILED = 66  # validate_env.py reported a failed check; nothing was started
+    VALIDATION_FAILED = 66  # validate_env.py reported a failed check, or rotate's secret is shadowed by the environment; nothing was started or changed
     START_FAILED = 67  # a component did not start (stack, sim or worker)
     NOT_READY = 68  # the worker(s) did not become ready within the timeout
     HEALTH_FAILED = 69  # check_feed_health.py reported CRITICAL or UNKNOWN

@@ -26,7 +26,7 @@
 #   0 OK                  the mode completed
 #   64 USAGE              unknown mode or option, bad option value
 #   65 LOCK_HELD          another run holds the lock (the message names its pid and mode)
-#   66 VALIDATION_FAILED  validate_env.py (or loading the settings) failed; nothing was started
+#   66 VALIDATION_FAILED  validate_env.py (or loading the settings) failed, or rotate: a new secret is shadowed by the environment
 #   67 START_FAILED       a component did not start (stack, sim or worker)
 #   68 NOT_READY          the worker(s) did not become ready within the timeout
 #   69 HEALTH_FAILED      check_feed_health.py reported CRITICAL or UNKNOWN
@@ -288,6 +288,8 @@ mode_drill() {
 
 mode_rotate() {
   local rc=0
+  feedops::py rotate check --secrets-dir "${OPT_SECRETS_DIR}" >/dev/null \
+    || feedops::fail "$?" "rotation refused before anything changed (see above)"
   feedops::step::validate "FEEDOPS_SECRETS_DIR=${OPT_SECRETS_DIR}"
   feedops::act "switch to the new secrets directory" feedops::py::act rotate apply --secrets-dir "${OPT_SECRETS_DIR}" \
     || feedops::fail "$?" "cannot record the new secrets directory"

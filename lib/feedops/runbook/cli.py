@@ -283,11 +283,29 @@ def _ref_suffix(tag: str) -> str:
         return f":{tag}"
 
 
+def _refuse_shadowed(secrets_dir: str) -> None:
+    """A rotated secret also exported in the environment: the environment would win, the new file not be used."""
+    from ..settings import shadowed_secrets
+
+    shadowed = shadowed_secrets(secrets_dir, os.environ)
+    if shadowed:
+        raise StepFailed(Runbook.VALIDATION_FAILED, f"rotation refused: {', '.join(shadowed)} "
+                                                    f"{'is' if len(shadowed) == 1 else 'are'} also set in the environment, "
+                                                    f"which takes precedence over the files in {secrets_dir}: the new "
+                                                    f"value{'s' if len(shadowed) > 1 else ''} would not be used; unset "
+                                                    f"{' '.join(shadowed)} in the environment the runbook runs in (shell, "
+                                                    "systemd unit, env file of the timer) and re-run; nothing was changed")
+
+
 def cmd_rotate(args, ctx: RunbookContext) -> int:
     previous_path = ctx.state.path("pin.previous.json")
-    if args.action == "apply":
+    if args.action in ("apply", "check"):
         if not args.secrets_dir:
-            raise StepFailed(Runbook.USAGE, "rotate apply needs --secrets-dir DIR (the directory holding the new secrets)")
+            raise StepFailed(Runbook.USAGE, f"rotate {args.action} needs --secrets-dir DIR (the directory holding the new secrets)")
+        _refuse_shadowed(args.secrets_dir)
+        if args.action == "check":
+            print(f"rotate: no secret of {args.secrets_dir} is shadowed by the environment")
+            return Runbook.OK
         atomic_write_json(previous_path, {"pin": ctx.pin})
         kept = {k: v for k, v in (ctx.pin or {}).items() if k in ("snapshot", "tag", "revision", "release")}
         values = {**(ctx.pin["values"] if ctx.pin else {}), "FEEDOPS_SECRETS_DIR": args.secrets_dir}
@@ -394,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true", help="print the target only (dry run)")
     p.set_defaults(func=cmd_rollback_apply)
     p = sub.add_parser("rotate")
-    p.add_argument("action", choices=("apply", "revert"))
+    p.add_argument("action", choices=("check", "apply", "revert"))
     p.add_argument("--secrets-dir")
     p.set_defaults(func=cmd_rotate)
     sub.add_parser("unpin").set_defaults(func=cmd_unpin)

@@ -4,7 +4,7 @@
 readonly EXIT_OK=0  # the mode completed
 readonly EXIT_USAGE=64  # unknown mode or option, bad option value
 readonly EXIT_LOCK_HELD=65  # another run holds the lock (the message names its pid and mode)
-readonly EXIT_VALIDATION_FAILED=66  # validate_env.py reported a failed check; nothing was started
+readonly EXIT_VALIDATION_FAILED=66  # validate_env.py reported a failed check, or rotate's secret is shadowed by the environment; nothing was started or changed
 readonly EXIT_START_FAILED=67  # a component did not start (stack, sim or worker)
 readonly EXIT_NOT_READY=68  # the worker(s) did not become ready within the timeout
 readonly EXIT_HEALTH_FAILED=69  # check_feed_health.py reported CRITICAL or UNKNOWN
