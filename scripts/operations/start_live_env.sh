@@ -193,10 +193,17 @@ mode_restart() {
   restart_workers
 }
 
+# A corrupt pid file does not keep a component running: the helper finds it by command line and
+# port. Any corrupt state file makes the run exit STATE_CORRUPT once everything is stopped.
 mode_shutdown() {
   local rc=0
   feedops::act "stop the worker(s) (drain and flush), then the stack" feedops::runtime::shutdown || rc=$?
+  (( rc != EXIT_STATE_CORRUPT )) \
+    || feedops::fail "${rc}" "everything was stopped, but a pid file is corrupt (see above): remove it before the next run"
   (( rc == 0 )) || feedops::fail "${EXIT_SHUTDOWN_FAILED}" "a component did not stop within ${FEEDOPS_TIMEOUT}s (see above)"
+  (( FEEDOPS_DRY_RUN )) && return 0
+  feedops::py check-state >/dev/null \
+    || feedops::fail "$?" "everything was stopped, but a state file is corrupt (see above): move it away before the next run"
 }
 
 # Switch to a profile, restart on it, verify. Arguments: PROFILE REASON [DRILL_PHASE [FRONT_TO_KILL]]
@@ -304,6 +311,8 @@ mode_drill() {
 
 mode_rotate() {
   local rc=0
+  feedops::py rotate check --secrets-dir "${OPT_SECRETS_DIR}" >/dev/null \
+    || feedops::fail "$?" "rotation refused before anything changed (see above)"
   feedops::step::validate "FEEDOPS_SECRETS_DIR=${OPT_SECRETS_DIR}"
   feedops::act "switch to the new secrets directory" feedops::py::act rotate apply --secrets-dir "${OPT_SECRETS_DIR}" \
     || feedops::fail "$?" "cannot record the new secrets directory"
