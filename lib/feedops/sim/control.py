@@ -18,12 +18,13 @@ import asyncio
 import json
 import math
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..httpserve import JsonHandler
 from ..log import get_logger
 from .server import FAULTS, SimServer
 
@@ -75,21 +76,11 @@ def parse_fault_request(name: str, query: str) -> tuple[bool, float | None]:
     return ON_VALUES[value], factor
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: "_ControlHTTPServer"
 
-    def log_message(self, format: str, *args: Any) -> None:  # silence http.server's stderr lines
-        pass
-
-    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, code: int, obj: Any) -> None:
-        self._send(code, json.dumps(obj, ensure_ascii=False).encode() + b"\n")
+    def _json(self, code: int, obj: Any) -> None:  # readable by hand (curl): UTF-8 names, a final newline
+        self._send(code, json.dumps(obj, ensure_ascii=False).encode() + b"\n", "application/json")
 
     def _on_loop(self, func: Any, *args: Any) -> Any:
         future = asyncio.run_coroutine_threadsafe(_call(func, *args), self.server.loop)
