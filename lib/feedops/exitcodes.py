@@ -58,14 +58,14 @@ class Runbook(enum.IntEnum):
     OK = 0  # the mode completed
     USAGE = 64  # unknown mode or option, bad option value
     LOCK_HELD = 65  # another run holds the lock (the message names its pid and mode)
-    VALIDATION_FAILED = 66  # validate_env.py reported a failed check; nothing was started
+    VALIDATION_FAILED = 66  # validate_env.py reported a failed check, or rotate's secret is shadowed by the environment; nothing was started or changed
     START_FAILED = 67  # a component did not start (stack, sim or worker)
     NOT_READY = 68  # the worker(s) did not become ready within the timeout
     HEALTH_FAILED = 69  # check_feed_health.py reported CRITICAL or UNKNOWN
     FAILOVER_FAILED = 70  # the other profile did not recover within the timeout
     ROLLBACK_FAILED = 71  # no usable previous release/snapshot, or it did not recover
     SHUTDOWN_FAILED = 72  # a component did not stop within the timeout
-    STATE_CORRUPT = 73  # a state file is corrupt or unreadable; it was not trusted
+    STATE_CORRUPT = 73  # a state file is corrupt or unreadable; it was not trusted: nothing was started or overwritten (shutdown still stops what runs)
     DEPENDENCY_MISSING = 74  # a required tool (python venv, docker compose) is missing
     ROTATION_FAILED = 75  # the new credentials did not recover; the previous ones were restored
     SCHEDULE_REFUSED = 76  # --scheduled run refused: its session already opened (premarket) or one is open (shutdown, drill)

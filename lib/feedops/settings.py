@@ -440,6 +440,14 @@ def _read_secret_file(path: Path, var: str) -> tuple[str | None, Problem | None]
     return text, None
 
 
+def shadowed_secrets(secrets_dir: str, environ: Mapping[str, str]) -> list[str]:
+    """Secret variables with a file in ``secrets_dir`` (colon-separated) that ``environ`` also sets: the
+    environment takes precedence over secret files, so those files would not be used (a rotation to
+    that directory would keep the old values). Names only, never values."""
+    dirs = [paths.resolve(part) for part in secrets_dir.split(":") if part]
+    return sorted(var for var in secret_env_vars() if environ.get(var) and any((d / var).is_file() for d in dirs))
+
+
 def _secrets_dirs(spec: str | None, problems: list[Problem], source: str) -> list[Path]:
     if spec is None or spec == "":
         default = Path(DEFAULT_SECRETS_DIR)

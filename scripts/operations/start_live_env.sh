@@ -26,14 +26,14 @@
 #   0 OK                  the mode completed
 #   64 USAGE              unknown mode or option, bad option value
 #   65 LOCK_HELD          another run holds the lock (the message names its pid and mode)
-#   66 VALIDATION_FAILED  validate_env.py (or loading the settings) failed; nothing was started
+#   66 VALIDATION_FAILED  validate_env.py (or loading the settings) failed, or rotate: a new secret is shadowed by the environment
 #   67 START_FAILED       a component did not start (stack, sim or worker)
 #   68 NOT_READY          the worker(s) did not become ready within the timeout
 #   69 HEALTH_FAILED      check_feed_health.py reported CRITICAL or UNKNOWN
 #   70 FAILOVER_FAILED    the other profile did not recover within the timeout (failover, drill)
 #   71 ROLLBACK_FAILED    no usable previous release/snapshot, or it did not recover
 #   72 SHUTDOWN_FAILED    a component did not stop within the timeout
-#   73 STATE_CORRUPT      a state file is corrupt or unreadable; it was not trusted
+#   73 STATE_CORRUPT      a state file is corrupt or unreadable; it was not trusted (shutdown still stops what runs)
 #   74 DEPENDENCY_MISSING a required tool (python venv, docker compose, a CLI) is missing
 #   75 ROTATION_FAILED    the new credentials did not recover; the previous ones were restored
 #   76 SCHEDULE_REFUSED   --scheduled: the session already opened (premarket) or one is open (shutdown, drill)
@@ -199,10 +199,17 @@ mode_restart() {
   restart_workers
 }
 
+# A corrupt pid file does not keep a component running: the helper finds it by command line and
+# port. Any corrupt state file makes the run exit STATE_CORRUPT once everything is stopped.
 mode_shutdown() {
   local rc=0
   feedops::act "stop the worker(s) (drain and flush), then the stack" feedops::runtime::shutdown || rc=$?
+  (( rc != EXIT_STATE_CORRUPT )) \
+    || feedops::fail "${rc}" "everything was stopped, but a pid file is corrupt (see above): remove it before the next run"
   (( rc == 0 )) || feedops::fail "${EXIT_SHUTDOWN_FAILED}" "a component did not stop within ${FEEDOPS_TIMEOUT}s (see above)"
+  (( FEEDOPS_DRY_RUN )) && return 0
+  feedops::py check-state >/dev/null \
+    || feedops::fail "$?" "everything was stopped, but a state file is corrupt (see above): move it away before the next run"
 }
 
 # Switch to a profile, restart on it, verify. Arguments: PROFILE REASON
@@ -281,6 +288,8 @@ mode_drill() {
 
 mode_rotate() {
   local rc=0
+  feedops::py rotate check --secrets-dir "${OPT_SECRETS_DIR}" >/dev/null \
+    || feedops::fail "$?" "rotation refused before anything changed (see above)"
   feedops::step::validate "FEEDOPS_SECRETS_DIR=${OPT_SECRETS_DIR}"
   feedops::act "switch to the new secrets directory" feedops::py::act rotate apply --secrets-dir "${OPT_SECRETS_DIR}" \
     || feedops::fail "$?" "cannot record the new secrets directory"

@@ -79,6 +79,23 @@ teardown() {
   [ ! -e "${FEEDOPS_STATE_DIR}/runs/rollback.last.json" ]
 }
 
+@test "a run holding the flock makes a second run exit LOCK_HELD (65) naming the holder" {
+  mkdir -p "${FEEDOPS_STATE_DIR}"
+  local ready="${BATS_TEST_TMPDIR}/held"
+  # hold the flock as a run does, with the holder line in the file
+  # shellcheck disable=SC2016  # the inner sh expands them
+  flock "${FEEDOPS_STATE_DIR}/runbook.lock" sh -c 'printf "pid=%s mode=premarket started=x\n" "$$" > "$1"; echo "$$" > "$2"; exec sleep 300' \
+    sh "${FEEDOPS_STATE_DIR}/runbook.lock" "${ready}" &
+  local flocker=$! i
+  for (( i = 0; i < 300; i++ )); do [[ -s ${ready} ]] && break; sleep 0.1; done
+  [ -s "${ready}" ]
+  run -65 "${RUNBOOK}" shutdown --runtime native
+  kill "$(cat "${ready}")"
+  wait "${flocker}" || true
+  assert_output --partial "another run holds the lock"
+  assert_output --partial "mode=premarket"
+}
+
 @test "a second run exits LOCK_HELD (65) and names the holder" {
   mkdir -p "${FEEDOPS_STATE_DIR}"
   sleep 300 &
@@ -92,7 +109,7 @@ teardown() {
   assert_output 1
 }
 
-@test "a stale lock of a dead run is removed; the lock is released at the end" {
+@test "a stale lock of a dead run is taken over; the lock is released at the end" {
   mkdir -p "${FEEDOPS_STATE_DIR}"
   printf 'pid=999999 mode=restart started=2026-11-27T00:00:00Z\n' > "${FEEDOPS_STATE_DIR}/runbook.lock"
   run -0 "${RUNBOOK}" shutdown --runtime native
@@ -189,6 +206,7 @@ teardown() {
   ln -s "$(command -v mkdir)" "${bin}/mkdir"
   ln -s "$(command -v rm)" "${bin}/rm"
   ln -s "$(command -v dirname)" "${bin}/dirname"
+  ln -s "$(command -v flock)" "${bin}/flock"
   PATH="${bin}" run -74 /bin/bash "${RUNBOOK}" shutdown --runtime compose
   assert_output --partial "needs the docker CLI with compose v2"
 }

@@ -236,6 +236,25 @@ releases() {
   refute_output --partial "force-recreate"
 }
 
+@test "rotate: a new secret also exported in the environment is refused (66) naming the variable; nothing changes" {
+  local fresh="${BATS_TEST_TMPDIR}/rotated"
+  cp -r "${FEEDOPS_SECRETS_DIR}" "${fresh}"
+  CTP_PRIMARY_PASSWORD="${SENTINEL}env" run -66 "${RUNBOOK}" rotate --secrets-dir "${fresh}" --timeout 1
+  assert_output --partial "rotation refused: CTP_PRIMARY_PASSWORD is also set in the environment"
+  refute_output --partial "${SENTINEL}"
+  refute_output --partial "Traceback"
+  run calls
+  refute_output --partial "force-recreate"
+  [ ! -e "${FEEDOPS_STATE_DIR}/pin.json" ]
+  [ ! -e "${FEEDOPS_STATE_DIR}/pin.previous.json" ]
+  # the dry run refuses as well
+  CTP_PRIMARY_PASSWORD="${SENTINEL}env" CTP_BACKUP_AUTH_CODE=x run -66 "${RUNBOOK}" rotate --secrets-dir "${fresh}" --dry-run
+  assert_output --partial "CTP_BACKUP_AUTH_CODE, CTP_PRIMARY_PASSWORD are also set in the environment"
+  # a secret of the environment the new directory does not hold is not shadowed
+  rm "${fresh}/CTP_BACKUP_AUTH_CODE" "${fresh}/CTP_PRIMARY_PASSWORD"
+  CTP_PRIMARY_PASSWORD="${SENTINEL}env" CTP_BACKUP_AUTH_CODE=x run -0 "${RUNBOOK}" rotate --secrets-dir "${fresh}" --dry-run
+}
+
 @test "monitoring profile: Alertmanager's configuration is rendered from the settings before compose up" {
   export FEEDOPS_ALERTMANAGER_ENABLED=true FEEDOPS_ALERTMANAGER_WEBHOOK_URL=http://ops-hook.internal:9095/alerts \
     FEEDOPS_ALERTMANAGER_HEARTBEAT_URL=http://ops-hook.internal:9095/heartbeat

@@ -211,3 +211,37 @@ def test_stop_reports_a_worker_that_discarded_ticks(environ, capsys):
     assert "stopped: worker-1\n" in captured.out
     [line] = [x for x in captured.err.splitlines() if "runbook.worker.ticks_lost" in x]
     assert "ERROR" in line.upper() and "lost=4321" in line and "worker-0" in line, line
+
+
+@pytest.mark.parametrize("name, write", [
+    ("deployed.json", lambda s: s.set_deployed("img", "v2")),
+    ("last-good.json", lambda s: s.set_last_good("snap", "v2", "primary")),
+    ("active-profile.json", lambda s: s.set_active_profile("backup", "failover")),
+    ("ledger.json", lambda s: s.append_ledger({"kind": "profile"})),
+    ("runs/premarket.last.json", lambda s: s.record_run({"mode": "premarket", "exit_code": 0, "ts": 1})),
+    ("runs/premarket.last-success", lambda s: s.mark_premarket_success("dev", "primary")),
+])
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"unrelated": 1}'])
+def test_a_corrupt_state_file_is_never_overwritten(tmp_path, name, write, content):
+    store = StateStore(tmp_path)
+    target = tmp_path / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content)
+    with pytest.raises(StateError, match=str(target)):
+        write(store)
+    assert target.read_text() == content
+    assert [str(target) in problem for problem in store.check()] == [True]
+
+
+def test_check_reads_every_state_file(tmp_path):
+    store = StateStore(tmp_path)
+    assert store.check() == []
+    files = {"pids/worker-0.pid": '{"pid": "x"}', "supervisor/worker-0.json": "{", "pin.json": '{"values": {}}',
+             "pin.previous.json": '{"pin": 3}', "runs/shutdown.last.json": "[]"}
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content)
+    problems = store.check()
+    assert len(problems) == len(files)
+    for name in files:
+        assert any(str(tmp_path / name) in p for p in problems), (name, problems)

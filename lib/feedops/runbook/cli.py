@@ -18,7 +18,7 @@ from ..exitcodes import Runbook, Worker
 from ..settings import ConfigError
 from . import procs, ready
 from .config import RunbookContext, snapshot_values
-from .state import StateError, atomic_write_json, read_json
+from .state import StateError, atomic_write_json
 
 log = feedlog.get_logger("runbook")
 
@@ -30,13 +30,20 @@ class StepFailed(Exception):
 
 
 def _ctx(args: argparse.Namespace) -> RunbookContext:
-    ctx = RunbookContext.load(args.env, args.runtime)
+    ctx = RunbookContext.load(args.env, args.runtime, lenient=getattr(args, "lenient_state", False))
     feedlog.configure(level=ctx.feed.log_level, fmt=ctx.feed.log_format)
     return ctx
 
 
 # ---------------------------------------------------------------- subcommands
 def cmd_config(args, ctx: RunbookContext) -> int:
+    if not args.lenient_state:  # every state file is read before anything starts or is overwritten
+        problems = ctx.state.check()
+        if problems:
+            for problem in problems:
+                log.error("runbook.state.corrupt", problem)
+            raise StepFailed(Runbook.STATE_CORRUPT, f"{len(problems)} corrupt state file(s) in {ctx.state.root} "
+                                                    "(above); nothing was started or changed")
     if args.write_release_env and ctx.runtime == "compose":
         write_release_env(ctx)
     for key, value in ctx.shell_values().items():
@@ -158,8 +165,22 @@ def cmd_stop(args, ctx: RunbookContext) -> int:
     names.sort(key=lambda n: not n.startswith("worker-"))  # workers drain before the fronts go away
     sig = signal.SIGKILL if args.kill else signal.SIGTERM
     offsets = {n: table.log_size(n) for n in names}
-    stubborn = [n for n in names if not table.stop(n, args.timeout, sig)]
+    stubborn, corrupt, unrecorded = [], [], set()
     for name in names:
+        try:
+            graceful = table.stop(name, args.timeout, sig)
+        except StateError as exc:  # the pid file cannot be trusted: find the component by command line and port
+            log.error("runbook.state.corrupt", str(exc), component_name=name)
+            pids = table.stop_unrecorded(name, _addresses(ctx).get(name), args.timeout)
+            found = f"stopped pid(s) {', '.join(map(str, pids))} found by command line and port" if pids \
+                else "nothing of it was running (by command line and port)"
+            print(f"stopped: {name} ({found}; its pid file {table.pid_file(name)} is corrupt)")
+            corrupt.append(f"{table.pid_file(name)} ({found})")
+            unrecorded.add(name)
+            continue
+        if not graceful:
+            stubborn.append(name)
+    for name in (n for n in names if n not in unrecorded):
         lost = table.lost_ticks_since(name, offsets[name]) if name.startswith("worker-") else None
         if lost is None:
             print(f"stopped: {name}")
@@ -169,10 +190,29 @@ def cmd_stop(args, ctx: RunbookContext) -> int:
                   f"(worker exit {int(Worker.TICKS_LOST)}, TICKS_LOST): they are not in the sink; see "
                   f"{table.log_file(name)} (worker.ticks.lost)", component_name=name, lost=lost["lost"],
                   worker_exit_code=int(Worker.TICKS_LOST))
+    if corrupt:
+        raise StepFailed(Runbook.STATE_CORRUPT, f"corrupt pid file(s): {'; '.join(corrupt)}; check that nothing of "
+                                                "them runs (make status), then remove the file(s) and re-run"
+                                                + (f"; also {', '.join(stubborn)} had to be killed" if stubborn else ""))
     if stubborn:
         raise StepFailed(Runbook.SHUTDOWN_FAILED, f"{', '.join(stubborn)} did not stop within {args.timeout:g}s "
                                                   f"and had to be killed (check their logs in {table.log_dir})")
     return Runbook.OK
+
+
+def _addresses(ctx: RunbookContext) -> dict[str, tuple[str, int]]:
+    """Where each native component of this configuration listens (by name), as far as it can be told."""
+    from . import monitoring
+
+    comps: list[procs.Component] = []
+    for build in (lambda: procs.sim_components(ctx, sys.executable), lambda: procs.worker_components(ctx, sys.executable),
+                  lambda: monitoring.plan(ctx).components):
+        try:
+            comps += build()
+        except (ValueError, OSError, StateError) as exc:
+            log.warning("runbook.stop.addresses", f"cannot tell some components' addresses ({exc}); they are found "
+                        "by command line only")
+    return {c.name: c.address for c in comps}
 
 
 def cmd_mark_good(args, ctx: RunbookContext) -> int:
@@ -243,11 +283,29 @@ def _ref_suffix(tag: str) -> str:
         return f":{tag}"
 
 
+def _refuse_shadowed(secrets_dir: str) -> None:
+    """A rotated secret also exported in the environment: the environment would win, the new file not be used."""
+    from ..settings import shadowed_secrets
+
+    shadowed = shadowed_secrets(secrets_dir, os.environ)
+    if shadowed:
+        raise StepFailed(Runbook.VALIDATION_FAILED, f"rotation refused: {', '.join(shadowed)} "
+                                                    f"{'is' if len(shadowed) == 1 else 'are'} also set in the environment, "
+                                                    f"which takes precedence over the files in {secrets_dir}: the new "
+                                                    f"value{'s' if len(shadowed) > 1 else ''} would not be used; unset "
+                                                    f"{' '.join(shadowed)} in the environment the runbook runs in (shell, "
+                                                    "systemd unit, env file of the timer) and re-run; nothing was changed")
+
+
 def cmd_rotate(args, ctx: RunbookContext) -> int:
     previous_path = ctx.state.path("pin.previous.json")
-    if args.action == "apply":
+    if args.action in ("apply", "check"):
         if not args.secrets_dir:
-            raise StepFailed(Runbook.USAGE, "rotate apply needs --secrets-dir DIR (the directory holding the new secrets)")
+            raise StepFailed(Runbook.USAGE, f"rotate {args.action} needs --secrets-dir DIR (the directory holding the new secrets)")
+        _refuse_shadowed(args.secrets_dir)
+        if args.action == "check":
+            print(f"rotate: no secret of {args.secrets_dir} is shadowed by the environment")
+            return Runbook.OK
         atomic_write_json(previous_path, {"pin": ctx.pin})
         kept = {k: v for k, v in (ctx.pin or {}).items() if k in ("snapshot", "tag", "revision", "release")}
         values = {**(ctx.pin["values"] if ctx.pin else {}), "FEEDOPS_SECRETS_DIR": args.secrets_dir}
@@ -255,10 +313,10 @@ def cmd_rotate(args, ctx: RunbookContext) -> int:
         ctx.state.append_ledger({"kind": "rotate", "secrets_dir": args.secrets_dir, "profile": ctx.profile})
         print(f"rotate: secrets directory {args.secrets_dir} applied")
         return Runbook.OK
-    old = read_json(previous_path, required=True).get("pin")
-    if old is not None and not (isinstance(old, dict) and isinstance(old.get("values"), dict) and "reason" in old):
-        raise StateError(f"state file {previous_path} is corrupt (pin without values/reason); it was not trusted: "
-                         f"restore the secrets directory by hand with `rotate --secrets-dir`")
+    saved, old = ctx.state.pin_previous()
+    if not saved:
+        raise StateError(f"state file {previous_path} is missing; restore the secrets directory by hand with "
+                         "`rotate --secrets-dir`")
     if old:
         ctx.state.set_pin(old["values"], old["reason"], **{k: v for k, v in old.items() if k in ("snapshot", "tag", "revision", "release")})
     else:
@@ -266,6 +324,17 @@ def cmd_rotate(args, ctx: RunbookContext) -> int:
     previous_path.unlink(missing_ok=True)
     ctx.state.append_ledger({"kind": "rotate-revert", "profile": ctx.profile})
     print("rotate: previous credentials restored")
+    return Runbook.OK
+
+
+def cmd_check_state(args, ctx: RunbookContext) -> int:
+    """Read every state file (feedops.runbook.state.StateStore.check): STATE_CORRUPT naming each corrupt one."""
+    problems = ctx.state.check()
+    for problem in problems:
+        log.error("runbook.state.corrupt", problem)
+    if problems:
+        raise StepFailed(Runbook.STATE_CORRUPT, f"{len(problems)} corrupt state file(s) in {ctx.state.root} (above)")
+    print(f"state: every file in {ctx.state.root} is readable")
     return Runbook.OK
 
 
@@ -316,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("config", help="print the values the runbook needs (KEY=value)")
     p.add_argument("--write-release-env", action="store_true", help="compose runtime: write <state>/release.env from the pin")
+    p.add_argument("--lenient-state", action="store_true",
+                   help="shutdown: do not check the state files first (a corrupt pin or profile file is left out)")
     p.set_defaults(func=cmd_config)
     for name, func in (("start-stack", cmd_start_stack), ("start-monitoring", cmd_start_monitoring),
                        ("start-workers", cmd_start_workers), ("wait-ready", cmd_wait_ready)):
@@ -328,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     p.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM (drills)")
     p.add_argument("--timeout", type=float, default=30.0)
-    p.set_defaults(func=cmd_stop)
+    p.set_defaults(func=cmd_stop, lenient_state=True)
     p = sub.add_parser("mark-good")
     p.add_argument("--mode", required=True)
     p.set_defaults(func=cmd_mark_good)
@@ -341,10 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true", help="print the target only (dry run)")
     p.set_defaults(func=cmd_rollback_apply)
     p = sub.add_parser("rotate")
-    p.add_argument("action", choices=("apply", "revert"))
+    p.add_argument("action", choices=("check", "apply", "revert"))
     p.add_argument("--secrets-dir")
     p.set_defaults(func=cmd_rotate)
     sub.add_parser("unpin").set_defaults(func=cmd_unpin)
+    sub.add_parser("check-state", help="read every state file; STATE_CORRUPT names each corrupt one").set_defaults(
+        func=cmd_check_state, lenient_state=True)
     p = sub.add_parser("record")
     p.add_argument("--mode", required=True)
     p.add_argument("--rc", type=int, required=True)

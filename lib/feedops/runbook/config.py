@@ -13,14 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .. import paths
 from ..settings import MODELS, PROFILE_NAMES, Settings, _is_secret, load_settings
-from .state import StateStore
+from .state import StateError, StateStore
 
 #: Variables that describe where/how the runbook runs, not the feed's configuration:
 #: they are never part of a snapshot (the profile and image tag are recorded apart).
@@ -100,21 +100,37 @@ class RunbookContext:
     profile: str
     runtime: str
 
+    #: corrupt state files a lenient load went past (shutdown still stops what runs)
+    state_problems: list[str] = field(default_factory=list)
+
     @classmethod
-    def load(cls, env: str | None, runtime: str | None = None, environ: dict[str, str] | None = None) -> "RunbookContext":
-        """Load settings with the pin applied. Raises ConfigError or StateError."""
+    def load(cls, env: str | None, runtime: str | None = None, environ: dict[str, str] | None = None, *,
+             lenient: bool = False) -> "RunbookContext":
+        """Load settings with the pin applied. Raises ConfigError or StateError; ``lenient``: a corrupt
+        pin or active-profile file is left out (listed in ``state_problems``) instead."""
         base = dict(os.environ if environ is None else environ)
         first = load_settings(env, environ=base)
         state = StateStore(first.feed.path("state_dir"))
-        pin = state.pin()
+        problems: list[str] = []
+
+        def read(reader):
+            try:
+                return reader()
+            except StateError as exc:
+                if not lenient:
+                    raise
+                problems.append(str(exc))
+                return None
+
+        pin = read(state.pin)
         if pin:
             settings = load_settings(env, environ={**base, **pin["values"]})
         else:
             settings = first
-        profile = state.active_profile() or settings.feed.active_profile
+        profile = read(state.active_profile) or settings.feed.active_profile
         chosen = runtime if runtime and runtime != "auto" else settings.feed.runtime
         return cls(env=settings.feed.env, settings=settings, state=state, pin=pin, profile=profile,
-                   runtime=detect_runtime(chosen))
+                   runtime=detect_runtime(chosen), state_problems=problems)
 
     @property
     def feed(self):

@@ -23,7 +23,7 @@ from .. import paths
 from ..log import get_logger
 from .config import RunbookContext, listen_of
 from . import supervisor
-from .state import StateError, atomic_write_json, read_json
+from .state import atomic_write_json
 
 log = get_logger("runbook")
 SCRIPTS = paths.ROOT / "scripts" / "operations"
@@ -113,11 +113,7 @@ class ProcessTable:
 
     def record(self, name: str) -> dict | None:
         """The pid record; a corrupt pid file raises StateError."""
-        data = read_json(self.pid_file(name))
-        if data is not None and not (isinstance(data.get("pid"), int) and isinstance(data.get("start_ticks"), int)):
-            raise StateError(f"pid file {self.pid_file(name)} is corrupt; it was not trusted: check for a stray "
-                             f"process by hand, remove the file and re-run")
-        return data
+        return self.ctx.state.pid_record(name)
 
     def running_pid(self, name: str) -> int | None:
         data = self.record(name)
@@ -203,6 +199,30 @@ class ProcessTable:
                     return None
         return None
 
+    def stop_unrecorded(self, name: str, address: tuple[str, int] | None, timeout: float) -> list[int]:
+        """Stop ``name`` when its pid file cannot be trusted: the process groups of this state directory's
+        processes whose command line names it (its supervisor) or that listen on its address. Returns the
+        pids found (empty: nothing of it runs)."""
+        pids = find_processes(self.ctx.state.root, name, address)
+        groups = sorted({_group_of(pid) for pid in pids} - {None})
+        if not pids:
+            return []
+        log.warning("runbook.component.stopping_unrecorded", f"stopping {name} found by command line and port "
+                    f"(pids {', '.join(map(str, pids))}): its pid file cannot be trusted", component_name=name, pids=pids)
+        for group in groups:
+            _signal_group(group, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(_start_ticks(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if any(_start_ticks(pid) for pid in pids):
+            log.warning("runbook.component.kill", f"{name} did not stop within {timeout:g}s; sending SIGKILL",
+                        component_name=name, pids=pids)
+            for group in groups:
+                _signal_group(group, signal.SIGKILL)
+            for pid in pids:
+                _kill_quietly(pid)
+        return pids
+
     def _wait_gone(self, name: str, deadline: float) -> bool:
         while self.running_pid(name):
             if time.monotonic() >= deadline:
@@ -218,3 +238,58 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
     except PermissionError:
         os.kill(pid, sig)
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on ``port`` (TCP, IPv4 and IPv6), from /proc/net."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def find_processes(state_root: Path, name: str, address: tuple[str, int] | None) -> list[int]:
+    """Live pids of component ``name`` of the state directory ``state_root``, without its pid file: the
+    supervisor whose command line is ``... feedops.runbook.supervisor --name NAME ...`` and any process
+    listening on ``address``'s port, in both cases only processes whose environment has
+    ``FEEDOPS_STATE_DIR=state_root`` (every component the native runtime starts has it), so that another
+    environment's process on the same host is never touched."""
+    marker = f"FEEDOPS_STATE_DIR={state_root}".encode()
+    sockets = {f"socket:[{inode}]" for inode in _listening_inodes(address[1])} if address else set()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            named = b"feedops.runbook.supervisor" in argv and b"--name" in argv \
+                and argv[argv.index(b"--name") + 1:argv.index(b"--name") + 2] == [name.encode()]
+            listening = bool(sockets) and any(os.readlink(fd) in sockets for fd in (entry / "fd").iterdir())
+        except (OSError, ValueError):
+            continue
+        if (named or listening) and _start_ticks(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)

@@ -43,6 +43,8 @@ feedops::config::load() {
   local out rc=0 key value
   local -a write=()
   (( FEEDOPS_DRY_RUN )) || write=(--write-release-env)
+  # every mode but shutdown refuses corrupt state files first (STATE_CORRUPT); shutdown stops what runs anyway
+  [[ ${FEEDOPS_MODE:-} != shutdown ]] || write+=(--lenient-state)
   out="$(feedops::py config "${write[@]}")" || rc=$?
   (( rc == 0 )) || feedops::fail "${rc}" "cannot load the configuration or the state (see the lines above)"
   FEEDOPS_CFG=()
@@ -106,34 +108,54 @@ feedops::act() {
 }
 
 #######################################
-# Take the runbook lock (noclobber); a live holder makes this run exit LOCK_HELD.
+# Take the runbook lock: flock(1) on <state>/runbook.lock, non-blocking, so that of
+# any number of runs at once exactly one holds it (the kernel decides, no check-then-
+# remove). The holder writes "pid=... mode=... started=..." into the file for the
+# message of the others. A lock file left by a dead run holds no flock: the next run
+# takes it over (runbook.lock.stale). After flock, the path must still name the file
+# locked (a releasing run removes it): otherwise open it again.
 # The caller's EXIT trap releases it (feedops::lock::release).
-# Globals: FEEDOPS_LOCK_FILE (set here), FEEDOPS_MODE
+# Globals: FEEDOPS_LOCK_FILE, FEEDOPS_LOCK_FD (set here), FEEDOPS_MODE
 #######################################
 feedops::lock::acquire() {
   FEEDOPS_LOCK_FILE="${FEEDOPS_CFG[STATE_DIR]}/runbook.lock"
   mkdir -p "${FEEDOPS_CFG[STATE_DIR]}"
-  local holder holder_pid
-  if ! (set -o noclobber; printf 'pid=%s mode=%s started=%s\n' "$$" "${FEEDOPS_MODE}" "$(date -u +%FT%TZ)" \
-        > "${FEEDOPS_LOCK_FILE}") 2>/dev/null; then
-    holder="$(cat "${FEEDOPS_LOCK_FILE}" 2>/dev/null || true)"
-    holder_pid="$(sed -nE 's/^pid=([0-9]+).*/\1/p' <<< "${holder}")"
-    if [[ -n "${holder_pid}" ]] && kill -0 "${holder_pid}" 2>/dev/null; then
-      feedops::fail "${EXIT_LOCK_HELD}" "another run holds the lock ${FEEDOPS_LOCK_FILE} (${holder}); wait for it to finish" \
+  command -v flock >/dev/null 2>&1 \
+    || feedops::fail "${EXIT_DEPENDENCY_MISSING}" "flock (util-linux) is missing; install util-linux"
+  local holder holder_pid attempt
+  for attempt in 1 2 3 4 5; do
+    exec {FEEDOPS_LOCK_FD}<>"${FEEDOPS_LOCK_FILE}" \
+      || feedops::fail "${EXIT_STATE_CORRUPT}" "cannot open the lock file ${FEEDOPS_LOCK_FILE}; fix the state directory's permissions"
+    if ! flock --nonblock "${FEEDOPS_LOCK_FD}"; then
+      holder="$(cat "${FEEDOPS_LOCK_FILE}" 2>/dev/null || true)"
+      exec {FEEDOPS_LOCK_FD}>&-
+      FEEDOPS_LOCK_FD=""
+      feedops::fail "${EXIT_LOCK_HELD}" "another run holds the lock ${FEEDOPS_LOCK_FILE} (${holder:-starting}); wait for it to finish" \
         holder="${holder}"
     fi
-    feedops::log::warning runbook.lock.stale "removing a stale lock left by a dead run (${holder:-empty})" lock="${FEEDOPS_LOCK_FILE}"
-    rm -f "${FEEDOPS_LOCK_FILE}"
-    (set -o noclobber; printf 'pid=%s mode=%s started=%s\n' "$$" "${FEEDOPS_MODE}" "$(date -u +%FT%TZ)" \
-      > "${FEEDOPS_LOCK_FILE}") 2>/dev/null \
-      || feedops::fail "${EXIT_LOCK_HELD}" "another run took the lock ${FEEDOPS_LOCK_FILE} first; wait for it to finish"
+    [[ "${FEEDOPS_LOCK_FILE}" -ef "/dev/fd/${FEEDOPS_LOCK_FD}" ]] && break
+    exec {FEEDOPS_LOCK_FD}>&-  # locked a file a finishing run just removed: take the new one
+    FEEDOPS_LOCK_FD=""
+    (( attempt < 5 )) || feedops::fail "${EXIT_LOCK_HELD}" "the lock file ${FEEDOPS_LOCK_FILE} keeps changing (other runs); wait and re-run"
+  done
+  holder="$(cat "${FEEDOPS_LOCK_FILE}")"
+  holder_pid="$(sed -nE 's/^pid=([0-9]+).*/\1/p' <<< "${holder}")"
+  if [[ -n "${holder_pid}" && ${holder_pid} != "$$" ]] && kill -0 "${holder_pid}" 2>/dev/null; then
+    # a run of a runbook that did not flock (an older checkout) names a live pid
+    exec {FEEDOPS_LOCK_FD}>&-
+    FEEDOPS_LOCK_FD=""
+    feedops::fail "${EXIT_LOCK_HELD}" "another run holds the lock ${FEEDOPS_LOCK_FILE} (${holder}); wait for it to finish" \
+      holder="${holder}"
   fi
+  [[ -z "${holder}" ]] \
+    || feedops::log::warning runbook.lock.stale "taking over a stale lock left by a dead run (${holder})" lock="${FEEDOPS_LOCK_FILE}"
+  printf 'pid=%s mode=%s started=%s\n' "$$" "${FEEDOPS_MODE}" "$(date -u +%FT%TZ)" > "${FEEDOPS_LOCK_FILE}"
 }
 
-# Release the lock if this process holds it.
+# Release the lock if this process holds it: remove the file, then drop the flock.
 feedops::lock::release() {
-  [[ -n "${FEEDOPS_LOCK_FILE:-}" && -f "${FEEDOPS_LOCK_FILE}" ]] || return 0
-  if grep -q "^pid=$$ " "${FEEDOPS_LOCK_FILE}" 2>/dev/null; then
-    rm -f "${FEEDOPS_LOCK_FILE}"
-  fi
+  [[ -n "${FEEDOPS_LOCK_FD:-}" ]] || return 0
+  rm -f "${FEEDOPS_LOCK_FILE}"
+  exec {FEEDOPS_LOCK_FD}>&-
+  FEEDOPS_LOCK_FD=""
 }
