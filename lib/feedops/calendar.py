@@ -337,6 +337,33 @@ class TradingCalendar:
     def is_open(self, exchange: str, product: str, at: _dt.datetime) -> bool:
         return self.session(exchange, product, at) is not None
 
+    def open_seconds(self, exchange: str, product: str, start: _dt.datetime, end: _dt.datetime) -> float:
+        """Seconds between ``start`` and ``end`` during which the product's sessions are open (the same
+        sessions as :meth:`session_of`): a break, a weekend or a holiday in between is not counted."""
+        if end <= start:
+            return 0.0
+        if self.always_open:
+            return (end - start).total_seconds()
+        hours = self.hours(exchange, product)
+        first, last = to_beijing(start), to_beijing(end)
+        total = 0.0
+        day = first.date() - _dt.timedelta(days=1)
+        while day <= last.date():
+            midnight = _dt.datetime(day.year, day.month, day.day, tzinfo=BEIJING)
+            spans: list[tuple[int, int]] = list(hours.day) if self.is_trading_day(day) else []
+            if hours.night_end is not None and self.has_night_session(day):
+                if hours.night_crosses_midnight:
+                    spans += [(21 * 3600, 24 * 3600), (24 * 3600, 24 * 3600 + hours.night_end)]
+                else:
+                    spans.append((21 * 3600, hours.night_end))
+            for a, b in spans:
+                lo = max(first, midnight + _dt.timedelta(seconds=a))
+                hi = min(last, midnight + _dt.timedelta(seconds=b))
+                if hi > lo:
+                    total += (hi - lo).total_seconds()
+            day += _dt.timedelta(days=1)
+        return total
+
     def any_open(self, at: _dt.datetime) -> bool:
         if self.always_open:
             return True

@@ -12,6 +12,7 @@ Families:
 * ``Worker``: the long-running full-feed worker (full_feed_subscription.py).
 * ``Sim``: the ctp-sim front process.
 * ``Runbook``: start_live_env.sh, one code per failure stage.
+* ``Consumer``: the reference consumer (feedops-consumer, ``python -m feedops.consumer``).
 """
 
 from __future__ import annotations
@@ -69,8 +70,20 @@ class Runbook(enum.IntEnum):
     DEPENDENCY_MISSING = 74  # a required tool (python venv, docker compose) is missing
     ROTATION_FAILED = 75  # the new credentials did not recover; the previous ones were restored
     SCHEDULE_REFUSED = 76  # --scheduled run refused: its session already opened (premarket) or one is open (shutdown, drill)
+    DRILL_FAILED = 77  # drill: failover and failback recovered, but the reference consumer saw duplicates or out-of-order ticks, gaps outside the outages, or a recovery beyond its target
     INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C); what this run started was cleaned up
     TERMINATED = 143  # stopped by SIGTERM; what this run started was cleaned up
+
+
+class Consumer(enum.IntEnum):
+    """Exit codes of the reference consumer."""
+
+    OK = 0  # stopped on request (SIGTERM/SIGINT) or --duration elapsed; the report was written
+    FINDINGS = 1  # stopped, and what --fail-on names was seen (duplicates, out-of-order ticks, gaps); the report has them
+    CONFIG = 10  # invalid settings or command-line arguments
+    LISTEN = 11  # the --listen address is unusable (port in use)
+    SOURCE = 12  # the source cannot be read at start (Redis unreachable, malformed URL, no sink directory)
+    INTERNAL = 17  # unexpected internal error (a bug: the log has the details)
 
 
 FAMILIES: dict[str, type[enum.IntEnum]] = {
@@ -78,6 +91,7 @@ FAMILIES: dict[str, type[enum.IntEnum]] = {
     "worker": Worker,
     "sim": Sim,
     "runbook": Runbook,
+    "consumer": Consumer,
 }
 
 

@@ -118,11 +118,50 @@ SIM_SUBSCRIBED = _m("sim_instruments_subscribed", "gauge", "Instruments subscrib
 SIM_FAULT_ACTIVE = _m("sim_fault_active", "gauge", "1 while a fault is injected.", "fault")
 SIM_QUERY_REFUSALS = _m("sim_flow_control_refusals_total", "counter", "Queries the simulator refused for flow control.", "reason")
 
+# ---------------------------------------------------------------- reference consumer (feedops-consumer, scraped or pushed)
+CONSUMER_TICKS = _m("consumer_ticks_total", "counter", "Ticks the reference consumer read from the sink.", "exchange")
+CONSUMER_DUPLICATES = _m("consumer_duplicates_total", "counter",
+                         "Ticks the reference consumer saw twice (same trading day, exchange time and volume).", "exchange")
+CONSUMER_OUT_OF_ORDER = _m("consumer_out_of_order_total", "counter",
+                           "Ticks older (exchange time) than the instrument's newest tick already read.", "exchange")
+CONSUMER_GAPS = _m("consumer_gaps_total", "counter",
+                   "Exchange-time gaps between consecutive ticks of an instrument beyond its usual rhythm "
+                   "(closed session time not counted).", "exchange")
+CONSUMER_GAP_MISSED = _m("consumer_gap_missed_ticks_total", "counter",
+                         "Ticks the gaps swallowed, estimated from each instrument's usual interval.", "exchange")
+CONSUMER_LAG = _m("consumer_lag_seconds", "histogram", "Time from the worker's receive time to the consumer reading the tick.")
+CONSUMER_LAST_TICK = _m("consumer_last_tick_timestamp_seconds", "gauge",
+                        "Exchange time of the newest tick the consumer read.", "exchange")
+CONSUMER_INSTRUMENTS = _m("consumer_instruments", "gauge", "Instruments the consumer has read at least one tick of.")
+CONSUMER_SOURCE_UP = _m("consumer_source_up", "gauge", "1 while the consumer's source (Redis, sink directory) answers.")
+CONSUMER_PENDING = _m("consumer_pending", "gauge", "Entries delivered to the consumer's group and not yet acknowledged.")
+CONSUMER_RECOVERY = _m("consumer_outage_recovery_seconds", "gauge",
+                       "Outage start to coverage back above the threshold, seen by the consumer, per marked phase.", "phase")
+
+# ---------------------------------------------------------------- failover drill (start_live_env.sh drill, pushed)
+DRILL_RECOVERY = _m("drill_recovery_seconds", "gauge",
+                    "Outage start to coverage back above the threshold, seen by the reference consumer "
+                    "(phase failover or failback); absent when it did not recover.", "phase")
+DRILL_RECOVERY_TARGET = _m("drill_recovery_target_seconds", "gauge",
+                           "The drill's recovery target: instruments / subscribe batch size x pause + 5 s.")
+DRILL_TICKS_MISSED = _m("drill_ticks_missed", "gauge", "Ticks the reference consumer missed in the outage window.", "phase")
+DRILL_DUPLICATES = _m("drill_duplicates", "gauge", "Duplicate ticks the reference consumer saw during the drill.")
+DRILL_OUT_OF_ORDER = _m("drill_out_of_order", "gauge", "Out-of-order ticks the reference consumer saw during the drill.")
+DRILL_GAPS_OUTSIDE = _m("drill_gaps_outside_outages", "gauge",
+                        "Gaps the reference consumer saw outside the drill's outage windows.")
+DRILL_CONSUMER_LAG = _m("drill_consumer_lag_seconds", "gauge",
+                        "Reference consumer lag (receive time to read) over the drill, by statistic (p50, p99, max).",
+                        "statistic")
+DRILL_EXIT_CODE = _m("drill_exit_code", "gauge", "Exit code of the last drill (docs/ops/exit-codes.md).")
+DRILL_LAST_RUN = _m("drill_last_run_timestamp_seconds", "gauge", "Unix time the last drill's report was made.")
+
 #: Pushgateway job names (grouping key ``job`` + ``instance``), one per pushing program.
 PUSH_JOB_VALIDATE = "feedops_validate_env"
 PUSH_JOB_HEALTH = "feedops_check_feed_health"
 PUSH_JOB_RUNBOOK = "feedops_runbook"
 PUSH_JOB_SUPERVISOR = "feedops_supervisor"
+PUSH_JOB_CONSUMER = "feedops_consumer"
+PUSH_JOB_DRILL = "feedops_drill"
 
 
 def all_specs() -> list[MetricSpec]:

@@ -16,7 +16,9 @@
 #   rollback [--to RELEASE]      the release before the running one (image + revision + config snapshot);
 #                                RELEASE: previous (default), a release id, TAG, TAG@sha256:... or sha256:...
 #   status                       what runs, profile, image tag, recorded releases, last runs (no lock)
-#   drill                        failover drill on ctp-sim: kill the active front, fail over, fail back
+#   drill                        failover drill on ctp-sim with the reference consumer attached: kill the
+#                                active front, fail over, verify, fail back, verify; prints and pushes a JSON
+#                                report (recovery time, ticks missed, duplicates, consumer lag)
 #   rotate --secrets-dir DIR     credential rotation; the previous credentials come back on failure
 #   --scheduled                  premarket, shutdown, drill started by a timer (deploy/): the calendar decides
 #                                first: skip (exit 0, recorded SKIPPED) on a day without the session, refuse
@@ -37,6 +39,8 @@
 #   74 DEPENDENCY_MISSING a required tool (python venv, docker compose, a CLI) is missing
 #   75 ROTATION_FAILED    the new credentials did not recover; the previous ones were restored
 #   76 SCHEDULE_REFUSED   --scheduled: the session already opened (premarket) or one is open (shutdown, drill)
+#   77 DRILL_FAILED       drill: it recovered, but the reference consumer saw duplicates, out-of-order ticks,
+#                         gaps outside the outages, or a recovery beyond the target
 #   130 INTERRUPTED       stopped by SIGINT (Ctrl-C); what this run started was cleaned up
 #   143 TERMINATED        stopped by SIGTERM; what this run started was cleaned up
 
@@ -57,6 +61,8 @@ RUN_DETAIL=""
 RUN_SKIPPED=0
 RUN_STARTED_AT=0
 CLEANUP_ON_FAILURE=0
+DRILL_ATTACHED=0
+DRILL_PROFILES=""
 
 usage() {
   sed -n '/^# Usage:/,/^# Exit codes/p' "${BASH_SOURCE[0]}" | sed -e 's/^# \{0,1\}//' -e '$d'
@@ -126,6 +132,10 @@ on_exit() {
   if (( rc != 0 && CLEANUP_ON_FAILURE )); then
     feedops::log::warning runbook.cleanup "the run failed: stopping what it started" mode="${FEEDOPS_MODE}"
     feedops::runtime::stop_stack >/dev/null || true
+  fi
+  if (( rc != 0 && DRILL_ATTACHED )); then  # a drill that failed half-way: its report, and the consumer stops
+    DRILL_ATTACHED=0
+    feedops::py drill report --rc "${rc}" --profiles "${DRILL_PROFILES}" || true
   fi
   local duration=$(( $(date +%s) - RUN_STARTED_AT ))
   local -a skipped=()
@@ -212,15 +222,38 @@ mode_shutdown() {
     || feedops::fail "$?" "everything was stopped, but a state file is corrupt (see above): move it away before the next run"
 }
 
-# Switch to a profile, restart on it, verify. Arguments: PROFILE REASON
+# Switch to a profile, restart on it, verify. Arguments: PROFILE REASON [DRILL_PHASE [FRONT_TO_KILL]]
 switch_profile() {
   feedops::step::validate "FEEDOPS_ACTIVE_PROFILE=$1"
   feedops::act "make $1 the active profile" feedops::py::act set-profile "$1" --reason "$2" \
     || feedops::fail "$?" "cannot record the active profile"
   FEEDOPS_CFG[PROFILE]=$1
   FEEDOPS_CHILD_ENV+=("FEEDOPS_ACTIVE_PROFILE=$1")  # the last assignment wins
+  if [[ -n ${3:-} && ${FEEDOPS_CFG[RUNTIME]} == native ]]; then
+    drill_switch "$@"
+    return
+  fi
+  if [[ -n ${4:-} ]]; then
+    feedops::act "drill: kill the $4 front" feedops::runtime::kill_front "$4" \
+      || feedops::fail "${EXIT_FAILOVER_FAILED}" "cannot kill the $4 front"
+  fi
   feedops::step::stop_workers
   feedops::step::recover "${EXIT_FAILOVER_FAILED}" --expect-profile "$1"
+}
+
+# A drill phase on the native runtime: the outage (marked on the reference consumer; the front
+# killed; the worker(s) restarted on PROFILE) in one helper step, then verify, then wait until the
+# consumer sees coverage back. Arguments: PROFILE REASON PHASE [FRONT_TO_KILL]
+drill_switch() {
+  local -a kill=()
+  [[ -z ${4:-} ]] || kill=(--kill-front "$4")
+  feedops::act "drill: ${3}: the outage starts${4:+ (kill the $4 front)}; restart the worker(s) on $1" \
+    feedops::py::act drill outage "$3" "${kill[@]}" --timeout "${FEEDOPS_TIMEOUT}" \
+    || feedops::fail "$?" "the ${3} switch to $1 failed"
+  feedops::step::wait_ready "${EXIT_FAILOVER_FAILED}" --expect-profile "$1"
+  feedops::step::health "${EXIT_FAILOVER_FAILED}"
+  feedops::act "drill: ${3}: wait for the consumer to see coverage back" \
+    feedops::py::act drill wait "$3" --timeout "${FEEDOPS_TIMEOUT}"
 }
 
 mode_failover() {
@@ -275,15 +308,21 @@ mode_health() {
 mode_drill() {
   [[ ${FEEDOPS_CFG[CHANNEL]} == sim ]] \
     || usage_error "drill runs on the simulator only (FEEDOPS_CHANNEL=sim, e.g. --env dev); this environment uses ${FEEDOPS_CFG[CHANNEL]}"
-  local home=${FEEDOPS_CFG[PROFILE]} other=backup
+  local home=${FEEDOPS_CFG[PROFILE]} other=backup rc=0
   [[ ${home} == backup ]] && other=primary
+  DRILL_PROFILES="${home}->${other}->${home}"
   mode_premarket
-  feedops::act "drill: kill the ${home} front" feedops::runtime::kill_front "${home}" \
-    || feedops::fail "${EXIT_FAILOVER_FAILED}" "cannot kill the ${home} front"
-  switch_profile "${other}" drill
+  DRILL_ATTACHED=1  # from here on, on_exit reports (and detaches) a drill that fails
+  feedops::act "drill: attach the reference consumer" feedops::py::act drill attach --timeout "${FEEDOPS_TIMEOUT}" \
+    || feedops::fail "$?" "the reference consumer did not attach"
+  switch_profile "${other}" drill failover "${home}"
   feedops::step::start_stack
-  switch_profile "${home}" drill
-  printf 'drill: failover %s -> %s -> %s passed\n' "${home}" "${other}" "${home}"
+  switch_profile "${home}" drill failback
+  DRILL_ATTACHED=0
+  feedops::act "drill: report (print, push, detach the consumer)" \
+    feedops::py::act drill report --profiles "${DRILL_PROFILES}" || rc=$?
+  (( rc == 0 )) || feedops::fail "${rc}" "the drill failed from the subscriber's side (see the report above)"
+  printf 'drill: failover %s passed\n' "${DRILL_PROFILES}"
 }
 
 mode_rotate() {

@@ -429,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", required=True, choices=("premarket", "shutdown", "drill"))
     p.set_defaults(func=cmd_schedule_gate)
     sub.add_parser("status").set_defaults(func=cmd_status)
+    from .drill import add_parser as add_drill_parser
+
+    add_drill_parser(sub)
     return parser
 
 

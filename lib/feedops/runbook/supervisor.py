@@ -41,7 +41,7 @@ from pathlib import Path
 
 from .. import log as feedlog
 from .. import metric_names as mn
-from ..exitcodes import Sim, Worker
+from ..exitcodes import Consumer, Sim, Worker
 from .state import StateStore, atomic_write_json, read_json
 
 log = feedlog.get_logger("runbook")
@@ -51,7 +51,8 @@ STOPPED = {"worker": frozenset({int(Worker.OK), int(Worker.TICKS_LOST)})}
 STOPPED_DEFAULT = frozenset({0})
 #: Exit codes a restart cannot fix: never restarted (the runbook reports them).
 PERMANENT = {"worker": frozenset({int(Worker.CONFIG), int(Worker.LISTEN), int(Worker.SINK)}),
-             "sim": frozenset({int(Sim.USAGE), int(Sim.LISTEN)})}
+             "sim": frozenset({int(Sim.USAGE), int(Sim.LISTEN)}),
+             "consumer": frozenset({int(Consumer.CONFIG), int(Consumer.LISTEN)})}
 #: Worker exits that count towards an automatic failover.
 FAILOVER_CODES = frozenset({int(Worker.LOGIN), int(Worker.STORM)})
 BACKOFF_FIRST_SECONDS = 1.0

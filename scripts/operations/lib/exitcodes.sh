@@ -15,6 +15,7 @@ readonly EXIT_STATE_CORRUPT=73  # a state file is corrupt or unreadable; it was 
 readonly EXIT_DEPENDENCY_MISSING=74  # a required tool (python venv, docker compose) is missing
 readonly EXIT_ROTATION_FAILED=75  # the new credentials did not recover; the previous ones were restored
 readonly EXIT_SCHEDULE_REFUSED=76  # --scheduled run refused: its session already opened (premarket) or one is open (shutdown, drill)
+readonly EXIT_DRILL_FAILED=77  # drill: failover and failback recovered, but the reference consumer saw duplicates or out-of-order ticks, gaps outside the outages, or a recovery beyond its target
 readonly EXIT_INTERRUPTED=130  # stopped by SIGINT (Ctrl-C); what this run started was cleaned up
 readonly EXIT_TERMINATED=143  # stopped by SIGTERM; what this run started was cleaned up
 readonly CHECK_OK=0  # all checks passed
