@@ -10,12 +10,12 @@ fails its test. Blocks marked ``<!-- not-run: reason -->`` are listed with their
 from __future__ import annotations
 
 import subprocess
-import threading
 
 import pytest
 
 from conftest import ROOT
 from feedops import docrun
+from feedops.consumer import ReferenceConsumer, open_source
 from feedops.drills import stack
 
 pytestmark = pytest.mark.integration
@@ -23,29 +23,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "docSntl4k"  # the dev secrets start with it: no block's output may show it
 BLOCKS = [b for page in docrun.pages() for b in docrun.extract(page)]
 NEW_SECRETS = "/run/secrets-2026-12"  # the rotation page's example directory
-GROUP = "docs-run"  # the consumer group the Redis pages' <group> stands for
-
-
-def _consume(url: str, prefix: str, stop: threading.Event) -> None:
-    """A consumer group that reads and acknowledges every feed stream, as a subscriber would:
-    the Redis pages inspect it, and the health check's consumer lag stays low."""
-    import redis as redis_lib
-
-    client = redis_lib.Redis.from_url(url)
-    known: set[bytes] = set()
-    while not stop.is_set():
-        for stream in set(client.scan_iter(match=f"{prefix}:*", _type="stream")) - known:
-            try:
-                client.xgroup_create(stream, GROUP, id="0")
-            except redis_lib.ResponseError:  # BUSYGROUP: it exists
-                pass
-            known.add(stream)
-        if not known:
-            stop.wait(0.2)
-            continue
-        for stream, entries in client.xreadgroup(GROUP, "docs", {s: ">" for s in known}, count=5000, block=200) or []:
-            if entries:
-                client.xack(stream, GROUP, *[entry_id for entry_id, _ in entries])
+GROUP = "docs-run"  # the reference consumer's group, which the Redis pages' <group> stands for
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +48,11 @@ def dev(tmp_path_factory, redis_server):
         "var/feed": str(base / "feed"),
         "<group>": GROUP,
     }
-    stop = threading.Event()
-    reader = threading.Thread(target=_consume, args=(redis_url, "feedops:md", stop), daemon=True)
-    reader.start()
+    # a subscriber reads and acknowledges (the Redis pages inspect its group; the consumer lag stays low)
+    consumer = ReferenceConsumer(open_source(redis_url, group=GROUP, start="all")).start()
     yield docrun.Stack(ROOT, env, replacements)
     stack.stop(env)
-    stop.set()
-    reader.join(timeout=5)
+    consumer.stop()
 
 
 def _before_rollback(dev: docrun.Stack) -> None:
