@@ -1,5 +1,5 @@
 """A representative part of the fault matrix in CI (the whole matrix: ``make drills``,
-docs/ops/drills.md): one fault of ctp-sim, a killed worker, a paused Redis, concurrent runs
+docs/ops/drills.md): two faults of ctp-sim, a killed worker, a killed Redis, concurrent runs
 and a rollback to a missing release, on a native dev stack with the reference consumer."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from feedops.drills.matrix import select
 
 pytestmark = pytest.mark.integration
 
-CI_DRILLS = ("sim:disconnect", "sim:replay", "process:worker-killed", "process:redis-paused",
+CI_DRILLS = ("sim:disconnect", "sim:replay", "process:worker-killed", "process:redis-killed",
              "runbook:concurrent-run", "runbook:rollback-missing-release")
 
 

@@ -83,6 +83,24 @@ def environ(base: Path, token: str, *, instruments: int = 200, sink: str | None 
     return env
 
 
+def fill_disk(directory: Path) -> Path:
+    """Write zeros into ``directory`` until its file system refuses (ENOSPC); return the ballast file
+    (delete it to free the disk). The disk-full drill's and tests' way to fill a tmpfs."""
+    import errno
+
+    ballast = directory / "ballast"
+    chunk = b"\0" * (1 << 20)
+    with open(ballast, "wb", buffering=0) as fh:
+        while True:
+            try:
+                fh.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    return ballast
+
+
 def sim_control_url(env: dict[str, str], profile: str) -> str:
     port = int(env[f"CTP_{profile.upper()}_MD_FRONTS"].rsplit(":", 1)[1])
     return f"http://127.0.0.1:{port + CONTROL_PORT_OFFSET}"
