@@ -380,11 +380,13 @@ def _kill_sim(ctx: Ctx) -> str:
 
 def _kill_redis(ctx: Ctx) -> str:
     ctx.redis.kill()
-    wait_for(lambda: ctx.worker_status()["sink"].get("errors_total", 0) > 0 or ctx.worker_status()["sink"]["buffered"],
-             timeout=30, interval=0.2, what="the worker to buffer while Redis is down")
-    buffered = ctx.worker_status()["sink"]["buffered"]
-    ctx.resume()
-    ctx.redis.start()
+    try:
+        wait_for(lambda: ctx.worker_status()["sink"]["buffered"] > 0, timeout=30, interval=0.2,
+                 what="the worker to buffer while Redis is down")
+        buffered = ctx.worker_status()["sink"]["buffered"]
+    finally:
+        ctx.resume()
+        ctx.redis.start()
     wait_for(lambda: ctx.worker_status()["sink"]["buffered"] == 0, timeout=60, interval=0.2, what="the buffer flushed")
     return f"redis SIGKILLed, worker buffered {buffered}, redis restarted (append-only), buffer flushed"
 
@@ -534,10 +536,26 @@ DRILLS: tuple[Drill, ...] = (
 
 
 # ------------------------------------------------------------------------------------------ runner
+def repair(ctx: Ctx) -> str:
+    """Bring back what an earlier failed drill left broken (Redis down, the worker not ready), so that one
+    failure does not fail every drill after it; says what it did ("" when nothing was needed)."""
+    done = []
+    if ctx.redis.proc is None or ctx.redis.proc.poll() is not None:
+        ctx.redis.start()
+        done.append("Redis restarted")
+    if not ctx.ready():
+        ctx.profile = "primary"
+        proc = ctx.runbook("failover", "--to", "primary")
+        done.append(f"failover --to primary exit {proc.returncode}")
+    return f"(before it: {', '.join(done)}) " if done else ""
+
+
 def run_drill(ctx: Ctx, drill: Drill) -> Row:
     row = Row(drill.name, drill.expected)
     notes: list[str] = []
+    repaired = ""
     try:
+        repaired = repair(ctx)
         sent0, received0, dups0 = ctx.quiesce(f"{drill.name} settle-before")
         ctx.phase, ctx.resumed = drill.name, False
         ctx.consumer.mark_outage(drill.name)
@@ -546,7 +564,9 @@ def run_drill(ctx: Ctx, drill: Drill) -> Row:
         wait_for(ctx.ready, timeout=RECOVERY_TIMEOUT, interval=0.1, what=f"the worker ready on {ctx.profile}")
         outage = ctx.consumer.wait_recovered(drill.name, timeout=RECOVERY_TIMEOUT)
         if outage is None:
-            raise DrillError(f"the consumer did not see coverage back within {RECOVERY_TIMEOUT:.0f}s")
+            seen = ctx.consumer.report(instruments=False)["outages"].get(drill.name, {})
+            raise DrillError(f"the consumer did not see coverage back within {RECOVERY_TIMEOUT:.0f}s ({seen.get('back')} "
+                             f"of {seen.get('needed')} needed instruments back; resume marked: {seen.get('resume')})")
         row.recovery, row.missed = outage["recovery_seconds"], outage["ticks_missed"]
         started = time.monotonic()
         while (health := ctx.runbook("health")).returncode != 0:
@@ -567,7 +587,7 @@ def run_drill(ctx: Ctx, drill: Drill) -> Row:
         notes.extend(problems)
     except (DrillError, TimeoutError, OSError, subprocess.SubprocessError, KeyError, ValueError, RedisError) as exc:
         notes.append(f"FAILED: {exc}")
-    row.observed = "; ".join(filter(None, [row.observed, *notes]))
+    row.observed = repaired + "; ".join(filter(None, [row.observed, *notes]))
     return row
 
 
