@@ -249,8 +249,9 @@ class Ctx:
                 raise DrillError(f"{entries - acknowledged} entries in the streams never reached the consumer")
         finally:
             self.consumer.mark_resume(name)
-            for front in self.fronts.values():
-                front.fault("silent", False)
+            for profile, front in self.fronts.items():
+                if not front.fault("silent", False) and not front.fault("silent", False):
+                    raise DrillError(f"cannot switch the {profile} front's silent fault off")
         if self.ready():
             self.consumer.wait_recovered(name, timeout=RECOVERY_TIMEOUT)
         return sent, received, dups
@@ -367,15 +368,29 @@ def _kill_worker(ctx: Ctx) -> str:
     return f"worker {pid} SIGKILLed; supervisor restarted it"
 
 
-def _kill_sim(ctx: Ctx) -> str:
-    name = f"sim-{ctx.profile}"
+def _other(profile: str) -> str:
+    return "backup" if profile == "primary" else "primary"
+
+
+def _kill_front(ctx: Ctx, profile: str) -> None:
+    name = f"sim-{profile}"
     proc = subprocess.run([str(stack.PYTHON), "-m", "feedops.runbook", "--runtime", "native", "stop", "--name", name,
                            "--kill", "--timeout", "5"], cwd=ROOT, env=ctx.env, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise DrillError(f"cannot kill {name}: {proc.stderr[-300:]}")
+
+
+def _kill_sim(ctx: Ctx) -> str:
+    """The active front dies: failover.md's remedy (the other profile), then premarket starts the dead front
+    again. (A restarted ctp-sim counts cumulative volume from 0, which a worker that stayed connected would drop
+    as backwards_volume; the failover restarts the worker, which accepts another front's volume scale.)"""
+    home, other = ctx.profile, _other(ctx.profile)
+    _kill_front(ctx, home)
     wait_for(lambda: not ctx.ready(), timeout=30, what="the worker to notice its front is gone")
+    seen = ctx.expect(ctx.runbook("failover", "--to", other), Runbook.OK, f"sim-{home} killed; failover --to {other}")
+    ctx.profile = other
     ctx.resume()
-    return f"{name} killed; " + ctx.expect(ctx.runbook("premarket"), Runbook.OK, "premarket (restarts it)")
+    return seen + "; " + ctx.expect(ctx.runbook("premarket"), Runbook.OK, f"premarket (starts sim-{home} again)")
 
 
 def _kill_redis(ctx: Ctx) -> str:
@@ -453,17 +468,17 @@ def _corrupt_ledger(ctx: Ctx) -> str:
 
 
 def _backup_dies(ctx: Ctx) -> str:
-    proc = ctx.runbook_bg("failover", "--to", "backup", "--timeout", "20")
+    home, other = ctx.profile, _other(ctx.profile)
+    proc = ctx.runbook_bg("failover", "--to", other, "--timeout", "20")
     state = Path(ctx.env["FEEDOPS_STATE_DIR"])
-    wait_for(lambda: '"backup"' in (state / "active-profile.json").read_text(), timeout=60, interval=0.1,
+    wait_for(lambda: f'"{other}"' in (state / "active-profile.json").read_text(), timeout=60, interval=0.1,
              what="the failover to switch the profile")
-    subprocess.run([str(stack.PYTHON), "-m", "feedops.runbook", "--runtime", "native", "stop", "--name", "sim-backup",
-                    "--kill", "--timeout", "5"], cwd=ROOT, env=ctx.env, capture_output=True, timeout=60)
+    _kill_front(ctx, other)
     out, err = proc.communicate(timeout=180)
     seen = ctx.expect(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), Runbook.FAILOVER_FAILED,
-                      "backup killed mid-failover; failover")
-    seen += "; " + ctx.expect(ctx.runbook("failover", "--to", "primary"), Runbook.OK, "failover --to primary")
-    return seen + "; " + ctx.expect(ctx.runbook("premarket"), Runbook.OK, "premarket (restarts sim-backup)")
+                      f"sim-{other} killed mid-failover; failover --to {other}")
+    seen += "; " + ctx.expect(ctx.runbook("failover", "--to", home), Runbook.OK, f"failover --to {home}")
+    return seen + "; " + ctx.expect(ctx.runbook("premarket"), Runbook.OK, f"premarket (starts sim-{other} again)")
 
 
 def _wrong_secret(ctx: Ctx) -> str:
@@ -481,8 +496,9 @@ def _rollback_missing(ctx: Ctx) -> str:
 
 
 def _failover_and_back(ctx: Ctx) -> str:
-    seen = ctx.expect(ctx.runbook("failover", "--to", "backup"), Runbook.OK, "failover --to backup")
-    return seen + "; " + ctx.expect(ctx.runbook("failover", "--to", "primary"), Runbook.OK, "failover --to primary")
+    home, other = ctx.profile, _other(ctx.profile)
+    seen = ctx.expect(ctx.runbook("failover", "--to", other), Runbook.OK, f"failover --to {other}")
+    return seen + "; " + ctx.expect(ctx.runbook("failover", "--to", home), Runbook.OK, f"failover --to {home}")
 
 
 RECOVERS = "recovers; health OK; nothing acknowledged lost"
@@ -510,7 +526,8 @@ DRILLS: tuple[Drill, ...] = (
           _toggle("slow", _hold_ticks(500))),
     Drill("process:worker-killed", "process", f"supervisor restarts the worker; {RECOVERS}", _kill_worker,
           judge_missed=False),
-    Drill("process:sim-killed", "process", f"worker not ready; premarket restarts the front, exit 0; {RECOVERS}",
+    Drill("process:sim-killed", "process",
+          f"worker not ready; failover to the other profile exit 0; premarket starts the front again, exit 0; {RECOVERS}",
           _kill_sim, judge_missed=False),
     Drill("process:redis-killed", "process", f"worker buffers, flushes to the restarted Redis; {RECOVERS}; 0 missed",
           _kill_redis),
@@ -525,12 +542,13 @@ DRILLS: tuple[Drill, ...] = (
     Drill("runbook:corrupt-state", "runbook", f"corrupt ledger.json: exit 73, nothing stopped; {RECOVERS}; 0 missed",
           _corrupt_ledger),
     Drill("runbook:backup-dies-in-failover", "runbook",
-          f"failover exit 70; failover back exit 0; {RECOVERS}", _backup_dies, judge_missed=False),
+          f"the other front killed mid-failover: exit 70; failover back exit 0; {RECOVERS}", _backup_dies,
+          judge_missed=False),
     Drill("runbook:wrong-rotated-secret", "runbook", f"rotate exit 75, previous secrets restored; {RECOVERS}",
           _wrong_secret, judge_missed=False),
     Drill("runbook:rollback-missing-release", "runbook",
           f"exit 71, nothing stopped; {RECOVERS}; 0 missed", _rollback_missing),
-    Drill("runbook:failover-and-back", "runbook", f"failover to backup and back, exit 0 each; {RECOVERS}",
+    Drill("runbook:failover-and-back", "runbook", f"failover to the other profile and back, exit 0 each; {RECOVERS}",
           _failover_and_back, judge_missed=False),
 )
 
@@ -544,9 +562,8 @@ def repair(ctx: Ctx) -> str:
         ctx.redis.start()
         done.append("Redis restarted")
     if not ctx.ready():
-        ctx.profile = "primary"
-        proc = ctx.runbook("failover", "--to", "primary")
-        done.append(f"failover --to primary exit {proc.returncode}")
+        proc = ctx.runbook("failover", "--to", ctx.profile)
+        done.append(f"failover --to {ctx.profile} exit {proc.returncode}")
     return f"(before it: {', '.join(done)}) " if done else ""
 
 
