@@ -40,7 +40,7 @@ class Worker(enum.IntEnum):
     LOGIN = 13  # login rejected (wrong credentials, authentication refused)
     INSTRUMENTS = 14  # the instrument list could not be obtained (query refused)
     STORM = 15  # disconnect storm: too many disconnects in the window
-    SINK = 16  # the sink cannot be opened at all (malformed URL, unwritable path)
+    SINK = 16  # the sink cannot be opened at all (malformed URL, e.g. ftp://x or a non-numeric Redis db; unwritable path)
     INTERNAL = 17  # unexpected internal error (a bug: the log has the details)
     TICKS_LOST = 18  # stopped on request, but ticks were discarded (queue full, sink buffer full, or left unflushed with the sink down); the count is in the ERROR line worker.ticks.lost
 

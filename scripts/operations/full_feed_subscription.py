@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             flag = FLAG_OF.get(problem.setting)
             name = f"{flag} ({problem.setting})" if flag and problem.source == "command line" else str(problem.setting)
             sys.stderr.write(f"{PROG}: error: {name}: {problem.message}; fix: {problem.fix}\n")
+        if not probe_mode and any(problem.setting == "FEEDOPS_SINK_URL" for problem in exc.problems):
+            return int(Worker.SINK)  # a malformed sink URL is SINK (docs/ops/worker.md), whatever else is wrong
         return int(bad_args)
     configure(level=settings.feed.log_level, fmt=settings.feed.log_format)
     log = get_logger("worker")

@@ -89,9 +89,10 @@ teardown() {
   local flocker=$! i
   for (( i = 0; i < 300; i++ )); do [[ -s ${ready} ]] && break; sleep 0.1; done
   [ -s "${ready}" ]
-  run -65 "${RUNBOOK}" shutdown --runtime native
-  kill "$(cat "${ready}")"
+  run "${RUNBOOK}" shutdown --runtime native
+  kill "$(cat "${ready}")"  # by pid, before any assertion can fail
   wait "${flocker}" || true
+  [ "${status}" -eq 65 ]
   assert_output --partial "another run holds the lock"
   assert_output --partial "mode=premarket"
 }

@@ -95,6 +95,20 @@ assert_bad_input() {
   CTP_BACKUP_MD_FRONTS="tcp://127.0.0.1:65536" assert_bad_input CTP_BACKUP_MD_FRONTS "port 1-65535" --
 }
 
+@test "front hosts must be hostnames or IP literals" {
+  CTP_PRIMARY_MD_FRONTS="tcp://256.256.256.256:1" assert_bad_input CTP_PRIMARY_MD_FRONTS "hostname or an IP address" --
+  assert_output --partial "'256.256.256.256' is neither an IPv4 address"
+  CTP_BACKUP_TD_FRONTS="tcp://999:1" assert_bad_input CTP_BACKUP_TD_FRONTS "hostname or an IP address" --
+  assert_output --partial "'999' is neither an IPv4 address"
+  CTP_BACKUP_TD_FRONTS="tcp://td_1.example:41205" assert_bad_input CTP_BACKUP_TD_FRONTS "hostname or an IP address" --
+}
+
+@test "a malformed sink URL names FEEDOPS_SINK_URL" {
+  FEEDOPS_SINK_URL="redis://127.0.0.1:6379/abc" assert_bad_input FEEDOPS_SINK_URL "redis://host:port/db" --
+  assert_output --partial "database 'abc'"
+  FEEDOPS_SINK_URL="ftp://x" assert_bad_input FEEDOPS_SINK_URL "redis://host:port/db" --
+}
+
 @test "non-numeric rate limit" {
   FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS="1s" assert_bad_input FEEDOPS_SUBSCRIBE_BATCH_INTERVAL_SECONDS "to a number" --
 }
@@ -139,6 +153,17 @@ assert_bad_input() {
   printf '%s \n' "$SENTINEL_PW" >"$SECRETS/CTP_PRIMARY_PASSWORD"
   assert_bad_input CTP_PRIMARY_PASSWORD "printf" --
   assert_output --partial "whitespace"
+}
+
+@test "secret in the environment with leading or trailing whitespace: named, never shown" {
+  CTP_PRIMARY_PASSWORD="$SENTINEL_PW " assert_bad_input CTP_PRIMARY_PASSWORD "without it" --
+  assert_output --partial "whitespace"
+  refute_output --partial "$SENTINEL_PW"
+  CTP_PRIMARY_AUTH_CODE=" ${SENTINEL_AC:1}" run -2 validate --json
+  assert_output --partial "CTP_PRIMARY_AUTH_CODE"
+  refute_output --partial "${SENTINEL_AC:1}"
+  CTP_PRIMARY_AUTH_CODE=" ${SENTINEL_AC:1}" FEEDOPS_LOG_FORMAT=text run -2 validate
+  refute_output --partial "${SENTINEL_AC:1}"
 }
 
 @test "env file with a syntax error" {

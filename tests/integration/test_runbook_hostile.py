@@ -202,6 +202,10 @@ def test_shutdown_with_a_corrupt_pid_file_still_stops_what_runs(env, tmp_path):
             assert start_ticks(record["pid"]) != record["start_ticks"], (name, explain(proc))
             assert not _listening(record["address"]), name
         assert decoy.poll() is None  # another environment's process is never touched
+        status = runbook(env, "status")  # shows what it can, names the file, exits STATE_CORRUPT
+        assert status.returncode == Runbook.STATE_CORRUPT, explain(status)
+        assert re.search(r"sim-primary +corrupt pid file \(not trusted\)", status.stdout), explain(status)
+        assert str(state(env, "pids", "sim-primary.pid")) in status.stderr
     finally:
         decoy.kill()
         decoy.wait(timeout=30)

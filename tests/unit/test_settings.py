@@ -210,3 +210,68 @@ def test_front_and_shard_helpers():
 
 def test_env_var_names():
     assert FeedSettings.env_var("subscribe_batch_size") == "FEEDOPS_SUBSCRIBE_BATCH_SIZE"
+
+
+@pytest.mark.parametrize("front, needle", [
+    ("tcp://256.256.256.256:1", "neither an IPv4 address"),
+    ("tcp://999:1", "neither an IPv4 address"),
+    ("tcp://1.2.3:41213", "neither an IPv4 address"),
+    ("tcp://-md.broker.example:41213", "not a valid hostname"),
+    ("tcp://md.broker-.example:41213", "not a valid hostname"),
+    ("tcp://md.123:41213", "not a valid hostname"),
+    (f"tcp://{'a' * 64}.example:41213", "not a valid hostname"),
+    ("tcp://[::1:::2]:41213", "not an IPv6 address"),
+    ("tcp://md.broker.example:0", "out of range 1-65535"),
+])
+def test_front_hosts_must_be_hostnames_or_ip_literals(tmp_path, front, needle):
+    [problem] = problems(tmp_path, environ={"CTP_BACKUP_MD_FRONTS": front})
+    assert problem.setting == "CTP_BACKUP_MD_FRONTS" and needle in problem.message
+    assert "hostname or an IP address" in problem.fix and "port 1-65535" in problem.fix
+
+
+@pytest.mark.parametrize("front", ["tcp://127.0.0.1:41213", "tcp://md1.broker.example:41213", "tcp://localhost:1",
+                                   "ssl://[::1]:65535", "tcp://180.168.146.187:10211", "tcp://0md.x-y.cn:1"])
+def test_valid_front_hosts_pass(tmp_path, front):
+    assert load(tmp_path, environ={"CTP_BACKUP_MD_FRONTS": front}).backup.md_fronts == [front]
+
+
+@pytest.mark.parametrize("value", [" Lq9xSntl", "Tr4zSntl ", "Tw0kSntl\n", "Tb5qSntl\t", "  "])
+@pytest.mark.parametrize("var", ["CTP_PRIMARY_PASSWORD", "CTP_BACKUP_AUTH_CODE"])
+def test_environment_secret_whitespace_is_an_error_without_the_value(tmp_path, var, value):
+    [problem] = problems(tmp_path, environ={var: value})
+    assert problem.setting == var and "whitespace" in problem.message and problem.source == "environment"
+    if value.strip():
+        assert value.strip() not in str(problem)
+
+
+def test_command_line_secret_whitespace_is_an_error_too(tmp_path):
+    [problem] = problems(tmp_path, overrides={"CTP_PRIMARY_PASSWORD": "Ov3rSntl "})
+    assert problem.setting == "CTP_PRIMARY_PASSWORD" and problem.source == "command line"
+    assert "Ov3rSntl" not in str(problem)
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("ftp://x", "neither file:<dir> nor redis://"),
+    ("redis://host:6379/abc", "database 'abc'"),
+    ("redis://host:6379/0/1", "database '0/1'"),
+    ("redis://host:65536/0", "out of range"),
+    ("redis://host:/0", "out of range"),
+    ("redis:///0", "names no host"),
+    ("redis://256.1.1.1:6379/0", "neither an IPv4 address"),
+    ("redis://host:6379/0?db=3", "query"),
+    ("file:", "needs a directory"),
+    ("redis://user:Pw0rdSntl@host:6379/abc", "database 'abc'"),
+])
+def test_sink_urls_are_checked_in_one_place(tmp_path, url, needle):
+    from feedops.settings import check_sink_url
+
+    [problem] = problems(tmp_path, environ={"FEEDOPS_SINK_URL": url})
+    assert problem.setting == "FEEDOPS_SINK_URL" and needle in problem.message and "redis://host:port/db" in problem.fix
+    assert needle in check_sink_url(url)
+    assert "Pw0rdSntl" not in str(problem)
+
+
+@pytest.mark.parametrize("url", ["file:var/feed", "file:///srv/feed", "redis://127.0.0.1:6379/0", "redis://redis/2",
+                                 "redis://:pw@redis.internal:6380/15", "redis://[::1]:6379", "redis://h:6379/"])
+def test_valid_sink_urls_pass(tmp_path, url):
+    assert load(tmp_path, environ={"FEEDOPS_SINK_URL": url}).feed.sink_url == url

@@ -44,7 +44,6 @@ def test_help_documents_every_flag(tmp_path):
     (["--shard", "3/2"], ["--shard (FEEDOPS_SHARD)", "0 <= i < N"]),
     (["--batch-size", "5000"], ["--batch-size (FEEDOPS_SUBSCRIBE_BATCH_SIZE)", "at most 1000"]),
     (["--batch-interval", "soon"], ["--batch-interval", "number"]),
-    (["--sink", "ftp://x"], ["--sink (FEEDOPS_SINK_URL)", "redis://"]),
     (["--listen", "nowhere"], ["--listen (FEEDOPS_WORKER_LISTEN)", "host:port"]),
     (["--channel", "tcp"], ["invalid choice"]),
 ])
@@ -52,6 +51,22 @@ def test_bad_arguments_exit_config(tmp_path, args, needles):
     result = run(args, tmp_path)
     assert_clean(result, Worker.CONFIG, *needles)
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("ftp://x", "neither file:<dir> nor redis://"),
+    ("redis://127.0.0.1:6379/abc", "database 'abc'"),
+    ("redis://127.0.0.1:70000/0", "out of range 1-65535"),
+    ("redis://999:6379/0", "neither an IPv4 address"),
+    ("redis://user:s3cretPw@127.0.0.1:6379/x", "database 'x'"),
+])
+def test_a_malformed_sink_url_exits_sink_as_worker_md_states(tmp_path, url, needle):
+    result = run(["--sink", url], tmp_path)
+    assert_clean(result, Worker.SINK, "--sink (FEEDOPS_SINK_URL)", needle, "redis://host:port/db")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "s3cretPw" not in result.stdout + result.stderr
+    env_result = run([], tmp_path, FEEDOPS_SINK_URL=url)  # the same from the environment
+    assert_clean(env_result, Worker.SINK, "FEEDOPS_SINK_URL", needle)
 
 
 def test_bad_arguments_with_probe_exit_unknown(tmp_path):

@@ -229,10 +229,18 @@ def test_unwritable_file_sink_is_a_sink_error(tmp_path):
     assert info.value.code == Worker.SINK and "FEEDOPS_SINK_URL" in str(info.value)
 
 
-def test_malformed_redis_url_is_a_sink_error(tmp_path):
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/abc", "ftp://x"])
+def test_malformed_sink_url_is_refused_by_the_settings_and_by_the_worker(tmp_path, url):
+    from feedops.settings import ConfigError
+
+    with pytest.raises(ConfigError) as refused:  # the settings model: validate_env, every CLI
+        settings_for(tmp_path, FEEDOPS_SINK_URL=url)
+    assert [p.setting for p in refused.value.problems] == ["FEEDOPS_SINK_URL"]
+    settings = settings_for(tmp_path)
+    settings.feed.sink_url = url  # settings built past the model: the worker checks again when it opens the sink
     with pytest.raises(WorkerError) as info:
-        FeedWorker(settings_for(tmp_path, FEEDOPS_SINK_URL="redis://127.0.0.1:notaport/0"))
-    assert info.value.code == Worker.SINK
+        FeedWorker(settings)
+    assert info.value.code == Worker.SINK and "FEEDOPS_SINK_URL" in str(info.value)
 
 
 def test_sink_buffer_is_bounded_and_counts_drops():

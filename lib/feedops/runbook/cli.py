@@ -374,6 +374,11 @@ def cmd_status(args, ctx: RunbookContext) -> int:
     from .status import render_status
 
     sys.stdout.write(render_status(ctx))
+    problems = ctx.state.check()  # shown above as far as they touch the report; named here, exit STATE_CORRUPT
+    for problem in problems:
+        log.error("runbook.state.corrupt", problem)
+    if problems:
+        raise StepFailed(Runbook.STATE_CORRUPT, f"{len(problems)} corrupt state file(s) in {ctx.state.root} (above)")
     return Runbook.OK
 
 
@@ -428,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schedule-gate", help="--scheduled runs: ACTION=run|skip|refuse at the clock's time")
     p.add_argument("--mode", required=True, choices=("premarket", "shutdown", "drill"))
     p.set_defaults(func=cmd_schedule_gate)
-    sub.add_parser("status").set_defaults(func=cmd_status)
+    sub.add_parser("status").set_defaults(func=cmd_status, lenient_state=True)
     from .drill import add_parser as add_drill_parser
 
     add_drill_parser(sub)

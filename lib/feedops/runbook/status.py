@@ -55,7 +55,7 @@ def _release_lines(ctx: RunbookContext) -> list[str]:
 
 
 def render_status(ctx: RunbookContext) -> str:
-    """A compact report for people. Raises StateError on a corrupt state file."""
+    """A compact report for people; a corrupt state file is shown as such (the caller exits STATE_CORRUPT)."""
     lines = [f"feedops {ctx.env}: runtime {ctx.runtime}, channel {ctx.feed.channel}, calendar {ctx.feed.calendar}",
              f"  state dir      {ctx.state.root}",
              f"  profile        {ctx.profile}",
@@ -63,15 +63,21 @@ def render_status(ctx: RunbookContext) -> str:
     pin = ctx.pin
     lines.append(f"  pinned config  {pin['reason']} ({pin.get('snapshot', 'no snapshot')}, {_when(pin.get('ts'))})" if pin
                  else "  pinned config  none (settings as loaded)")
-    lines.extend(_release_lines(ctx))
+    try:
+        lines.extend(_release_lines(ctx))
+    except StateError as exc:
+        lines.append(f"  releases       unreadable: {exc}")
     if ctx.runtime == "native":
         table = ProcessTable(ctx)
         lines.append("  processes:")
         names = table.names()
         for name in names:
-            pid = table.running_pid(name)
-            record = table.record(name) or {}
-            state = f"running (pid {pid})" if pid else "not running (stale pid file)"
+            try:
+                pid = table.running_pid(name)
+                record = table.record(name) or {}
+                state = f"running (pid {pid})" if pid else "not running (stale pid file)"
+            except StateError:
+                pid, record, state = None, {}, "corrupt pid file (not trusted)"
             lines.append(f"    {name:<14} {state:<24} {record.get('address', '')}{_supervised(ctx, name)}")
         if not names:
             lines.append("    none")

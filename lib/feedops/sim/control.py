@@ -4,7 +4,9 @@
 * ``GET  /status``             JSON: listen address, sessions, faults, ticks sent
 * ``GET  /faults``             JSON: every fault, whether it is on, what it does
 * ``POST /faults/<name>?on=1`` switch a fault on (``on=0`` off); 404 for an unknown fault;
-  ``POST /faults/burst?on=1&factor=2.5`` also sets the burst factor (1-50; 400 otherwise)
+  ``POST /faults/burst?on=1&factor=2.5`` also sets the burst factor (1-50). ``on`` is required;
+  a missing, repeated, malformed or unknown parameter is a 400 whose JSON names it
+  (``{"error": ..., "parameter": ...}``) and changes nothing (:func:`parse_fault_request`)
 * ``GET  /healthz``            200 while the front runs
 
 Requests are served on a thread of their own and handed to the server's event loop.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +28,51 @@ from ..log import get_logger
 from .server import FAULTS, SimServer
 
 log = get_logger("ctp-sim.control")
+
+ON_VALUES = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
+BURST_FACTOR_RANGE = (1.0, 50.0)
+
+
+class ParamError(ValueError):
+    """A bad parameter of a control request: ``parameter`` names it, the message says the fix."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def parse_fault_request(name: str, query: str) -> tuple[bool, float | None]:
+    """(on, burst factor or None) of ``POST /faults/<name>?<query>``; :class:`ParamError` when a parameter
+    is missing, repeated, malformed or unknown (nothing may change then)."""
+    usage = f"POST /faults/{name}?on=1 or ?on=0" + (" (&factor=F, 1-50)" if name == "burst" else "")
+    try:
+        params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query), max_num_fields=10)
+    except ValueError:
+        raise ParamError("query", f"malformed query string; use {usage}") from None
+    allowed = ("on", "factor") if name == "burst" else ("on",)
+    for key, values in params.items():
+        if key not in allowed:
+            hint = "factor applies to the burst fault only: POST /faults/burst?on=1&factor=2.5" if key == "factor" \
+                else f"unknown parameter {key!r}; use {usage}"
+            raise ParamError(key, hint)
+        if len(values) > 1:
+            raise ParamError(key, f"{key} given {len(values)} times; give it once: {usage}")
+    if "on" not in params:
+        raise ParamError("on", f"on is required (nothing was changed): {usage}")
+    value = params["on"][0].strip().lower()
+    if value not in ON_VALUES:
+        raise ParamError("on", f"on={params['on'][0]!r} is not a switch; use on=1 or on=0")
+    factor = None
+    if "factor" in params:
+        text = params["factor"][0]
+        try:
+            factor = float(text)
+        except ValueError:
+            raise ParamError("factor", f"factor={text!r} is not a number; use a number 1-50, e.g. factor=2.5") from None
+        low, high = BURST_FACTOR_RANGE
+        if not (math.isfinite(factor) and low <= factor <= high):
+            raise ParamError("factor", f"burst factor {factor} is out of range; fix: use 1-50")
+    return ON_VALUES[value], factor
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -62,6 +110,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no such endpoint {path}; use /metrics, /status, /faults, /healthz"})
 
     def do_POST(self) -> None:  # noqa: N802
+        try:
+            self._post()
+        except Exception as exc:  # noqa: BLE001 - a JSON 500, never a traceback, to the caller
+            log.warning("sim.control.error", "control request failed", path=self.path, error=exc.__class__.__name__)
+            self._json(500, {"error": f"internal error ({exc.__class__.__name__}); see the sim's log"})
+
+    def _post(self) -> None:
         parts = urlsplit(self.path)
         segments = [p for p in parts.path.split("/") if p]
         if len(segments) != 2 or segments[0] != "faults":
@@ -71,21 +126,13 @@ class _Handler(BaseHTTPRequestHandler):
         if name not in FAULTS:
             self._json(404, {"error": f"unknown fault {name!r}; use one of {', '.join(FAULTS)}"})
             return
-        value = (parse_qs(parts.query).get("on") or ["1"])[0].lower()
-        if value not in ("1", "0", "true", "false", "on", "off"):
-            self._json(400, {"error": f"on={value!r}: use on=1 or on=0"})
+        try:
+            on, factor = parse_fault_request(name, parts.query)
+        except ParamError as exc:
+            self._json(400, {"error": str(exc), "parameter": exc.parameter})
             return
-        on = value in ("1", "true", "on")
-        factor = parse_qs(parts.query).get("factor")
         if factor is not None:
-            if name != "burst":
-                self._json(400, {"error": "factor applies to the burst fault only: POST /faults/burst?on=1&factor=2.5"})
-                return
-            try:
-                self._on_loop(self.server.sim.set_burst_factor, float(factor[0]))
-            except ValueError as exc:
-                self._json(400, {"error": str(exc)})
-                return
+            self._on_loop(self.server.sim.set_burst_factor, factor)
         self._on_loop(self.server.sim.set_fault, name, on)
         self._json(200, {"fault": name, "on": on, "faults": sorted(self.server.sim.faults),
                          "burst_factor": self.server.sim.config.burst_factor})

@@ -207,7 +207,7 @@ def check_backup_complete(ctx: Context) -> CheckResult:
                     f"backup: user {s.backup.user_id} at broker {s.backup.broker_id}, {len(s.backup.md_fronts)} md fronts")
 
 
-@check("fronts.well_formed", "Every front is tcp://host:port with a port in 1-65535, no duplicates, no placeholder hosts outside dev")
+@check("fronts.well_formed", "Every front is tcp://host:port (host an RFC 1123 hostname or an IP literal) with a port in 1-65535, no duplicates, no placeholder hosts outside dev")
 def check_fronts(ctx: Context) -> CheckResult:
     hard: list[Problem] = []  # malformed; placeholder hosts in staging/prod
     soft: list[Problem] = []  # duplicates; placeholder hosts in dev

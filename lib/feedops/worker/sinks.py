@@ -27,12 +27,12 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlparse, urlunparse
 
 import orjson
 
 from .. import paths
 from ..log import get_logger
+from ..settings import check_sink_url, public_target  # noqa: F401 - public_target: re-exported
 from .ticks import RECORD_KEYS, record_of
 
 _log = get_logger("worker")
@@ -119,19 +119,6 @@ def row_of(n: tuple) -> tuple:
 
 def _lines_of(rows: list[tuple]) -> list[bytes]:
     return [row[0] for row in rows]
-
-
-def public_target(url: str) -> str:
-    """A sink URL without user info (a Redis password must never be shown or logged)."""
-    parsed = urlparse(url)
-    if parsed.scheme == "redis" and (parsed.username or parsed.password):
-        host = parsed.hostname or ""
-        try:
-            netloc = f"{host}:{parsed.port}" if parsed.port else host
-        except ValueError:
-            netloc = host
-        return urlunparse(parsed._replace(netloc=netloc))
-    return url
 
 
 #: At most this many records per write: a backlog is written in whole chunks of this size.
@@ -705,15 +692,10 @@ def applied_key(prefix: str) -> str:
 def open_sink(feed, shard: tuple[int, int], on_error: Callable[[str], None] | None = None) -> Sink:
     """Build the sink named by FEEDOPS_SINK_URL; raise :class:`SinkError` when it is unusable."""
     url = feed.sink_url
+    reason = check_sink_url(url)  # the settings model checked it already; a FeedSettings built otherwise too
+    if reason:
+        raise SinkError(reason)
     if url.startswith("file:"):
         directory = paths.resolve(url[len("file:"):].removeprefix("//"))
         return FileSink(directory, shard, feed.sink_buffer_max, on_error=on_error)
-    parsed = urlparse(url)
-    try:
-        port = parsed.port
-    except ValueError:
-        port = None
-        parsed = None  # type: ignore[assignment]
-    if parsed is None or not parsed.hostname or (port is None and ":" in (parsed.netloc or "").rsplit("@", 1)[-1]):
-        raise SinkError(f"malformed Redis URL {public_target(url)!r}; expected redis://host:port/db")
     return RedisSink(url, feed.redis_stream_prefix, feed.redis_stream_maxlen, feed.sink_buffer_max, on_error=on_error)

@@ -43,8 +43,9 @@ feedops::config::load() {
   local out rc=0 key value
   local -a write=()
   (( FEEDOPS_DRY_RUN )) || write=(--write-release-env)
-  # every mode but shutdown refuses corrupt state files first (STATE_CORRUPT); shutdown stops what runs anyway
-  [[ ${FEEDOPS_MODE:-} != shutdown ]] || write+=(--lenient-state)
+  # every mode but shutdown and status refuses corrupt state files first (STATE_CORRUPT); shutdown stops
+  # what runs anyway, status shows what it can (both exit STATE_CORRUPT at the end)
+  [[ ! ${FEEDOPS_MODE:-} =~ ^(shutdown|status)$ ]] || write+=(--lenient-state)
   out="$(feedops::py config "${write[@]}")" || rc=$?
   (( rc == 0 )) || feedops::fail "${rc}" "cannot load the configuration or the state (see the lines above)"
   FEEDOPS_CFG=()
