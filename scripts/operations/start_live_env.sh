@@ -310,7 +310,7 @@ mode_drill() {
     || usage_error "drill runs on the simulator only (FEEDOPS_CHANNEL=sim, e.g. --env dev); this environment uses ${FEEDOPS_CFG[CHANNEL]}"
   local home=${FEEDOPS_CFG[PROFILE]} other=backup rc=0
   [[ ${home} == backup ]] && other=primary
-  DRILL_PROFILES="${home}->${other}->${home}"
+  DRILL_PROFILES="${home} -> ${other} -> ${home}"
   mode_premarket
   DRILL_ATTACHED=1  # from here on, on_exit reports (and detaches) a drill that fails
   feedops::act "drill: attach the reference consumer" feedops::py::act drill attach --timeout "${FEEDOPS_TIMEOUT}" \

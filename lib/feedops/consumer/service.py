@@ -9,10 +9,8 @@ the counts stay.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlparse
 
@@ -21,6 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .. import clock
 from .. import metric_names as mn
+from ..httpserve import BackgroundServer, JsonHandler
 from ..log import get_logger
 from .tracker import TickTracker
 
@@ -180,7 +179,7 @@ class ReferenceConsumer:
 
     # ------------------------------------------------------------------ report
     def report(self, *, instruments: bool = True) -> dict[str, Any]:
-        stats = self.source.stats() if self.source_up else {"acknowledged": getattr(self.source, "acknowledged", 0),
+        stats = self.source.stats() if self.source_up else {"acknowledged": getattr(self.source, "acknowledged", None),
                                                              "pending": None, "group_lag": None}
         with self._lock:
             body = self.tracker.report(instruments=instruments)
@@ -199,40 +198,16 @@ class ReferenceConsumer:
         return generate_latest(self.registry)
 
 
-class ConsumerHTTP:
+class ConsumerHTTP(BackgroundServer):
     """``/metrics``, ``/report``, ``/livez`` and ``POST /outage`` on one port; bound in the constructor."""
 
     def __init__(self, consumer: ReferenceConsumer, host: str, port: int):
-        self.server = ThreadingHTTPServer((host, port), _handler(consumer))  # OSError when the port is taken
-        self.server.daemon_threads = True
-        self.address = f"{host}:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="feedops-consumer-http", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.server.shutdown()
-        self.server.server_close()
+        super().__init__(host, port, _handler(consumer), "feedops-consumer-http")
 
 
 def _handler(consumer: ReferenceConsumer):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "feedops-consumer"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            return
-
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, payload: Any) -> None:
-            self._send(code, json.dumps(payload, separators=(",", ":")).encode(), "application/json")
 
         def do_GET(self) -> None:  # noqa: N802
             url = urlparse(self.path)

@@ -175,9 +175,15 @@ def operations(T: dict) -> tuple[Alert, ...]:
             "Failover drill failed on {{ $labels.instance }}",
             "The last drill on {{ $labels.instance }} (env {{ $labels.env }}) exited with {{ $value }} (docs/ops/exit-codes.md).",
             "make drill",
-            Page("The last failover drill exited non-zero: failover or failback did not recover in time.",
-                 "A real failover may fail the same way.",
-                 (STATUS, "tail -n 100 var/state/logs/worker-0.log"),
+            Page("The last failover drill exited non-zero: failover or failback did not recover in time (70), or "
+                 "both recovered but the reference consumer saw duplicates, out-of-order ticks, gaps outside the "
+                 "outage windows or a recovery beyond its target (77, DRILL_FAILED). The drill's own figures are "
+                 "pushed as feedops_drill_* (job feedops_drill) and kept in var/state/drill/last-report.json "
+                 "(docs/ops/consumer.md).",
+                 "A real failover may fail the same way, or lose or repeat ticks for the subscribers.",
+                 ("make status                                   # last runs; last drill: recovery per phase, ticks "
+                  "missed, duplicates, why it failed",
+                  "tail -n 100 var/state/logs/worker-0.log"),
                  ("make drill                                    # after fixing what the exit code names",),
                  ESCALATE_OPS)),
         Alert(

@@ -37,7 +37,7 @@ from ..exitcodes import Runbook
 from ..log import get_logger
 from . import procs
 from .config import RunbookContext
-from .state import atomic_write_json, read_json
+from .state import StateError, atomic_write_json, read_json
 
 log = get_logger("runbook")
 NAME = "consumer-drill"
@@ -315,6 +315,27 @@ def _print_summary(body: dict[str, Any]) -> None:
           f"max {lag['max']} s")
     for reason in body["reasons"]:
         print(f"drill: FAILED: {reason}")
+
+
+def status_lines(ctx: RunbookContext) -> list[str]:
+    """``make status``: the last drill's figures, from <state>/drill/last-report.json."""
+    path = ctx.state.path("drill", "last-report.json")
+    try:
+        body = read_json(path)
+    except StateError as exc:
+        return [f"  last drill     unreadable: {exc}"]
+    if not body:
+        return []
+    if not body.get("measured"):
+        return [f"  last drill     {body.get('outcome')} (not measured from the subscriber's side)"]
+    rec, missed, lag = body["recovery_seconds"], body["ticks_missed"], body["consumer_lag_seconds"]
+    lines = [f"  last drill     {body['outcome']} exit {body['exit_code']}: recovery failover {rec.get('failover')} s, "
+             f"failback {rec.get('failback')} s (target {body['recovery_target_seconds']} s); ticks missed "
+             f"{missed.get('failover')} + {missed.get('failback')}; duplicates {body['duplicates']}, out of order "
+             f"{body['out_of_order']}, gaps outside outages {body['gaps_outside_outages']}; consumer lag p99 "
+             f"{lag.get('p99')} s (report {path})"]
+    lines.extend(f"    {reason}" for reason in body.get("reasons", []))
+    return lines
 
 
 def _drop_group(record: dict[str, Any]) -> None:

@@ -94,6 +94,9 @@ def render_status(ctx: RunbookContext) -> str:
                      f"{run.get('duration_seconds', 0):.1f}s  last success {_when(run.get('last_success_ts'))}")
     if not modes:
         lines.append("    none")
+    from .drill import status_lines
+
+    lines.extend(status_lines(ctx))
     return "\n".join(lines) + "\n"
 
 

@@ -9,55 +9,28 @@ with the reasons).
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlparse
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..httpserve import BackgroundServer, JsonHandler
 from ..log import get_logger
 
 _log = get_logger("worker")
 
 
-class HealthServer:
-    """ThreadingHTTPServer on its own daemon thread; bound in the constructor (port errors surface early)."""
+class HealthServer(BackgroundServer):
+    """The worker's endpoints on a daemon thread; bound in the constructor (port errors surface early)."""
 
     def __init__(self, host: str, port: int, *, metrics: Callable[[], bytes], live: Callable[[], tuple[bool, str]],
                  ready: Callable[[], tuple[bool, list[str]]], status: Callable[[bool], dict[str, Any]]):
-        handler = _handler(metrics, live, ready, status)
-        self.server = ThreadingHTTPServer((host, port), handler)  # raises OSError when the port is in use
-        self.server.daemon_threads = True
-        self.address = f"{host}:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="feedops-http", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():  # shutdown() waits forever when serve_forever never ran
-            self.server.shutdown()
-        self.server.server_close()
+        super().__init__(host, port, _handler(metrics, live, ready, status), "feedops-http")
 
 
 def _handler(metrics, live, ready, status):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "feedops-worker"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stdlib access logs
-            return
-
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, payload: Any) -> None:
-            self._send(code, json.dumps(payload, separators=(",", ":")).encode(), "application/json")
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             url = urlparse(self.path)
