@@ -393,46 +393,42 @@ def _kill_sim(ctx: Ctx) -> str:
     return seen + "; " + ctx.expect(ctx.runbook("premarket"), Runbook.OK, f"premarket (starts sim-{home} again)")
 
 
-def _kill_redis(ctx: Ctx) -> str:
-    ctx.redis.kill()
+def _sink_outage(ctx: Ctx, begin: Callable[[], None], end: Callable[[], None], why: str,
+                 until: Callable[[dict], bool] = lambda sink: True) -> int:
+    """``begin()`` an outage of the sink, hold it until the worker buffers (and ``until(sink status)``),
+    ``end()`` it (always), wait until the buffer is flushed; returns how many ticks were buffered."""
+    begin()
     try:
         wait_for(lambda: ctx.worker_status()["sink"]["buffered"] > 0, timeout=30, interval=0.2,
-                 what="the worker to buffer while Redis is down")
+                 what=f"the worker to buffer while {why}")
+        wait_for(lambda: until(ctx.worker_status()["sink"]), timeout=30, interval=0.2, what="the sink to time out")
         buffered = ctx.worker_status()["sink"]["buffered"]
     finally:
         ctx.resume()
-        ctx.redis.start()
+        end()
     wait_for(lambda: ctx.worker_status()["sink"]["buffered"] == 0, timeout=60, interval=0.2, what="the buffer flushed")
+    return buffered
+
+
+def _kill_redis(ctx: Ctx) -> str:
+    buffered = _sink_outage(ctx, ctx.redis.kill, ctx.redis.start, "Redis is down")
     return f"redis SIGKILLed, worker buffered {buffered}, redis restarted (append-only), buffer flushed"
 
 
 def _pause_redis(ctx: Ctx) -> str:
-    ctx.redis.signal(signal.SIGSTOP)
-    try:
-        wait_for(lambda: ctx.worker_status()["sink"]["buffered"] > 0, timeout=30, interval=0.2,
-                 what="the worker to buffer while Redis is paused")
-        # past the sink's socket timeout: the batch in flight is the one that must not be added twice
-        wait_for(lambda: ctx.worker_status()["sink"].get("errors_total", 0) > 0, timeout=30, interval=0.2,
-                 what="the sink to time out")
-    finally:
-        ctx.resume()
-        ctx.redis.signal(signal.SIGCONT)
-    wait_for(lambda: ctx.worker_status()["sink"]["buffered"] == 0, timeout=60, interval=0.2, what="the buffer flushed")
-    return "redis SIGSTOPped past the socket timeout, SIGCONT, buffer flushed"
+    # past the sink's socket timeout (an error counted): the batch in flight is the one that must not be added twice
+    errors = ctx.worker_status()["sink"].get("errors_total", 0)
+    buffered = _sink_outage(ctx, lambda: ctx.redis.signal(signal.SIGSTOP), lambda: ctx.redis.signal(signal.SIGCONT),
+                            "Redis is paused", until=lambda sink: sink.get("errors_total", 0) > errors)
+    return f"redis SIGSTOPped past the socket timeout, worker buffered {buffered}, SIGCONT, buffer flushed"
 
 
 def _disk_full(ctx: Ctx) -> str:
     if not ctx.redis.tmpfs:
         raise DrillError("needs root to mount a tmpfs under Redis's data (the drill fills it)")
-    ballast = stack.fill_disk(ctx.redis.dir)
-    try:
-        wait_for(lambda: ctx.worker_status()["sink"]["buffered"] > 0, timeout=30, interval=0.2,
-                 what="the worker to buffer while Redis cannot write its append-only file")
-        buffered = ctx.worker_status()["sink"]["buffered"]
-    finally:
-        ctx.resume()
-        ballast.unlink()
-    wait_for(lambda: ctx.worker_status()["sink"]["buffered"] == 0, timeout=60, interval=0.2, what="the buffer flushed")
+    ballasts: list[Path] = []
+    buffered = _sink_outage(ctx, lambda: ballasts.append(stack.fill_disk(ctx.redis.dir)),
+                            lambda: ballasts.pop().unlink(), "Redis cannot write its append-only file")
     return f"Redis's disk full (writes refused), worker buffered {buffered}, disk freed, flushed"
 
 
