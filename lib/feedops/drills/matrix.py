@@ -255,9 +255,17 @@ class Ctx:
             for profile, front in self.fronts.items():
                 if not front.fault("silent", False) and not front.fault("silent", False):
                     raise DrillError(f"cannot switch the {profile} front's silent fault off")
-        if self.ready():
-            self.consumer.wait_recovered(name, timeout=RECOVERY_TIMEOUT)
+        if self.ready() and self.consumer.wait_recovered(name, timeout=RECOVERY_TIMEOUT) is None:
+            raise DrillError(f"the feed did not come back at the consumer after the settle ({name})")
         return sent, received, dups
+
+    def mark_outage(self, phase: str) -> None:
+        """The consumer's outage mark, once instruments are fresh there (an outage of no instrument never recovers)."""
+        def marked():
+            self.consumer.mark_outage(phase)
+            return self.consumer.report(instruments=False)["outages"][phase]["instruments"] > 0
+
+        wait_for(marked, timeout=30, interval=0.2, what="instruments fresh at the consumer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -574,7 +582,7 @@ def run_drill(ctx: Ctx, drill: Drill) -> Row:
         repaired = repair(ctx)
         sent0, received0, dups0 = ctx.quiesce(f"{drill.name} settle-before")
         ctx.phase, ctx.resumed = drill.name, False
-        ctx.consumer.mark_outage(drill.name)
+        ctx.mark_outage(drill.name)
         row.observed = drill.act(ctx)
         ctx.resume()  # the act ends with the fault cleared
         wait_for(ctx.ready, timeout=RECOVERY_TIMEOUT, interval=0.1, what=f"the worker ready on {ctx.profile}")
