@@ -256,7 +256,11 @@ class Ctx:
                 if not front.fault("silent", False) and not front.fault("silent", False):
                     raise DrillError(f"cannot switch the {profile} front's silent fault off")
         if self.ready() and self.consumer.wait_recovered(name, timeout=RECOVERY_TIMEOUT) is None:
-            raise DrillError(f"the feed did not come back at the consumer after the settle ({name})")
+            report, worker = self.consumer.report(instruments=False), self.worker_status()
+            raise DrillError(f"the feed did not come back at the consumer after the settle ({name}): consumer source up "
+                             f"{report.get('source_up')}, {report['totals']['ticks']} ticks; worker on "
+                             f"{worker.get('profile')}, throughput {worker.get('throughput')}, dropped "
+                             f"{worker.get('ticks_dropped')}")
         return sent, received, dups
 
     def mark_outage(self, phase: str) -> None:
