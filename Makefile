@@ -24,7 +24,7 @@ export LOCPATH := $(CURDIR)/$(LOCALE_DIR)
 endif
 
 .PHONY: help bootstrap premarket restart shutdown failover rollback status health drill rotate sim \
-        validate test test-py test-dates test-bats lint lock bench clean
+        validate test test-py test-dates test-bats lint lock bench drills clean
 
 help: ## show this help
 	@echo "feedops: operations toolkit for the CTP market-data feed"
@@ -123,6 +123,9 @@ lock: $(TEST_STAMP) ## regenerate requirements.lock (hashed pins of pyproject's 
 
 bench: bootstrap ## benchmarks: print ticks/s, latency, coverage time, RSS, health-check wall time
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+drills: bootstrap ## the fault matrix on a native dev stack with a subscriber: make drills [ARGS='--only sim:disconnect,process:worker-killed']
+	@$(PY) -m feedops.drills $(ARGS)
 
 clean: ## remove .venv and var/ (runtime state)
 	rm -rf $(VENV) var

@@ -25,6 +25,7 @@ import pytest
 from clock_support import child_environ
 from conftest import ROOT, Server, free_port, wait_for
 from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
+from feedops.drills.stack import fill_disk
 from feedops.exitcodes import Check, Worker
 from feedops.paths import SCHEMAS_DIR
 from feedops.runbook import supervisor
@@ -540,23 +541,6 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def _fill(disk: Path) -> Path:
-    """Write zeros until the file system refuses (ENOSPC); return the ballast file."""
-    import errno
-
-    ballast = disk / "ballast"
-    chunk = b"\0" * (1 << 20)
-    with open(ballast, "wb", buffering=0) as fh:
-        while True:
-            try:
-                fh.write(chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                break
-    return ballast
-
-
 #: The file size limit of the "fsize" variant: the feed file reaches it a few seconds into the run.
 FSIZE_LIMIT = 12 << 20
 
@@ -581,7 +565,7 @@ def test_disk_full_then_freed_leaves_no_duplicate_and_no_torn_line(sim, workers,
     if disk == "tmpfs":
         mount = request.getfixturevalue("small_disk")
         feed, preexec, ballasts = mount / "feed", None, []
-        begin, end = lambda: ballasts.append(_fill(mount)), lambda: ballasts.pop().unlink()  # the disk empties
+        begin, end = lambda: ballasts.append(fill_disk(mount)), lambda: ballasts.pop().unlink()  # the disk empties
     else:
         feed, preexec = tmp_path / "feed", _file_size_limit
         begin = lambda: None  # noqa: E731 - the feed file reaches the limit by itself

@@ -197,7 +197,7 @@ def alerts(T: dict) -> tuple[Alert, ...]:
             Page("The 99th percentile of exchange time to written by the sink, per exchange, over 5 minutes.",
                  "Consumers get prices late; latency-sensitive strategies are exposed.",
                  (HEALTH, WORKER_STATUS + "  # pipeline latency vs tick latency: ours or the network's",
-                  "make bench                                    # the machine's own figures, when the host is suspect"),
+                  "# the machine's own figures, when the host is suspect (minutes, starts stacks of its own; not during a session): make bench"),
                  ("make restart                                  # clears a backed-up pipeline",
                   "make failover ARGS='--to backup'              # when the front or the network path is slow"),
                  ESCALATE_FEED)),

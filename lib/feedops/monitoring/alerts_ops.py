@@ -103,7 +103,7 @@ def operations(T: dict) -> tuple[Alert, ...]:
                   "make health                                   # one run; its report's push section says whether the push worked"),
                  ("make health                                   # proves the check and the push work",
                   "sudo systemctl enable --now feedops-health@prod.timer   # or restore the line of deploy/crontab"),
-                 ESCALATE_OPS)),
+                 ESCALATE_OPS, diagnosis_not_run="systemctl reads the timers of a host that runs deploy/systemd's units")),
         Alert(
             "PremarketNotDone", "operations",
             (Rule("critical", 'time() - max by (env) (feedops_runbook_last_success_timestamp_seconds{mode="premarket"}) '
@@ -249,7 +249,7 @@ def meta(T: dict) -> tuple[Alert, ...]:  # same signature as the others; no thre
             CHECK_RULES,
             Page("Rule evaluations fail (usually many-to-many matching after a label change in a scrape or push).",
                  "Alerts of the failing group cannot fire.",
-                 ("curl -s http://127.0.0.1:9090/api/v1/rules | python3 -m json.tool | grep -n lastError",
+                 ("curl -s http://127.0.0.1:9090/api/v1/rules | python3 -m json.tool | grep -n -e lastError -e '\"health\": \"err' || echo 'no rule reports an error now'",
                   CHECK_RULES + "   # the committed rules are the generated ones and promtool accepts them"),
                  (CHECK_RULES,),
                  ESCALATE_META)),

@@ -39,6 +39,8 @@ class Page:
     diagnosis: tuple[str, ...]  # shell lines (comments start with #)
     mitigation: tuple[str, ...]
     escalation: str
+    #: why the diagnosis block cannot run on the dev stack (docs/ops/README.md, "The pages run"); "" = it runs
+    diagnosis_not_run: str = ""
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,10 @@ def _block(lines: tuple[str, ...]) -> str:
     return "```bash\n" + "\n".join(lines) + "\n```"
 
 
+def _not_run(reason: str) -> str:
+    return f"<!-- not-run: {reason} -->\n" if reason else ""
+
+
 def render_page(alert: Alert) -> str:
     pipe = "\\|"
     rules = "\n".join(f"| {r.severity} | `{' '.join(r.expr.split()).replace('|', pipe)}` | {r.for_ or '-'} |" for r in alert.rules)
@@ -166,7 +170,7 @@ Summary: `{alert.summary.replace("{threshold}", "<threshold>")}`
 
 ## Diagnosis
 
-{_block(alert.page.diagnosis)}
+{_not_run(alert.page.diagnosis_not_run)}{_block(alert.page.diagnosis)}
 
 ## Mitigation
 

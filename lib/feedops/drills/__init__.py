@@ -1,0 +1,1 @@
+"""Drills: the fault matrix (``make drills``) and the dev stacks it and the doc runner use."""
