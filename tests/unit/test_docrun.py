@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from feedops import docrun
 from conftest import ROOT
+from feedops import docrun
 
 PAGE = """# Procedure: something
 

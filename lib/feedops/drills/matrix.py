@@ -42,13 +42,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from .. import clock, log
+from ..consumer import ReferenceConsumer, open_source
 from ..exitcodes import Runbook
 from ..paths import ROOT
 from ..polling import free_port, wait_for
-from redis.exceptions import RedisError
-
-from ..consumer import ReferenceConsumer, open_source
 from . import stack
 
 TOKEN = "drillSntl8"  # the stack's secrets start with it; no runbook output may contain it

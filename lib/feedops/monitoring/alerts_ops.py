@@ -249,7 +249,8 @@ def meta(T: dict) -> tuple[Alert, ...]:  # same signature as the others; no thre
             CHECK_RULES,
             Page("Rule evaluations fail (usually many-to-many matching after a label change in a scrape or push).",
                  "Alerts of the failing group cannot fire.",
-                 ("curl -s http://127.0.0.1:9090/api/v1/rules | python3 -m json.tool | grep -n -e lastError -e '\"health\": \"err' || echo 'no rule reports an error now'",
+                 ("curl -s http://127.0.0.1:9090/api/v1/rules | python3 -m json.tool "
+                  "| grep -n -e lastError -e '\"health\": \"err' || echo 'no rule reports an error now'",
                   CHECK_RULES + "   # the committed rules are the generated ones and promtool accepts them"),
                  (CHECK_RULES,),
                  ESCALATE_META)),
