@@ -282,7 +282,11 @@ def sustained(sim: Sim, w: Worker, window: float) -> tuple[float, list[str]]:
         lines.append(line)
         if not ok:
             sim.fault("burst", True, 1.0)
-            wait_for(lambda: w.status()["queue"]["depth"] < 1000, 60, "the backlog to drain", interval=0.5)
+            try:
+                wait_for(lambda: w.status()["queue"]["depth"] < 1000, 60, "the backlog to drain", interval=0.5)
+            except TimeoutError:  # it cannot even drain at x1: the search ends here
+                lines.append(f"x{factor:<4} backlog not drained within 60 s at x1: search stopped")
+                break
             ok, published, line = step(sim, w, factor, window)
             lines.append(line + "  (second trial)")
         if not ok:
