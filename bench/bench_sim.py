@@ -105,7 +105,7 @@ def callback_path_us(records: int = 200_000) -> tuple[float, float]:
     api = mdapi.SimMdApi("")
     api._on_static([[i, f"x{i}", "SHFE", f"x{i}", 1.0, 1.0, 10.0, 1.1, 0.9] for i in range(1000)])
     payload = b"".join(P.TICK.pack(i % 1000, b"20261127", b"20261127", b"09:00:01", 500, 1.0, i, 2.0, 3.0, 1.0, 1.0,
-                                   1.0, 0.9, 1, 1.1, 1, 1.0) for i in range(records))
+                                   1.0, 0.9, 1, 1.1, 1, 1.0, *([0.8, 1, 1.2, 1] * 4)) for i in range(records))
 
     class Empty(mdapi.CThostFtdcMdSpi):
         def OnRtnDepthMarketData(self, tick):  # noqa: N802

@@ -17,6 +17,7 @@ thread, µs per tick):
   the writer's accounting of what was written.
 
 Works against the per-tick tuple engine (before issue 16) and the batch engine alike.
+``python bench/worker_stages.py --profile`` adds a cProfile of the decode and the encode.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _struct_class() -> tuple[type, str]:
         return REAL_MD.CThostFtdcDepthMarketDataField, "real openctp-ctp structs"
     from feedops.sim import mdapi
 
-    return mdapi._DEPTH, "simulator structs (openctp-ctp not importable)"
+    return mdapi._FAST["CThostFtdcDepthMarketDataField"], "simulator structs (openctp-ctp not importable)"
 
 
 def _depth_size() -> int:
@@ -68,8 +69,8 @@ def make_structs(cls: type) -> list[Any]:
             s.ActionDay = "20261202"
             s.UpdateTime = f"10:{r // 60:02d}:{r % 60:02d}"
             s.UpdateMillisec = 500 if i % 2 else 0
-            price = 3000.0 + rnd.random() * 100
-            s.LastPrice, s.Volume, s.Turnover, s.OpenInterest = price, 100 + r * 7, price * (100 + r * 7), 5000.0
+            price = 3000.0 + round(rnd.random() * 100, 1)  # prices on a tick of 0.1
+            s.LastPrice, s.Volume, s.Turnover, s.OpenInterest = price, 100 + r * 7, round(price * (100 + r * 7) * 10, 1), 5000.0
             s.OpenPrice = s.HighestPrice = s.LowestPrice = s.AveragePrice = price
             s.PreSettlementPrice = s.PreClosePrice = 3000.0
             s.PreOpenInterest = 4900.0
@@ -167,6 +168,41 @@ def measure() -> tuple[str, dict[str, float]]:
     return kind, per_tick
 
 
+def profile(emit: Callable[[str], None], top: int = 8) -> None:
+    """cProfile of the two heaviest stages (the writer's encode, the worker's decode/normalise/dedupe): where
+    the time of a tick goes, by function."""
+    import cProfile
+    import io
+    import pstats
+
+    from feedops.calendar import TradingCalendar
+    from feedops.worker import writer as writer_mod
+    from feedops.worker.metrics import WorkerMetrics
+    from feedops.worker.pipeline import InstrumentBook, Pipeline, TickQueue
+    from feedops.worker.ticks import Deduper, Normaliser
+
+    cls, _ = _struct_class()
+    structs = make_structs(cls)
+    queue = TickQueue(len(structs))
+    for s in structs:
+        queue.offer(s)
+    book = InstrumentBook()
+    sink = _Collect()
+    pipeline = Pipeline(queue, Normaliser(TradingCalendar("exchange", set()), book.exchange_of), Deduper(), book,
+                        sink, WorkerMetrics("bench"))
+    for name, work in (("worker: decode/normalise/dedupe", lambda: [pipeline.process(pipeline._take())
+                                                                     for _ in range(len(queue) // 1000 + 1)]),
+                       ("writer: encode", lambda: [writer_mod.rows_of(b) for b in sink.batches])):
+        prof = cProfile.Profile()
+        prof.runcall(work)
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+        emit(f"profile of {name} ({len(structs):,} ticks; tottime = time in the function itself):")
+        for line in out.getvalue().splitlines():
+            if line.strip() and not line.lstrip().startswith(("Ordered", "List reduced")) and "function calls" not in line:
+                emit("    " + line.rstrip())
+
+
 def report(emit: Callable[[str], None]) -> dict[str, float]:
     kind, t = measure()
     emit(f"in-process stages on {t['ticks']:,.0f} ticks ({kind}; CPU us per tick, this thread):")
@@ -193,3 +229,5 @@ if __name__ == "__main__":
     if bootstrap_locpath():  # before feedops.sim imports the openctp-ctp structs
         os.environ.setdefault("LOCPATH", bootstrap_locpath())
     report(print)
+    if "--profile" in sys.argv:
+        profile(print)

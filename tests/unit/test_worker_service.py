@@ -10,7 +10,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -25,7 +24,8 @@ from feedops.worker.errors import WorkerError
 from feedops.worker.pipeline import Instrument
 from feedops.worker.service import FeedWorker, LossWindow
 from feedops.worker.sinks import FileSink, Sink, public_target
-from feedops.worker.ticks import RAW_FIELDS, raw_tick
+from feedops.worker.ticks import VALUE_FIELDS
+from tick_support import depth_struct
 
 SCHEMA = json.loads((SCHEMAS_DIR / "worker-status.schema.json").read_text())
 INSTRUMENTS = [Instrument("rb2601", "SHFE", "rb", "futures"), Instrument("m2601", "DCE", "m", "futures"),
@@ -44,12 +44,12 @@ def settings_for(tmp_path, **extra):
 def tick(instrument="rb2601", volume=10, update_time=None, exchange="SHFE", **fields):
     now = time.time()
     local = time.gmtime(now + 8 * 3600)
-    values = {name: 1.0 for name in RAW_FIELDS}
+    values = {field: 1.0 for _, field in VALUE_FIELDS}
     values.update(InstrumentID=instrument, ExchangeID=exchange, TradingDay=time.strftime("%Y%m%d", local),
                   ActionDay=time.strftime("%Y%m%d", local), UpdateTime=update_time or time.strftime("%H:%M:%S", local),
                   UpdateMillisec=0, Volume=volume, SettlementPrice=sys.float_info.max)
     values.update(fields)
-    return raw_tick(SimpleNamespace(**values))
+    return depth_struct(**values)
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def run_pipeline(w, raws):
     w.sink.open()
     w.pipeline.start()
     for raw in raws:
-        w.queue.put(raw)
+        w.queue.offer(raw)
     wait_for(lambda: w.pipeline.published_total + sum(w.pipeline.dropped_by_reason.values()) >= len(raws),
              timeout=10, what="pipeline")
 
@@ -93,7 +93,7 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path):
     try:
         started = time.monotonic()
         for i in range(1500):
-            w.queue.put(tick(volume=i))
+            w.queue.offer(tick(volume=i))
         assert time.monotonic() - started < 5  # never blocks (generous bound: not a speed test)
         assert w.queue.dropped == 500 and len(w.queue) == 1000
         w.pipeline.housekeeping()
@@ -106,7 +106,7 @@ def test_discarded_ticks_are_counted_and_logged_at_error_on_shutdown(tmp_path, c
     w = FeedWorker(settings_for(tmp_path, FEEDOPS_QUEUE_MAX="1000"))
     assert w.lost_ticks() == {}
     for i in range(1200):
-        w.queue.put(tick(volume=i))
+        w.queue.offer(tick(volume=i))
     assert w.lost_ticks() == {"queue_full": 200, "queue_abandoned": 1000}  # the pipeline never ran
     w.shutdown()
     [line] = [json.loads(x) for x in capsys.readouterr().err.splitlines() if '"worker.ticks.lost"' in x]
@@ -135,7 +135,7 @@ def test_status_reports_recent_losses_and_the_clock_skew(tmp_path):
     try:
         w.book.load(INSTRUMENTS)
         for i in range(1200):
-            w.queue.put(tick(volume=i))
+            w.queue.offer(tick(volume=i))
         w.pipeline.skew = 2.25  # as the writer would estimate it for a front 2.25 s behind our clock
         w.refresh()
         status = w.status()
