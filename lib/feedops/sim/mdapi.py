@@ -34,6 +34,8 @@ from .structs import NO_VALUE, REAL_MD, struct_classes
 
 _EXPORTED, _FAST = struct_classes(REAL_MD)
 globals().update(_EXPORTED)
+#: Ticks of a frame turned into structs at a time.
+FRAME_CHUNK = 2048
 #: The wire's tick fields -> the struct's (the rest of a struct is the instrument's static part).
 _FROM_WIRE = tuple(zip(P.TICK_DTYPE.names[1:], P.TICK_FIELDS))
 #: The struct of an instrument before its first tick: prices without a value carry CTP's marker (DBL_MAX).
@@ -177,10 +179,17 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
         return self._static
 
     def _on_ticks(self, payload: bytes) -> None:
-        """A frame of ticks -> an array of depth structs built in bulk -> one callback per struct."""
-        spi = self._spi
-        callback = self._cb.get("OnRtnDepthMarketData") if spi is not None else None
+        """A frame of ticks -> arrays of depth structs built in bulk (FRAME_CHUNK at a time, so a large frame does not
+        hold a large array) -> one callback per struct."""
         wire = np.frombuffer(payload, dtype=P.TICK_DTYPE)
+        spi = self._spi
+        for start in range(0, len(wire), FRAME_CHUNK):
+            if not self._on_wire_ticks(wire[start:start + FRAME_CHUNK], spi):
+                break
+
+    def _on_wire_ticks(self, wire: np.ndarray, spi: Any) -> bool:
+        """Build and hand over the structs of ``wire``; False when the SPI changed inside a callback."""
+        callback = self._cb.get("OnRtnDepthMarketData") if spi is not None else None
         lookup, table = self._static_table()
         index = wire["index"].astype(np.int64)
         where = np.full(len(index), -1, dtype=np.int64)
@@ -207,6 +216,7 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
 
                     traceback.print_exc()
                 if self._spi is not spi:  # RegisterSpi(None) or Release() from inside a callback
-                    count = i + 1
-                    break
+                    self.ticks_received += i + 1
+                    return False
         self.ticks_received += count
+        return True
