@@ -113,6 +113,10 @@ class TickQueue:
         self.capacity = capacity
         self.ring = np.zeros(capacity, dtype=DEPTH_DTYPE)
         self.recv = np.zeros(capacity, dtype=np.float64)  # receive time of each slot
+        # touch every page now: the callback's first pass over the ring would otherwise take the page faults
+        # (measured: 1.7 instead of 0.5 us per tick until the ring had wrapped once)
+        self.ring.view(np.uint8).fill(0)
+        self.recv.fill(0.0)
         self._ring_bytes = memoryview(self.ring.view(np.uint8)).cast("B")
         self._ring_rows = self.ring.view(np.uint8).reshape(capacity, DEPTH_SIZE)
         self._recv_view = memoryview(self.recv)
