@@ -58,7 +58,7 @@ def _depth_class() -> type:
     it imports), ``this`` is the address of the struct in CTP's layout, valid during the callback only; a field
     read by name decodes it from that memory. The binding's own field accessors are not used (they would need a
     C++ object behind ``this``)."""
-    base = REAL_MD.CThostFtdcDepthMarketDataField if REAL_MD is not None else object
+    base = _EXPORTED["CThostFtdcDepthMarketDataField"]  # the binding's class, or its pure-Python stand-in
     namespace: dict[str, Any] = {"__slots__": ("this", "_rows", "_index"), "__module__": __name__,
                                  "__doc__": _depth_class.__doc__, "__init__": lambda self: None,
                                  "__setattr__": object.__setattr__}
