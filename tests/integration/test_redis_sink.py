@@ -8,22 +8,30 @@ import signal
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from feedops.calendar import TradingCalendar
+from feedops.worker.layout import DEPTH_DTYPE
 from feedops.worker.sinks import open_sink
-from feedops.worker.ticks import RAW_FIELDS, Normaliser, raw_tick
-from feedops.worker.writer import rows_of
+from feedops.worker.ticks import RECORD_DTYPE, VALUE_FIELDS, Normaliser, depth_rows
+from feedops.worker.writer import rows_of as _rows_of
 from sink_support import duplicates
 
 DAY = "20261127"
 
 
+def rows_of(records):
+    """The writer's rows of records collected one by one (one batch of RECORD_DTYPE)."""
+    return _rows_of(np.array(records, dtype=RECORD_DTYPE))
+
+
 def prepared(normaliser, instrument, exchange, second):
-    values = {name: sys.float_info.max for name in RAW_FIELDS}
+    """The record (RECORD_DTYPE) of one tick, as the pipeline hands it over."""
+    values = {field: sys.float_info.max for _, field in VALUE_FIELDS if DEPTH_DTYPE.fields[field][0].kind == "f"}
     values.update(InstrumentID=instrument, ExchangeID=exchange, TradingDay=DAY, ActionDay=DAY,
                   UpdateTime=f"10:{second // 60 % 60:02d}:{second % 60:02d}", UpdateMillisec=0, LastPrice=float(second))
-    return normaliser.prepare(raw_tick(SimpleNamespace(**values), now=lambda: 1795744801.0 + second))
+    return normaliser.batch(depth_rows([values]), np.array([1795744801.0 + second])).records[0]
 
 
 @pytest.mark.parametrize("maxlen", [150, 1000])

@@ -143,18 +143,21 @@ def test_disconnect_storm_exits_storm(ctp_env, tmp_path):
 
 
 def test_real_struct_through_the_callback_copy(ctp_env):
+    """A real struct through the production path: the callback's byte copy, the batch decode, the record."""
     code = (
         "import sys\n"
         "from feedops.ctpapi import load_api\n"
-        "from feedops.worker.ticks import raw_tick, Normaliser\n"
+        "from feedops.worker.pipeline import TickQueue\n"
+        "from feedops.worker.ticks import Normaliser, record_of\n"
         "from feedops.calendar import TradingCalendar\n"
         "md = load_api('ctp').mdapi\n"
         "f = md.CThostFtdcDepthMarketDataField()\n"
         "f.InstrumentID='rb2601'; f.ExchangeID='SHFE'; f.TradingDay='20261127'; f.ActionDay='20261127'\n"
         "f.UpdateTime='10:00:01'; f.UpdateMillisec=500; f.LastPrice=3200.0; f.Volume=7\n"
-        "f.SettlementPrice=sys.float_info.max\n"
-        "r = Normaliser(TradingCalendar('exchange')).normalise(raw_tick(f))\n"
-        "print(r['instrument'], r['last'], r['volume'], r['settlement'], r['millisec'])\n"
+        "f.SettlementPrice=sys.float_info.max; f.BidPrice5=3190.0; f.BidVolume5=4\n"
+        "q = TickQueue(4); q.offer(f); f.LastPrice=1.0\n"
+        "r = record_of(Normaliser(TradingCalendar('exchange')).batch(*q.take(4)).records[0])\n"
+        "print(r['instrument'], r['last'], r['volume'], r['settlement'], r['millisec'], r['bid5'], r['bid_volume5'])\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ctp_env, timeout=60)
-    assert result.stdout.split() == ["rb2601", "3200.0", "7", "None", "500"], result.stderr
+    assert result.stdout.split() == ["rb2601", "3200.0", "7", "None", "500", "3190.0", "4"], result.stderr

@@ -528,12 +528,13 @@ def _stopped_line(w: WorkerProc) -> dict:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 64 MB tmpfs that the test fills and empties (root only; skipped where mount is refused)."""
+    """A real 160 MB tmpfs that the test fills and empties (root only; skipped where mount is refused). Sized for
+    schema-2 records (~1.1 kB a line: five levels)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)], capture_output=True,
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mount_point)], capture_output=True,
                           text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
@@ -557,7 +558,7 @@ def _file_size_limit() -> None:
 @pytest.mark.parametrize("disk", ["tmpfs", "fsize"])
 def test_disk_full_then_freed_leaves_no_duplicate_and_no_torn_line(sim, workers, tmp_path, disk, request):
     """The disk fills under the worker, stays full while ticks buffer, then empties: every tick received is on
-    disk once, whole, and the worker's published count is the number of lines. ``tmpfs``: a real 64 MB file
+    disk once, whole, and the worker's published count is the number of lines. ``tmpfs``: a real 160 MB file
     system filled with a ballast file (ENOSPC), then the ballast deleted (root only). ``fsize``: the worker runs
     under a file size limit (EFBIG once the feed file reaches it), then the limit of its writer is lifted."""
     import resource

@@ -19,8 +19,8 @@ from feedops.calendar import BEIJING, HOLIDAYS_FILE, TradingCalendar, load_holid
 from feedops.health import checks as ck
 from feedops.sim import protocol as P
 from feedops.sim.server import SimConfig, SimServer
-from feedops.worker.ticks import Normaliser, raw_tick
-from test_worker_ticks import struct
+from feedops.worker.ticks import Normaliser
+from test_worker_ticks import fields
 
 ALL = {"SHFE", "INE", "DCE", "CZCE", "CFFEX", "GFEX"}
 #: name -> (trading day, exchanges that tick, the calendar date the ticks carry as ActionDay)
@@ -97,9 +97,8 @@ def test_worker_normalises_the_sims_ticks_at(name):
     normaliser = Normaliser(calendar(), {instrument: exchange for instrument, exchange, *_ in sent})
     normaliser.session_trading_day = trading_day  # what the market-data login answers at ``at``
     for instrument, exchange, sent_trading_day, sent_action_day, update_time in sent:
-        record = normaliser.normalise(raw_tick(struct(InstrumentID=instrument, ExchangeID=exchange,
-                                                      TradingDay=sent_trading_day, ActionDay=sent_action_day,
-                                                      UpdateTime=update_time), now=lambda: at.timestamp()))
+        record = normaliser.normalise(fields(InstrumentID=instrument, ExchangeID=exchange, TradingDay=sent_trading_day,
+                                             ActionDay=sent_action_day, UpdateTime=update_time), at.timestamp())
         assert (record["trading_day"], record["action_day"]) == (trading_day, action_day), exchange
         assert record["exchange_ts"] == pytest.approx(at.timestamp())
 

@@ -24,6 +24,8 @@ def test_garbage_is_a_frame_error():
 
 
 def test_tick_record_round_trip():
-    values = (7, b"20261127", b"20261126", b"21:00:01", 500, 1.5, 3, 4.5, 6.0, 1.0, 2.0, 0.5, 1.4, 1, 1.6, 2, 1.5)
+    values = (7, b"20261127", b"20261126", b"21:00:01", 500, 1.5, 3, 4.5, 6.0, 1.0, 2.0, 0.5, 1.4, 1, 1.6, 2, 1.5,
+              *(x for level in range(2, 6) for x in (1.4 - level / 10, level, 1.6 + level / 10, 2 * level)))
     assert P.TICK.unpack(P.TICK.pack(*values)) == values
-    assert len(P.TICK_FIELDS) == len(values) - 1
+    assert len(P.TICK_FIELDS) == len(values) - 1 == len(P.TICK_DTYPE.names) - 1
+    assert P.TICK_DTYPE.itemsize == P.TICK.size

@@ -42,6 +42,33 @@ def by_exchange(sent, exchange):
     return {v[:2] for v in sent.values() if v[2] == exchange}
 
 
+def test_shfe_and_ine_send_five_levels_the_others_one():
+    calendar = TradingCalendar("exchange", load_holidays(HOLIDAYS_FILE))
+    server = SimServer(SimConfig(port=0, instruments=400), calendar, clock=lambda: at(MONDAY, "10:00").timestamp())
+    server.subscribers[:] = 1
+    seen: dict[str, list] = {}
+
+    def capture(due, ticks):
+        for index, record in zip(due, ticks):
+            seen.setdefault(server.universe[index].exchange, []).append(record)
+
+    server._distribute = capture
+    for _ in range(server.slices_per_round()):
+        server._tick_slice()
+    assert set(seen) == {"SHFE", "INE", "DCE", "CZCE", "CFFEX", "GFEX"}
+    for exchange, records in seen.items():
+        for record in records:
+            bids = [record["bid"], *(record[f"bid{k}"] for k in range(2, 6))]
+            asks = [record["ask"], *(record[f"ask{k}"] for k in range(2, 6))]
+            volumes = [record[f"{side}_volume{k}"] for k in range(2, 6) for side in ("bid", "ask")]
+            if exchange in ("SHFE", "INE"):
+                assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
+                assert len(set(bids)) == 5 and min(volumes) >= 1
+            else:
+                assert {*bids[1:], *asks[1:]} == {P.TICK_DTYPE["bid2"].type(1.7976931348623157e308)}
+                assert set(volumes) == {0}
+
+
 def test_weekend_nothing_ticks():
     assert ticks_at(at(MONDAY - dt.timedelta(days=2), "10:00")) == {}
 

@@ -20,14 +20,14 @@ def test_fallback_structs_have_the_bindings_field_names_and_defaults():
 
 
 def test_depth_structs_mark_missing_prices_with_dbl_max():
-    depth = mdapi._DEPTH()
-    assert depth.BidPrice5 == sys.float_info.max == structs.NO_VALUE
-    assert depth.BidVolume5 == 0 and depth.TradingDay == ""
+    depth = mdapi._BLANK[0]  # an instrument's struct before its first tick (CTP's layout)
+    assert depth["BidPrice5"] == sys.float_info.max == structs.NO_VALUE
+    assert depth["BidVolume5"] == 0 and depth["TradingDay"] == b""
 
 
 @pytest.mark.skipif(not structs.NATIVE, reason="openctp-ctp not importable (needs LOCPATH with zh_CN.GB18030: make bootstrap)")
 def test_fast_structs_are_instances_of_the_bindings_classes():
-    fast = mdapi._DEPTH()
+    fast = mdapi._FAST["CThostFtdcDepthMarketDataField"]()
     assert isinstance(fast, structs.REAL_MD.CThostFtdcDepthMarketDataField)
     fast.LastPrice = 12.5
     assert fast.LastPrice == 12.5

@@ -10,7 +10,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -25,7 +24,8 @@ from feedops.worker.errors import WorkerError
 from feedops.worker.pipeline import Instrument
 from feedops.worker.service import FeedWorker, LossWindow
 from feedops.worker.sinks import FileSink, Sink, public_target
-from feedops.worker.ticks import RAW_FIELDS
+from feedops.worker.ticks import VALUE_FIELDS
+from tick_support import depth_struct
 
 SCHEMA = json.loads((SCHEMAS_DIR / "worker-status.schema.json").read_text())
 INSTRUMENTS = [Instrument("rb2601", "SHFE", "rb", "futures"), Instrument("m2601", "DCE", "m", "futures"),
@@ -45,12 +45,12 @@ def tick(instrument="rb2601", volume=10, update_time=None, exchange="SHFE", **fi
     """A depth struct as the callback receives it (the queue copies it: TickQueue.offer)."""
     now = time.time()
     local = time.gmtime(now + 8 * 3600)
-    values = {name: 1.0 for name in RAW_FIELDS}
+    values = {field: 1.0 for _, field in VALUE_FIELDS}
     values.update(InstrumentID=instrument, ExchangeID=exchange, TradingDay=time.strftime("%Y%m%d", local),
                   ActionDay=time.strftime("%Y%m%d", local), UpdateTime=update_time or time.strftime("%H:%M:%S", local),
                   UpdateMillisec=0, Volume=volume, SettlementPrice=sys.float_info.max)
     values.update(fields)
-    return SimpleNamespace(**values)
+    return depth_struct(**values)
 
 
 @pytest.fixture

@@ -1,27 +1,32 @@
-"""Tick copy, date normalisation per exchange and replay/duplicate dropping."""
+"""Tick copy (the struct's bytes), date normalisation per exchange and replay/duplicate dropping, a batch at a time."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
 import time
-from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from feedops.calendar import TradingCalendar
-from feedops.worker.ticks import RAW_FIELDS, Deduper, Normaliser, raw_tick
+from feedops.worker.ticks import VALUE_FIELDS, Deduper, Normaliser, depth_rows
+from tick_support import depth_struct
 
 BJ = dt.timezone(dt.timedelta(hours=8))
 MAX = sys.float_info.max
 
 
-def struct(**fields):
-    base = {name: 0.0 for name in RAW_FIELDS}
+def fields(**given):
+    base = {field: 0.0 for _, field in VALUE_FIELDS}
     base.update(InstrumentID="rb2601", ExchangeID="SHFE", TradingDay="20261127", ActionDay="20261127",
                 UpdateTime="10:00:00", UpdateMillisec=0, Volume=10, BidVolume1=1, AskVolume1=1, PreOpenInterest=5.0)
-    base.update(fields)
-    return SimpleNamespace(**base)
+    base.update(given)
+    return base
+
+
+def struct(**given):
+    return depth_struct(**fields(**given))
 
 
 def recv_at(*args) -> float:
@@ -34,31 +39,61 @@ def normaliser():
     return Normaliser(TradingCalendar("exchange", set()), {"rb2601": "SHFE", "m2601": "DCE", "SR601": "CZCE"})
 
 
-def normalise(normaliser, recv, **fields):
-    return normaliser.normalise(raw_tick(struct(**fields), now=lambda: recv))
+def normalise(normaliser, recv, **given):
+    return normaliser.normalise(fields(**given), recv)
 
 
-def test_callback_copy_keeps_values_not_the_struct():
-    s = struct(LastPrice=3200.0)
-    raw = raw_tick(s, now=lambda: 1.0)
-    s.LastPrice = 9999.0  # the library reuses its buffer
-    assert raw[7] == 3200.0 and raw[1] == "rb2601" and len(raw) == 1 + len(RAW_FIELDS)
-
-
-def test_queue_offer_copies_like_raw_tick_and_counts_drops_when_full():
+def test_queue_offer_copies_the_structs_bytes_and_counts_drops_when_full():
     from feedops.worker.pipeline import TickQueue
 
     queue = TickQueue(capacity=2)
     s = struct(LastPrice=3200.0, Volume=11)
     before = time.time()
     queue.offer(s)
-    s.LastPrice = 9999.0  # the library reuses its buffer: the queued copy keeps the old value
+    s.rows["LastPrice"] = 9999.0  # the library reuses its buffer: the queued copy keeps the old value
     queue.offer(s)
     queue.offer(s)  # full: dropped, not copied
-    first, second = queue.items
-    assert first[1:] == raw_tick(struct(LastPrice=3200.0, Volume=11), now=lambda: 0.0)[1:]
-    assert before <= first[0] <= time.time() and second[7] == 9999.0
-    assert (queue.received, queue.dropped, len(queue)) == (3, 1, 2)
+    rows, recv = queue.take(10)
+    assert rows[0].tobytes() == depth_rows([fields(LastPrice=3200.0, Volume=11)])[0].tobytes()
+    assert rows[1]["LastPrice"] == 9999.0 and rows[1]["InstrumentID"] == b"rb2601"
+    assert before <= recv[0] <= recv[1] <= time.time()
+    assert (queue.received, queue.dropped, len(queue)) == (3, 1, 0)
+
+
+def test_queue_is_a_ring_the_batch_wraps_around_its_end():
+    from feedops.worker.pipeline import TickQueue
+
+    queue = TickQueue(capacity=3)
+    for volume in (1, 2):
+        queue.offer(struct(Volume=volume))
+    assert queue.take(1)[0]["Volume"].tolist() == [1]
+    for volume in (3, 4):
+        queue.offer(struct(Volume=volume))
+    queue.offer(struct(Volume=5))  # full (2, 3, 4 waiting): dropped
+    rows, recv = queue.take(10)
+    assert rows["Volume"].tolist() == [2, 3, 4] and len(recv) == 3 and queue.dropped == 1
+    queue.offer(struct(Volume=6))
+    assert queue.take(10)[0]["Volume"].tolist() == [6] and len(queue) == 0
+
+
+def test_a_batch_decides_each_tick_as_one_tick_batches_do(normaliser):
+    """The batch engine: dates per distinct key, derived days per receive date; same records as one at a time."""
+    rows = [fields(), fields(InstrumentID="m2601", ExchangeID="DCE", TradingDay="20261130", ActionDay="20261130",
+                             UpdateTime="23:59:59"),
+            fields(InstrumentID="SR601", ExchangeID="CZCE", UpdateTime="22:15:00"), fields(UpdateTime="bad"),
+            fields(InstrumentID="m2601", ExchangeID="", TradingDay="20261130", ActionDay="20261130", UpdateTime="00:00:01"),
+            fields(InstrumentID="")]
+    recvs = [recv_at(2026, 11, 27, 10, 0, 1), recv_at(2026, 11, 28, 0, 0, 1), recv_at(2026, 11, 27, 22, 15),
+             recv_at(2026, 11, 27, 10), recv_at(2026, 11, 27, 23, 59, 59), recv_at(2026, 11, 27, 10)]
+    from feedops.worker.ticks import record_of
+
+    prepared = normaliser.batch(depth_rows(rows), np.array(recvs))
+    assert prepared.invalid == 2
+    assert [record_of(r) for r in prepared.records] == [
+        normalise(normaliser, recv, **row) for row, recv in zip(rows, recvs) if normalise(normaliser, recv, **row)]
+    assert [r["action_day"] for r in map(record_of, prepared.records)] == ["20261127", "20261127", "20261127",
+                                                                         "20261128"]
+    assert prepared.exchanges == ["SHFE", "DCE", "CZCE", "DCE"]
 
 
 def test_largest_double_becomes_null_and_real_values_stay(normaliser):
@@ -132,20 +167,21 @@ def test_dedupe_rules():
     assert d.check(rec(instrument="cu2601")) is None  # per instrument
 
 
-def test_dedupe_of_tuples_and_of_records_decide_alike_on_no_value_volumes(normaliser):
-    """One "no value" rule: a volume the record publishes as null is no volume to the dedupe, either path."""
+def test_dedupe_of_batches_and_of_records_decide_alike(normaliser):
+    """One rule set: a batch (check_batch) decides as records checked one by one do (Volume is an int in the
+    struct, so CTP's "no value" marker never reaches the dedupe as a volume)."""
     from feedops.worker.ticks import record_of
 
-    volumes = [10, MAX, 12, -MAX, float("nan"), 1e301, float("inf"), 13, float("-inf"), 12]
-    by_tuple, by_record = Deduper(), Deduper()
-    decisions = []
-    for i, volume in enumerate(volumes):
-        n = normaliser.prepare(raw_tick(struct(Volume=volume, UpdateTime=f"10:00:{i:02d}"),
-                                        now=lambda: recv_at(2026, 11, 27, 10)))
-        decisions.append((by_tuple.check_prepared(n), by_record.check(record_of(n))))
-    assert [a for a, _ in decisions] == [b for _, b in decisions]
-    assert [a for a, _ in decisions] == [None, "backwards_volume", None, "backwards_volume", "backwards_volume", None,
-                                         "backwards_volume", "backwards_volume", "backwards_volume", "backwards_volume"]
+    volumes = [10, 10, 12, 11, 13, 13, 12, 14]
+    times = ["10:00:00", "10:00:00", "10:00:01", "10:00:02", "10:00:03", "10:00:03", "10:00:04", "10:00:02"]
+    rows = depth_rows([fields(Volume=v, UpdateTime=t) for v, t in zip(volumes, times)])
+    prepared = normaliser.batch(rows, np.full(len(volumes), recv_at(2026, 11, 27, 10)))
+    keep, dropped = Deduper().check_batch(prepared)
+    by_record = Deduper()
+    one_by_one = [by_record.check(record_of(r)) for r in prepared.records]
+    assert one_by_one == [None, "duplicate", None, "backwards_volume", None, "duplicate", "backwards_volume", "replay"]
+    assert keep.tolist() == [d is None for d in one_by_one]
+    assert dropped == {"duplicate": 2, "backwards_volume": 2, "replay": 1}
 
 
 def test_dedupe_drops_ticks_older_than_the_session():
@@ -158,14 +194,16 @@ def test_dedupe_drops_ticks_older_than_the_session():
 def test_czce_trading_day_never_precedes_the_session_day():
     n = Normaliser(TradingCalendar("exchange", set()))
     n.session_trading_day = "20261130"  # logged in for Monday's trading day
-    rec = n.normalise(raw_tick(struct(InstrumentID="SR601", ExchangeID="CZCE", TradingDay="20261127",
-                                      ActionDay="20261127", UpdateTime="14:00:00"), now=lambda: recv_at(2026, 11, 27, 14)))
+    rec = n.normalise(fields(InstrumentID="SR601", ExchangeID="CZCE", TradingDay="20261127", ActionDay="20261127",
+                             UpdateTime="14:00:00"), recv_at(2026, 11, 27, 14))
     assert rec["trading_day"] == "20261130"
 
 
 def test_record_keys_are_the_documented_layout(normaliser):
     from feedops.worker.ticks import RECORD_KEYS
 
-    rec = normalise(normaliser, recv_at(2026, 11, 27, 10, 0, 1), OpenPrice=float("nan"))
-    assert tuple(rec) == RECORD_KEYS
+    rec = normalise(normaliser, recv_at(2026, 11, 27, 10, 0, 1), OpenPrice=float("nan"), BidPrice2=MAX, BidVolume2=4,
+                    AskPrice2=3201.0, AskVolume2=6)
+    assert tuple(rec) == RECORD_KEYS and rec["schema"] == 2
     assert rec["open"] is None and rec["pre_open_interest"] == 5.0 and rec["ask_volume1"] == 1
+    assert (rec["bid2"], rec["bid_volume2"], rec["ask2"], rec["ask_volume2"]) == (None, None, 3201.0, 6)

@@ -11,25 +11,33 @@ import sys
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from conftest import wait_for
 from feedops.calendar import TradingCalendar
+from feedops.worker.layout import DEPTH_DTYPE
 from feedops.worker.metrics import LATENCY_BUCKETS
-from feedops.worker.sinks import SinkError, dump_batch, encode, row_of, rows_of_batch
-from feedops.worker.ticks import RAW_FIELDS, Normaliser, raw_tick, record_of
+from feedops.worker.sinks import SinkError, encode, row_of, rows_of_records
+from feedops.worker.ticks import VALUE_FIELDS, Normaliser, depth_rows, record_of
 from feedops.worker.writer import Accountant, SinkWriter
 
 DAY = "20261127"
 
 
 def raw(instrument="rb2601", exchange="SHFE", update_time="10:00:01", recv=None, **fields):
-    values = {name: sys.float_info.max for name in RAW_FIELDS}
+    """(struct fields, receive time) of one tick: every price "no value" unless given."""
+    values = {field: sys.float_info.max for _, field in VALUE_FIELDS if DEPTH_DTYPE.fields[field][0].kind == "f"}
     values.update(InstrumentID=instrument, ExchangeID=exchange, TradingDay=DAY, ActionDay=DAY, UpdateTime=update_time,
                   UpdateMillisec=500, LastPrice=4000.0, Volume=7)
     values.update(fields)
     stamp = recv if recv is not None else 1795744801.6  # 2026-11-27 10:00:01.6 Beijing
-    return raw_tick(SimpleNamespace(**values), now=lambda: stamp)
+    return values, stamp
+
+
+def records(n, *raws):
+    """The records the pipeline hands to the writer for these ticks (one batch)."""
+    return n.batch(depth_rows([f for f, _ in raws]), np.array([t for _, t in raws], dtype=np.float64)).records
 
 
 def feed(tmp_path, url=None):
@@ -41,9 +49,9 @@ def test_batch_rows_encode_exactly_like_records():
     n = Normaliser(TradingCalendar("exchange", set()), {"m2601": "DCE"})
     raws = [raw(), raw("m2601", exchange="", Volume=3), raw(LastPrice=float("nan"), Turnover=-sys.float_info.max),
             raw("SR601", exchange="CZCE", OpenPrice=1e301, HighestPrice=float("inf"))]
-    prepared = [n.prepare(r) for r in raws]
-    rows = rows_of_batch(dump_batch(prepared), len(prepared))
-    assert [row[0] for row in rows] == [encode(n.normalise(r)) for r in raws]
+    prepared = records(n, *raws)
+    rows = rows_of_records(prepared)
+    assert [row[0] for row in rows] == [encode(n.normalise(*r)) for r in raws]
     assert rows == [row_of(p) for p in prepared]
     first, third, fourth = (json.loads(rows[i][0]) for i in (0, 2, 3))
     assert first["settlement"] is None and first["last"] == 4000.0 and first["exchange_ts"] == pytest.approx(1795744801.5)
@@ -55,8 +63,8 @@ def test_batch_rows_encode_exactly_like_records():
 @pytest.mark.parametrize("instrument", ["a,b", 'q"x', "back\\slash", "],[", "汉字"])
 def test_strange_instrument_ids_take_the_per_record_path_with_the_same_output(instrument):
     n = Normaliser(TradingCalendar("exchange", set()))
-    prepared = [n.prepare(raw(instrument)), n.prepare(raw("rb2601", update_time="10:00:02"))]
-    rows = rows_of_batch(dump_batch(prepared), 2)
+    prepared = records(n, raw(instrument), raw("rb2601", update_time="10:00:02"))
+    rows = rows_of_records(prepared)
     assert [json.loads(row[0])["instrument"] for row in rows] == [instrument, "rb2601"]
     assert rows == [row_of(p) for p in prepared] and rows[0][1] == instrument.encode()
 
@@ -64,9 +72,9 @@ def test_strange_instrument_ids_take_the_per_record_path_with_the_same_output(in
 def test_the_date_cache_follows_the_session_trading_day():
     n = Normaliser(TradingCalendar("exchange", set()))
     czce = raw("SR601", exchange="CZCE", TradingDay="20261127", ActionDay="20261127")
-    assert n.prepare(czce)[2] == "20261127"
-    n.session_trading_day = "20261130"  # a new login: cached CZCE trading days are dropped
-    assert n.prepare(czce)[2] == "20261130"
+    assert records(n, czce)[0]["trading_day"] == b"20261127"
+    n.session_trading_day = "20261130"  # a new login: CZCE's trading day follows it
+    assert records(n, czce)[0]["trading_day"] == b"20261130"
 
 
 def test_accounting_buckets_match_one_observation_per_tick(monkeypatch):
@@ -98,7 +106,7 @@ def test_writer_writes_reports_and_flushes(tmp_path):
     writer.on_account = seen.append
     try:
         assert writer.open() is True and writer.up
-        nts = [n.prepare(raw(f"rb26{i:02d}", recv=time.time())) for i in range(10)]
+        nts = records(n, *[raw(f"rb26{i:02d}", recv=time.time()) for i in range(10)])
         assert writer.wait_room(5)
         writer.submit(nts)
         writer.flush(5)
@@ -119,7 +127,7 @@ def test_writer_keeps_order_across_coalesced_batches_and_close_writes_what_is_qu
         assert writer.open() is True
         for start in range(0, 3000, 50):  # 60 batches sent as fast as they go: the writer coalesces them
             assert writer.wait_room(5)
-            writer.submit([n.prepare(raw(name)) for name in names[start:start + 50]])
+            writer.submit(records(n, *[raw(name) for name in names[start:start + 50]]))
     finally:
         writer.close()  # right away: the close queues behind the batches, which are written first
     lines = (tmp_path / "feed" / DAY / "ticks-0of1.jsonl").read_text().splitlines()
@@ -135,7 +143,7 @@ def test_a_batch_the_writer_cannot_build_ends_it_loudly_after_writing_the_rest(t
     writer = SinkWriter(feed(tmp_path), (0, 1), LATENCY_BUCKETS)
     try:
         assert writer.open() is True
-        writer.submit([n.prepare(raw("rb2601"))])
+        writer.submit(records(n, raw("rb2601")))
         writer.submit([("not a tick",)])  # a bug upstream: the child cannot build its rows
         wait_for(lambda: writer.error is not None, timeout=20, what="writer exit noticed")
         assert "exited unexpectedly (exit code 1)" in writer.error
@@ -143,7 +151,7 @@ def test_a_batch_the_writer_cannot_build_ends_it_loudly_after_writing_the_rest(t
         writer.close()
     err = capfd.readouterr().err
     crashed = [json.loads(line) for line in err.splitlines() if '"worker.sink.receiver_crashed"' in line]
-    assert crashed and crashed[0]["level"] == "critical" and "IndexError" in crashed[0]["msg"]
+    assert crashed and crashed[0]["level"] == "critical" and "TypeError" in crashed[0]["msg"]
     lines = (tmp_path / "feed" / DAY / "ticks-0of1.jsonl").read_text().splitlines()
     assert [json.loads(line)["instrument"] for line in lines] == ["rb2601"]
 
@@ -189,8 +197,8 @@ def test_file_sink_starts_write_back_in_steps(tmp_path, monkeypatch):
     n = Normaliser(TradingCalendar("exchange", set()))
     written = 0
     for batch in range(20):
-        nts = [n.prepare(raw(f"rb{batch:02d}{i:02d}")) for i in range(10)]
-        written += len(sink.publish(rows_of_batch(dump_batch(nts), len(nts))))
+        nts = records(n, *[raw(f"rb{batch:02d}{i:02d}") for i in range(10)])
+        written += len(sink.publish(rows_of_records(nts)))
     sink.close()
     size = path.stat().st_size
     assert written == 200 and len(path.read_bytes().splitlines()) == 1200
@@ -200,3 +208,27 @@ def test_file_sink_starts_write_back_in_steps(tmp_path, monkeypatch):
     assert all(a[0] + a[1] == b[0] for a, b in zip(calls, calls[1:]))
     assert all(length >= 4096 for _, length, _ in calls)
     assert 0 <= size - (calls[-1][0] + calls[-1][1]) < 4096
+
+
+def test_lines_follow_the_tick_record_schema_in_key_order():
+    """lib/feedops/schemas/tick-record.schema.json is the consumers' contract for the lines both sinks write."""
+    import jsonschema
+
+    from feedops.paths import SCHEMAS_DIR
+    from feedops.worker.ticks import RECORD_KEYS
+
+    schema = json.loads((SCHEMAS_DIR / "tick-record.schema.json").read_text())
+    assert schema["required"] == list(schema["properties"]) == list(RECORD_KEYS)
+    n = Normaliser(TradingCalendar("exchange", set()), {"m2601": "DCE"})
+    deep = {f"{side}{level}": 4000.0 + level for level in range(1, 6) for side in ("BidPrice", "AskPrice")}
+    deep.update({f"{side}{level}": level for level in range(1, 6) for side in ("BidVolume", "AskVolume")})
+    rows = rows_of_records(records(n, raw(**deep), raw("m2601", exchange="DCE", BidPrice1=3.0, BidVolume1=2)))
+    shfe, dce = (json.loads(row[0]) for row in rows)
+    for record in (shfe, dce):
+        jsonschema.validate(record, schema)
+        assert list(record) == list(RECORD_KEYS) and record["schema"] == 2
+    assert [shfe[f"bid{k}"] for k in range(1, 6)] == [4001.0, 4002.0, 4003.0, 4004.0, 4005.0]
+    assert [shfe[f"ask_volume{k}"] for k in range(1, 6)] == [1, 2, 3, 4, 5]
+    assert dce["bid1"] == 3.0 and dce["bid_volume1"] == 2 and dce["bid2"] is None and dce["bid_volume5"] is None
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**dce, "bid_volume1": None}, schema)  # level 1 volumes are always numbers

@@ -12,8 +12,12 @@ Use exactly like the binding::
 
 ``CThostFtdcMdSpi`` and the struct classes are re-exported from openctp-ctp when it
 imports, so one SPI subclass serves both the real library and the sim. Ticks arrive
-in ``OnRtnDepthMarketData`` as one reused struct object per instrument (the real
-library reuses one buffer): copy the fields you keep.
+in ``OnRtnDepthMarketData`` as the real library hands them: a struct in CTP's memory
+layout (:mod:`feedops.worker.layout`) whose address is ``int(tick.this)``, valid only
+during the callback (the memory is reused). The sim builds the structs of a whole frame
+at once as a numpy array in that layout, so a consumer that copies the bytes runs the
+same code on the sim and on the real library. Fields can also be read by name
+(``tick.LastPrice``), from that memory (slower: tests and tools).
 """
 
 from __future__ import annotations
@@ -21,14 +25,49 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
+from ..worker.layout import DEPTH_DTYPE, DEPTH_SIZE, ENCODING
 from . import protocol as P
 from .client import SimClientBase
-from .structs import NO_VALUE, REAL_MD, fast_class, struct_classes
+from .structs import NO_VALUE, REAL_MD, struct_classes
 
 _EXPORTED, _FAST = struct_classes(REAL_MD)
 globals().update(_EXPORTED)
-#: Depth structs handed to OnRtnDepthMarketData: prices without a value carry CTP's marker (DBL_MAX).
-_DEPTH = fast_class(REAL_MD, "CThostFtdcDepthMarketDataField", float_default=NO_VALUE)
+#: Ticks of a frame turned into structs at a time.
+FRAME_CHUNK = 2048
+#: The wire's tick fields -> the struct's (the rest of a struct is the instrument's static part).
+_FROM_WIRE = tuple(zip(P.TICK_DTYPE.names[1:], P.TICK_FIELDS))
+#: The struct of an instrument before its first tick: prices without a value carry CTP's marker (DBL_MAX).
+_BLANK = np.zeros(1, dtype=DEPTH_DTYPE)
+for _name in DEPTH_DTYPE.names:
+    if DEPTH_DTYPE.fields[_name][0].kind == "f" and _name not in ("PreDelta", "CurrDelta"):
+        _BLANK[_name] = NO_VALUE
+
+
+def _field_reader(name: str) -> property:
+    def read(self: Any) -> Any:
+        value = self._rows[self._index][name]
+        return value.decode(ENCODING) if isinstance(value, bytes) else value.item()
+
+    return property(read)
+
+
+def _depth_class() -> type:
+    """What ``OnRtnDepthMarketData`` receives from the sim: like the binding's proxy (a subclass of its class when
+    it imports), ``this`` is the address of the struct in CTP's layout, valid during the callback only; a field
+    read by name decodes it from that memory. The binding's own field accessors are not used (they would need a
+    C++ object behind ``this``)."""
+    base = _EXPORTED["CThostFtdcDepthMarketDataField"]  # the binding's class, or its pure-Python stand-in
+    namespace: dict[str, Any] = {"__slots__": ("this", "_rows", "_index"), "__module__": __name__,
+                                 "__doc__": _depth_class.__doc__, "__init__": lambda self: None,
+                                 "__setattr__": object.__setattr__}
+    namespace.update({name: _field_reader(name) for name in DEPTH_DTYPE.names})
+    return type("CThostFtdcDepthMarketDataField", (base,), namespace)
+
+
+DepthMarketData = _depth_class()
+
 
 if REAL_MD is not None:
     CThostFtdcMdSpi = REAL_MD.CThostFtdcMdSpi
@@ -45,17 +84,6 @@ else:
         def OnRspSubMarketData(self, pSpecificInstrument, pRspInfo, nRequestID, bIsLast) -> None: ...
         def OnRspUnSubMarketData(self, pSpecificInstrument, pRspInfo, nRequestID, bIsLast) -> None: ...
         def OnRtnDepthMarketData(self, pDepthMarketData) -> None: ...
-
-
-class _Strings(dict):
-    """bytes -> str cache for the few distinct date/time strings in ticks."""
-
-    def __missing__(self, key: bytes) -> str:
-        value = key.rstrip(b"\0").decode()
-        if len(self) > 4096:
-            self.clear()
-        self[key] = value
-        return value
 
 
 def _instrument_ids(ppInstrumentID: Any, nCount: int | None) -> list[str]:
@@ -93,8 +121,8 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
 
     def __init__(self, flow_path: str = "") -> None:
         super().__init__(flow_path, _FAST)
-        self._depth: dict[int, Any] = {}  # instrument index on the wire -> reused depth struct
-        self._strings = _Strings()
+        self._depth: dict[int, np.ndarray] = {}  # instrument index on the wire -> its static struct (one row)
+        self._static: tuple[np.ndarray, np.ndarray] | None = None
         self.ticks_received = 0
 
     def ReqUserLogin(self, pReqUserLoginField: Any, nRequestID: int) -> int:
@@ -114,6 +142,7 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
     # ------------------------------------------------------------------ tick path (hot)
     def _on_disconnected(self) -> None:
         self._depth.clear()
+        self._static = None
 
     def _dispatch_other(self, kind: int, payload: bytes) -> None:
         if kind == P.TICKS:
@@ -124,53 +153,70 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
     def _on_static(self, items: list[list[Any]]) -> None:
         for (index, instrument_id, exchange_id, exchange_inst_id, pre_settlement, pre_close, pre_open_interest,
              upper, lower) in items:
-            struct = _DEPTH()
-            struct.InstrumentID = instrument_id
-            struct.ExchangeID = exchange_id
-            struct.ExchangeInstID = exchange_inst_id
-            struct.PreSettlementPrice = pre_settlement
-            struct.PreClosePrice = pre_close
-            struct.PreOpenInterest = pre_open_interest
-            struct.UpperLimitPrice = upper
-            struct.LowerLimitPrice = lower
-            struct.PreDelta = struct.CurrDelta = 0.0  # volumes of levels 2-5 stay 0, their prices DBL_MAX
-            self._depth[index] = struct
+            row = _BLANK.copy()
+            row["InstrumentID"] = instrument_id.encode(ENCODING)
+            row["ExchangeID"] = exchange_id.encode(ENCODING)
+            row["ExchangeInstID"] = exchange_inst_id.encode(ENCODING)
+            row["PreSettlementPrice"] = pre_settlement
+            row["PreClosePrice"] = pre_close
+            row["PreOpenInterest"] = pre_open_interest
+            row["UpperLimitPrice"] = upper
+            row["LowerLimitPrice"] = lower  # volumes of levels 2-5 stay 0, their prices DBL_MAX
+            self._depth[index] = row
+        self._static = None  # rebuilt at the next frame
+
+    def _static_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(wire index -> row of the table or -1, the table of static structs), rebuilt after a change."""
+        if self._static is None:
+            indexes = np.fromiter(self._depth, dtype=np.int64, count=len(self._depth))
+            table = np.zeros(len(self._depth), dtype=DEPTH_DTYPE)  # (np.concatenate would drop the padding)
+            if self._depth:
+                table.view(np.uint8)[:] = np.frombuffer(b"".join(row.tobytes() for row in self._depth.values()),
+                                                        dtype=np.uint8)
+            lookup = np.full(int(indexes.max()) + 1 if len(indexes) else 0, -1, dtype=np.int64)
+            lookup[indexes] = np.arange(len(indexes))
+            self._static = (lookup, table)
+        return self._static
 
     def _on_ticks(self, payload: bytes) -> None:
-        depth = self._depth
-        strings = self._strings
+        """A frame of ticks -> arrays of depth structs built in bulk (FRAME_CHUNK at a time, so a large frame does not
+        hold a large array) -> one callback per struct."""
+        wire = np.frombuffer(payload, dtype=P.TICK_DTYPE)
         spi = self._spi
+        for start in range(0, len(wire), FRAME_CHUNK):
+            if not self._on_wire_ticks(wire[start:start + FRAME_CHUNK], spi):
+                break
+
+    def _on_wire_ticks(self, wire: np.ndarray, spi: Any) -> bool:
+        """Build and hand over the structs of ``wire``; False when the SPI changed inside a callback."""
         callback = self._cb.get("OnRtnDepthMarketData") if spi is not None else None
-        count = 0
-        for (index, trading_day, action_day, update_time, millisec, last, volume, turnover, open_interest, open_,
-             high, low, bid, bid_volume, ask, ask_volume, average) in P.TICK.iter_unpack(payload):
-            s = depth.get(index)
-            if s is None:
-                continue
-            s.TradingDay = strings[trading_day]
-            s.ActionDay = strings[action_day]
-            s.UpdateTime = strings[update_time]
-            s.UpdateMillisec = millisec
-            s.LastPrice = last
-            s.Volume = volume
-            s.Turnover = turnover
-            s.OpenInterest = open_interest
-            s.OpenPrice = open_
-            s.HighestPrice = high
-            s.LowestPrice = low
-            s.BidPrice1 = bid
-            s.BidVolume1 = bid_volume
-            s.AskPrice1 = ask
-            s.AskVolume1 = ask_volume
-            s.AveragePrice = average
-            count += 1
-            if callback is not None:
+        lookup, table = self._static_table()
+        index = wire["index"].astype(np.int64)
+        where = np.full(len(index), -1, dtype=np.int64)
+        listed = index < len(lookup)
+        where[listed] = lookup[index[listed]]
+        if not (where >= 0).all():  # not (or no longer) subscribed: no struct to fill
+            wire, where = wire[where >= 0], where[where >= 0]
+        rows = table.view(np.uint8).reshape(len(table), DEPTH_SIZE)[where].view(DEPTH_DTYPE).reshape(len(where))
+        # (a copy of the static structs as bytes: the structs of this frame)
+        for wire_name, field in _FROM_WIRE:
+            rows[field] = wire[wire_name]
+        count = len(rows)
+        if callback is not None and count:
+            tick = DepthMarketData()
+            tick._rows = rows
+            base = rows.ctypes.data
+            for i in range(count):
+                tick.this = base + i * DEPTH_SIZE
+                tick._index = i
                 try:
-                    callback(s)
-                except Exception:  # printed and swallowed, like the binding
+                    callback(tick)
+                except Exception:
                     import traceback
 
                     traceback.print_exc()
-            if self._spi is not spi:  # RegisterSpi(None) or Release() from inside a callback
-                break
+                if self._spi is not spi:  # RegisterSpi(None) or Release() from inside a callback
+                    self.ticks_received += i + 1
+                    return False
         self.ticks_received += count
+        return True

@@ -16,6 +16,8 @@ import json
 import struct
 from typing import Any
 
+import numpy as np
+
 MAGIC = 0xC7
 HEADER = struct.Struct("<BBI")
 MAX_FRAME = 64 * 1024 * 1024
@@ -32,11 +34,24 @@ REQ = 17  # {"op": ..., "req": request id, "data": {...}}
 
 #: One depth-market-data update: instrument index, TradingDay, ActionDay, UpdateTime, UpdateMillisec,
 #: LastPrice, Volume, Turnover, OpenInterest, OpenPrice, HighestPrice, LowestPrice,
-#: BidPrice1, BidVolume1, AskPrice1, AskVolume1, AveragePrice.
-TICK = struct.Struct("<I8s8s8sHdiddddddidid")
+#: BidPrice1, BidVolume1, AskPrice1, AskVolume1, AveragePrice, then levels 2-5 (BidPrice2, BidVolume2,
+#: AskPrice2, AskVolume2, ... AskVolume5: SHFE and INE send them; elsewhere the prices are DBL_MAX, volumes 0).
+TICK = struct.Struct("<I8s8s8sHdiddddddidid" + "didi" * 4)
+#: :data:`TICK` as a numpy record (packed, little-endian): the server builds ticks and the client decodes them
+#: a frame at a time.
+TICK_DTYPE = np.dtype([
+    ("index", "<u4"), ("trading_day", "S8"), ("action_day", "S8"), ("update_time", "S8"), ("millisec", "<u2"),
+    ("last", "<f8"), ("volume", "<i4"), ("turnover", "<f8"), ("open_interest", "<f8"), ("open", "<f8"),
+    ("high", "<f8"), ("low", "<f8"), ("bid", "<f8"), ("bid_volume", "<i4"), ("ask", "<f8"), ("ask_volume", "<i4"),
+    ("average", "<f8"),
+    *((f"{name}{level}", kind) for level in range(2, 6) for name, kind in (
+        ("bid", "<f8"), ("bid_volume", "<i4"), ("ask", "<f8"), ("ask_volume", "<i4"))),
+])
+assert TICK_DTYPE.itemsize == TICK.size
 TICK_FIELDS = ("TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec", "LastPrice", "Volume", "Turnover",
                "OpenInterest", "OpenPrice", "HighestPrice", "LowestPrice", "BidPrice1", "BidVolume1", "AskPrice1",
-               "AskVolume1", "AveragePrice")
+               "AskVolume1", "AveragePrice",
+               *(f"{name}{level}" for level in range(2, 6) for name in ("BidPrice", "BidVolume", "AskPrice", "AskVolume")))
 
 #: Depth-struct fields that do not change during a session, sent once per subscription.
 STATIC_FIELDS = ("InstrumentID", "ExchangeID", "ExchangeInstID", "PreSettlementPrice", "PreClosePrice",

@@ -51,14 +51,8 @@ SLICE_SECONDS = 0.01
 INACTIVE_EVERY = 60  # an inactive (illiquid) instrument ticks once per this many rounds (30 s at 500 ms)
 QUERY_CHUNK = 2000
 TICK_CHUNK = 20000
-#: :data:`protocol.TICK` as a numpy record (packed, little-endian): ticks are generated a slice at a time.
-TICK_DTYPE = np.dtype([
-    ("index", "<u4"), ("trading_day", "S8"), ("action_day", "S8"), ("update_time", "S8"), ("millisec", "<u2"),
-    ("last", "<f8"), ("volume", "<i4"), ("turnover", "<f8"), ("open_interest", "<f8"), ("open", "<f8"),
-    ("high", "<f8"), ("low", "<f8"), ("bid", "<f8"), ("bid_volume", "<i4"), ("ask", "<f8"), ("ask_volume", "<i4"),
-    ("average", "<f8"),
-])
-assert TICK_DTYPE.itemsize == P.TICK.size
+TICK_DTYPE = P.TICK_DTYPE
+NO_VALUE = float(np.finfo(np.float64).max)  # CTP's "no value" marker (a level the exchange does not send)
 
 
 class ListenError(OSError):
@@ -270,6 +264,7 @@ class SimServer:
                                    dtype=np.intp)
         self.product_open = np.zeros(len(self.product_keys), dtype=bool)  # set by the first clock refresh
         self.tick_size = np.array([inst.price_tick for inst in self.universe], dtype=float)
+        self.deep = np.array([inst.exchange in ("SHFE", "INE") for inst in self.universe], dtype=bool)
         settle = np.array([inst.pre_settlement for inst in self.universe], dtype=float)
         tick = self.tick_size
         self.upper = np.round(settle * 1.08 / tick) * tick
@@ -685,6 +680,13 @@ class SimServer:
         out["ask"] = price + tick
         out["ask_volume"] = 1 + ((1 - r) * 50).astype(np.int32)
         out["average"] = turn / vol / 10
+        deep = self.deep[due]  # SHFE and INE send five levels, the others level 1 only
+        for level in range(2, 6):
+            spread = level * tick
+            out[f"bid{level}"] = np.where(deep, price - spread, NO_VALUE)
+            out[f"ask{level}"] = np.where(deep, price + spread, NO_VALUE)
+            out[f"bid_volume{level}"] = np.where(deep, 1 + ((r * 97 * level) % 60).astype(np.int32), 0)
+            out[f"ask_volume{level}"] = np.where(deep, 1 + (((1 - r) * 89 * level) % 60).astype(np.int32), 0)
         slot = self.history_next[due]
         self.history[due, slot] = out
         self.history_next[due] = (slot + 1) % self.history.shape[1]

@@ -10,7 +10,8 @@ Callback structs are *fast* variants: a subclass of the binding's class whose ev
 field is a Python slot. Reading or writing a SWIG property costs 0.5-2.5 µs; a slot
 costs ~0.03 µs, which is what lets one client take 40k+ ticks/s. The real library
 reuses one buffer per callback, so callers must copy fields out (as with the real
-thing); the sim reuses one struct object per instrument.
+thing). Depth ticks are the exception: they are structs in the binding's memory layout,
+built a frame at a time (:mod:`feedops.sim.mdapi`), so a consumer can copy their bytes.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def _md_spi_class(base: type) -> type:
 
         def OnRtnDepthMarketData(self, pDepthMarketData):
             if pDepthMarketData is not None:
-                self.on_depth(pDepthMarketData)  # copies the fields (TickQueue.offer); nothing else here
+                self.on_depth(pDepthMarketData)  # copies the struct's bytes (TickQueue.offer); nothing else here
 
     return MdSpi
 

@@ -28,12 +28,15 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import orjson
+from numpy.lib.recfunctions import structured_to_unstructured
 
 from .. import paths
 from ..log import get_logger
 from ..settings import check_sink_url, public_target
-from .ticks import RECORD_KEYS, record_of
+from .layout import ENCODING
+from .ticks import DEPTH_LEVELS, RECORD_DTYPE, RECORD_KEYS, SCHEMA_VERSION, record_of
 
 _log = get_logger("worker")
 _loads = orjson.loads
@@ -43,78 +46,101 @@ def encode(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record)
 
 
-def dump_batch(nts: list[tuple]) -> bytes:
-    """A batch of normalised tuples as one JSON array of arrays (the input of :func:`rows_of_batch`)."""
-    return orjson.dumps(nts, default=plain_value)
-
-
-_FIELDS = len(RECORD_KEYS)
-#: One JSON object line per normalised tuple: keys in RECORD_KEYS order, a %s per value.
-_LINE = ("{" + ",".join(f'"{key}":%s' for key in RECORD_KEYS) + "}\n").encode()
-#: CTP's "no value" marker (the largest double, either sign) as orjson writes it; both become null.
-_NO_VALUE = orjson.dumps(sys.float_info.max)
-_NEG_NO_VALUE = b"-" + _NO_VALUE
-
-
-def plain_value(value: Any) -> Any:
-    """orjson's fallback for field types it does not know (a C library's int or float subclass)."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    return str(value)
+_KEYS = len(RECORD_KEYS) - 1  # the values of a line (``schema`` is a constant of the template)
+#: One JSON object line per record: keys in RECORD_KEYS order, a %s per value, the schema version last.
+_LINE = ("{" + ",".join(f'"{key}":"%s"' if key == "instrument" else f'"{key}":%s' for key in RECORD_KEYS[:-1])
+         + f',"schema":{SCHEMA_VERSION}' + "}\n").encode()
+#: Numbers by JSON type: floats print as floats, ints as ints (as the struct holds them).
+_FLOAT_KEYS = [key for key in RECORD_KEYS[:-1] if RECORD_DTYPE.fields[key][0].kind == "f"]
+_INT_KEYS = [key for key in RECORD_KEYS[:-1] if RECORD_DTYPE.fields[key][0].kind == "i"]
+_TEXT_KEYS = ("exchange", "trading_day", "action_day", "update_time")
+_POSITION = {key: i for i, key in enumerate(RECORD_KEYS)}
+#: Levels 2-5: (column of the price in the floats, column of the volume in the ints).
+_LEVEL_COLUMNS = [(_FLOAT_KEYS.index(price), _INT_KEYS.index(volume)) for price, volume in DEPTH_LEVELS]
+#: The int standing for a null volume (a level without a price) until it is written as null.
+_NULL_INT = np.iinfo(np.int64).min
+_NULL_INT_TEXT = str(_NULL_INT).encode()
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+#: Bytes that make an instrument id need JSON escaping or re-encoding (GB18030 to UTF-8): the per-record path.
+_PLAIN_ASCII = np.zeros(256, dtype=bool)
+_PLAIN_ASCII[0x20:0x7F] = True
+_PLAIN_ASCII[[ord('"'), ord("\\")]] = False
+_PLAIN_ASCII[0] = True  # the NUL padding of the char array
 
 
 class _Texts(dict):
-    """JSON string token (quotes included) -> str, for the few distinct exchanges and days of a batch."""
+    """ASCII bytes -> (JSON string token, str), for the few distinct exchanges, days and times of a batch."""
 
-    def __missing__(self, token: bytes) -> str:
-        value = _loads(token)
-        if len(self) > 1000:
+    def __missing__(self, raw: bytes) -> tuple[bytes, str]:
+        text = raw.decode(ENCODING, errors="replace")
+        value = (orjson.dumps(text), text)
+        if len(self) > 10_000:
             self.clear()
-        self[token] = value
+        self[raw] = value
         return value
 
 
 _TEXTS = _Texts()
 
 
-def rows_of_batch(blob: bytes, count: int) -> list[tuple]:
-    """Rows ``(line, instrument, exchange, trading_day, exchange_ts, recv_ts)`` from a batch of normalised
-    tuples encoded by :func:`dump_batch` (``count`` of them).
+def _tokens(matrix: np.ndarray, null: bytes | None = None) -> list[bytes]:
+    """The numbers of a 2-D array as JSON tokens, row after row (one orjson call); NaN and ``null`` as null."""
+    blob = orjson.dumps(matrix.reshape(-1), option=_NUMPY)[1:-1]
+    if null is not None and null in blob:
+        blob = blob.replace(null, b"null")
+    return blob.split(b",")
 
-    The hot path of the sink writer: no dict and no per-field Python work. orjson has encoded
-    the batch as arrays; the "no value" marker (and non-finite numbers, which orjson writes as
-    null) become null by one replace over the batch; the top-level commas split the values
-    and one %-template per batch adds the keys. A string holding a comma would split wrong:
-    the token count then disagrees and the batch takes the per-record path (same output).
+
+def rows_of_records(records: np.ndarray) -> list[tuple]:
+    """Rows ``(line, instrument, exchange, trading_day, exchange_ts, recv_ts)`` of a batch of records
+    (:data:`~feedops.worker.ticks.RECORD_DTYPE`, as the pipeline hands them over).
+
+    The hot path of the sink writer: no dict and no per-field Python work. Floats and ints
+    are two 2-D arrays, each encoded by one orjson call; "no value" (the largest double,
+    either sign, NaN, the infinities) becomes NaN, which orjson writes as ``null``, and the
+    volume of a level 2-5 whose price has none a marker replaced by ``null``; the columns of tokens are
+    interleaved in key order by slice assignment and one %-template per batch adds the keys.
+    An instrument id that needs escaping or is not ASCII takes the per-record path (same output).
     """
+    count = len(records)
     if not count:
         return []
-    body = blob[2:-2]
-    if _NO_VALUE in body:
-        body = body.replace(_NEG_NO_VALUE, b"null").replace(_NO_VALUE, b"null")
-    tokens = body.replace(b"],[", b",").split(b",")
-    if len(tokens) != _FIELDS * count or b"\\" in body:
-        return _rows_slow(blob)
-    try:
-        lines = ((_LINE * count) % tuple(tokens)).split(b"\n")
-        texts = _TEXTS
-        rows = list(zip(lines, [t[1:-1] for t in tokens[0::_FIELDS]], [texts[t] for t in tokens[1::_FIELDS]],
-                        [texts[t] for t in tokens[2::_FIELDS]], map(float, tokens[6::_FIELDS]),
-                        map(float, tokens[7::_FIELDS])))
-    except (ValueError, TypeError):
-        return _rows_slow(blob)
-    return rows
+    instruments = records["instrument"]
+    if not _PLAIN_ASCII[np.ascontiguousarray(instruments).view(np.uint8)].all():
+        return [row_of(record) for record in records]
+    floats = structured_to_unstructured(records[_FLOAT_KEYS], dtype=np.float64)
+    no_value = ~(np.abs(floats) < sys.float_info.max)
+    floats[no_value] = np.nan  # orjson writes NaN as null
+    ints = structured_to_unstructured(records[_INT_KEYS], dtype=np.int64)
+    for price, volume in _LEVEL_COLUMNS:
+        ints[no_value[:, price], volume] = _NULL_INT
+    float_tokens = _tokens(floats)
+    int_tokens = _tokens(ints, _NULL_INT_TEXT)
+    tokens: list[Any] = [None] * (count * _KEYS)
+    ids = instruments.tolist()
+    tokens[_POSITION["instrument"]::_KEYS] = ids
+    texts = _TEXTS
+    columns = {}
+    for key in _TEXT_KEYS:
+        pairs = [texts[raw] for raw in records[key].tolist()]
+        tokens[_POSITION[key]::_KEYS] = [token for token, _ in pairs]
+        columns[key] = pairs
+    width = len(_FLOAT_KEYS)
+    for j, key in enumerate(_FLOAT_KEYS):
+        tokens[_POSITION[key]::_KEYS] = float_tokens[j::width]
+    width = len(_INT_KEYS)
+    for j, key in enumerate(_INT_KEYS):
+        tokens[_POSITION[key]::_KEYS] = int_tokens[j::width]
+    lines = ((_LINE * count) % tuple(tokens)).split(b"\n")
+    return list(zip(lines, ids, [text for _, text in columns["exchange"]], [text for _, text in columns["trading_day"]],
+                    records["exchange_ts"].tolist(), records["recv_ts"].tolist()))
 
 
-def _rows_slow(blob: bytes) -> list[tuple]:
-    """:func:`rows_of_batch` record by record (strings with commas or escapes)."""
-    nan = float("nan")  # orjson wrote NaN and infinities as null; record_of makes them null again
-    return [row_of(tuple(nan if v is None else v for v in n)) for n in _loads(blob)]
-
-
-def row_of(n: tuple) -> tuple:
-    """The row of one normalised tuple (the per-record path; same line as the batch path)."""
-    return (encode(record_of(n)), n[0].encode(), n[1], n[2], n[6], n[7])
+def row_of(record: np.void) -> tuple:
+    """The row of one record (the per-record path; same line as the batch path)."""
+    out = record_of(record)
+    return (encode(out), out["instrument"].encode(), out["exchange"], out["trading_day"], out["exchange_ts"],
+            out["recv_ts"])
 
 
 def _lines_of(rows: list[tuple]) -> list[bytes]:
@@ -153,7 +179,7 @@ class Sink:
         self.trading_day_of: Callable[[Any], str] = operator.itemgetter("trading_day")
 
     def use_rows(self) -> None:
-        """Take rows (:func:`rows_of_batch`: the JSON line already built) as records instead of dicts."""
+        """Take rows (:func:`rows_of_records`: the JSON line already built) as records instead of dicts."""
         self.encode_all = _lines_of
         self.instrument_of, self.exchange_of, self.trading_day_of = (operator.itemgetter(i) for i in (1, 2, 3))
 

@@ -1,11 +1,13 @@
-"""Ticks: the raw copy taken in the callback, date normalisation and de-duplication.
+"""Ticks: the batch the callback copied, date normalisation and de-duplication.
 
-The callback (CTP's native thread) only calls :func:`raw_tick`, which copies the
-fields of a ``CThostFtdcDepthMarketDataField`` into a plain tuple. Everything else
-runs on the pipeline thread:
+The callback (CTP's native thread) only copies the bytes of each
+``CThostFtdcDepthMarketDataField`` into a ring of structs
+(:class:`feedops.worker.pipeline.TickQueue`, layout :mod:`feedops.worker.layout`).
+Everything else runs on the pipeline thread, a batch (a numpy array of those structs and
+their receive times) at a time:
 
-:class:`Normaliser` turns a raw tuple into the published record (a dict, layout in
-docs/ops/worker.md):
+:class:`Normaliser` turns a batch into the published records (:data:`RECORD_DTYPE`, one
+numpy record per tick; keys and JSON in docs/ops/worker.md):
 
 * ``ActionDay`` (the calendar date of the exchange time): trusted from SHFE, INE,
   CFFEX and GFEX; derived for DCE (it sends the trading day at night) and CZCE from
@@ -15,7 +17,11 @@ docs/ops/worker.md):
   later of the session's trading day (from the market-data login) and the
   calendar's trading day of the exchange time, so Friday-night ticks belong to
   Monday (holidays included) and a session that outlives a trading day moves on;
-* the "no value" marker (the largest double) becomes ``None``.
+* the "no value" marker (the largest double) stays in the record and becomes null when
+  the sink writer encodes it (:func:`feedops.worker.sinks.rows_of_records`).
+
+The date work is done once per distinct (exchange, TradingDay, ActionDay, UpdateTime) of
+the batch, and for DCE/CZCE once per distinct receive date: the ticks of one second share it.
 
 :class:`Deduper` drops duplicates and replays per instrument on (trading day,
 exchange time, volume): same key again -> ``duplicate``; older exchange time on the
@@ -31,47 +37,85 @@ from __future__ import annotations
 import calendar as _calendar
 import datetime as _dt
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
-from .. import clock
+import numpy as np
 
-#: Order of the fields in the raw tuple (after the receive time).
-RAW_FIELDS = (
-    "InstrumentID", "ExchangeID", "TradingDay", "ActionDay", "UpdateTime", "UpdateMillisec",
-    "LastPrice", "Volume", "Turnover", "OpenInterest",
-    "BidPrice1", "BidVolume1", "AskPrice1", "AskVolume1",
-    "UpperLimitPrice", "LowerLimitPrice", "OpenPrice", "HighestPrice", "LowestPrice",
-    "PreSettlementPrice", "PreClosePrice", "PreOpenInterest", "AveragePrice", "SettlementPrice", "ClosePrice",
+from .layout import DEPTH_DTYPE, ENCODING
+
+#: Version of the published record (its ``schema`` key; docs/ops/worker.md). 1 had no ``schema`` key and level 1 only.
+SCHEMA_VERSION = 2
+#: (published name, struct field) of the values, in the record's order: version 1's first, then what version 2 added.
+VALUE_FIELDS = (
+    ("last", "LastPrice"), ("volume", "Volume"), ("turnover", "Turnover"), ("open_interest", "OpenInterest"),
+    ("bid1", "BidPrice1"), ("bid_volume1", "BidVolume1"), ("ask1", "AskPrice1"), ("ask_volume1", "AskVolume1"),
+    ("upper_limit", "UpperLimitPrice"), ("lower_limit", "LowerLimitPrice"), ("open", "OpenPrice"),
+    ("high", "HighestPrice"), ("low", "LowestPrice"), ("pre_settlement", "PreSettlementPrice"),
+    ("pre_close", "PreClosePrice"), ("pre_open_interest", "PreOpenInterest"), ("average", "AveragePrice"),
+    ("settlement", "SettlementPrice"), ("close", "ClosePrice"),
+    *((name, field) for level in range(2, 6) for name, field in (
+        (f"bid{level}", f"BidPrice{level}"), (f"bid_volume{level}", f"BidVolume{level}"),
+        (f"ask{level}", f"AskPrice{level}"), (f"ask_volume{level}", f"AskVolume{level}"))),
+    ("banding_upper", "BandingUpperPrice"), ("banding_lower", "BandingLowerPrice"),
+    ("pre_delta", "PreDelta"), ("curr_delta", "CurrDelta"),
 )
-#: Published names of the value fields, in RAW_FIELDS order from LastPrice on.
-VALUE_NAMES = (
-    "last", "volume", "turnover", "open_interest",
-    "bid1", "bid_volume1", "ask1", "ask_volume1",
-    "upper_limit", "lower_limit", "open", "high", "low",
-    "pre_settlement", "pre_close", "pre_open_interest", "average", "settlement", "close",
-)
-_FIRST_VALUE = 7  # index of LastPrice in the raw tuple (0 is the receive time)
-#: Keys of the published record, in order (docs/ops/worker.md).
-RECORD_KEYS = ("instrument", "exchange", "trading_day", "action_day", "update_time", "millisec", "exchange_ts",
-               "recv_ts") + VALUE_NAMES
+VALUE_NAMES = tuple(name for name, _ in VALUE_FIELDS)
+_HEADER_KEYS = ("instrument", "exchange", "trading_day", "action_day", "update_time", "millisec", "exchange_ts",
+                "recv_ts")
+#: Keys of the published record, in order (docs/ops/worker.md); ``schema`` (:data:`SCHEMA_VERSION`) ends it.
+RECORD_KEYS = _HEADER_KEYS + VALUE_NAMES + ("schema",)
+#: Levels 2-5: (price, volume) names; a level whose price has no value publishes a null volume too.
+DEPTH_LEVELS = tuple((f"{side}{level}", f"{side}_volume{level}") for level in range(2, 6) for side in ("bid", "ask"))
+#: One published record as the pipeline hands it to the sink writer (strings as bytes: GB18030 for the
+#: instrument as CTP sent it, ASCII for the rest; values as the struct holds them, "no value" still in place).
+RECORD_DTYPE = np.dtype([("instrument", "S81"), ("exchange", "S9"), ("trading_day", "S8"), ("action_day", "S8"),
+                         ("update_time", "S9"), ("millisec", "<i4"), ("exchange_ts", "<f8"), ("recv_ts", "<f8")]
+                        + [(name, DEPTH_DTYPE.fields[field][0]) for name, field in VALUE_FIELDS])
 #: The one "no value" rule (published records and dedupe): +-this (CTP's marker, either sign), NaN and
 #: the infinities have no value.
 _DBL_MAX = sys.float_info.max
-_HEADER = len(RECORD_KEYS) - len(VALUE_NAMES)  # instrument ... recv_ts, before the values
 TRUSTED_ACTION_DAY = frozenset({"SHFE", "INE", "CFFEX", "GFEX"})
 TRUSTED_TRADING_DAY = frozenset({"SHFE", "INE", "DCE", "CFFEX", "GFEX"})
 BEIJING_OFFSET = 8 * 3600
 _HALF_DAY = 12 * 3600
+_PAIR = 1 << 32  # (distinct key, receive day + 1) as one int64: key * _PAIR + day
+_KEY_DTYPE = np.dtype([("ExchangeID", "S9"), ("TradingDay", "S9"), ("ActionDay", "S9"), ("UpdateTime", "S9")])
 
 
-def raw_tick(f: Any, now: Any = clock.time) -> tuple:
-    """Copy a depth-market-data struct into a tuple (the only work done in the callback)."""
-    return (now(), f.InstrumentID, f.ExchangeID, f.TradingDay, f.ActionDay, f.UpdateTime, f.UpdateMillisec,
-            f.LastPrice, f.Volume, f.Turnover, f.OpenInterest,
-            f.BidPrice1, f.BidVolume1, f.AskPrice1, f.AskVolume1,
-            f.UpperLimitPrice, f.LowerLimitPrice, f.OpenPrice, f.HighestPrice, f.LowestPrice,
-            f.PreSettlementPrice, f.PreClosePrice, f.PreOpenInterest, f.AveragePrice, f.SettlementPrice, f.ClosePrice)
+def depth_rows(ticks: Iterable[Mapping[str, Any]]) -> np.ndarray:
+    """Depth structs (:data:`~feedops.worker.layout.DEPTH_DTYPE`) from field mappings; unnamed fields are 0/empty.
 
+    What the callback would have copied from structs holding these values (tests, tools)."""
+    ticks = list(ticks)
+    rows = np.zeros(len(ticks), dtype=DEPTH_DTYPE)
+    for i, fields in enumerate(ticks):
+        for name, value in fields.items():
+            if name in DEPTH_DTYPE.names:
+                rows[i][name] = value.encode(ENCODING) if isinstance(value, str) else value
+    return rows
+
+
+class _Decoded(dict):
+    """bytes -> str (GB18030) for the few thousand distinct ids and dates the pipeline meets."""
+
+    def __missing__(self, raw: bytes) -> str:
+        value = raw.decode(ENCODING, errors="replace")
+        if len(self) > 200_000:
+            self.clear()
+        self[raw] = value
+        return value
+
+
+@dataclass
+class Prepared:
+    """A normalised batch: the records of the usable ticks and, aligned with them, what dedupe and coverage read."""
+
+    records: np.ndarray  # RECORD_DTYPE
+    instruments: list[str]
+    exchanges: list[str]
+    trading_days: list[str]
+    invalid: int  # ticks without an instrument id or a parsable UpdateTime
 
 def _valid_day(text: str) -> bool:
     return len(text) == 8 and text.isdigit() and text[:2] in ("19", "20")
@@ -89,7 +133,7 @@ def _time_secs(update_time: str) -> int | None:
 
 
 class Normaliser:
-    """Raw tuple -> published record; see the module docstring for the date rules."""
+    """A batch of depth structs -> published records; see the module docstring for the date rules."""
 
     def __init__(self, calendar, exchange_of: dict[str, str] | None = None):
         self.calendar = calendar
@@ -97,11 +141,10 @@ class Normaliser:
         self._date_by_index: dict[int, str] = {}
         self._epoch_by_day: dict[str, float] = {}
         self._trading_day_cache: dict[tuple[str, bool], str] = {}
-        self._header_cache: dict[tuple[str, str, str, str], tuple[str, str, float]] = {}
-        self._derived_cache: dict[tuple[str, str, str, str], tuple[str, str, float]] = {}
         self._session_trading_day: str = ""  # from the market-data login (property below)
         self._secs_by_time: dict[str, int] = {}
         self._valid_days: set[str] = set()
+        self._text = _Decoded()
 
     def _is_day(self, text: str) -> bool:
         if text in self._valid_days:
@@ -139,16 +182,20 @@ class Normaliser:
             self._trading_day_cache[key] = found
         return found
 
+    @staticmethod
+    def receive_day_index(recv: np.ndarray, secs: np.ndarray) -> np.ndarray:
+        """Days since 1970-01-01 (Beijing) of ticks stamped ``secs`` after local midnight, received at ``recv``:
+        the receive date, corrected when the tick and the clock are on different sides of midnight."""
+        local = recv + BEIJING_OFFSET
+        day_index = np.floor_divide(local, 86400).astype(np.int64)
+        local_secs = local - day_index * 86400
+        day_index -= (secs - local_secs > _HALF_DAY)  # tick 23:59:59, clock already 00:00:01
+        day_index += (local_secs - secs > _HALF_DAY)  # tick 00:00:00, clock still 23:59:59
+        return day_index
+
     def derive_action_day(self, recv: float, secs: int) -> str:
         """Calendar date of a tick stamped ``secs`` after local midnight, received at ``recv``."""
-        local = recv + BEIJING_OFFSET
-        day_index = int(local // 86400)
-        local_secs = local - day_index * 86400
-        if secs - local_secs > _HALF_DAY:  # tick 23:59:59, clock already 00:00:01
-            day_index -= 1
-        elif local_secs - secs > _HALF_DAY:  # tick 00:00:00, clock still 23:59:59
-            day_index += 1
-        return self._local_date(day_index)
+        return self._local_date(int(self.receive_day_index(np.array([recv]), np.array([secs]))[0]))
 
     @property
     def session_trading_day(self) -> str:
@@ -156,9 +203,7 @@ class Normaliser:
 
     @session_trading_day.setter
     def session_trading_day(self, value: str) -> None:
-        self._session_trading_day = value
-        self._header_cache.clear()  # CZCE's trading day depends on it
-        self._derived_cache.clear()
+        self._session_trading_day = value  # read per batch: CZCE's trading day depends on it
 
     def _secs(self, update_time: str) -> int | None:
         secs = self._secs_by_time.get(update_time)
@@ -177,69 +222,110 @@ class Normaliser:
             trading_day = max(self.trading_day_of(action_day, secs), self._session_trading_day)
         return trading_day, action_day, self._day_epoch(action_day) + secs
 
-    def _header_miss(self, key: tuple[str, str, str, str], recv: float) -> tuple[str, str, float] | int | None:
-        """Fill the cache for ``key``: the header, or the second of day when the action day must be derived."""
-        exchange, trading_day, action_day, update_time = key
-        secs = self._secs(update_time)
-        if secs is None:
-            return None
-        if len(self._header_cache) > 50_000:
-            self._header_cache.clear()
-        if exchange not in TRUSTED_ACTION_DAY or not self._is_day(action_day):
-            self._header_cache[key] = secs
-            return secs
-        header = self._header_cache[key] = self._header(exchange, trading_day, action_day, secs)
-        return header
+    def batch(self, rows: np.ndarray, recv: np.ndarray) -> Prepared:
+        """Depth structs (DEPTH_DTYPE) and their receive times -> the records of the usable ones.
 
-    def prepare(self, raw: tuple) -> tuple | None:
-        """Raw tuple -> normalised tuple (the pipeline's hot path), or None when unusable.
-
-        Layout: instrument, exchange, trading_day, action_day, update_time, millisec,
-        exchange_ts, recv_ts, then the 19 values of VALUE_NAMES as CTP sent them (the
-        "no value" marker still in place: :func:`record_of` turns it into None). The
-        date work is cached per (exchange, TradingDay, ActionDay, UpdateTime): ticks of
-        one second share it.
+        The pipeline's hot path, a batch at a time: the per-tick work is numpy's; Python
+        runs once per distinct (exchange, TradingDay, ActionDay, UpdateTime) and, for the
+        exchanges whose ActionDay is derived, per distinct receive date.
         """
-        recv, instrument, exchange, trading_day, action_day, update_time, millisec = raw[:7]
-        if not instrument:
-            return None
-        if not exchange:
-            exchange = self.exchange_of.get(instrument, "")
-        key = (exchange, trading_day, action_day, update_time)
-        header = self._header_cache.get(key)
-        if header is None:
-            header = self._header_miss(key, recv)
-            if header is None:
-                return None
-        if header.__class__ is int:  # the action day comes from the receive time: per tick
-            action_day = self.derive_action_day(recv, header)
-            derived_key = (exchange, trading_day, action_day, update_time)
-            found = self._derived_cache.get(derived_key)
-            if found is None:
-                if len(self._derived_cache) > 50_000:
-                    self._derived_cache.clear()
-                found = self._derived_cache[derived_key] = self._header(exchange, trading_day, action_day, header)
-            header = found
-        trading_day, action_day, base = header
-        return (instrument, exchange, trading_day, action_day, update_time, millisec, base + millisec / 1000.0,
-                recv) + raw[_FIRST_VALUE:]
+        text = self._text
+        n = len(rows)
+        instruments_raw = rows["InstrumentID"]
+        exchange_raw = rows["ExchangeID"]
+        if not exchange_raw.all():  # no ExchangeID: the instrument list's
+            exchange_raw = exchange_raw.copy()
+            for i in np.flatnonzero(exchange_raw == b""):
+                exchange_raw[i] = self.exchange_of.get(text[instruments_raw[i]], "").encode()
+        keys = np.empty(n, dtype=_KEY_DTYPE)
+        keys["ExchangeID"] = exchange_raw
+        for name in ("TradingDay", "ActionDay", "UpdateTime"):
+            keys[name] = rows[name]
+        distinct, which = np.unique(keys.view(f"V{_KEY_DTYPE.itemsize}"), return_inverse=True)
+        which = which.reshape(-1)
+        # per distinct key: the second of day (-1: unparsable) and the header when the ActionDay is trusted
+        secs_of = np.empty(len(distinct), dtype=np.int64)
+        derive = np.zeros(len(distinct), dtype=bool)
+        fixed: list[tuple[str, str, float] | None] = []
+        for k, key in enumerate(distinct.view(_KEY_DTYPE).tolist()):
+            exchange, trading_day, action_day, update_time = (text[part] for part in key)
+            secs = self._secs(update_time)
+            secs_of[k] = -1 if secs is None else secs
+            if secs is None:
+                fixed.append(None)
+            elif exchange in TRUSTED_ACTION_DAY and self._is_day(action_day):
+                fixed.append(self._header(exchange, trading_day, action_day, secs))
+            else:
+                derive[k] = True
+                fixed.append(None)
+        secs = secs_of[which]
+        usable = (secs >= 0) & (instruments_raw != b"")
+        # one header per (key, receive date) pair; the date is -1 for keys whose ActionDay is trusted
+        day_index = np.where(derive[which], self.receive_day_index(recv, secs), -1)
+        pairs, where = np.unique(which.astype(np.int64) * _PAIR + (day_index + 1), return_inverse=True)
+        where = where.reshape(-1)
+        trading_days, action_days, bases = [], [], []
+        named = distinct.view(_KEY_DTYPE)
+        for pair in pairs.tolist():
+            k, day = divmod(pair, _PAIR)
+            header = fixed[k]
+            if header is None and secs_of[k] >= 0:
+                header = self._header(text[named[k]["ExchangeID"]], text[named[k]["TradingDay"]],
+                                      self._local_date(day - 1), int(secs_of[k]))
+            if header is None:  # unparsable time: the tick is dropped below
+                header = ("", "", 0.0)
+            trading_days.append(header[0])
+            action_days.append(header[1])
+            bases.append(header[2])
+        if not usable.all():
+            keep = np.flatnonzero(usable)
+            rows, recv, where, exchange_raw = rows[keep], recv[keep], where[keep], exchange_raw[keep]
+        out = np.empty(len(rows), dtype=RECORD_DTYPE)
+        out["instrument"] = rows["InstrumentID"]
+        out["exchange"] = exchange_raw
+        out["trading_day"] = np.array(trading_days, dtype="S8")[where]
+        out["action_day"] = np.array(action_days, dtype="S8")[where]
+        out["update_time"] = rows["UpdateTime"]
+        millisec = rows["UpdateMillisec"]
+        out["millisec"] = millisec
+        out["exchange_ts"] = np.array(bases, dtype=np.float64)[where] + millisec / 1000.0
+        out["recv_ts"] = recv
+        for name, field in VALUE_FIELDS:
+            out[name] = rows[field]
+        day_of = np.array(trading_days, dtype=object)
+        return Prepared(out, [text[i] for i in out["instrument"].tolist()],
+                        [text[e] for e in out["exchange"].tolist()], day_of[where].tolist(), n - len(out))
 
-    def normalise(self, raw: tuple) -> dict[str, Any] | None:
-        """Return the published record, or None when the tick is unusable (no instrument or time)."""
-        prepared = self.prepare(raw)
-        return None if prepared is None else record_of(prepared)
+    def normalise(self, fields: Mapping[str, Any], recv: float) -> dict[str, Any] | None:
+        """The published record of one tick given as struct fields, or None when it is unusable (tests, tools)."""
+        prepared = self.batch(depth_rows([fields]), np.array([recv], dtype=np.float64))
+        return record_of(prepared.records[0]) if len(prepared.records) else None
 
 
-def record_of(n: tuple) -> dict[str, Any]:
-    """Normalised tuple -> the published record (keys as in RECORD_KEYS).
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(ENCODING, errors="replace")
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and not -_DBL_MAX < value < _DBL_MAX:
+        return None
+    return value
+
+
+def record_of(record: np.void) -> dict[str, Any]:
+    """One record of RECORD_DTYPE -> the published record (keys as in RECORD_KEYS, "no value" as None).
 
     "No value" (the largest double, either sign), NaN and the infinities fail
-    ``-_DBL_MAX < v < _DBL_MAX`` and become None: the rule of the writer's batch path
-    (:func:`feedops.worker.sinks.rows_of_batch`), which is the hot path; this one serves
-    records with unusual ids and :meth:`Normaliser.normalise`.
+    ``-_DBL_MAX < v < _DBL_MAX`` and become None, and so does the volume of a level 2-5
+    whose price has none: the rules of the writer's batch path
+    (:func:`feedops.worker.sinks.rows_of_records`), which is the hot path; this one serves
+    records with unusual ids, tests and tools.
     """
-    values = [v if -_DBL_MAX < v < _DBL_MAX else None for v in n[_HEADER:]]
-    return dict(zip(RECORD_KEYS, [*n[:_HEADER], *values]))
+    out = {key: _plain(record[key]) for key in RECORD_KEYS[:-1]}
+    for price, volume in DEPTH_LEVELS:
+        if out[price] is None:
+            out[volume] = None
+    out["schema"] = SCHEMA_VERSION
+    return out
 
 
 class Deduper:
@@ -271,10 +357,22 @@ class Deduper:
     def check(self, record: dict[str, Any]) -> str | None:
         return self.check_fields(record["instrument"], record["trading_day"], record["volume"] or 0, record["exchange_ts"])
 
-    def check_prepared(self, n: tuple) -> str | None:
-        """:meth:`check` for a normalised tuple (:meth:`Normaliser.prepare`)."""
-        volume = n[9]  # "no value" (the records' rule) counts as no volume
-        return self.check_fields(n[0], n[2], volume if -_DBL_MAX < volume < _DBL_MAX else 0, n[6])
+    def check_batch(self, prepared: Prepared) -> tuple[np.ndarray | None, dict[str, int]]:
+        """Decide a normalised batch in order: (mask of the ticks kept, or None when all are; drops by reason)."""
+        check = self.check_fields
+        dropped: dict[str, int] = {}
+        keep = None
+        records = prepared.records
+        for i, (instrument, day, volume, ts) in enumerate(zip(prepared.instruments, prepared.trading_days,
+                                                                records["volume"].tolist(),
+                                                                records["exchange_ts"].tolist())):
+            reason = check(instrument, day, volume, ts)
+            if reason is not None:
+                if keep is None:
+                    keep = np.ones(len(records), dtype=bool)
+                keep[i] = False
+                dropped[reason] = dropped.get(reason, 0) + 1
+        return keep, dropped
 
     def check_fields(self, instrument: str, trading_day: str, volume: float, ts: float) -> str | None:
         if self.session_trading_day is not None and trading_day < self.session_trading_day:

@@ -3,10 +3,10 @@
 On a 2-vCPU machine the worker is CPU-bound in Python: CTP's callback thread and the
 pipeline share one interpreter lock. Building the JSON records and writing them run in
 a child process with its own interpreter; the pipeline only pickles batches of
-normalised tuples (:meth:`feedops.worker.ticks.Normaliser.prepare`) into a pipe. The
-child encodes each batch as one JSON array of arrays (one orjson call,
-:func:`~feedops.worker.sinks.dump_batch`) and turns it into one JSON object line per
-tick without a dict per tick (:func:`~feedops.worker.sinks.rows_of_batch`). Encoding in
+records (a numpy array, :data:`feedops.worker.ticks.RECORD_DTYPE`: one buffer) into a
+pipe. The child turns a batch into one JSON object line per tick without a dict per tick
+(:func:`~feedops.worker.sinks.rows_of_records`: one orjson call for the floats, one for
+the ints). Encoding in
 the worker instead was measured worse: py-spy ``--gil`` showed it holding the
 interpreter lock 15 % of the time.
 
@@ -52,7 +52,7 @@ from typing import Any, Callable
 from .. import clock
 from .. import log as log_mod
 from ..log import get_logger
-from .sinks import SinkError, dump_batch, open_sink, rows_of_batch
+from .sinks import SinkError, open_sink, rows_of_records
 from .tuning import tune_interpreter
 
 _log = get_logger("worker")
@@ -77,9 +77,9 @@ class SinkConfig:
 
 
 # ---------------------------------------------------------------------- child side
-def rows_of(nts: list[tuple]) -> list[tuple]:
-    """The rows (JSON line and the fields the sinks route by) of a batch of normalised tuples."""
-    return rows_of_batch(dump_batch(nts), len(nts))
+def rows_of(records: Any) -> list[tuple]:
+    """The rows (JSON line and the fields the sinks route by) of a batch of records."""
+    return rows_of_records(records)
 
 
 class Accountant:
@@ -118,7 +118,7 @@ class Accountant:
         return counts
 
     def account(self, delivered: list[tuple]) -> dict[str, Any]:
-        """Counts, latency samples and histogram buckets of the rows (:func:`~feedops.worker.sinks.rows_of_batch`)
+        """Counts, latency samples and histogram buckets of the rows (:func:`~feedops.worker.sinks.rows_of_records`)
         just written.
 
         Bulk operations instead of a bisect per tick: latencies by list comprehension,
@@ -160,7 +160,7 @@ def _child_main(conn, config: SinkConfig, buckets: tuple[float, ...], log_defaul
     except SinkError as exc:
         conn.send(("sink_error", str(exc)))
         return
-    sink.use_rows()  # records are rows whose JSON line is built per batch (rows_of_batch): no dict per tick
+    sink.use_rows()  # records are rows whose JSON line is built per batch (rows_of_records): no dict per tick
     tune_interpreter()  # as the worker does
     accountant = Accountant(buckets)
 
@@ -399,13 +399,13 @@ class SinkWriter:
         with self._cond:
             return self._cond.wait_for(lambda: self.in_flight < self.max_in_flight or self.error is not None, timeout)
 
-    def submit(self, nts: list[tuple]) -> None:
-        """Hand a batch of normalised tuples to the writer (asynchronous; pickled through the pipe)."""
+    def submit(self, records: Any) -> None:
+        """Hand a batch of records (RECORD_DTYPE) to the writer (asynchronous; pickled through the pipe)."""
         if self.error is not None:
             raise RuntimeError(self.error)
         with self._cond:
             self.in_flight += 1
-        self._send(("batch", nts))
+        self._send(("batch", records))
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything sent is written and the buffer is flushed (at most ``timeout`` s for the buffer)."""
