@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # imported late: the settings decide the channel (the real binding needs its locale)
     from feedops.worker.errors import WorkerError
-    from feedops.worker.service import FeedWorker, probe
+    from feedops.worker.service import FeedWorker, probe, stop_on_signals
 
     if args.probe:
         # the real library prints to fd 1: keep stdout for the JSON report alone
@@ -139,12 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         worker = FeedWorker(settings)
 
-        def on_signal(signum: int, _frame) -> None:
-            log.info("worker.signal", f"received {signal.Signals(signum).name}; stopping")
-            worker.request_stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop_on_signals(worker.request_stop)
         return int(worker.run())
     except WorkerError as exc:
         if exc.code == Worker.OK:

@@ -324,3 +324,25 @@ def test_calendar_horizon_is_exported_on_the_exchange_calendar_only(tmp_path):
         assert metric_names.CALENDAR_KNOWN_UNTIL.name not in w.metrics.render().decode()
     finally:
         w.sink.close()
+
+
+def test_a_stop_signal_while_the_worker_holds_its_log_lock_stops_it_without_deadlock():
+    """The CLI's SIGTERM handler runs on the main thread between two bytecodes, possibly inside a log call
+    (the logger's lock held). A handler that logged there waited for itself forever: the worker never
+    stopped and the runbook's shutdown exited 72 after SIGKILL. Here the signal arrives exactly there."""
+    script = (
+        "import os, signal\n"
+        "from feedops.log import get_logger\n"
+        "from feedops.worker.service import stop_on_signals\n"
+        "reasons = []\n"
+        "stop_on_signals(reasons.append)\n"
+        "with get_logger('worker')._lock:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    for _ in range(1000):\n"
+        "        if reasons:\n"
+        "            break\n"
+        "print(reasons)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['received SIGTERM']"

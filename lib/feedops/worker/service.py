@@ -13,9 +13,10 @@ stop the HTTP server.
 from __future__ import annotations
 
 import collections
+import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -82,6 +83,17 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def stop_on_signals(request_stop: Callable[[str], None]) -> None:
+    """SIGTERM and SIGINT call ``request_stop("received SIGTERM")``. The handler logs nothing: it runs on the
+    main thread between two bytecodes, possibly inside the logger's (non-reentrant) lock, where a log line
+    would deadlock the worker until the runbook's SIGKILL."""
+    def on_signal(signum: int, _frame: Any) -> None:
+        request_stop(f"received {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+
 class FeedWorker:
     """One worker process: one profile, one shard, one CTP session."""
 
@@ -114,6 +126,7 @@ class FeedWorker:
                                last_tick_age=self._last_tick_age, any_open=self._any_open, shard=self.shard)
         self.gateway.on_login = self._on_login
         self._stop = threading.Event()
+        self._stop_reason = "stop requested"
         self._heartbeat = time.monotonic()
         self._coverage: coverage_mod.Coverage | None = None
         self._computed: tuple[float, coverage_mod.Coverage, dict[str, list[str]], np.ndarray, Any] | None = None
@@ -141,7 +154,10 @@ class FeedWorker:
     def listen_address(self) -> str:
         return self.http.address if self.http else ""
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask :meth:`run` to stop. Safe in a signal handler: it only sets a flag and logs nothing (a handler
+        that logged while the main thread held the log's lock would deadlock the worker)."""
+        self._stop_reason = reason
         self._stop.set()
 
     def _on_login(self, trading_day: str | None) -> None:
@@ -180,6 +196,8 @@ class FeedWorker:
                 instruments = self.gateway.load_instruments(stop=self._stop.is_set)
             except WorkerError as exc:
                 if exc.code == Worker.OK:
+                    _log.info("worker.stopping", f"{self._stop_reason} while loading instruments: stopping",
+                              reason=self._stop_reason)
                     return Worker.OK
                 raise
             self.book.load(instruments)
@@ -194,7 +212,8 @@ class FeedWorker:
                                       event="worker.internal")
                 if time.monotonic() >= self._next_coverage:
                     self.refresh()
-            _log.info("worker.stopping", "stop requested: releasing the API, draining the queue, flushing the sink")
+            _log.info("worker.stopping", f"{self._stop_reason}: releasing the API, draining the queue, flushing the sink",
+                      reason=self._stop_reason)
             return Worker.OK
         finally:
             self.shutdown()
