@@ -110,8 +110,9 @@ class ReferenceConsumer:
                 try:
                     batch = self.source.read(0.5)
                     if batch:
-                        self._count(batch)
-                        self.source.ack([receipt for receipt, _ in batch if receipt is not None])
+                        with self._lock:  # counted and acknowledged together: a report sees both or neither
+                            self._count(batch)
+                            self.source.ack([receipt for receipt, _ in batch if receipt is not None])
                     if not self.source_up:
                         self.source_up = True
                         self.metrics.source_up.set(1)
@@ -179,9 +180,9 @@ class ReferenceConsumer:
 
     # ------------------------------------------------------------------ report
     def report(self, *, instruments: bool = True) -> dict[str, Any]:
-        stats = self.source.stats() if self.source_up else {"acknowledged": getattr(self.source, "acknowledged", None),
-                                                             "pending": None, "group_lag": None}
-        with self._lock:
+        with self._lock:  # the counts and the acknowledgements of the same batches (the read loop holds it)
+            stats = self.source.stats() if self.source_up else {
+                "acknowledged": getattr(self.source, "acknowledged", None), "pending": None, "group_lag": None}
             body = self.tracker.report(instruments=instruments)
             for phase, summary in body["outages"].items():
                 if summary["recovery_seconds"] is not None:

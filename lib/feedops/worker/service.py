@@ -13,6 +13,7 @@ stop the HTTP server.
 from __future__ import annotations
 
 import collections
+import faulthandler
 import signal
 import threading
 import time
@@ -81,6 +82,10 @@ def _api(channel: str, api: CtpApi | None) -> CtpApi:
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+#: A stop that has not finished this long after the request dumps the threads' stacks (docs/ops/worker.md).
+STOP_STACKS_AFTER_SECONDS = 30.0
 
 
 def stop_on_signals(request_stop: Callable[[str], None]) -> None:
@@ -159,6 +164,8 @@ class FeedWorker:
         that logged while the main thread held the log's lock would deadlock the worker)."""
         self._stop_reason = reason
         self._stop.set()
+        # still running this long after the request: every thread's stack to stderr (the log), from C, no lock
+        faulthandler.dump_traceback_later(STOP_STACKS_AFTER_SECONDS, exit=False)
 
     def _on_login(self, trading_day: str | None) -> None:
         if trading_day:
@@ -257,6 +264,7 @@ class FeedWorker:
             where = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in lost.items())
             _log.error("worker.ticks.lost", f"{total} received ticks were discarded and are not in the sink ({where}); "
                        f"a stop on request exits {int(Worker.TICKS_LOST)} (TICKS_LOST)", lost=total, **lost)
+        faulthandler.cancel_dump_traceback_later()  # stopped in time: no stacks
 
     # ------------------------------------------------------------------ coverage
     def _last_tick_age(self) -> float | None:
