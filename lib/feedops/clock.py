@@ -93,6 +93,16 @@ def now(tz: _dt.tzinfo = UTC) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(_time.time() + _offset, tz)
 
 
+def pin(value: str) -> None:
+    """Move this process's clock as ``FEEDOPS_CLOCK_AT=value`` would have at its start, and anchor it in the
+    environment for the processes it starts (a program that runs at a fixed instant: ``make drills``)."""
+    global _offset, _error
+    real_now = _time.time()
+    _offset = parse(value, real_now=real_now)
+    _error = None
+    os.environ[ENV_VAR] = value if "@" in value else f"{value}@{real_now:.6f}"
+
+
 def _from_environment() -> None:
     """Read ``FEEDOPS_CLOCK_AT`` once, and anchor it in this process's environment so that the
     processes it starts (the sink writer, the runbook's steps) read the same clock."""

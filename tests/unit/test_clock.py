@@ -85,3 +85,18 @@ def test_a_bad_value_does_not_crash_the_import_and_is_reported_by_check():
     done = subprocess.run([sys.executable, "-c", code], env=child_environ(FEEDOPS_CLOCK_AT="yesterday"),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "'yesterday' is not a time", done.stderr
+
+
+def test_pin_moves_this_process_and_anchors_its_children():
+    code = ("import json, subprocess, sys\nfrom feedops import clock\nclock.pin(sys.argv[1])\n"
+            "child = subprocess.run([sys.executable, '-c', 'from feedops import clock; print(clock.offset())'],\n"
+            "                       capture_output=True, text=True, check=True)\n"
+            "print(json.dumps({'now': clock.time(), 'child': float(child.stdout), 'offset': clock.offset()}))")
+    done = subprocess.run([sys.executable, "-c", code, AT.isoformat()], env=child_environ(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert abs(out["now"] - AT.timestamp()) < 30
+    assert out["child"] == pytest.approx(out["offset"], abs=1e-3)
+    with pytest.raises(clock.ClockError):
+        clock.pin("yesterday")
