@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -245,3 +247,22 @@ def test_check_reads_every_state_file(tmp_path):
     assert len(problems) == len(files)
     for name in files:
         assert any(str(tmp_path / name) in p for p in problems), (name, problems)
+
+
+def test_group_states_names_each_process_of_the_group_with_its_state_and_wait():
+    """What the runbook logs about a component that ignored its stop request before it kills it."""
+    from feedops.polling import wait_for
+    from feedops.runbook.procs import group_states
+
+    code = "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\ntime.sleep(60)"
+    leader = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        wait_for(lambda: len(group_states(leader.pid).split(", ")) == 2, timeout=20, what="two processes in the group")
+        rows = [row.split() for row in group_states(leader.pid).split(", ")]
+        assert str(leader.pid) in [pid for pid, _, _ in rows]
+        assert all(state in "RSD" and wchan for _, state, wchan in rows)
+        assert group_states(os.getpgrp()) and str(leader.pid) not in group_states(os.getpgrp())
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait(10)
+    wait_for(lambda: group_states(leader.pid) == "", timeout=20, what="the killed group gone from /proc")

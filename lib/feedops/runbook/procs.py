@@ -165,8 +165,9 @@ class ProcessTable:
             _signal_group(pid, sig)
             graceful = self._wait_gone(name, time.monotonic() + timeout)
             if not graceful:
-                log.warning("runbook.component.kill", f"{name} did not stop within {timeout:g}s; sending SIGKILL",
-                            component_name=name, pid=pid)
+                stuck = group_states(pid)
+                log.warning("runbook.component.kill", f"{name} did not stop within {timeout:g}s; sending SIGKILL "
+                            f"(its processes: {stuck or 'none left'})", component_name=name, pid=pid, processes=stuck)
                 _signal_group(pid, signal.SIGKILL)
                 self._wait_gone(name, time.monotonic() + 5)
         self.pid_file(name).unlink(missing_ok=True)
@@ -267,6 +268,25 @@ def _listening_inodes(port: int) -> set[str]:
             if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(fields[9])
     return inodes
+
+
+def group_states(group: int) -> str:
+    """``pid state wchan`` of every live process of process group ``group`` (from /proc): whether a process
+    that ignored the stop request was running (R), waiting (S, and on what) or stuck in the kernel (D)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) != group or fields[0] == "Z":  # a zombie has ended: nothing to stop
+                continue
+            wchan = (entry / "wchan").read_text().strip() or "-"
+        except (OSError, ValueError, IndexError):
+            continue
+        found.append(f"{entry.name} {fields[0]} {wchan}")
+    return ", ".join(sorted(found))
 
 
 def find_processes(state_root: Path, name: str, address: tuple[str, int] | None) -> list[int]:
