@@ -57,6 +57,55 @@ def test_group_reads_acknowledges_and_a_restart_continues_where_the_group_stood(
     assert group["pending"] == 0 and group["lag"] == 0
 
 
+def test_entries_whose_read_or_ack_reply_was_lost_are_counted_once(redis_server, prefix):
+    """A Redis stall past the socket timeout: XREADGROUP ran (the entries are in this consumer's pending
+    list) but its reply was lost; an XACK ran but its reply was lost. Every entry is counted once, and
+    every one ends acknowledged."""
+    client = redis_lib.Redis.from_url(redis_server.url)
+    _add(client, prefix, [_tick(i) for i in range(10)])
+    source = open_source(redis_server.url, prefix=prefix, group="g", start="all")
+    if source.client is None:
+        source.open()
+    real_read, real_pipeline = source.client.xreadgroup, source.client.pipeline
+    first = source.read(0.5)  # the own pending list is empty: "0" moves to ">"
+    assert first == []
+
+    def read_then_lose_the_reply(*args, **kwargs):
+        real_read(*args, **kwargs)  # Redis delivered the entries
+        raise redis_lib.exceptions.TimeoutError("Timeout reading from socket")
+
+    source.client.xreadgroup = read_then_lose_the_reply
+    with pytest.raises(redis_lib.exceptions.TimeoutError):
+        source.read(0.5)
+    source.client.xreadgroup = real_read
+    batch = source.read(0.5)
+    assert sorted(t["volume"] for _, t in batch) == list(range(10))
+
+    class LostReply:  # XACK runs, its reply is lost
+        def __init__(self):
+            self.pipe = real_pipeline(transaction=False)
+
+        def __getattr__(self, name):
+            return getattr(self.pipe, name)
+
+        def execute(self):
+            self.pipe.execute()
+            raise redis_lib.exceptions.TimeoutError("Timeout reading from socket")
+
+    source.client.pipeline = lambda transaction=False: LostReply()
+    with pytest.raises(redis_lib.exceptions.TimeoutError):
+        source.ack([receipt for receipt, _ in batch])
+    source.client.pipeline = real_pipeline
+    _add(client, prefix, [_tick(10)])
+    later = []
+    wait_for(lambda: later.extend(source.read(0.5)) or any(t["volume"] == 10 for _, t in later), timeout=10,
+             what="the next entry")
+    assert [t["volume"] for _, t in later] == [10] and not source.unconfirmed
+    source.ack([receipt for receipt, _ in later])
+    assert client.xinfo_groups(f"{prefix}:SHFE")[0]["pending"] == 0
+    source.close()
+
+
 def test_start_new_skips_what_the_streams_held(redis_server, prefix):
     client = redis_lib.Redis.from_url(redis_server.url)
     _add(client, prefix, [_tick(i) for i in range(5)])

@@ -60,6 +60,9 @@ class RedisSource:
         self._first_scan = True
         self._next_discovery = 0.0
         self.acknowledged = 0
+        #: (stream, entry id) counted, their XACK not confirmed (Redis refused it or its reply was lost): acknowledged
+        #: again before the next read, never counted again when the pending list delivers them a second time
+        self.unconfirmed: set[tuple[str, bytes]] = set()
         self.client = None
 
     def open(self) -> None:
@@ -101,9 +104,17 @@ class RedisSource:
         if not self.streams:
             time.sleep(min(timeout, 0.2))
             return []
+        if self.unconfirmed:
+            self.ack(list(self.unconfirmed))
         try:
             replies = self.client.xreadgroup(self.group, self.consumer, dict(self.streams), count=self.count,
                                              block=max(1, int(timeout * 1000)))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # Redis may have delivered entries (to this consumer's pending list) whose reply never came:
+            # read the own pending list first again, so that they are counted (once) when it answers
+            for stream in self.streams:
+                self.streams[stream] = "0"
+            raise
         except redis.exceptions.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream or the group is gone (Redis restarted without persistence)
                 _log.warning("consumer.stream.lost", f"a stream or the group vanished ({exc}); joining again from the "
@@ -119,6 +130,8 @@ class RedisSource:
             if self.streams.get(stream) == "0" and not entries:
                 self.streams[stream] = ">"  # own pending entries done
             for entry_id, fields in entries:
+                if (stream, entry_id) in self.unconfirmed:
+                    continue  # counted already; its acknowledgement is being repeated
                 raw = (fields or {}).get(b"tick")
                 try:
                     tick = orjson.loads(raw) if raw is not None else {}
@@ -141,7 +154,12 @@ class RedisSource:
         pipe = self.client.pipeline(transaction=False)
         for stream, ids in by_stream.items():
             pipe.xack(stream, self.group, *ids)
-        self.acknowledged += sum(pipe.execute())
+        try:
+            self.acknowledged += sum(pipe.execute())
+        except Exception:
+            self.unconfirmed.update(receipts)  # acknowledged again before the next read
+            raise
+        self.unconfirmed.difference_update(receipts)
 
     def stats(self) -> dict[str, Any]:
         """Pending entries and XINFO GROUPS ``lag`` (entries not yet delivered; None when Redis cannot tell)."""
