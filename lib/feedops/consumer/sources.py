@@ -105,7 +105,7 @@ class RedisSource:
             time.sleep(min(timeout, 0.2))
             return []
         if self.unconfirmed:
-            self.ack(list(self.unconfirmed))
+            self.ack(list(self.unconfirmed), retry=True)
         try:
             replies = self.client.xreadgroup(self.group, self.consumer, dict(self.streams), count=self.count,
                                              block=max(1, int(timeout * 1000)))
@@ -145,7 +145,9 @@ class RedisSource:
                 self.streams[stream] = ">"
         return batch
 
-    def ack(self, receipts: list[Any]) -> None:
+    def ack(self, receipts: list[Any], retry: bool = False) -> None:
+        """XACK ``receipts``. A ``retry`` repeats an XACK whose reply was lost or refused: every one of them is
+        acknowledged once it answers (XACK counts 0 for an entry an earlier, unconfirmed call did acknowledge)."""
         by_stream: dict[str, list[bytes]] = {}
         for stream, entry_id in receipts:
             by_stream.setdefault(stream, []).append(entry_id)
@@ -155,7 +157,8 @@ class RedisSource:
         for stream, ids in by_stream.items():
             pipe.xack(stream, self.group, *ids)
         try:
-            self.acknowledged += sum(pipe.execute())
+            done = sum(pipe.execute())
+            self.acknowledged += len(receipts) if retry else done
         except Exception:
             self.unconfirmed.update(receipts)  # acknowledged again before the next read
             raise
