@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -272,3 +274,21 @@ def test_ticks_flowing_again_start_the_retry_round_at_once(tmp_path, monkeypatch
     assert sum(len(b) for b in md.batches) == sent + 5
     ack_all(gw, md)
     assert not gw.failed and len(gw.acknowledged) == 5
+
+
+def test_the_event_queue_returns_after_its_timeout_when_a_signal_comes_during_the_wait():
+    """The main thread waits for CTP events with a timeout; a signal handled during that wait (SIGTERM at
+    shutdown, late on a loaded machine) must not turn it into a wait without end (queue.SimpleQueue does)."""
+    script = (
+        "import queue, signal, time\n"
+        "from feedops.worker.gateway import event_queue\n"
+        "events = event_queue()\n"
+        "signal.signal(signal.SIGALRM, lambda *_: time.sleep(0.3))  # handled past the get's deadline\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.05)\n"
+        "try:\n"
+        "    events.get(timeout=0.1)\n"
+        "except queue.Empty:\n"
+        "    print('empty')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == "empty", done.stderr

@@ -163,6 +163,17 @@ class Backoff:
         self.attempts = 0
 
 
+def event_queue() -> queue.Queue:
+    """The queue of CTP events (logins, acknowledgements, disconnects) the main thread waits on with a timeout.
+
+    A ``queue.Queue``, never a ``queue.SimpleQueue``: on CPython 3.11 a signal handled while
+    ``SimpleQueue.get(timeout=...)`` waits, once the timeout has passed, turns the wait into one without end
+    (the remaining time goes negative, which means "forever"), so a SIGTERM under load left the worker
+    waiting for an event that never came until the runbook's SIGKILL. ``Queue.get`` waits on a
+    ``threading`` lock, which treats an expired timeout as expired."""
+    return queue.Queue()
+
+
 class Gateway:
     """Login, instrument list, subscription and watchdogs for one profile."""
 
@@ -179,7 +190,7 @@ class Gateway:
         self.shard = shard
         self.last_tick_age = last_tick_age
         self.any_open = any_open
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.events: queue.Queue = event_queue()
         self.md = None
         self.td = None
         self._md_spi = None
