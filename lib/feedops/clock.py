@@ -106,18 +106,14 @@ def pin(value: str) -> None:
 def _from_environment() -> None:
     """Read ``FEEDOPS_CLOCK_AT`` once, and anchor it in this process's environment so that the
     processes it starts (the sink writer, the runbook's steps) read the same clock."""
-    global _offset, _error
+    global _error
     value = os.environ.get(ENV_VAR, "").strip()
     if not value:
         return
-    real_now = _time.time()
     try:
-        _offset = parse(value, real_now=real_now)
+        pin(value)
     except ClockError as exc:  # reported by check() in the CLI that reads it, with its own exit code
         _error = exc
-        return
-    if "@" not in value:
-        os.environ[ENV_VAR] = f"{value}@{real_now:.6f}"
 
 
 _from_environment()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from .. import clock, log
+from ..calendar import BEIJING
 from ..consumer import ReferenceConsumer, open_source
 from ..exitcodes import Runbook
 from ..paths import ROOT
@@ -691,8 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     drills = select(args.only)
     if not os.environ.get(clock.ENV_VAR):  # time is an input: the same instant whenever the matrix runs
         clock.pin(CLOCK_AT)
-    beijing = clock.now(dt.timezone(dt.timedelta(hours=8)))
-    print(f"drills: the clock reads {beijing:%Y-%m-%d %H:%M} Beijing ({clock.ENV_VAR})", file=sys.stderr)
+    print(f"drills: the clock reads {clock.now(BEIJING):%Y-%m-%d %H:%M} Beijing ({clock.ENV_VAR})", file=sys.stderr)
     log.configure(level="warning")  # the consumer's and the runbook helpers' info lines: the table says it
     base = Path(tempfile.mkdtemp(prefix="feedops-drills-"))
     try:

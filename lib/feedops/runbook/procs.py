@@ -69,16 +69,21 @@ def worker_components(ctx: RunbookContext, python: str) -> list[Component]:
     return comps
 
 
-def _start_ticks(pid: int) -> int | None:
-    """Kernel start time of ``pid`` (None when it does not exist or is a zombie)."""
+def _live_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None when the process
+    does not exist or has ended (a zombie)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     fields = stat[stat.rfind(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    return None if fields[0] in ("Z", "X") else fields
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Kernel start time of ``pid`` (None when it does not exist or is a zombie)."""
+    fields = _live_stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def port_open(address: tuple[str, int], timeout: float = 0.3) -> bool:
@@ -277,13 +282,12 @@ def group_states(group: int) -> str:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        fields = _live_stat(entry.name)  # a zombie has ended: nothing to stop
+        if fields is None or int(fields[2]) != group:
+            continue
         try:
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) != group or fields[0] == "Z":  # a zombie has ended: nothing to stop
-                continue
             wchan = (entry / "wchan").read_text().strip() or "-"
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue
         found.append(f"{entry.name} {fields[0]} {wchan}")
     return ", ".join(sorted(found))
