@@ -166,6 +166,18 @@ def test_an_outage_is_measured_from_its_start_to_coverage_back():
     assert report["gaps"][0]["in_outage"] == "failover" and report["gaps_outside_outages"] == 0
 
 
+def test_a_consumer_that_lags_behind_the_feed_still_counts_the_instruments_it_receives():
+    tracker = TickTracker(coverage_ratio=0.5)
+    t0 = bj("2026-11-24 10:00")
+    for i in range(10):  # ticks received by the worker at t0 .. t0 + 4.5 s, seen by this consumer 20 s later
+        tracker.observe(tick(t0 + i * 0.5, i, instrument="rb2701", recv_delay=0.0), t0 + 20 + i * 0.5)
+    tracker.mark_outage("failover", t0 + 24.6)
+    tracker.mark_resume("failover", t0 + 25.0)
+    assert tracker.report()["outages"]["failover"]["instruments"] == 1
+    tracker.observe(tick(t0 + 25.5, 100, instrument="rb2701", recv_delay=0.0), t0 + 25.6)
+    assert tracker.report()["outages"]["failover"]["recovered"]
+
+
 def test_a_gap_outside_every_outage_is_reported_as_such():
     tracker = TickTracker()
     t0 = bj("2026-11-24 10:00")

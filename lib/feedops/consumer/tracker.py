@@ -17,8 +17,8 @@ Per instrument, in the order the ticks are read:
 Outages (a drill's failover, a fault of the matrix) are named phases with two marks:
 ``start`` (just before the fault) and ``resume`` (just before the new session starts,
 once the old one is stopped; without it, ``start`` serves). An instrument counts for
-the phase when it was fresh at ``start`` (its last tick received within its gap
-threshold); it is **back** at the first tick it received (``recv_ts``) at or after
+the phase when it was fresh at ``start`` (the consumer saw its last tick within its gap
+threshold: a subscriber that lags behind the feed still counts what it is receiving); it is **back** at the first tick it received (``recv_ts``) at or after
 ``resume``. The phase has **recovered** once ``ceil(coverage_ratio x instruments)`` are
 back; ``recovery_seconds`` is from ``start`` to the moment the consumer saw that
 instrument's tick. ``ticks_missed`` sums, over the instruments back, the ticks their
@@ -266,7 +266,7 @@ class TickTracker:
         fresh = {}
         for name, state in self.instruments.items():
             threshold = self.threshold(state)
-            if threshold is not None and at - state.last_recv_ts <= threshold:
+            if threshold is not None and at - state.last_seen_at <= threshold:
                 fresh[name] = state.usual_interval()
         outage = Outage(phase, at, fresh, dict(self.totals), self.receive_lag.copy())
         self.outages[phase] = outage

@@ -230,7 +230,7 @@ class Ctx:
         and wait until ticks flow again. The silence is an outage phase of its own at the consumer
         (``name``), so that its gaps are not taken for the drill's. While silent, every entry the sink
         acknowledged (in the streams) must have been read and acknowledged by the consumer."""
-        self.consumer.mark_outage(name)
+        self.mark_outage(name)
         if self.redis.proc is None or self.redis.proc.poll() is not None:
             raise DrillError(f"redis-server is not running (exit {self.redis.proc and self.redis.proc.returncode}; "
                              f"see {self.redis.log})")
@@ -258,8 +258,12 @@ class Ctx:
                     raise DrillError(f"cannot switch the {profile} front's silent fault off")
         if self.ready() and self.consumer.wait_recovered(name, timeout=RECOVERY_TIMEOUT) is None:
             report, worker = self.consumer.report(instruments=False), self.worker_status()
+            outage, last = report["outages"].get(name, {}), report["totals"].get("last_tick") or {}
             raise DrillError(f"the feed did not come back at the consumer after the settle ({name}): consumer source up "
-                             f"{report.get('source_up')}, {report['totals']['ticks']} ticks; worker on "
+                             f"{report.get('source_up')}, {report['totals']['ticks']} ticks, {outage.get('back')} of "
+                             f"{outage.get('needed')} needed instruments back (of {outage.get('instruments')} fresh), "
+                             f"resume marked at {outage.get('resume')}, the consumer's clock {report.get('at')}, its last "
+                             f"tick received at {last.get('recv_ts')} seen at {last.get('seen_at')}; worker on "
                              f"{worker.get('profile')}, throughput {worker.get('throughput')}, dropped "
                              f"{worker.get('ticks_dropped')}")
         return sent, received, dups
@@ -390,6 +394,7 @@ def _other(profile: str) -> str:
 
 def _kill_front(ctx: Ctx, profile: str) -> None:
     name = f"sim-{profile}"
+    ctx.fronts[profile].sent()  # its count just before it dies (a restarted front counts from 0)
     proc = subprocess.run([str(stack.PYTHON), "-m", "feedops.runbook", "--runtime", "native", "stop", "--name", name,
                            "--kill", "--timeout", "5"], cwd=ROOT, env=ctx.env, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
