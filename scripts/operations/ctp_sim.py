@@ -3,4 +3,5 @@
 
 from _package import run
 
-run("feedops.sim.cli")
+if __name__ == "__main__":  # not when multiprocessing's spawn re-imports the main module
+    run("feedops.sim.cli")

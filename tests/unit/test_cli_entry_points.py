@@ -22,9 +22,14 @@ SHIMS = sorted(SCRIPTS_DIR.glob("[!_]*.py"))
 
 def shim_module(path) -> str:
     """The module a shim hands over to: its one ``run("feedops.x.cli")`` call."""
-    calls = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
-             and isinstance(node.func, ast.Name) and node.func.id == "run"]
+    tree = ast.parse(path.read_text())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "run"]
     assert len(calls) == 1 and isinstance(calls[0].args[0], ast.Constant), f"{path.name} is not a one-call shim"
+    # the worker's sink writer is a multiprocessing spawn child, which re-imports the main module:
+    # an unguarded call would start a second worker in it
+    guard = tree.body[-1]
+    assert isinstance(guard, ast.If) and ast.unparse(guard.test) == "__name__ == '__main__'" and calls[0] in ast.walk(guard), \
+        f"{path.name}: run() must sit under if __name__ == '__main__'"
     return calls[0].args[0].value
 
 
