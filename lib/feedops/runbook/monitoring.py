@@ -5,8 +5,9 @@ prometheus-redis-exporter from Debian, as processes next to the feed.
 exporter with Prometheus when the sink is Redis), whose URL is on this host (loopback:
 it listens there) and whose binary is installed. A missing binary is not an error: the
 runbook logs the apt-get line that installs it and goes on, and the programs it starts
-do not push to a Pushgateway that will not run (:func:`feedops.runbook.binaries.unavailable_toggles`). Configs and
-data live under ``FEEDOPS_MONITORING_DIR``; the Prometheus config is rendered by
+do not push to a Pushgateway that will not run
+(:func:`feedops.runbook.binaries.unavailable_toggles`). Configs and data live under
+``FEEDOPS_MONITORING_DIR``; the Prometheus config is rendered by
 :mod:`feedops.monitoring.prometheus_config`.
 """
 
