@@ -3,7 +3,6 @@ worker /status documents built to the schema, real Redis, Pushgateway and Promet
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,22 +14,13 @@ import jsonschema
 import pytest
 
 from conftest import ROOT, free_port, wait_for
+from feedops.health import cli as CLI
 from health_support import FakeWorker, schema, status_doc, universe, validate_report
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = ROOT / "scripts" / "operations" / "check_feed_health.py"
 SENTINEL = "sentinel-Secret-4711"
-
-
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("check_feed_health_cli", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CLI = _load_cli()
 
 
 @pytest.fixture

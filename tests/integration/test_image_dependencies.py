@@ -19,7 +19,7 @@ from validate_support import ROOT, clean_environ
 
 LOCK = ROOT / "requirements.lock"
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-SCRIPTS = sorted((ROOT / "scripts" / "operations").glob("*.py"))
+SCRIPTS = sorted((ROOT / "scripts" / "operations").glob("[!_]*.py"))  # _package.py: what the shims share, not a CLI
 #: every `python -m` entry point of the package
 MODULES = ["feedops.runbook", "feedops.sim", "feedops.monitoring.rules", "feedops.monitoring.alertmanager",
            "feedops.monitoring.prometheus_config", "feedops.monitoring.dashboards", "feedops.release"]

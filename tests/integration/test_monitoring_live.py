@@ -37,6 +37,7 @@ import yaml
 from conftest import ROOT, Server, free_port, http_ok, wait_for
 from feedops import metric_names
 from feedops.monitoring import prometheus_config
+from feedops.runbook import binaries as installed
 from feedops.runbook import monitoring as native
 from feedops.settings import load_settings
 from webhook_support import WebhookReceiver
@@ -272,8 +273,8 @@ def _free(port: int) -> bool:
 
 
 def _binary(component: str) -> str:
-    binary, package = native.BINARIES[component]
-    path = native.find_binary(binary)
+    binary, package = installed.BINARIES[component]
+    path = installed.find_binary(binary)
     if not path:
         pytest.skip(f"{binary} not installed: apt-get install {package} (.ci/run does this)")
     return path
@@ -281,8 +282,8 @@ def _binary(component: str) -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    binaries = {name: _binary(name) for name in native.BINARIES}
-    redis_binary = native.find_binary("redis-server") or pytest.skip("redis-server not installed: apt-get install redis-server")
+    binaries = {name: _binary(name) for name in installed.BINARIES}
+    redis_binary = installed.find_binary("redis-server") or pytest.skip("redis-server not installed: apt-get install redis-server")
     tmp = tmp_path_factory.mktemp("monitoring-live")
     secrets = tmp / "secrets"
     secrets.mkdir(mode=0o700)

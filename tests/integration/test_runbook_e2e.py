@@ -23,7 +23,7 @@ from conftest import ROOT, free_port, wait_for
 from feedops import clock
 from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.exitcodes import Runbook
-from feedops.runbook.monitoring import BINARIES, INSTALL_HINT, find_binary
+from feedops.runbook.binaries import BINARIES, INSTALL_HINT, find_binary
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from feedops.exitcodes import Runbook
-from feedops.runbook import cli, monitoring
+from feedops.runbook import binaries, cli, monitoring
 from feedops.runbook.config import RunbookContext
 
 SENTINEL = "monSntl77"
@@ -31,7 +31,7 @@ def environ(tmp_path, monkeypatch) -> dict[str, str]:
 
 def installed(monkeypatch, *names: str) -> None:
     """Only these Debian binaries exist."""
-    monkeypatch.setattr(monitoring, "find_binary", lambda binary: f"/usr/bin/{binary}" if binary in names else None)
+    monkeypatch.setattr(binaries, "find_binary", lambda binary: f"/usr/bin/{binary}" if binary in names else None)
 
 
 def test_dev_plans_prometheus_alertmanager_pushgateway_on_loopback(environ, monkeypatch):

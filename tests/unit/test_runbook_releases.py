@@ -156,7 +156,7 @@ def test_native_rollback_runs_the_recorded_revision_from_its_own_tree(environ, m
     assert (rc, out["REVISION"]) == (Runbook.OK, head)
     ctx = RunbookContext.load("dev")
     tree = Path(environ["FEEDOPS_STATE_DIR"]) / "releases" / head
-    assert ctx.code_root() == tree and (tree / "scripts" / "operations" / "full_feed_subscription.py").is_file()
+    assert releases.code_root(ctx) == tree and (tree / "scripts" / "operations" / "full_feed_subscription.py").is_file()
     comps = procs.worker_components(ctx, sys.executable) + procs.sim_components(ctx, sys.executable)
     run = ["env", f"PYTHONPATH={tree / 'lib'}", f"FEEDOPS_HOME={paths.ROOT}", sys.executable]
     assert comps and all(c.argv[:4] == run and c.argv[4].startswith(str(tree)) for c in comps)

@@ -85,7 +85,7 @@ def test_listen_port_in_use(tmp_path):
 
 def test_ctp_channel_without_the_locale_is_a_config_error(tmp_path):
     env = {**os.environ, "LOCPATH": str(tmp_path / "no-locales")}
-    probe = subprocess.run([sys.executable, "-c", "from feedops.ctpapi import locale_available as a; print(a())"],
+    probe = subprocess.run([sys.executable, "-c", "from feedops.ctpbinding import locale_available as a; print(a())"],
                            capture_output=True, text=True, env=env, timeout=30)
     if probe.stdout.strip() != "False":
         pytest.skip("the zh_CN.GB18030 locale stays visible with LOCPATH set; cannot hide it here")

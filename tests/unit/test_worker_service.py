@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from conftest import free_port, wait_for
-from feedops import ctpapi, metric_names
+from feedops import ctpapi, ctpbinding, metric_names
 from feedops.calendar import BEIJING
 from feedops.exitcodes import Worker
 from feedops.paths import SCHEMAS_DIR
@@ -297,7 +297,7 @@ def test_a_redis_password_never_shows(tmp_path, capsys):
 def test_unknown_channel_and_missing_locale_are_clear(monkeypatch):
     with pytest.raises(ctpapi.CtpApiError, match="ctp or sim"):
         ctpapi.load_api("fix")
-    monkeypatch.setattr(ctpapi, "locale_available", lambda name=ctpapi.CTP_LOCALE: False)
+    monkeypatch.setattr(ctpbinding, "locale_available", lambda name=ctpbinding.CTP_LOCALE: False)
     with pytest.raises(ctpapi.CtpApiError, match="zh_CN.GB18030.*make bootstrap"):
         ctpapi.load_api("ctp")
 

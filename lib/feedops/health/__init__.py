@@ -10,6 +10,6 @@
   json / text / nagios renderings;
 * :mod:`.push`: the run's outcome to Pushgateway.
 
-:func:`feedops.health.run.run` ties them together. Imports stay lazy on the hot path:
+:func:`feedops.health.run.run` ties them together; :mod:`.cli` is the command line. Imports stay lazy on the hot path:
 ``jsonschema``, ``prometheus_client`` and ``redis`` load only when needed.
 """

@@ -204,7 +204,7 @@ def _loopback_receivers(feed: FeedSettings) -> list[str]:
     """The webhook settings whose host is this host's loopback (the URLs themselves are not shown)."""
     from urllib.parse import urlsplit
 
-    from ..runbook.config import LOOPBACK_HOSTS
+    from ..endpoints import LOOPBACK_HOSTS
 
     pairs = (("FEEDOPS_ALERTMANAGER_WEBHOOK_URL", feed.alertmanager_webhook_url),
              ("FEEDOPS_ALERTMANAGER_HEARTBEAT_URL", feed.alertmanager_heartbeat_url))

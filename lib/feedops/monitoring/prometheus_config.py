@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from .. import paths
-from ..runbook.config import listen_of, local_sim_profiles
+from ..endpoints import listen_of, local_sim_profiles
 from ..settings import ENV_NAMES, PROFILE_NAMES, Settings, load_settings
 
 RUNTIMES = ("native", "compose")

@@ -14,19 +14,18 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from .. import paths
-from ..settings import MODELS, PROFILE_NAMES, Settings, _is_secret, load_settings
+from ..endpoints import local_sim_profiles
+from ..settings import MODELS, Settings, _is_secret, load_settings
+from .binaries import unavailable_toggles
 from .state import StateError, StateStore
 
 #: Variables that describe where/how the runbook runs, not the feed's configuration:
 #: they are never part of a snapshot (the profile and image tag are recorded apart).
 NOT_SNAPSHOTTED = frozenset({"FEEDOPS_ENV", "FEEDOPS_STATE_DIR", "FEEDOPS_RUNTIME", "FEEDOPS_ACTIVE_PROFILE",
                              "FEEDOPS_IMAGE", "FEEDOPS_IMAGE_TAG"})
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 def _env_string(value: Any) -> str | None:
@@ -67,26 +66,6 @@ def detect_runtime(requested: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "native"
     return "compose"
-
-
-def listen_of(url: str) -> tuple[str, int]:
-    """host, port of a worker base URL or a front address (tcp://host:port)."""
-    parts = urlsplit(url if "://" in url else f"tcp://{url}")
-    if not parts.hostname or not parts.port:
-        raise ValueError(f"{url!r} has no host:port")
-    return parts.hostname, parts.port
-
-
-def is_loopback(url: str) -> bool:
-    """True when a base URL or front address names this host (the native runtime may start it)."""
-    return listen_of(url)[0] in LOOPBACK_HOSTS
-
-
-def local_sim_profiles(settings: Settings) -> list[str]:
-    """Profiles whose market-data front is a local ctp-sim (channel=sim, loopback front)."""
-    if settings.feed.channel != "sim":
-        return []
-    return [name for name in PROFILE_NAMES if (fronts := settings.profile(name).md_fronts) and is_loopback(fronts[0])]
 
 
 @dataclass
@@ -163,9 +142,7 @@ class RunbookContext:
     def monitoring_unavailable(self) -> list[str]:
         """FEEDOPS_*_ENABLED toggles that are on but cannot be honoured here (native runtime,
         binary not installed): programs the runbook starts see them as false."""
-        from .monitoring import unavailable_toggles  # the monitoring module imports this one
-
-        return unavailable_toggles(self)
+        return unavailable_toggles(self.runtime, self.settings)
 
     def pushgateway_url(self) -> str | None:
         """Where run outcomes are pushed: the Pushgateway when it is enabled and can run, else None."""
@@ -180,26 +157,6 @@ class RunbookContext:
         if locpath:  # else glibc uses the system's locales
             env.setdefault("LOCPATH", locpath)
         return env
-
-    def code_root(self) -> Path:
-        """Where the native runtime runs the feed's programs from: the checkout, or the tree of the
-        revision a rollback pinned (feedops.runbook.releases)."""
-        revision = (self.pin or {}).get("revision")
-        if self.runtime != "native" or not revision:
-            return paths.ROOT
-        from . import releases  # releases imports this module
-
-        if releases.git_revision()[0] == revision:
-            return paths.ROOT
-        return releases.tree(self, revision)
-
-    def code_environ(self) -> dict[str, str]:
-        """Environment of a program run from :meth:`code_root`: its own ``lib`` first, settings paths
-        still resolved against the checkout (``FEEDOPS_HOME``)."""
-        root = self.code_root()
-        if root == paths.ROOT:
-            return {}
-        return {"PYTHONPATH": str(root / "lib"), "FEEDOPS_HOME": str(paths.ROOT)}
 
     def compose_profiles(self) -> list[str]:
         profiles = []

@@ -5,47 +5,37 @@ prometheus-redis-exporter from Debian, as processes next to the feed.
 exporter with Prometheus when the sink is Redis), whose URL is on this host (loopback:
 it listens there) and whose binary is installed. A missing binary is not an error: the
 runbook logs the apt-get line that installs it and goes on, and the programs it starts
-do not push to a Pushgateway that will not run (:func:`unavailable_toggles`). Configs and
-data live under ``FEEDOPS_MONITORING_DIR``; the Prometheus config is rendered by
+do not push to a Pushgateway that will not run
+(:func:`feedops.runbook.binaries.unavailable_toggles`). Configs and data live under
+``FEEDOPS_MONITORING_DIR``; the Prometheus config is rendered by
 :mod:`feedops.monitoring.prometheus_config`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..endpoints import is_loopback, listen_of
 from ..fileio import atomic_write_text
 from ..log import get_logger
 from ..monitoring import alertmanager as alertmanager_config
 from ..monitoring import prometheus_config, rules
 from ..settings import Settings
-from .config import RunbookContext, is_loopback, listen_of
+from . import binaries
+from .binaries import BINARIES
+from .binaries import INSTALL_HINT as INSTALL_HINT  # the runbook names it where binaries are missing
+from .config import RunbookContext
 from .procs import Component
 
 log = get_logger("runbook")
 
-#: component name -> (Debian binary, Debian package)
-BINARIES = {
-    "prometheus": ("prometheus", "prometheus"),
-    "alertmanager": ("prometheus-alertmanager", "prometheus-alertmanager"),
-    "pushgateway": ("prometheus-pushgateway", "prometheus-pushgateway"),
-    "redis-exporter": ("prometheus-redis-exporter", "prometheus-redis-exporter"),
-}
-INSTALL_HINT = "sudo apt-get install -y " + " ".join(package for _, package in BINARIES.values())
 #: Prometheus drops the first notifications while it discovers Alertmanager and resends them after
 #: this delay (its default, 1m, would leave a fresh start without alerts for over a minute).
 RESEND_DELAY = "15s"
-
-
-def find_binary(name: str) -> str | None:
-    """The Debian binary ``name`` on PATH or in /usr/bin (None when not installed)."""
-    return shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
 
 
 # ------------------------------------------------------------------ argument lists (the live test uses them too)
@@ -104,32 +94,17 @@ class Plan:
     elsewhere: list[str] = field(default_factory=list)  # enabled, URL not on this host: not ours to start
 
 
-def _wanted(settings: Settings) -> list[tuple[str, str]]:
-    """(component, its URL) for every component the settings enable."""
-    feed = settings.feed
-    wanted = []
-    if feed.prometheus_enabled:
-        wanted.append(("prometheus", feed.prometheus_url))
-    if feed.alertmanager_enabled:
-        wanted.append(("alertmanager", feed.alertmanager_url))
-    if feed.pushgateway_enabled:
-        wanted.append(("pushgateway", feed.pushgateway_url))
-    if feed.prometheus_enabled and prometheus_config.redis_sink(settings):
-        wanted.append(("redis-exporter", feed.redis_exporter_url))
-    return wanted
-
-
 def plan(ctx: RunbookContext) -> Plan:
     """What start-stack starts for monitoring (native runtime)."""
     settings, feed = ctx.settings, ctx.feed
     root = feed.path("monitoring_dir")
     result = Plan()
-    for name, url in _wanted(settings):
+    for name, url in binaries.wanted(settings):
         if not is_loopback(url):
             result.elsewhere.append(f"{name} at {url}")
             continue
         binary, package = BINARIES[name]
-        path = find_binary(binary)
+        path = binaries.find_binary(binary)
         if not path:
             result.missing.append(package)
             continue
@@ -185,18 +160,6 @@ def reload(comp: Component, timeout: float = 5.0) -> str | None:
         return str(getattr(exc, "reason", exc))
 
 
-def unavailable_toggles(ctx: RunbookContext) -> list[str]:
-    """FEEDOPS_*_ENABLED variables to hand to programs as false on this host: the component
-    is enabled and would be started here, but its binary is not installed."""
-    if ctx.runtime != "native":
-        return []
-    off = []
-    for name, url in _wanted(ctx.settings):
-        if name != "redis-exporter" and is_loopback(url) and not find_binary(BINARIES[name][0]):
-            off.append(f"FEEDOPS_{name.upper()}_ENABLED")
-    return off
-
-
 def urls(ctx: RunbookContext) -> list[tuple[str, str]]:
     """(component, URL) of the enabled monitoring endpoints, for `status`."""
-    return _wanted(ctx.settings)
+    return binaries.wanted(ctx.settings)

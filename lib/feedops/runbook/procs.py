@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
+from ..endpoints import listen_of
 from ..log import get_logger
-from . import supervisor
-from .config import RunbookContext, listen_of
+from . import releases, supervisor
+from .config import RunbookContext
 from .state import atomic_write_json
 
 log = get_logger("runbook")
@@ -42,8 +43,8 @@ def _code(ctx: RunbookContext, python: str) -> tuple[Path, list[str]]:
     """The scripts directory and the interpreter command of the feed's programs: the checkout's, or a
     rolled-back revision's tree (feedops.runbook.releases) with its ``lib`` first for the program only
     (``env VAR=...``): the supervisor keeping it runs the checkout's code."""
-    scripts = ctx.code_root() / "scripts" / "operations"
-    env = ctx.code_environ()
+    scripts = releases.code_root(ctx) / "scripts" / "operations"
+    env = releases.code_environ(ctx)
     return scripts, (["env", *(f"{k}={v}" for k, v in env.items())] if env else []) + [python]
 
 

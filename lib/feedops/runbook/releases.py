@@ -179,3 +179,23 @@ def tree(ctx: RunbookContext, revision: str) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dest
+
+
+def code_root(ctx: RunbookContext) -> Path:
+    """Where the native runtime runs the feed's programs from: the checkout, or the tree of the
+    revision a rollback pinned."""
+    revision = (ctx.pin or {}).get("revision")
+    if ctx.runtime != "native" or not revision:
+        return paths.ROOT
+    if git_revision()[0] == revision:
+        return paths.ROOT
+    return tree(ctx, revision)
+
+
+def code_environ(ctx: RunbookContext) -> dict[str, str]:
+    """Environment of a program run from :func:`code_root`: its own ``lib`` first, settings paths
+    still resolved against the checkout (``FEEDOPS_HOME``)."""
+    root = code_root(ctx)
+    if root == paths.ROOT:
+        return {}
+    return {"PYTHONPATH": str(root / "lib"), "FEEDOPS_HOME": str(paths.ROOT)}

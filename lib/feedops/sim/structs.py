@@ -1,9 +1,9 @@
 """The CTP struct classes the sim hands out and accepts.
 
-When openctp-ctp imports (its ``zh_CN.GB18030`` locale is loadable), the struct
-classes are the binding's own, so ``isinstance(tick, openctp_ctp.mdapi.
-CThostFtdcDepthMarketDataField)`` holds and code written against the sim runs
-unchanged on the real library. Otherwise small pure-Python classes with exactly the
+When openctp-ctp imports (:mod:`feedops.ctpbinding`: its ``zh_CN.GB18030`` locale is
+loadable), the struct classes are the binding's own, so ``isinstance(tick,
+openctp_ctp.mdapi.CThostFtdcDepthMarketDataField)`` holds and code written against the
+sim runs unchanged on the real library. Otherwise small pure-Python classes with exactly the
 same field names (:mod:`feedops.sim.fields`) stand in.
 
 Callback structs are *fast* variants: a subclass of the binding's class whose every
@@ -20,6 +20,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from .. import ctpbinding
 from .fields import FIELDS
 
 #: CTP's "no value" marker for prices (the largest double); consumers must turn it into null.
@@ -28,19 +29,11 @@ _DEFAULTS = {"s": "", "i": 0, "f": 0.0}
 
 
 def _load_binding() -> tuple[ModuleType | None, ModuleType | None]:
-    """Import openctp-ctp only when its locale is loadable (the import aborts the process otherwise)."""
+    """openctp-ctp's modules when they load (:mod:`feedops.ctpbinding`), else the fallback's (None, None)."""
     try:
-        from feedops.ctpapi import locale_available
-    except ImportError:  # pragma: no cover - ctpapi ships with feedops
+        return ctpbinding.load()
+    except ctpbinding.BindingError:
         return None, None
-    if not locale_available():
-        return None, None
-    try:
-        from openctp_ctp import mdapi as real_md
-        from openctp_ctp import tdapi as real_td
-    except ImportError:
-        return None, None
-    return real_md, real_td
 
 
 REAL_MD, REAL_TD = _load_binding()

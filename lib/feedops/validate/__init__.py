@@ -1,7 +1,7 @@
 """validate_env: the pre-market configuration checklist (checks, report, push).
 
-``scripts/operations/validate_env.py`` is the command line; this package holds the
-logic and never prints or exits.
+:mod:`.cli` is the command line (``feedops-validate``, scripts/operations/validate_env.py);
+the other modules hold the logic and never print or exit.
 """
 
 from .checks import CHECKS, CheckResult, CheckSpec, Context, check_ids
