@@ -16,7 +16,8 @@ from feedops.ctpapi import CtpApi
 from feedops.exitcodes import Worker
 from feedops.settings import load_settings
 from feedops.worker.errors import WorkerError
-from feedops.worker.gateway import Gateway, shard_of
+from feedops.worker.gateway import Gateway
+from feedops.worker.instrument_list import shard_of
 from feedops.worker.metrics import WorkerMetrics
 from feedops.worker.pipeline import Instrument
 
@@ -281,7 +282,7 @@ def test_the_event_queue_returns_after_its_timeout_when_a_signal_comes_during_th
     shutdown, late on a loaded machine) must not turn it into a wait without end (queue.SimpleQueue does)."""
     script = (
         "import queue, signal, time\n"
-        "from feedops.worker.gateway import event_queue\n"
+        "from feedops.worker.callbacks import event_queue\n"
         "events = event_queue()\n"
         "signal.signal(signal.SIGALRM, lambda *_: time.sleep(0.3))  # handled past the get's deadline\n"
         "signal.setitimer(signal.ITIMER_REAL, 0.05)\n"
