@@ -14,14 +14,8 @@ Order of work (CTP's rules: docs/ops/ctp-reference.md):
 2. market data: the flow directory is created, then the API; on every
    OnFrontConnected: ReqUserLogin; on every login: SubscribeMarketData of *all*
    instruments in batches (bytes; size and pause from settings);
-3. acknowledgements tracked per instrument; refused or unanswered ones are retried
-   up to FEEDOPS_MAX_RETRIES times, then counted as failed; failed ones are tried
-   again in rounds (first after FEEDOPS_RETRY_BACKOFF_MAX_SECONDS, doubling while
-   nothing recovers, at most FAILED_RETRY_MAX_FACTOR times that; at once when ticks
-   flow again after a quiet spell), so the subscription
-   state heals by itself once the front answers again (a long silent front). Failures
-   and retry rounds are logged one line per event with the count, never one per
-   instrument;
+3. acknowledgements tracked per instrument, refused or unanswered ones retried, failed
+   ones tried again in rounds (:mod:`feedops.worker.subscriptions`);
 4. watchdogs: no connection FEEDOPS_CONNECT_TIMEOUT_SECONDS after Init (fatal before
    the first connection: the real library is silent on a closed port), no tick for
    FEEDOPS_NO_TICK_TIMEOUT_SECONDS while instruments are open (re-subscribes
@@ -47,19 +41,10 @@ from .instruments import ListCheck
 from .metrics import WorkerMetrics
 from .pacing import ERROR_QUERY_NOT_READY, FLOW_REFUSALS, Backoff
 from .pipeline import Instrument
+from .subscriptions import Subscriptions
 from .trader_front import TraderFront
 
 _log = get_logger("worker")
-ACK_TIMEOUT_MIN_SECONDS = 5.0
-#: Failed subscriptions are retried every FEEDOPS_RETRY_BACKOFF_MAX_SECONDS, doubled after each round in which
-#: none recovered, up to this many times that.
-FAILED_RETRY_MAX_FACTOR = 8
-#: Instrument names quoted in a log line (the count is what matters; the full list is in /status).
-LOG_SAMPLE = 5
-#: A tick this recent after a quiet spell starts the next retry round of failed subscriptions at once.
-TICKS_AGAIN_SECONDS = 1.0
-#: Failures are logged together when their round is over, or this long after the first one at the latest.
-FAILURE_LOG_SECONDS = 10.0
 
 
 class Gateway:
@@ -97,24 +82,10 @@ class Gateway:
         self.rate_limit_incidents = 0
         self.instruments: list[Instrument] = []
         self.list_check: ListCheck | None = None  # how the instrument list was obtained and judged
-        self.subscribed: set[str] = set()
-        self.acknowledged: set[str] = set()
-        self.failed: dict[str, str] = {}
-        self._pending: collections.deque[str] = collections.deque()
-        self._sent_at: dict[str, float] = {}
-        self._sub_retries: collections.Counter[str] = collections.Counter()
-        self._newly_failed: dict[str, list[str]] = {}  # cause -> instruments that failed, not logged yet
-        self._newly_failed_since: float | None = None
-        self._failed_retry_at: float | None = None  # when the failed instruments are tried again
-        self._failed_retry_factor = 1
-        self._retry_round: tuple[float, int] | None = None  # (started, instruments) of the retry round in flight
-        self._retry_on_ticks = False  # the next round starts as soon as ticks flow again
-        self._next_batch_at = 0.0
+        self.subscriptions = Subscriptions(self.feed, metrics, count_refusal=self.count_refusal, last_tick_age=last_tick_age)
         self._login_backoff = Backoff(self.feed.retry_backoff_seconds, self.feed.retry_backoff_max_seconds, self.feed.max_retries)
         self._login_at: float | None = None
         self._login_sent = False
-        self._subscribe_started: float | None = None
-        self.subscription_complete = False
         self._connect_deadline: float | None = None
         self._disconnected_at: float | None = None
         self._no_connection_alarm = False
@@ -181,10 +152,13 @@ class Gateway:
         self._drain_quick()
         now = time.monotonic()
         self._send_login(now)
-        self._send_batches(now)
-        self._check_acks(now)
-        self._log_failures(now)
-        self._retry_failed(now)
+        subs = self.subscriptions
+        if self.logged_in:
+            subs.send_batches(self.md, now)
+            subs.check_acks(now)
+        subs.log_failures(now)
+        if self.logged_in:
+            subs.retry_failed(now)
         self._watchdogs(now)
 
     def _drain_quick(self) -> None:
@@ -224,7 +198,7 @@ class Gateway:
         self.connected_since = None
         self._disconnected_at = self._disconnected_at or now
         self._login_at = None
-        self._reset_subscriptions()
+        self.subscriptions.reset()
         self.disconnect_counts[reason] += 1
         self.metrics.disconnects.labels(profile=self.profile_name, reason=str(reason)).inc()
         self.metrics.front_connected.labels(profile=self.profile_name).set(0)
@@ -290,146 +264,13 @@ class Gateway:
         _log.warning("worker.md.error", f"market-data front error {error_id}: {message}", error_id=error_id)
 
     # ------------------------------------------------------------------ subscription
-    def _reset_subscriptions(self) -> None:
-        self._pending.clear()
-        self._sent_at.clear()
-        self.subscribed.clear()
-        self.acknowledged.clear()
-        self.subscription_complete = False
-
     def _start_subscription(self) -> None:
-        self._reset_subscriptions()
-        self.failed.clear()
-        self._sub_retries.clear()
-        self._failed_retry_at = None
-        self._failed_retry_factor = 1
-        self._retry_round = None
-        self._pending.extend(i.instrument for i in self.instruments)
-        self._next_batch_at = time.monotonic()
-        self._subscribe_started = time.monotonic()
+        self.subscriptions.start(self.instruments)
         self._session_start = time.monotonic()
         self._no_tick_alarm = False
 
-    def _send_batches(self, now: float) -> None:
-        if not self.logged_in or not self._pending or now < self._next_batch_at:
-            return
-        size = self.feed.subscribe_batch_size
-        batch = [self._pending.popleft() for _ in range(min(size, len(self._pending)))]
-        rc = self.md.SubscribeMarketData([name.encode() for name in batch], len(batch))
-        if rc != 0:
-            self._pending.extendleft(reversed(batch))
-            if rc in FLOW_REFUSALS:
-                self.count_refusal(FLOW_REFUSALS[rc])
-                _log.warning("worker.subscribe.refused", f"SubscribeMarketData refused with {rc} (flow control); "
-                             "pausing before the next batch", return_code=rc)
-            self._next_batch_at = now + max(1.0, self.feed.subscribe_batch_interval_seconds)
-            return
-        for name in batch:
-            self.subscribed.add(name)
-            self._sent_at[name] = now
-        self._next_batch_at = now + self.feed.subscribe_batch_interval_seconds
-        _log.debug("worker.subscribe.batch", f"subscribed a batch of {len(batch)}", batch=len(batch),
-                   pending=len(self._pending))
-
     def _on_sub_ack(self, payload: Any) -> None:
-        name, (error_id, message) = payload
-        if name not in self._sent_at:
-            return  # an ack from before a reconnect, or a repeated ack
-        del self._sent_at[name]
-        if error_id == 0:
-            self.acknowledged.add(name)
-            self.failed.pop(name, None)  # a failed one tried again
-            self._check_complete()
-            return
-        self._subscription_failed(name, f"error_{error_id}", f"CTP error {error_id}: {message}")
-
-    def _subscription_failed(self, name: str, reason: str, detail: str) -> None:
-        self.subscribed.discard(name)
-        self.metrics.subscribe_failures.labels(reason=reason).inc()
-        self._sub_retries[name] += 1
-        if self._sub_retries[name] > self.feed.max_retries:
-            if name not in self.failed:
-                self._newly_failed.setdefault(detail, []).append(name)
-            self.failed[name] = reason
-            self._check_complete()
-        else:
-            self._pending.append(name)
-
-    def _check_acks(self, now: float) -> None:
-        if not self.logged_in or not self._sent_at:
-            return
-        timeout = max(ACK_TIMEOUT_MIN_SECONDS, 3 * self.feed.subscribe_batch_interval_seconds)
-        expired = [name for name, sent in self._sent_at.items() if now - sent > timeout]
-        for name in expired:
-            del self._sent_at[name]
-            self._subscription_failed(name, "no_ack", f"no acknowledgement within {timeout:g} s")
-
-    def _check_complete(self) -> None:
-        if self.subscription_complete or self._pending or self._sent_at:
-            return
-        self.subscription_complete = True
-        took = time.monotonic() - (self._subscribe_started or time.monotonic())
-        self.metrics.subscribe_duration.set(took)
-        _log.info("worker.subscribe.complete", f"{len(self.acknowledged)} instruments acknowledged, "
-                  f"{len(self.failed)} failed, in {took:.1f} s", acknowledged=len(self.acknowledged),
-                  failed=len(self.failed), seconds=round(took, 3))
-
-    def _log_failures(self, now: float) -> None:
-        """One ERROR line for the instruments that failed, with the count per cause: when the round in flight is
-        over (its batches expire one after the other), or FAILURE_LOG_SECONDS after the first unlogged one."""
-        if not self._newly_failed:
-            self._newly_failed_since = None
-            return
-        if self._newly_failed_since is None:
-            self._newly_failed_since = now
-        if (self._pending or self._sent_at) and now - self._newly_failed_since < FAILURE_LOG_SECONDS:
-            return
-        self._newly_failed_since = None
-        count = sum(len(names) for names in self._newly_failed.values())
-        causes = "; ".join(f"{len(names)} {detail}" for detail, names in sorted(self._newly_failed.items()))
-        sample = sorted(n for names in self._newly_failed.values() for n in names)[:LOG_SAMPLE]
-        _log.error("worker.subscribe.failed", f"{count} subscription(s) failed after {self.feed.max_retries} retries "
-                   f"({causes}; e.g. {', '.join(sample)}); {len(self.failed)} failed in all, tried again in rounds",
-                   failed=count, failed_total=len(self.failed), sample=sample,
-                   reasons={detail: len(names) for detail, names in self._newly_failed.items()})
-        self._newly_failed.clear()
-
-    def _retry_failed(self, now: float) -> None:
-        """Try the failed instruments again once the subscription round is over (one line per round)."""
-        if not self.logged_in or not self.subscription_complete:
-            return
-        if self._retry_round is not None:
-            if self._pending or self._sent_at:
-                return
-            started, tried = self._retry_round
-            self._retry_round = None
-            still = len(self.failed)
-            recovered = max(0, tried - still)
-            self._failed_retry_factor = 1 if recovered else min(self._failed_retry_factor * 2, FAILED_RETRY_MAX_FACTOR)
-            log = _log.info if not still else _log.warning
-            log("worker.subscribe.retried", f"retry round over: {recovered} of {tried} failed subscription(s) acknowledged, "
-                f"{still} still failed, {len(self.acknowledged)} acknowledged in all ({now - started:.1f} s)",
-                tried=tried, recovered=recovered, failed=still, acknowledged=len(self.acknowledged))
-        if not self.failed:
-            self._failed_retry_at = None
-            return
-        age = self.last_tick_age()
-        if self._failed_retry_at is None:
-            self._failed_retry_at = now + self.feed.retry_backoff_max_seconds * self._failed_retry_factor
-            # scheduled while no tick flows (a silent front): ticks flowing again are the cue to try at once
-            self._retry_on_ticks = age is None or age > self.feed.no_tick_timeout_seconds
-            return
-        ticks_again = self._retry_on_ticks and age is not None and age < TICKS_AGAIN_SECONDS
-        if now < self._failed_retry_at and not ticks_again:
-            return
-        self._failed_retry_at = None
-        names = sorted(self.failed)
-        for name in names:
-            self._sub_retries.pop(name, None)
-        self._pending.extend(names)
-        self._retry_round = (now, len(names))
-        _log.info("worker.subscribe.retry", f"trying {len(names)} failed subscription(s) again",
-                  tried=len(names), acknowledged=len(self.acknowledged))
+        self.subscriptions.on_ack(payload)
 
     def resubscribe_all(self, why: str) -> None:
         if self.logged_in:
@@ -459,7 +300,8 @@ class Gateway:
                               f"{feed.disconnect_storm_window_seconds:g} s (reasons "
                               f"{dict(sorted(self.disconnect_counts.items()))}); fix: check the front and the network, "
                               "or fail over to the other profile", event="worker.watchdog.disconnect_storm")
-        if self.logged_in and self.subscription_complete and self.acknowledged and not self._no_tick_alarm:
+        subs = self.subscriptions
+        if self.logged_in and subs.subscription_complete and subs.acknowledged and not self._no_tick_alarm:
             age = self.last_tick_age()
             since_session = now - (self._session_start or now)
             quiet = since_session if age is None else min(age, since_session)

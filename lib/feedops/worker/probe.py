@@ -57,11 +57,11 @@ def probe(settings, *, profile: str | None = None, api: CtpApi | None = None, sa
         deadline = time.monotonic() + (timeout if timeout is not None else feed.connect_timeout_seconds + 10.0)
         while time.monotonic() < deadline:
             gateway.step(0.1)
-            if gateway.subscription_complete and names <= ticked:
+            if gateway.subscriptions.subscription_complete and names <= ticked:
                 break
         report["logged_in"] = gateway.logged_in
         report["trading_day"] = gateway.trading_day
-        report["acknowledged"] = len(gateway.acknowledged)
+        report["acknowledged"] = len(gateway.subscriptions.acknowledged)
         report["ticked"] = len(names & ticked)
         report["never_ticked"] = sorted(names - ticked)
         if not gateway.ever_connected:

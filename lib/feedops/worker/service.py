@@ -237,7 +237,7 @@ class FeedWorker:
     def refresh(self) -> None:
         """Recompute coverage and set the per-exchange gauges (once a second)."""
         self._next_coverage = time.monotonic() + COVERAGE_REFRESH_SECONDS
-        self.coverage.refresh(self.gateway.subscribed, self.gateway.acknowledged)
+        self.coverage.refresh(self.gateway.subscriptions.subscribed, self.gateway.subscriptions.acknowledged)
         self.losses.sample(time.monotonic(), self.queue.dropped, self.sink.dropped_total)
         self.metrics.clock_skew.set(self.pipeline.skew)
 

@@ -62,10 +62,10 @@ def ready(worker: FeedWorker) -> tuple[bool, list[str]]:
         reasons.append("market-data front not connected")
     elif not g.logged_in:
         reasons.append("not logged in")
-    elif not g.subscription_complete:
-        reasons.append(f"subscribing: {len(g.acknowledged)} of {len(g.instruments)} acknowledged")
-    elif g.instruments and len(g.failed) > (1.0 - worker.feed.coverage_crit_ratio) * len(g.instruments):
-        reasons.append(f"{len(g.failed)} of {len(g.instruments)} subscriptions failed (tried again in rounds)")
+    elif not g.subscriptions.subscription_complete:
+        reasons.append(f"subscribing: {len(g.subscriptions.acknowledged)} of {len(g.instruments)} acknowledged")
+    elif g.instruments and len(g.subscriptions.failed) > (1.0 - worker.feed.coverage_crit_ratio) * len(g.instruments):
+        reasons.append(f"{len(g.subscriptions.failed)} of {len(g.instruments)} subscriptions failed (tried again in rounds)")
     cov = worker.coverage.latest
     crit = worker.feed.coverage_crit_ratio
     if cov is None:
@@ -94,7 +94,7 @@ def status(worker: FeedWorker, with_table: bool = False) -> dict[str, Any]:
         entry["ratio"] = entry["fresh"] / entry["open"] if entry["open"] else None
     front = getattr(g.md, "current_front", None) if g.md is not None else None
     address = f"tcp://{front[0]}:{front[1]}" if isinstance(front, tuple) and len(front) == 2 else g.front_address
-    errors = s.errors_total + g.login_failures + len(g.failed) + p.dropped_by_reason.get("invalid", 0)
+    errors = s.errors_total + g.login_failures + len(g.subscriptions.failed) + p.dropped_by_reason.get("invalid", 0)
     body: dict[str, Any] = {
         "service": "feedops-worker",
         "version": "0.1.0",
@@ -119,9 +119,9 @@ def status(worker: FeedWorker, with_table: bool = False) -> dict[str, Any]:
         "trading_day": g.trading_day,
         "instruments": {
             "known": len(columns["instrument"]),
-            "subscribed": len(g.subscribed),
-            "acknowledged": len(g.acknowledged),
-            "failed": len(g.failed),
+            "subscribed": len(g.subscriptions.subscribed),
+            "acknowledged": len(g.subscriptions.acknowledged),
+            "failed": len(g.subscriptions.failed),
             "never_ticked": cov.never_ticked.count,
             "open": cov.open,
             "fresh": cov.fresh,
@@ -148,7 +148,7 @@ def status(worker: FeedWorker, with_table: bool = False) -> dict[str, Any]:
         "never_ticked": cov.never_ticked.as_dict(),
         "stale": cov.stale.as_dict(),
         "ticks_dropped": dict(sorted(p.dropped_by_reason.items())),
-        "subscription_failed": sorted(g.failed)[:coverage_mod.DEFAULT_SAMPLE],
+        "subscription_failed": sorted(g.subscriptions.failed)[:coverage_mod.DEFAULT_SAMPLE],
     }
     if with_table:
         body["instrument_table"] = worker.book.table_of(columns, last)
