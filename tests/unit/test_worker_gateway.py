@@ -15,11 +15,11 @@ from feedops.calendar import TradingCalendar
 from feedops.ctpapi import CtpApi
 from feedops.exitcodes import Worker
 from feedops.settings import load_settings
+from feedops.worker.book import Instrument
 from feedops.worker.errors import WorkerError
 from feedops.worker.gateway import Gateway
 from feedops.worker.instrument_list import shard_of
 from feedops.worker.metrics import WorkerMetrics
-from feedops.worker.pipeline import Instrument
 
 
 class FakeMdApi:

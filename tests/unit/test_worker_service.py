@@ -20,8 +20,8 @@ from feedops.calendar import BEIJING
 from feedops.exitcodes import Worker
 from feedops.paths import SCHEMAS_DIR
 from feedops.settings import load_settings
+from feedops.worker.book import Instrument
 from feedops.worker.errors import WorkerError
-from feedops.worker.pipeline import Instrument
 from feedops.worker.service import FeedWorker
 from feedops.worker.sinks import FileSink, Sink, public_target
 from feedops.worker.status import LossWindow

@@ -1,6 +1,6 @@
 """Coverage of the worker's instrument book: computed on demand, and once a second into the gauges.
 
-The book (:class:`feedops.worker.pipeline.InstrumentBook`) holds each instrument's last tick
+The book (:class:`feedops.worker.book.InstrumentBook`) holds each instrument's last tick
 time; :mod:`feedops.coverage` judges which instruments are open and fresh at a time. This
 module keeps the last result for ``/status`` and the watchdogs, and sets the per-exchange
 and per-product-class gauges from it (``COVERAGE_RATIO``, ``INSTRUMENTS_*`` in :mod:`feedops.metric_names`).
@@ -16,8 +16,8 @@ import numpy as np
 from .. import clock
 from .. import coverage as coverage_mod
 from ..calendar import TradingCalendar
+from .book import InstrumentBook
 from .metrics import WorkerMetrics
-from .pipeline import InstrumentBook
 
 #: The gauges are set this often; /status reuses a coverage computed less than this ago.
 COVERAGE_REFRESH_SECONDS = 1.0

@@ -35,12 +35,12 @@ from ..ctpapi import CtpApi
 from ..exitcodes import Worker
 from ..log import get_logger
 from . import instrument_list
+from .book import Instrument
 from .callbacks import event_queue, md_spi_class
 from .errors import WorkerError
 from .instruments import ListCheck
 from .metrics import WorkerMetrics
 from .pacing import ERROR_QUERY_NOT_READY, FLOW_REFUSALS, Backoff
-from .pipeline import Instrument
 from .subscriptions import Subscriptions
 from .trader_front import TraderFront
 

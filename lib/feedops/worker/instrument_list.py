@@ -17,8 +17,8 @@ from typing import Callable
 
 from .. import clock
 from ..log import get_logger
+from .book import PRODUCT_CLASSES, Instrument
 from .instruments import CacheError, ListCheck, expectation, judge, read_cache, write_cache
-from .pipeline import PRODUCT_CLASSES, Instrument
 from .trader_front import TraderFront
 
 _log = get_logger("worker")

@@ -27,17 +27,19 @@ from ..log import get_logger
 from ..settings import parse_shard
 from . import resume
 from . import status as status_mod
+from .book import InstrumentBook
 from .book_coverage import COVERAGE_REFRESH_SECONDS, BookCoverage
+from .dedupe import Deduper
 from .errors import WorkerError
 from .gateway import Gateway
 from .http import HealthServer
 from .inputs import load_api_of, load_calendar
 from .metrics import LATENCY_BUCKETS, WorkerMetrics
-from .pipeline import InstrumentBook, Pipeline, TickQueue
+from .pipeline import Pipeline, TickQueue
 from .probe import probe as probe  # the worker's CLI imports the probe from here
 from .sinks import SinkError, public_target
 from .status import LossWindow
-from .ticks import Deduper, Normaliser
+from .ticks import Normaliser
 from .tuning import tune_interpreter
 from .writer import SinkWriter
 

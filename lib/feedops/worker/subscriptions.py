@@ -21,9 +21,9 @@ import time
 from typing import Any, Callable
 
 from ..log import get_logger
+from .book import Instrument
 from .metrics import WorkerMetrics
 from .pacing import FLOW_REFUSALS
-from .pipeline import Instrument
 
 _log = get_logger("worker")
 ACK_TIMEOUT_MIN_SECONDS = 5.0
