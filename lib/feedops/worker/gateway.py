@@ -93,7 +93,7 @@ class Gateway:
         self._session_start: float | None = None
         self.on_login: Callable[[str | None], None] | None = None
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ shared with the trader front
     def next_request_id(self) -> int:
         self._request_id += 1
         return self._request_id
