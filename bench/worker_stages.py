@@ -110,10 +110,12 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def measure() -> tuple[str, dict[str, float]]:
     from feedops.calendar import TradingCalendar
     from feedops.worker import writer as writer_mod
+    from feedops.worker.book import InstrumentBook
+    from feedops.worker.dedupe import Deduper
     from feedops.worker.metrics import LATENCY_BUCKETS, WorkerMetrics
-    from feedops.worker.pipeline import InstrumentBook, Pipeline, TickQueue
+    from feedops.worker.pipeline import Pipeline, TickQueue
     from feedops.worker.sinks import open_sink
-    from feedops.worker.ticks import Deduper, Normaliser
+    from feedops.worker.ticks import Normaliser
     from feedops.worker.tuning import tune_interpreter
 
     cls, kind = _struct_class()
@@ -179,9 +181,11 @@ def profile(emit: Callable[[str], None], top: int = 8) -> None:
 
     from feedops.calendar import TradingCalendar
     from feedops.worker import writer as writer_mod
+    from feedops.worker.book import InstrumentBook
+    from feedops.worker.dedupe import Deduper
     from feedops.worker.metrics import WorkerMetrics
-    from feedops.worker.pipeline import InstrumentBook, Pipeline, TickQueue
-    from feedops.worker.ticks import Deduper, Normaliser
+    from feedops.worker.pipeline import Pipeline, TickQueue
+    from feedops.worker.ticks import Normaliser
 
     cls, _ = _struct_class()
     structs = make_structs(cls)

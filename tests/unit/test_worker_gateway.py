@@ -15,10 +15,11 @@ from feedops.calendar import TradingCalendar
 from feedops.ctpapi import CtpApi
 from feedops.exitcodes import Worker
 from feedops.settings import load_settings
+from feedops.worker.book import Instrument
 from feedops.worker.errors import WorkerError
-from feedops.worker.gateway import Gateway, shard_of
+from feedops.worker.gateway import Gateway
+from feedops.worker.instrument_list import shard_of
 from feedops.worker.metrics import WorkerMetrics
-from feedops.worker.pipeline import Instrument
 
 
 class FakeMdApi:
@@ -109,9 +110,9 @@ def test_flow_dir_created_fronts_registered_and_batches_of_bytes(tmp_path):
     login(gw, md)
     assert md.logins[0].Password == "sentinel-gw-pw" and gw.logged_in and gw.trading_day == "20261127"
     assert [len(b) for b in md.batches] == [10, 10, 5]
-    assert not gw.subscription_complete
+    assert not gw.subscriptions.subscription_complete
     ack_all(gw, md)
-    assert gw.subscription_complete and len(gw.acknowledged) == 25
+    assert gw.subscriptions.subscription_complete and len(gw.subscriptions.acknowledged) == 25
 
 
 def test_reconnect_logs_in_again_and_resubscribes_everything(tmp_path):
@@ -120,7 +121,7 @@ def test_reconnect_logs_in_again_and_resubscribes_everything(tmp_path):
     ack_all(gw, md)
     md.spi.OnFrontDisconnected(4097)
     pump(gw, 2)
-    assert not gw.logged_in and not gw.acknowledged and gw.disconnect_counts[4097] == 1
+    assert not gw.logged_in and not gw.subscriptions.acknowledged and gw.disconnect_counts[4097] == 1
     md.batches.clear()
     login(gw, md)
     assert gw.reconnects == 1 and len(md.logins) == 2
@@ -132,7 +133,7 @@ def test_flow_control_refusal_is_counted_and_retried(tmp_path):
     md.subscribe_rc = [-3]
     login(gw, md)
     assert gw.rate_limit_incidents == 1 and md.batches == []
-    gw._next_batch_at = 0  # skip the pause after a refusal
+    gw.subscriptions.next_batch_at = 0  # skip the pause after a refusal
     pump(gw)
     assert sum(len(b) for b in md.batches) == 25
 
@@ -146,16 +147,16 @@ def test_refused_and_unanswered_subscriptions_are_retried_then_failed(tmp_path, 
     assert md.batches[-1] == [b"i000"]  # retried once
     md.spi.OnRspSubMarketData(SimpleNamespace(InstrumentID="i000"), Rsp(6000, "sub too many insts"), 0, True)
     pump(gw)
-    assert gw.failed == {"i000": "error_6000"}
+    assert gw.subscriptions.failed == {"i000": "error_6000"}
     later = time.monotonic() + 3600
     monkeypatch.setattr("feedops.worker.gateway.time.monotonic", lambda: later)
     pump(gw, 1)  # i002 never answered: no_ack, retried once
     monkeypatch.setattr("feedops.worker.gateway.time.monotonic", lambda: later + 3600)
     pump(gw, 1)  # the retry is sent
-    assert md.batches[-1] == [b"i002"] and "i002" not in gw.failed
+    assert md.batches[-1] == [b"i002"] and "i002" not in gw.subscriptions.failed
     monkeypatch.setattr("feedops.worker.gateway.time.monotonic", lambda: later + 7200)
     pump(gw, 1)  # and not answered either
-    assert gw.failed == {"i000": "error_6000", "i002": "no_ack"} and gw.subscription_complete
+    assert gw.subscriptions.failed == {"i000": "error_6000", "i002": "no_ack"} and gw.subscriptions.subscription_complete
 
 
 def test_login_refused_beyond_the_retries_is_fatal(tmp_path):
@@ -230,14 +231,14 @@ def test_failed_subscriptions_are_tried_again_and_heal_with_one_line_per_event(t
 
     for _ in range(2):  # the first try and its one retry go unanswered (ack timeout 5 s)
         advance(6)
-    assert len(gw.failed) == 25 and not gw.acknowledged and gw.subscription_complete
+    assert len(gw.subscriptions.failed) == 25 and not gw.subscriptions.acknowledged and gw.subscriptions.subscription_complete
     advance(1)
     sent = sum(len(b) for b in md.batches)
     advance(10)  # the first retry round: sent, still unanswered
     assert sum(len(b) for b in md.batches) == sent + 25
     for _ in range(2):
         advance(6)
-    assert len(gw.failed) == 25
+    assert len(gw.subscriptions.failed) == 25
     advance(1)
     sent = sum(len(b) for b in md.batches)
     advance(10)
@@ -247,7 +248,7 @@ def test_failed_subscriptions_are_tried_again_and_heal_with_one_line_per_event(t
     md.batches[:] = md.batches[-3:]  # the front answers again: acknowledge the round in flight
     ack_all(gw, md)
     advance(0)
-    assert not gw.failed and len(gw.acknowledged) == 25 and gw.subscription_complete
+    assert not gw.subscriptions.failed and len(gw.subscriptions.acknowledged) == 25 and gw.subscriptions.subscription_complete
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "worker.subscribe.failed" in line]
     assert len(lines) == 1 and "25 subscription(s) failed" in lines[0], lines
@@ -264,7 +265,7 @@ def test_ticks_flowing_again_start_the_retry_round_at_once(tmp_path, monkeypatch
     for _ in range(3):
         now[0] += 6
         pump(gw, 10)
-    assert len(gw.failed) == 5
+    assert len(gw.subscriptions.failed) == 5
     sent = sum(len(b) for b in md.batches)
     now[0] += 1
     pump(gw, 10)
@@ -273,7 +274,7 @@ def test_ticks_flowing_again_start_the_retry_round_at_once(tmp_path, monkeypatch
     pump(gw, 10)
     assert sum(len(b) for b in md.batches) == sent + 5
     ack_all(gw, md)
-    assert not gw.failed and len(gw.acknowledged) == 5
+    assert not gw.subscriptions.failed and len(gw.subscriptions.acknowledged) == 5
 
 
 def test_the_event_queue_returns_after_its_timeout_when_a_signal_comes_during_the_wait():
@@ -281,7 +282,7 @@ def test_the_event_queue_returns_after_its_timeout_when_a_signal_comes_during_th
     shutdown, late on a loaded machine) must not turn it into a wait without end (queue.SimpleQueue does)."""
     script = (
         "import queue, signal, time\n"
-        "from feedops.worker.gateway import event_queue\n"
+        "from feedops.worker.callbacks import event_queue\n"
         "events = event_queue()\n"
         "signal.signal(signal.SIGALRM, lambda *_: time.sleep(0.3))  # handled past the get's deadline\n"
         "signal.setitimer(signal.ITIMER_REAL, 0.05)\n"

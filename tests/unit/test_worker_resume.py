@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from feedops.worker import resume
+from feedops.worker.dedupe import Deduper
 from feedops.worker.sinks import FileSink, RedisSink
-from feedops.worker.ticks import Deduper
 
 
 def tick(instrument: str, ts: float, volume: float | None, day: str = "20261127", exchange: str = "SHFE") -> dict:

@@ -20,10 +20,11 @@ from feedops.calendar import BEIJING
 from feedops.exitcodes import Worker
 from feedops.paths import SCHEMAS_DIR
 from feedops.settings import load_settings
+from feedops.worker.book import Instrument
 from feedops.worker.errors import WorkerError
-from feedops.worker.pipeline import Instrument
-from feedops.worker.service import FeedWorker, LossWindow
+from feedops.worker.service import FeedWorker
 from feedops.worker.sinks import FileSink, Sink, public_target
+from feedops.worker.status import LossWindow
 from feedops.worker.ticks import VALUE_FIELDS
 from tick_support import depth_struct
 
@@ -191,7 +192,7 @@ def test_metrics_pass_promtool_and_use_only_declared_names(worker):
 
 def test_http_endpoints_over_a_real_socket(worker):
     worker.http.start()
-    worker._heartbeat = time.monotonic()
+    worker.heartbeat = time.monotonic()
     base = f"http://{worker.listen_address}"
     run_pipeline(worker, [tick()])
     worker.refresh()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from feedops.calendar import TradingCalendar
-from feedops.worker.ticks import VALUE_FIELDS, Deduper, Normaliser, depth_rows
+from feedops.worker.dedupe import Deduper
+from feedops.worker.ticks import VALUE_FIELDS, Normaliser, depth_rows
 from tick_support import depth_struct
 
 BJ = dt.timezone(dt.timedelta(hours=8))

@@ -1,7 +1,12 @@
-"""The full-feed worker (full_feed_subscription.py): gateway, pipeline, sinks, HTTP, metrics.
+"""The full-feed worker (full_feed_subscription.py): CTP side, tick path, process; one module per job.
 
-Modules: :mod:`.gateway` (CTP session state machine), :mod:`.ticks` (callback copy,
-normalisation, de-duplication), :mod:`.pipeline` (bounded queue, pipeline thread),
-:mod:`.sinks` (file, Redis Streams), :mod:`.http` (/metrics /livez /readyz /status),
-:mod:`.metrics` (the registry), :mod:`.service` (wiring, run loop, probe), :mod:`.cli` (the command line).
+CTP side: :mod:`.callbacks` (SPI classes, event queue), :mod:`.gateway` (market-data session),
+:mod:`.subscriptions` (per-instrument subscription and retries), :mod:`.instrument_list` (the
+day's list, shard selection), :mod:`.trader_front` (instrument query), :mod:`.instruments` (cache
+file and checks), :mod:`.pacing` (flow-control refusals, backoff). Tick path: :mod:`.layout`,
+:mod:`.pipeline` (callback ring, pipeline thread), :mod:`.ticks` (record, date normalisation),
+:mod:`.dedupe`, :mod:`.book`, :mod:`.writer`, :mod:`.sinks`, :mod:`.resume`. Process:
+:mod:`.service` (wiring, run, stop, shutdown), :mod:`.book_coverage`, :mod:`.status`
+(/livez /readyz /status), :mod:`.http`, :mod:`.metrics`, :mod:`.inputs`, :mod:`.tuning`,
+:mod:`.probe`, :mod:`.errors`, :mod:`.cli` (the command line).
 """

@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # imported late: the settings decide the channel (the real binding needs its locale)
     from .errors import WorkerError
-    from .service import FeedWorker, probe, stop_on_signals
+    from .probe import probe
+    from .service import FeedWorker, stop_on_signals
 
     if args.probe:
         # the real library prints to fd 1: keep stdout for the JSON report alone

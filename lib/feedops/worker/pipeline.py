@@ -22,75 +22,23 @@ import array
 import collections
 import ctypes
 import itertools
-import math
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .. import clock, coverage
+from .. import clock
 from ..log import get_logger
+from .book import InstrumentBook
+from .dedupe import Deduper
 from .layout import DEPTH_DTYPE, DEPTH_SIZE
 from .metrics import WorkerMetrics
-from .ticks import Deduper, Normaliser
+from .ticks import Normaliser
 from .writer import LATENCY_SAMPLE, SinkWriter
 
 _log = get_logger("worker")
-PRODUCT_CLASSES = {"1": "futures", "2": "options"}
 HOUSEKEEPING_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class Instrument:
-    instrument: str
-    exchange: str
-    product: str
-    product_class: str  # futures | options
-
-
-class InstrumentBook:
-    """The shard's instruments and the last receive time of each (what coverage needs)."""
-
-    def __init__(self) -> None:
-        self.instruments: dict[str, Instrument] = {}
-        self.exchange_of: dict[str, str] = {}
-        self.last_tick: dict[str, float] = {}
-        self.lock = threading.Lock()
-
-    def load(self, instruments: list[Instrument]) -> None:
-        with self.lock:
-            self.instruments = {i.instrument: i for i in instruments}
-            self.exchange_of.clear()
-            self.exchange_of.update({i.instrument: i.exchange for i in instruments})
-            rows = list(self.instruments.values())
-            self._columns = {
-                "instrument": [r.instrument for r in rows],
-                "exchange": [r.exchange for r in rows],
-                "product": [r.product for r in rows],
-                "product_class": [r.product_class for r in rows],
-            }
-            # coverage's product-class buckets are per exchange: "exchange|product_class"
-            self._coded = coverage.Columns(self._columns["instrument"], self._columns["exchange"],
-                                           self._columns["product"], [f"{i.exchange}|{i.product_class}" for i in rows])
-
-    _columns: dict[str, list[str]] = {"instrument": [], "exchange": [], "product": [], "product_class": []}
-    _coded = coverage.Columns([], [], [], [])
-
-    def snapshot(self) -> tuple[dict[str, list[str]], coverage.Columns, np.ndarray]:
-        """The instrument columns (read-only), the same coded for coverage, and the last tick times
-        (float64, NaN = never ticked) read now: one C-level pass over the last-tick map."""
-        with self.lock:
-            columns, coded = self._columns, self._coded
-        last = np.fromiter(map(self.last_tick.get, coded.instrument, itertools.repeat(math.nan)),
-                           dtype=np.float64, count=len(coded))
-        return columns, coded, last
-
-    @staticmethod
-    def table_of(columns: dict[str, list[str]], last: np.ndarray) -> dict[str, list[Any]]:
-        """The /status?instruments=1 ``instrument_table``: the columns plus ``last_tick_unix`` (None = never)."""
-        return {**columns, "last_tick_unix": [None if t != t else t for t in last.tolist()]}
 
 
 #: The process's address space as bytes: slicing it at a struct's address reads the struct in place, so

@@ -2,7 +2,7 @@
 
 A front replays ticks it already sent (the morning replay, the ``replay`` fault of
 ctp-sim) after every login and subscription. Within one process :class:`Deduper
-<feedops.worker.ticks.Deduper>` drops them; a new process (a restart, a failover to the
+<feedops.worker.dedupe.Deduper>` drops them; a new process (a restart, a failover to the
 other profile) starts with no state and would publish them again. Before it subscribes,
 the worker reads the last record per instrument back from its sink, as a consumer would,
 and seeds the deduper with it (trading day, volume, exchange time):
