@@ -156,7 +156,7 @@ _UPDATE_TIME = _span("update_time", "update_time")
 _STATIC_RUNS = (_keys("upper_limit", "open"), _keys("pre_settlement", "pre_open_interest"),
                 _keys("settlement", "close"), _keys("banding_upper", "curr_delta"))
 _STATIC_SPANS = [_span(run[0], run[-1]) for run in _STATIC_RUNS]
-_STATIC_COLUMNS = np.concatenate([np.arange(start, end) for start, end in _STATIC_SPANS])
+_STEADY_COLUMNS = np.concatenate([np.arange(start, end) for start, end in (_HEAD, *_STATIC_SPANS)])
 _LEVEL_RUN = _keys("bid2", "ask_volume5")
 _LEVEL_PRICES = [price for price, _ in DEPTH_LEVELS]
 #: Levels 2-5 when no price of them has a value.
@@ -176,9 +176,11 @@ class Encoder:
     """Rows of batches of records; holds the caches of the runs that stay the same (one per writer process)."""
 
     def __init__(self) -> None:
-        self._heads = _Cache()  # bytes of instrument..action_day -> (head text, instrument UTF-8, exchange, day)
+        # bytes of instrument..action_day and of the static runs -> (head text, instrument UTF-8, exchange,
+        # trading day, the texts of the static runs)
+        self._steady = _Cache()
         self._times = _Cache()  # bytes of update_time -> its text
-        self._statics = _Cache()  # bytes of the static runs -> their texts
+        self._shared: dict[bytes, bytes] = {}  # texts of static runs, one object per distinct text
         self._texts: dict[bytes, str] = {}  # a few exchanges and days, decoded once
         self._live = _Numbers(_LIVE)
         self._static_runs = _Runs(_STATIC_RUNS)
@@ -203,24 +205,25 @@ class Encoder:
             raise TypeError(f"a batch of records is a numpy array of RECORD_DTYPE, not {type(records).__name__}")
         records = np.ascontiguousarray(records)
         raw = records.view(np.uint8).reshape(count, RECORD_DTYPE.itemsize)
-        heads = self._heads.fill(_void(raw[:, _HEAD[0]:_HEAD[1]]), lambda first: self._build_heads(records[first]))
+        # one lookup per tick for everything that stays the same for an instrument
+        (heads, instruments, exchanges, days, *statics) = zip(*self._steady.fill(
+            _void(raw[:, _STEADY_COLUMNS]), lambda first: self._build_steady(records[first])))
         times = self._times.fill(_void(raw[:, _UPDATE_TIME[0]:_UPDATE_TIME[1]]),
                                  lambda first: [b',"update_time":' + orjson.dumps(self._text(t))
                                                 for t in records["update_time"][first].tolist()])
-        statics = self._statics.fill(_void(raw[:, _STATIC_COLUMNS]), lambda first: self._build_statics(records[first]))
-        columns: dict[str, list[Any]] = self._live.columns(records)
-        columns["head"] = [head[0] for head in heads]
+        columns: dict[str, Any] = self._live.columns(records)
+        columns["head"] = heads
         columns["update_time"] = times
-        for j in range(len(_STATIC_RUNS)):
-            columns[f"static{j}"] = [static[j] for static in statics]
+        for j, static in enumerate(statics):
+            columns[f"static{j}"] = static
         columns["levels"] = self._levels(records)
         width = len(_SLOTS)
         values: list[Any] = [None] * (count * width)
         for j, slot in enumerate(_SLOTS):
             values[j::width] = columns[slot]
         lines = ((_LINE * count) % tuple(values)).split(b"\n")
-        return list(zip(lines, [head[1] for head in heads], [head[2] for head in heads], [head[3] for head in heads],
-                        records["exchange_ts"].tolist(), records["recv_ts"].tolist()))
+        return list(zip(lines, instruments, exchanges, days, records["exchange_ts"].tolist(),
+                        records["recv_ts"].tolist()))
 
     def _build_heads(self, records: np.ndarray) -> list[tuple[bytes, bytes, str, str]]:
         out = []
@@ -233,10 +236,14 @@ class Encoder:
             out.append((text, instrument.encode(), exchange, trading_day))
         return out
 
-    def _build_statics(self, records: np.ndarray) -> list[tuple[bytes, ...]]:
-        tokens = self._static_runs.tokens(records)
+    def _build_steady(self, records: np.ndarray) -> list[tuple[Any, ...]]:
+        """(head text, instrument UTF-8, exchange, trading day, the texts of the static runs) of each record."""
+        shared = self._shared
+        if len(shared) > CACHE_MAX:
+            shared.clear()
+        tokens = [shared.setdefault(token, token) for token in self._static_runs.tokens(records)]  # one copy each
         width = len(_STATIC_RUNS)
-        return [tuple(tokens[i:i + width]) for i in range(0, len(tokens), width)]
+        return [head + tuple(tokens[i * width:(i + 1) * width]) for i, head in enumerate(self._build_heads(records))]
 
     def _levels(self, records: np.ndarray) -> list[bytes]:
         """Levels 2-5 of every record: the constant text where no price has a value, else encoded."""
