@@ -13,9 +13,9 @@ A line is built from runs of consecutive keys:
   the line;
 * runs that stay the same for an instrument through the day (instrument, exchange and
   dates; the limits and the open; the previous day's values; settlement and close;
-  banding and deltas) and the update time: their bytes in the record are the key of a
-  cache of their JSON text, so they are encoded once per instrument and value, not per
-  tick;
+  banding and deltas): their bytes in the record are, together, the key of a cache of
+  their JSON texts (one lookup per tick), so they are encoded once per instrument and
+  value, not per tick; the update time has a cache of its own;
 * levels 2-5: one constant text when every price of the levels has no value (all
   exchanges but SHFE and INE), else encoded like the numbers.
 
