@@ -55,9 +55,12 @@ def _depth_size() -> int:
 
 
 def make_structs(cls: type) -> list[Any]:
-    """INSTRUMENTS x ROUNDS ticks, one struct each, rising time and volume per instrument (nothing deduped)."""
+    """INSTRUMENTS x ROUNDS ticks, one struct each, rising time and volume per instrument (nothing deduped); the
+    open fixed per instrument, the high and low the extremes so far (as a trading day and ctp-sim have them)."""
     rnd = random.Random(16)
     structs = []
+    opens = [3000.0 + round(rnd.random() * 100, 1) for _ in range(INSTRUMENTS)]
+    highs, lows = list(opens), list(opens)
     for r in range(ROUNDS):
         for i in range(INSTRUMENTS):
             s = cls()
@@ -71,7 +74,8 @@ def make_structs(cls: type) -> list[Any]:
             s.UpdateMillisec = 500 if i % 2 else 0
             price = 3000.0 + round(rnd.random() * 100, 1)  # prices on a tick of 0.1
             s.LastPrice, s.Volume, s.Turnover, s.OpenInterest = price, 100 + r * 7, round(price * (100 + r * 7) * 10, 1), 5000.0
-            s.OpenPrice = s.HighestPrice = s.LowestPrice = s.AveragePrice = price
+            highs[i], lows[i] = max(highs[i], price), min(lows[i], price)  # as the day goes (and as ctp-sim sends)
+            s.OpenPrice, s.HighestPrice, s.LowestPrice, s.AveragePrice = opens[i], highs[i], lows[i], price
             s.PreSettlementPrice = s.PreClosePrice = 3000.0
             s.PreOpenInterest = 4900.0
             s.UpperLimitPrice, s.LowerLimitPrice = 3300.0, 2700.0

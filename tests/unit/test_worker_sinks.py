@@ -79,12 +79,12 @@ def test_a_file_without_any_newline_is_cut_to_empty(tmp_path):
 CHILD = textwrap.dedent("""
     import json, os, resource, sys
     from pathlib import Path
-    from feedops.worker import sinks
+    from feedops.worker import sinkbase
     from feedops.worker.sinks import FileSink
 
     directory, batches, size = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     room = int(sys.argv[4]) if len(sys.argv) > 4 else 0  # > 0: first free this many bytes only
-    sinks.SEND_CHUNK = 25  # a backlog is written in whole chunks of 25 records
+    sinkbase.SEND_CHUNK = 25  # a backlog is written in whole chunks of 25 records
     def record(seq):
         return {"instrument": f"rb{seq % 7}", "exchange": "SHFE", "trading_day": "@DAY@", "seq": seq, "pad": "x" * 40}
     sink = FileSink(directory, (0, 1), buffer_max=100000)

@@ -16,9 +16,10 @@ import pytest
 
 from conftest import wait_for
 from feedops.calendar import TradingCalendar
+from feedops.worker.encode import encode, row_of, rows_of_records
 from feedops.worker.layout import DEPTH_DTYPE
 from feedops.worker.metrics import LATENCY_BUCKETS
-from feedops.worker.sinks import SinkError, encode, row_of, rows_of_records
+from feedops.worker.sinks import SinkError
 from feedops.worker.ticks import VALUE_FIELDS, Normaliser, depth_rows, record_of
 from feedops.worker.writer import Accountant, SinkWriter
 
@@ -80,7 +81,7 @@ def test_the_date_cache_follows_the_session_trading_day():
 def test_accounting_buckets_match_one_observation_per_tick(monkeypatch):
     accountant = Accountant(LATENCY_BUCKETS)
     now = 0.0  # so that now - (now - latency) is the latency exactly (bounds included)
-    monkeypatch.setattr("feedops.worker.writer.time.time", lambda: now)
+    monkeypatch.setattr("feedops.worker.writerproc.time.time", lambda: now)
     latencies = [0.0, *LATENCY_BUCKETS, 0.0007, 0.3, 99.0, -3.0]  # exact bounds included ("le")
     # exchange latency `lat`, callback-to-sink (pipeline) latency the same reversed
     rows = [(b"{}", b"x", "SHFE" if i % 2 else "DCE", DAY, now - lat, now - latencies[-1 - i])
@@ -177,7 +178,7 @@ def test_unusable_sink_is_a_sink_error_before_any_process(tmp_path):
 def test_file_sink_starts_write_back_in_steps(tmp_path, monkeypatch):
     import os as os_mod
 
-    from feedops.worker import sinks
+    from feedops.worker import filesink, sinks
 
     calls = []
     real = os_mod.posix_fadvise
@@ -186,8 +187,8 @@ def test_file_sink_starts_write_back_in_steps(tmp_path, monkeypatch):
         calls.append((offset, length, advice))
         return real(fd, offset, length, advice)
 
-    monkeypatch.setattr(sinks, "WRITEBACK_BYTES", 4096)
-    monkeypatch.setattr(sinks.os, "posix_fadvise", spy)
+    monkeypatch.setattr(filesink, "WRITEBACK_BYTES", 4096)
+    monkeypatch.setattr(filesink.os, "posix_fadvise", spy)
     path = tmp_path / "feed" / DAY / "ticks-0of1.jsonl"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"{}\n" * 1000)  # a restart on the same day appends to this

@@ -55,7 +55,7 @@ from . import stack
 TOKEN = "drillSntl8"  # the stack's secrets start with it; no runbook output may contain it
 REDIS_PREFIX = "feedops:md"
 RECOVERY_TIMEOUT = 60.0
-#: the worker's latency p99 is over its last 20,000 ticks (worker/writer.py LATENCY_SAMPLE): after a sink outage
+#: the worker's latency p99 is over its last 20,000 ticks (worker/writerproc.py LATENCY_SAMPLE): after a sink outage
 #: the late ticks keep it CRITICAL until that many fresh ones passed, about 3 min at 200 instruments
 HEALTH_TIMEOUT = 240.0
 

@@ -36,7 +36,6 @@ from .http import HealthServer
 from .inputs import load_api_of, load_calendar
 from .metrics import LATENCY_BUCKETS, WorkerMetrics
 from .pipeline import Pipeline, TickQueue
-from .probe import probe as probe  # the worker's CLI imports the probe from here
 from .sinks import SinkError, public_target
 from .status import LossWindow
 from .ticks import Normaliser

@@ -18,7 +18,7 @@ numpy record per tick; keys and JSON in docs/ops/worker.md):
   calendar's trading day of the exchange time, so Friday-night ticks belong to
   Monday (holidays included) and a session that outlives a trading day moves on;
 * the "no value" marker (the largest double) stays in the record and becomes null when
-  the sink writer encodes it (:func:`feedops.worker.sinks.rows_of_records`).
+  the sink writer encodes it (:func:`feedops.worker.encode.rows_of_records`).
 
 The date work is done once per distinct (exchange, TradingDay, ActionDay, UpdateTime) of
 the batch, and for DCE/CZCE once per distinct receive date: the ticks of one second share it.
@@ -311,7 +311,7 @@ def record_of(record: np.void) -> dict[str, Any]:
     "No value" (the largest double, either sign), NaN and the infinities fail
     ``-_DBL_MAX < v < _DBL_MAX`` and become None, and so does the volume of a level 2-5
     whose price has none: the rules of the writer's batch path
-    (:func:`feedops.worker.sinks.rows_of_records`), which is the hot path; this one serves
+    (:func:`feedops.worker.encode.rows_of_records`), which is the hot path; this one serves
     records with unusual ids, tests and tools.
     """
     out = {key: _plain(record[key]) for key in RECORD_KEYS[:-1]}

@@ -1,0 +1,306 @@
+"""The sink writer process itself (the child side of :mod:`feedops.worker.writer`).
+
+:class:`WriterProcess` is the process's main: it builds the sink (file or Redis), then runs
+two threads. The receiving thread (the main one) takes messages from the pipe and turns
+each batch of records into rows (:func:`feedops.worker.encode.rows_of_records`: the JSON
+lines); the writing thread publishes them, coalescing what queued up, and reports back, so
+building the next batch overlaps a Redis round trip or a disk write. Only the writing thread
+sends on the pipe; control messages queue behind the batches, so their order is kept.
+
+:class:`Accountant` measures what was written: counts per exchange, latency histograms
+and samples (callback -> written, exchange time -> written, skew-corrected).
+
+The messages on the pipe are tuples whose first item is a tag of :class:`Msg`.
+"""
+
+from __future__ import annotations
+
+import collections
+import operator
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import clock
+from .. import log as log_mod
+from ..log import get_logger
+from .encode import rows_of_records
+from .sinks import SinkError, open_sink
+from .tuning import tune_interpreter
+
+_log = get_logger("worker")
+SKEW_THRESHOLD_SECONDS = 1.0
+SKEW_WINDOW_SECONDS = 60
+LATENCY_SAMPLE = 20_000
+#: How long the writer waits for its writing thread at the end (and the worker for a reply).
+REPLY_TIMEOUT_SECONDS = 30.0
+
+
+class Msg:
+    """Tags of the pipe's messages (the first item of each tuple)."""
+
+    # worker -> writer
+    BATCH = "batch"  # (BATCH, records): write them
+    OPEN = "open"  # (OPEN,): connect the sink; answered by REPLY
+    FLUSH = "flush"  # (FLUSH, timeout): write what is buffered; answered by ACCT then REPLY
+    CLOSE = "close"  # (CLOSE,): close the sink and exit; answered by REPLY
+    # writer -> worker
+    ACCT = "acct"  # (ACCT, batches written, Accountant.account(...), state)
+    REPLY = "reply"  # (REPLY, answer, value, state); answers below
+    SINK_ERROR = "sink_error"  # (SINK_ERROR, message): the sink cannot be built or opened (also an answer)
+    # answers in a REPLY
+    OPENED = "opened"  # value: whether the sink connected
+    FLUSHED = "flushed"
+    CLOSED = "closed"
+    # inside the writer: the receiving thread's hand-over to the writing thread
+    ROWS = "rows"  # (ROWS, rows of one batch)
+    EOF = "eof"  # (EOF,): the pipe closed (the worker is gone); on the worker side, no answer will come
+    TIMEOUT = "timeout"  # on the worker side: no answer in time
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """What the child needs to build the sink (the subset of the feed settings open_sink reads)."""
+
+    sink_url: str
+    redis_stream_prefix: str
+    redis_stream_maxlen: int
+    sink_buffer_max: int
+    shard: tuple[int, int]
+
+
+def rows_of(records: Any) -> list[tuple]:
+    """The rows (JSON line and the fields the sinks route by) of a batch of records."""
+    return rows_of_records(records)
+
+
+class Accountant:
+    """Skew estimate and per-batch accounting of delivered records (runs in the child).
+
+    Bulk operations, no Python step per tick but reading the two times and the exchange of
+    each row: the latencies as numpy arrays, their bucket by one ``searchsorted``, the counts
+    per (exchange, bucket) by one ``bincount``.
+    """
+
+    def __init__(self, buckets: tuple[float, ...]):
+        self.buckets = buckets
+        self._bounds = np.array(buckets, dtype=np.float64)
+        self._skew_minimums: dict[int, float] = {}
+        self.skew = 0.0
+
+    def update_skew(self, rows: list[tuple]) -> None:
+        """The smallest (receive - exchange) offset of the last minute, when beyond one second, is the skew."""
+        if not rows:
+            return
+        offset = float((_column(rows, 5) - _column(rows, 4)).min())
+        second = int(time.monotonic())
+        known = self._skew_minimums.get(second)
+        if known is None or offset < known:
+            self._skew_minimums[second] = offset
+        if len(self._skew_minimums) > SKEW_WINDOW_SECONDS:
+            for key in sorted(self._skew_minimums)[:-SKEW_WINDOW_SECONDS]:
+                del self._skew_minimums[key]
+        skew = min(self._skew_minimums.values())
+        self.skew = skew if abs(skew) > SKEW_THRESHOLD_SECONDS else 0.0
+
+    def _bucket_of(self, values: np.ndarray) -> np.ndarray:
+        """Bucket i holds bound[i-1] < v <= bound[i] (Prometheus "le"), the last one everything above the last bound."""
+        return np.searchsorted(self._bounds, values, side="left")
+
+    def account(self, delivered: list[tuple]) -> dict[str, Any]:
+        """Counts, latency samples and histogram buckets of the rows (:func:`~feedops.worker.encode.rows_of_records`)
+        just written."""
+        now = clock.time()
+        skew = self.skew
+        count, width = len(delivered), len(self.buckets) + 1
+        # a wall-clock step back: not negative
+        sink_latency = np.maximum(0.0, now - _column(delivered, 5))
+        exchange_latency = np.maximum(0.0, now - _column(delivered, 4) - skew)
+        index: dict[str, int] = {}
+        codes = np.array([index.setdefault(exchange, len(index)) for exchange in map(_EXCHANGE, delivered)],
+                         dtype=np.intp)
+        cells = np.bincount(codes * width + self._bucket_of(exchange_latency),
+                            minlength=len(index) * width).reshape(len(index), width).tolist()
+        per_exchange = np.bincount(codes, minlength=len(index)).tolist()
+        sums = np.bincount(codes, weights=exchange_latency, minlength=len(index)).tolist()  # in order, as sum() adds
+        return {"delivered": count, "now": now,
+                "per_exchange": dict(zip(index, per_exchange)), "histogram": dict(zip(index, cells)),
+                "sums": dict(zip(index, sums)),
+                "pipeline_histogram": np.bincount(self._bucket_of(sink_latency), minlength=width).tolist(),
+                "pipeline_sum": sum(sink_latency.tolist()),
+                "sink_latency": sink_latency[-LATENCY_SAMPLE:].tobytes(),
+                "exchange_latency": exchange_latency[-LATENCY_SAMPLE:].tobytes(), "skew": skew}
+
+
+_EXCHANGE = operator.itemgetter(2)
+
+
+def _column(rows: list[tuple], i: int) -> np.ndarray:
+    """Item ``i`` of every row as a float64 array."""
+    return np.fromiter(map(operator.itemgetter(i), rows), dtype=np.float64, count=len(rows))
+
+
+class WriterProcess:
+    """The writer process: build the sink, then write every batch the pipe brings (see the module docstring)."""
+
+    def __init__(self, conn, sink, buckets: tuple[float, ...], errors: collections.Counter[str]):
+        self.conn = conn
+        self.sink = sink
+        self.errors = errors  # sink errors by reason since the last report
+        self.accountant = Accountant(buckets)
+        self.work: collections.deque[tuple] = collections.deque()  # receiving thread -> writing thread
+        self.ready = threading.Condition()
+        self.crashed: list[BaseException] = []
+
+    @classmethod
+    def main(cls, conn, config: SinkConfig, buckets: tuple[float, ...], log_defaults: dict[str, str],
+             secrets: list[str]) -> None:
+        """The process's target: set the process up, build the sink, run until the worker closes or goes."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker drives the shutdown (drain, flush, close)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # at the file size limit (RLIMIT_FSIZE) a write must fail with EFBIG, which the file sink rolls back,
+        # not kill the process (Python ignores SIGXFSZ already; said here because the file sink relies on it)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        log_mod.configure(log_defaults.get("level"), log_defaults.get("fmt"))
+        for secret in secrets:
+            log_mod.register_secret(secret)
+        errors: collections.Counter[str] = collections.Counter()
+        try:
+            sink = open_sink(config, config.shard, on_error=lambda reason: errors.update((reason,)))
+        except SinkError as exc:
+            conn.send((Msg.SINK_ERROR, str(exc)))
+            return
+        sink.use_rows()  # records are rows whose JSON line is built per batch (rows_of_records): no dict per tick
+        tune_interpreter()  # as the worker does
+        process = cls(conn, sink, buckets, errors)
+        process.run()
+        if process.crashed:
+            sys.exit(1)
+
+    def run(self) -> None:
+        writer = threading.Thread(target=self.writing, name="feedops-sink-write", daemon=True)
+        writer.start()
+        self.receive(writer)
+        writer.join(REPLY_TIMEOUT_SECONDS)
+
+    # -------------------------------------------------------------- receiving thread
+    def receive(self, writer: threading.Thread) -> None:
+        """Take messages from the pipe until CLOSE or the pipe closes; batches become rows here."""
+        conn = self.conn
+        try:
+            while writer.is_alive():
+                if not conn.poll(0.5):  # (a crashed writing thread ends the process: the worker sees the pipe close)
+                    continue
+                message = conn.recv()
+                if message[0] == Msg.BATCH:
+                    self.hand((Msg.ROWS, rows_of(message[1])))
+                else:
+                    self.hand(message)
+                    if message[0] == Msg.CLOSE:
+                        break
+        except (EOFError, OSError):
+            self.hand((Msg.EOF,))
+        except BaseException as exc:  # a bug: write what was built, exit non-zero, the worker reports it
+            _log.critical("worker.sink.receiver_crashed", f"sink writer could not take a batch: "
+                          f"{exc.__class__.__name__}: {exc}", traceback=traceback.format_exc())
+            self.crashed.append(exc)
+            self.hand((Msg.EOF,))
+
+    def hand(self, item: tuple) -> None:
+        with self.ready:
+            self.work.append(item)
+            self.ready.notify()
+
+    # -------------------------------------------------------------- writing thread
+    def state(self) -> dict[str, Any]:
+        sink = self.sink
+        body = {"up": sink.up, "buffered": sink.buffered, "dropped_total": sink.dropped_total,
+                "errors_total": sink.errors_total, "published_total": sink.published_total, "errors": dict(self.errors)}
+        self.errors.clear()
+        return body
+
+    def write(self, batches: int, rows: list[tuple]) -> None:
+        self.accountant.update_skew(rows)
+        delivered = self.sink.publish(rows)
+        self.conn.send((Msg.ACCT, batches, self.accountant.account(delivered), self.state()))
+
+    def finish(self) -> None:
+        """The worker is gone: write what the sink still buffers (5 s at most), then close it."""
+        try:
+            self.sink.flush(5.0)
+        finally:
+            self.sink.close()
+
+    def _take(self) -> list[tuple]:
+        """Everything queued, waiting for it; empty when the sink buffers ticks and it is time to retry."""
+        sink = self.sink
+        with self.ready:
+            while not self.work:
+                if sink.buffered:  # down with ticks waiting: retry at the sink's pace even when nothing comes
+                    if not self.ready.wait(max(0.05, sink.reconnect_interval)):
+                        break
+                else:
+                    self.ready.wait()
+            items = list(self.work)
+            self.work.clear()
+        return items
+
+    def _control(self, item: tuple) -> bool:
+        """Carry out a control message; False once the writer is done (closed, or the worker gone)."""
+        kind, sink, conn = item[0], self.sink, self.conn
+        if kind == Msg.OPEN:
+            try:
+                ok = sink.open()
+            except SinkError as exc:
+                conn.send((Msg.REPLY, Msg.SINK_ERROR, str(exc), self.state()))
+                return True
+            conn.send((Msg.REPLY, Msg.OPENED, ok, self.state()))
+        elif kind == Msg.FLUSH:
+            delivered = sink.flush(item[1])
+            conn.send((Msg.ACCT, 0, self.accountant.account(delivered), self.state()))
+            conn.send((Msg.REPLY, Msg.FLUSHED, None, self.state()))
+        elif kind == Msg.CLOSE:
+            sink.close()
+            conn.send((Msg.REPLY, Msg.CLOSED, None, self.state()))
+            return False
+        elif kind == Msg.EOF:  # the worker went away: write what is left, then go
+            self.finish()
+            return False
+        return True
+
+    def writing(self) -> None:
+        try:
+            while True:
+                items = self._take()
+                if not items:
+                    self.write(0, [])
+                    continue
+                batches, rows = 0, []
+                for item in items:
+                    if item[0] == Msg.ROWS:  # behind: everything waiting goes out as one write
+                        batches += 1
+                        rows.extend(item[1])
+                        continue
+                    if batches:
+                        self.write(batches, rows)
+                        batches, rows = 0, []
+                    if not self._control(item):
+                        return
+                if batches:
+                    self.write(batches, rows)
+        except (EOFError, OSError):  # the pipe broke under a send: the worker is gone
+            self.finish()
+        except BaseException as exc:  # a bug: the process exits non-zero and the worker reports it
+            self.crashed.append(exc)
+            _log.critical("worker.sink.writer_crashed", f"sink writer thread crashed: {exc.__class__.__name__}: {exc}",
+                          traceback=traceback.format_exc())
+            try:
+                self.sink.close()
+            except Exception:  # closing what is left, best effort
+                pass

@@ -1,0 +1,105 @@
+"""The batch encoder writes byte for byte the line of the reference (the record's dict through orjson)."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+
+import numpy as np
+import pytest
+
+from feedops.worker import encode as encode_mod
+from feedops.worker.encode import Encoder, row_of
+from feedops.worker.ticks import DEPTH_LEVELS, RECORD_DTYPE, RECORD_KEYS
+
+DBL_MAX = sys.float_info.max
+NO_VALUE = (DBL_MAX, -DBL_MAX, float("nan"), float("inf"), float("-inf"))
+FLOATS = (0.0, -0.0, 1.0, 3036.2, 0.1 + 0.2, 1e16, 1e-7, 5e-324, 1e301, -1e301, 123456789.12345679, -2.5,
+          1796233519.117389, 2.0 ** 53, 4e-320)
+INTS = (0, 1, -1, 7, 2**31 - 1, -2**31, 123456)
+IDS = ("rb2601", "x00001", "a,b", 'q"x', "back\\slash", "],[", "汉字", "tab\there", "nl\nid", "ctl\x01", "caf\u00e9",
+       "{}", "%s", "a\x00b")
+TEXTS = (b"SHFE", b"INE", b"DCE", b"CZCE", b"", b"S\"H", b"\xff\xfe", "郑商所".encode("gb18030"), b"%s")
+DAYS = (b"20261202", b"20261203", b"", b"2026120x")
+TIMES = (b"10:00:00", b"23:59:59", b"", b"10:0", b"\x81\x30")
+
+
+def _float(rnd: random.Random) -> float:
+    roll = rnd.random()
+    if roll < 0.25:
+        return rnd.choice(NO_VALUE)
+    if roll < 0.5:
+        return rnd.choice(FLOATS)
+    return round(rnd.uniform(-1e6, 1e6), rnd.randint(0, 9))
+
+
+def random_records(rnd: random.Random, count: int, instruments: int) -> np.ndarray:
+    """Records mixing every kind of value; per instrument a fixed set of statics most of the time, so that
+    the caches hit as well as miss."""
+    records = np.zeros(count, dtype=RECORD_DTYPE)
+    statics = {}
+    for i in range(count):
+        k = rnd.randrange(instruments)
+        ident = IDS[k % len(IDS)] + ("" if k < len(IDS) else str(k))
+        row = records[i]
+        row["instrument"] = ident.encode("gb18030")
+        row["exchange"] = TEXTS[k % len(TEXTS)]
+        row["trading_day"] = rnd.choice(DAYS[:2]) if rnd.random() < 0.9 else rnd.choice(DAYS)
+        row["action_day"] = rnd.choice(DAYS)
+        row["update_time"] = rnd.choice(TIMES)
+        for name in RECORD_KEYS[5:-1]:
+            kind = RECORD_DTYPE.fields[name][0].kind
+            row[name] = rnd.choice(INTS) if kind == "i" else _float(rnd)
+        # the two times are computed by the pipeline, never "no value" (in the line: the same rules as any float)
+        row["exchange_ts"], row["recv_ts"] = rnd.choice(FLOATS), rnd.uniform(1.7e9, 1.8e9)
+        if k in statics and rnd.random() < 0.8:  # the same limits, previous day, banding: a cache hit
+            for name, value in statics[k].items():
+                row[name] = value
+        else:
+            statics[k] = {name: row[name] for name in ("upper_limit", "lower_limit", "open", "pre_settlement",
+                                                        "pre_close", "pre_open_interest", "settlement", "close",
+                                                        "banding_upper", "banding_lower", "pre_delta", "curr_delta")}
+        if rnd.random() < 0.5:  # levels 2-5 without any price, volumes left as they are (written as null)
+            for price, _ in DEPTH_LEVELS:
+                row[price] = rnd.choice(NO_VALUE)
+    return records
+
+
+@pytest.mark.parametrize("cache_max", [encode_mod.CACHE_MAX, 7])
+def test_batches_encode_byte_for_byte_like_the_reference(monkeypatch, cache_max):
+    monkeypatch.setattr(encode_mod, "CACHE_MAX", cache_max)  # 7: the caches start afresh again and again
+    rnd = random.Random(17)
+    encoder = Encoder()  # one encoder across batches, as in the writer: warm caches are checked too
+    checked = 0
+    for count in (1, 2, 50, 700, 700, 3):
+        batch = random_records(rnd, count, instruments=40)
+        rows = encoder.rows(batch)
+        assert rows == [row_of(record) for record in batch]
+        checked += len(rows)
+    assert checked == 1456
+
+
+def test_the_reference_rules_hold_in_the_lines():
+    """What byte equality with the reference means, spelled out on one record."""
+    record = np.zeros(1, dtype=RECORD_DTYPE)
+    record["instrument"] = "汉字".encode("gb18030")
+    record["exchange"], record["trading_day"], record["action_day"], record["update_time"] = (
+        b"SHFE", b"20261202", b"20261202", b"10:00:01")
+    for name in RECORD_KEYS[5:-1]:
+        record[name] = DBL_MAX if RECORD_DTYPE.fields[name][0].kind == "f" else 9
+    record["last"], record["turnover"], record["bid2"], record["ask3"] = -DBL_MAX, float("nan"), 4001.5, 0.1 + 0.2
+    line, instrument, exchange, day, _, _ = Encoder().rows(record)[0]
+    out = json.loads(line)
+    assert list(out) == list(RECORD_KEYS) and out["schema"] == 2 and instrument == "汉字".encode()
+    assert (exchange, day) == ("SHFE", "20261202") and out["instrument"] == "汉字"
+    assert out["last"] is None and out["turnover"] is None and out["open"] is None  # no value: null
+    assert out["volume"] == 9 and out["bid_volume2"] == 9 and out["ask3"] == 0.30000000000000004
+    assert out["bid_volume3"] is None and out["ask_volume5"] is None  # a level without a price: null volume
+    assert b'"ask3":0.30000000000000004,' in line and b"\n" not in line
+
+
+def test_a_batch_that_is_not_records_is_refused():
+    with pytest.raises(TypeError, match="RECORD_DTYPE"):
+        Encoder().rows([("not a tick",)])
+    assert Encoder().rows(np.zeros(0, dtype=RECORD_DTYPE)) == []
