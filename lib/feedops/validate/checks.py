@@ -25,10 +25,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import clock, paths
+from ..addresses import FRONT_RE
 from ..devsecrets import DEV_SECRET_PREFIX
 from ..settings import (
     CTP_MAX_SUBSCRIBE_BATCH,
-    FRONT_RE,
     CtpProfile,
     Problem,
     Settings,

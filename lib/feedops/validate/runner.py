@@ -24,7 +24,8 @@ from ..envfile import EnvFileError, parse_env_file
 from ..exitcodes import Check
 from ..log import redact, register_secret, utc_timestamp
 from ..push import push_run
-from ..settings import ENV_NAMES, ConfigError, FeedSettings, Problem, Settings, env_file_for, load_settings, secret_env_vars
+from ..settings import ENV_NAMES, ConfigError, FeedSettings, Problem, Settings, load_settings, secret_env_vars
+from ..settings_sources import env_file_for
 from .checks import CHECKS, CheckResult, Context, mask_url, owner_of
 
 CHECKER = "validate_env"

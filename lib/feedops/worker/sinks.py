@@ -33,8 +33,8 @@ import orjson
 from numpy.lib.recfunctions import structured_to_unstructured
 
 from .. import paths
+from ..addresses import check_sink_url, public_target
 from ..log import get_logger
-from ..settings import check_sink_url, public_target
 from .layout import ENCODING
 from .ticks import DEPTH_LEVELS, RECORD_DTYPE, RECORD_KEYS, SCHEMA_VERSION, record_of
 
