@@ -2,15 +2,16 @@
 
 THE checks of hosts, ports, fronts (``tcp://host:port``) and sinks (``file:<dir>``,
 ``redis://host:port/db``): the settings model's validators (validate_env, every CLI) and
-the worker when it opens the sink use them. :func:`public_target` drops a Redis password
-from a URL before it is shown or logged.
+the worker when it opens the sink use them. :func:`public_target` drops the user info of a
+Redis URL before it is shown or logged; :func:`mask_url` keeps the user and stars the password
+(validate_env's report).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 FRONT_RE = re.compile(r"^(?P<scheme>tcp|ssl)://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]+)$")
 
@@ -100,3 +101,16 @@ def public_target(url: str) -> str:
             netloc = host
         return parsed._replace(netloc=netloc).geturl()
     return url
+
+
+def mask_url(url: str) -> str:
+    """``url`` without a password in its user-info part (redis://:pw@host -> redis://:***@host)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
