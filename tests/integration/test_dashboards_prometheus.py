@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from feedops.monitoring import dashboard_queries as dq
 from feedops.monitoring import dashboards as gen
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def evaluate(url: str, expr: str) -> dict:
 def test_every_query_evaluates_on_the_stacks_prometheus(prometheus_factory):
     prom = prometheus_factory("global: {scrape_interval: 15s}\nscrape_configs: []\n")
     queries = [(title, expr) for build in gen.DASHBOARDS.values()
-               for title, expr in gen.panel_queries(build()) + gen.annotation_queries(build())]
+               for title, expr in dq.panel_queries(build()) + dq.annotation_queries(build())]
     failures = {title: result.get("error") for title, expr in queries
                 if (result := evaluate(prom.url, expr))["status"] != "success"}
     assert not failures

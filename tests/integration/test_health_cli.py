@@ -458,7 +458,8 @@ def test_a_trickling_server_holds_the_check_no_longer_than_the_timeout(env, caps
 def test_a_trickling_redis_holds_the_consumer_read_no_longer_than_its_timeout():
     """A server answering Redis commands one byte a second (never silent long enough for a per-read
     socket timeout) is cut off at the timeout: the consumer-group read is bounded in total."""
-    from feedops.health.sources import SourceError, read_consumer_groups
+    from feedops.health.source_redis import read_consumer_groups
+    from feedops.health.sources import SourceError
 
     server = _Trickler(b"+" + b"O" * 60 + b"\r\n")
     try:

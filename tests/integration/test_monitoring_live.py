@@ -177,10 +177,10 @@ INTERVAL_VALUES = {"__rate_interval": "1m", "__interval": "1m", "__range": "1m"}
 
 def panel_queries() -> list[tuple[str, str]]:
     """(panel, PromQL) for every panel query and annotation query of the committed dashboards
-    (monitoring/grafana/dashboards/*.json), substituted by feedops.monitoring.dashboards when it
+    (monitoring/grafana/dashboards/*.json), substituted by feedops.monitoring.dashboard_queries when it
     exists (its "All" values), else by :func:`grafana_to_promql`."""
     try:
-        from feedops.monitoring import dashboards
+        from feedops.monitoring import dashboard_queries as dashboards
     except ImportError:
         dashboards = None
     pairs: list[tuple[str, str]] = []

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from feedops import metric_names
 from feedops.calendar import BEIJING, TradingCalendar
 from feedops.sim import mdapi, tdapi
-from feedops.sim.server import FAULTS, Credentials, SimConfig
+from feedops.sim.config import FAULTS, Credentials, SimConfig
 from feedops.sim.testing import Recorder, SimThread
 
 pytestmark = pytest.mark.integration
@@ -157,7 +157,7 @@ def clients():
 
 
 def universe_ids(sim: SimThread) -> list[str]:
-    return [inst.instrument_id for inst in sim.server.universe]
+    return [inst.instrument_id for inst in sim.server.market.universe]
 
 
 # ---------------------------------------------------------------------------- the happy path
@@ -352,7 +352,7 @@ def test_fault_flow_control(front, clients):
 def test_fault_dead_instruments(clients):
     with SimThread(make_config(faults={"dead_instruments"}, dead_share=0.2)) as sim:
         ids = universe_ids(sim)
-        dead = {ids[i] for i, is_dead in enumerate(sim.server.dead) if is_dead}
+        dead = {ids[i] for i, is_dead in enumerate(sim.server.market.dead) if is_dead}
         assert 0 < len(dead) < len(ids)
         md = clients.md([sim.url], ids)
         md.api.Init()

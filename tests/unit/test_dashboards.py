@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from feedops import metric_names
+from feedops.monitoring import dashboard_queries as dq
 from feedops.monitoring import dashboards as gen
+from feedops.monitoring.panels import DATASOURCE_UID
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "monitoring" / "grafana" / "dashboards"
@@ -69,18 +71,18 @@ def test_dashboard_shape(name):
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert {"env", "exchange", "worker"} <= set(variables)
     for var in ("env", "exchange", "worker"):
-        assert variables[var]["datasource"] == {"type": "prometheus", "uid": gen.DATASOURCE_UID}
+        assert variables[var]["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}
         assert variables[var]["includeAll"] and variables[var]["allValue"] == ".*"
     assert re.search(r", instance\)$", variables["worker"]["definition"])
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
-    panels = list(gen.iter_panels(dashboard))
+    panels = list(dq.iter_panels(dashboard))
     assert panels
     for panel in panels:
-        assert panel["datasource"] == {"type": "prometheus", "uid": gen.DATASOURCE_UID}, panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, panel["title"]
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
-            assert target["datasource"]["uid"] == gen.DATASOURCE_UID, panel["title"]
+            assert target["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
             assert target["expr"].strip(), panel["title"]
         grid = panel["gridPos"]
         assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
@@ -101,12 +103,12 @@ def every_query() -> list[tuple[str, str, str]]:
     """(dashboard, title, substituted expr) for every panel, annotation and variable query."""
     out = []
     for name, dashboard in DASHBOARDS.items():
-        out += [(name, title, expr) for title, expr in gen.panel_queries(dashboard) + gen.annotation_queries(dashboard)]
+        out += [(name, title, expr) for title, expr in dq.panel_queries(dashboard) + dq.annotation_queries(dashboard)]
         for var in dashboard["templating"]["list"]:
             if var["type"] == "query":  # label_values(<selector>, <label>): the selector is PromQL
                 match = re.fullmatch(r"label_values\((.+), (\w+)\)", var["definition"])
                 assert match, var["definition"]
-                out.append((name, f"variable {var['name']}", gen.substitute(match.group(1))))
+                out.append((name, f"variable {var['name']}", dq.substitute(match.group(1))))
     return out
 
 
@@ -114,7 +116,7 @@ QUERIES = every_query()
 
 
 def test_queries_cover_every_panel():
-    titles = {(name, p["title"]) for name, d in DASHBOARDS.items() for p in gen.iter_panels(d)}
+    titles = {(name, p["title"]) for name, d in DASHBOARDS.items() for p in dq.iter_panels(d)}
     assert titles == {(name, title) for name, title, _ in QUERIES if not title.startswith(("variable ", "Failovers"))}
     assert len(QUERIES) > 50
 
@@ -145,24 +147,24 @@ def metric_names_in(tree) -> set[str]:
 def test_parser_and_name_check_catch_mistakes():
     # the checks above can fail: a syntax error raises, an unknown name is reported
     with pytest.raises(ValueError):
-        promql_parser.parse(gen.substitute('sum(rate(feedops_ticks_published_total{env=~"$env"}[$__rate_interval])'))
+        promql_parser.parse(dq.substitute('sum(rate(feedops_ticks_published_total{env=~"$env"}[$__rate_interval])'))
     tree = promql_parser.parse('rate(feedops_tick_published_total[1m]) + on () group_left up')
     assert metric_names_in(tree) - metric_names.exposed_names() - EXPORTER_METRICS == {"feedops_tick_published_total"}
 
 
 def test_substitution():
     expr = 'rate(x{env=~"$env",instance=~"${worker}"}[$__rate_interval] offset $baseline) + y[$__interval]'
-    assert gen.substitute(expr) == 'rate(x{env=~".*",instance=~".*"}[1m] offset 1d) + y[15s]'
-    assert gen.substitute(expr, {"env": "dev", "__rate_interval": "20s"}).startswith('rate(x{env=~"dev",instance=~".*"}[20s]')
+    assert dq.substitute(expr) == 'rate(x{env=~".*",instance=~".*"}[1m] offset 1d) + y[15s]'
+    assert dq.substitute(expr, {"env": "dev", "__rate_interval": "20s"}).startswith('rate(x{env=~"dev",instance=~".*"}[20s]')
     with pytest.raises(KeyError):
-        gen.substitute("x{a=~\"$nosuch\"}")
+        dq.substitute("x{a=~\"$nosuch\"}")
 
 
 def test_every_variable_used_in_a_dashboard_has_a_default():
     for dashboard in DASHBOARDS.values():
         defined = {v["name"] for v in dashboard["templating"]["list"]}
-        assert defined <= set(gen.DEFAULT_VALUES)
-        for panel in gen.iter_panels(dashboard):
+        assert defined <= set(dq.DEFAULT_VALUES)
+        for panel in dq.iter_panels(dashboard):
             for target in panel["targets"]:
                 used = {a or b for a, b in re.findall(r"\$(?:\{(\w+)\}|(\w+))", target["expr"])}
                 assert used <= defined | {"__rate_interval", "__interval"}, panel["title"]
@@ -171,10 +173,10 @@ def test_every_variable_used_in_a_dashboard_has_a_default():
 def test_every_dashboard_uses_its_variables():
     # worker-scraped panels filter by worker, per-exchange ones by exchange, everything by env
     for name, dashboard in DASHBOARDS.items():
-        exprs = [t["expr"] for p in gen.iter_panels(dashboard) for t in p["targets"]]
+        exprs = [t["expr"] for p in dq.iter_panels(dashboard) for t in p["targets"]]
         assert all('env=~"$env"' in e for e in exprs), name
         assert any('instance=~"$worker"' in e for e in exprs), name
-    overview = [t["expr"] for p in gen.iter_panels(DASHBOARDS["feed-overview.json"]) for t in p["targets"]]
+    overview = [t["expr"] for p in dq.iter_panels(DASHBOARDS["feed-overview.json"]) for t in p["targets"]]
     assert any('exchange=~"$exchange"' in e for e in overview)
 
 
@@ -193,7 +195,7 @@ def test_datasource_provisioning_names_the_dashboards_uid():
     config = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())
     assert config["apiVersion"] == 1
     [source] = config["datasources"]
-    assert source["uid"] == gen.DATASOURCE_UID and source["type"] == "prometheus"
+    assert source["uid"] == DATASOURCE_UID and source["type"] == "prometheus"
     assert source["url"] == "http://prometheus:9090"
     assert source["isDefault"] is True
 
@@ -216,7 +218,7 @@ DOC = ROOT / "docs" / "ops" / "monitoring-dashboard.md"
 
 def test_doc_explains_every_panel():
     text = DOC.read_text()
-    missing = [p["title"] for d in DASHBOARDS.values() for p in gen.iter_panels(d) if f"**{p['title']}**" not in text]
+    missing = [p["title"] for d in DASHBOARDS.values() for p in dq.iter_panels(d) if f"**{p['title']}**" not in text]
     assert not missing, f"panels without a paragraph in {DOC.name}: {missing}"
     for dashboard in DASHBOARDS.values():
         assert f"`{dashboard['uid']}`" in text

@@ -18,7 +18,8 @@ from feedops import clock
 from feedops.calendar import BEIJING, HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.health import checks as ck
 from feedops.sim import protocol as P
-from feedops.sim.server import SimConfig, SimServer
+from feedops.sim.config import SimConfig
+from feedops.sim.server import SimServer
 from feedops.worker.ticks import Normaliser
 from test_worker_ticks import fields
 
@@ -46,13 +47,13 @@ def calendar() -> TradingCalendar:
 def sim_ticks(at: dt.datetime) -> list[tuple[str, str, str, str, str]]:
     """One full round of the sim at ``at``: (instrument, exchange, TradingDay, ActionDay, UpdateTime)."""
     server = SimServer(SimConfig(port=0, instruments=600), calendar(), clock=lambda: at.timestamp())
-    server.subscribers[:] = 1
+    server.market.subscribers[:] = 1
     sent = []
 
     def capture(due, ticks):
         for index, record in zip(due, ticks):
             fields = P.TICK.unpack(record.tobytes())
-            inst = server.universe[index]
+            inst = server.market.universe[index]
             sent.append((inst.instrument_id, inst.exchange, fields[1].decode(), fields[2].decode(), fields[3].decode()))
 
     server._distribute = capture

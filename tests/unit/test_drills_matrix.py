@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from feedops.drills import matrix
-from feedops.sim.server import FAULTS
+from feedops.sim.config import FAULTS
 
 
 def test_every_sim_fault_and_the_process_and_runbook_faults_have_a_drill():

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from feedops.envexample import render_env_example
 from feedops.envfile import parse_env_file
-from feedops.settings import ENV_NAMES, all_env_vars, load_settings, render_env_example, secret_env_vars
+from feedops.settings import ENV_NAMES, all_env_vars, load_settings, secret_env_vars
 from validate_support import ROOT
 
 EXAMPLE = ROOT / ".env.example"
@@ -26,7 +27,7 @@ def example_variables() -> tuple[set[str], set[str]]:
 def test_every_model_variable_is_documented():
     active, commented = example_variables()
     missing = set(all_env_vars()) - active - commented
-    assert not missing, f"add to .env.example (python -m feedops.settings > .env.example): {sorted(missing)}"
+    assert not missing, f"add to .env.example (python -m feedops.envexample > .env.example): {sorted(missing)}"
 
 
 def test_every_documented_variable_is_in_the_model():
@@ -49,7 +50,7 @@ def test_every_variable_has_a_comment_line_above_it():
 
 
 def test_env_example_is_the_generator_output():
-    assert EXAMPLE.read_text() == render_env_example(), "regenerate: .venv/bin/python -m feedops.settings > .env.example"
+    assert EXAMPLE.read_text() == render_env_example(), "regenerate: .venv/bin/python -m feedops.envexample > .env.example"
 
 
 def test_env_example_values_load_as_a_configuration(tmp_path):

@@ -12,7 +12,8 @@ from feedops.exitcodes import Check
 from feedops.health import checks as ck
 from feedops.health import report as rp
 from feedops.health.run import evaluate, parse_at
-from feedops.health.sources import ConsumerGroup, PremarketRun, SourceError, Sources, parse_worker_status, safe_url
+from feedops.health.source_worker import parse_worker_status
+from feedops.health.sources import ConsumerGroup, PremarketRun, SourceError, Sources, safe_url
 from feedops.settings import load_settings
 from health_support import status_doc, universe, validate_report
 
@@ -253,7 +254,7 @@ def test_premarket_freshness(th):
 
 
 def test_premarket_file_is_read(tmp_path, feed):
-    from feedops.health.sources import read_premarket
+    from feedops.health.source_state import read_premarket
 
     assert read_premarket(tmp_path) is None
     (tmp_path / "runs").mkdir()

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from feedops.addresses import check_front_url
 from feedops.log import redact
 from feedops.settings import (
     ConfigError,
     FeedSettings,
     Problem,
-    check_front_url,
     load_settings,
     parse_shard,
 )
@@ -262,7 +262,7 @@ def test_command_line_secret_whitespace_is_an_error_too(tmp_path):
     ("redis://user:Pw0rdSntl@host:6379/abc", "database 'abc'"),
 ])
 def test_sink_urls_are_checked_in_one_place(tmp_path, url, needle):
-    from feedops.settings import check_sink_url
+    from feedops.addresses import check_sink_url
 
     [problem] = problems(tmp_path, environ={"FEEDOPS_SINK_URL": url})
     assert problem.setting == "FEEDOPS_SINK_URL" and needle in problem.message and "redis://host:port/db" in problem.fix

@@ -12,8 +12,9 @@ import urllib.request
 import pytest
 
 from feedops.calendar import HOLIDAYS_FILE, TradingCalendar, load_holidays
+from feedops.sim.config import FAULTS, SimConfig
 from feedops.sim.control import ControlServer, ParamError, parse_fault_request
-from feedops.sim.server import FAULTS, SimConfig, SimServer
+from feedops.sim.server import SimServer
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import datetime as dt
 
 from feedops.calendar import BEIJING, HOLIDAYS_FILE, TradingCalendar, load_holidays
 from feedops.sim import protocol as P
-from feedops.sim.server import SimConfig, SimServer
+from feedops.sim.config import SimConfig
+from feedops.sim.server import SimServer
 
 
 def ticks_at(local: dt.datetime, faults: set[str] | None = None) -> dict[str, tuple[str, str, str]]:
@@ -14,14 +15,14 @@ def ticks_at(local: dt.datetime, faults: set[str] | None = None) -> dict[str, tu
     calendar = TradingCalendar("exchange", load_holidays(HOLIDAYS_FILE))
     server = SimServer(SimConfig(port=0, instruments=400, faults=set(faults or ())), calendar,
                        clock=lambda: local.timestamp())
-    server.subscribers[:] = 1
+    server.market.subscribers[:] = 1
     sent: dict[str, tuple[str, str, str]] = {}
 
     def capture(due, ticks):
         for index, record in zip(due, ticks):
             fields = P.TICK.unpack(record.tobytes())
             assert fields[0] == index
-            inst = server.universe[index]
+            inst = server.market.universe[index]
             sent[inst.instrument_id] = (fields[1].decode(), fields[2].decode(), inst.exchange)
 
     server._distribute = capture
@@ -45,12 +46,12 @@ def by_exchange(sent, exchange):
 def test_shfe_and_ine_send_five_levels_the_others_one():
     calendar = TradingCalendar("exchange", load_holidays(HOLIDAYS_FILE))
     server = SimServer(SimConfig(port=0, instruments=400), calendar, clock=lambda: at(MONDAY, "10:00").timestamp())
-    server.subscribers[:] = 1
+    server.market.subscribers[:] = 1
     seen: dict[str, list] = {}
 
     def capture(due, ticks):
         for index, record in zip(due, ticks):
-            seen.setdefault(server.universe[index].exchange, []).append(record)
+            seen.setdefault(server.market.universe[index].exchange, []).append(record)
 
     server._distribute = capture
     for _ in range(server.slices_per_round()):
@@ -137,7 +138,7 @@ class _Transport:
 def test_trading_phase_changes_reach_trader_sessions():
     import json
 
-    from feedops.sim.server import Session
+    from feedops.sim.session import Session
 
     now = [at(MONDAY, "10:14").replace(second=59).timestamp()]
     calendar = TradingCalendar("exchange", load_holidays(HOLIDAYS_FILE))

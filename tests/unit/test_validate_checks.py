@@ -10,8 +10,10 @@ import time_machine
 from prometheus_client import generate_latest
 
 from clock_support import SWEEP
+from feedops.addresses import mask_url
 from feedops.validate import checks as checks_mod
-from feedops.validate.checks import is_placeholder_secret, mask_url, owner_of, writable_dir_problem
+from feedops.validate.checks import is_placeholder_secret, writable_dir_problem
+from feedops.validate.registry import owner_of
 from feedops.validate.runner import outcome_registries, pushgateway_target, render_table, run_checklist
 from validate_support import PINNED_IMAGE_TAG, ROOT, SENTINEL_PASSWORD, clean_environ, dev_environ
 

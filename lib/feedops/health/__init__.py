@@ -1,8 +1,9 @@
 """The feed health check (check_feed_health.py): sources -> checks -> report -> push.
 
-* :mod:`.sources`: the worker's ``/status`` (one per shard), the Prometheus HTTP API,
-  Redis consumer groups and the runbook's last pre-market success, each normalised
-  into an :class:`~feedops.health.sources.Observation`;
+* :mod:`.sources`: the observations every source yields; the readers are
+  :mod:`.source_worker` (the worker's ``/status``, one per shard), :mod:`.source_prometheus`
+  (the Prometheus HTTP API), :mod:`.source_redis` (Redis consumer groups) and
+  :mod:`.source_state` (the runbook's last pre-market success and its worker pid files);
 * :mod:`.checks`: thresholds (from the settings model, overridable by flags) applied
   to the observations, one :class:`~feedops.health.checks.CheckResult` per
   ``component:measurement`` and component;

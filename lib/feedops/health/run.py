@@ -13,7 +13,11 @@ from ..exitcodes import Check
 from ..log import get_logger
 from . import checks as ck
 from . import report as rp
-from .sources import SourceError, Sources, read_consumer_groups, read_expected_workers, read_premarket, read_prometheus, read_workers, safe_url
+from .source_prometheus import read_prometheus
+from .source_redis import read_consumer_groups
+from .source_state import read_expected_workers, read_premarket
+from .source_worker import read_workers
+from .sources import SourceError, Sources, safe_url
 
 log = get_logger("check_feed_health")
 

@@ -8,7 +8,9 @@ configuration and the Grafana dashboards, each generated from one source in this
   ``docs/ops/alerts/`` (``python -m feedops.monitoring.rules``);
 * :mod:`.alertmanager`: ``monitoring/alertmanager/alertmanager.yml`` from the environment
   (``python -m feedops.monitoring.alertmanager render``);
-* :mod:`.dashboards`: ``monitoring/grafana/dashboards/`` (``python -m feedops.monitoring.dashboards``);
+* :mod:`.dashboards`: ``monitoring/grafana/dashboards/`` (``python -m feedops.monitoring.dashboards``),
+  built from the Grafana blocks of :mod:`.panels`; :mod:`.dashboard_queries` reads their
+  queries back for the tests and the live check;
 * :mod:`.prometheus_config`: the scrape configuration per runtime (native loopback targets,
   ``monitoring/prometheus/compose/<env>.yml``).
 """

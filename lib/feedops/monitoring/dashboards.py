@@ -4,197 +4,53 @@
     python -m feedops.monitoring.dashboards --check monitoring/grafana/dashboards # exit 1 if stale
 
 Two dashboards (``docs/ops/monitoring-dashboard.md`` explains every panel): the feed
-overview and operations. Both query the datasource provisioned with uid
-:data:`DATASOURCE_UID` (``monitoring/grafana/provisioning/datasources/``) and have the
+overview and operations, built from the blocks of :mod:`.panels`. Both query the datasource
+provisioned with uid :data:`.panels.DATASOURCE_UID` (``monitoring/grafana/provisioning/datasources/``) and have the
 variables env, exchange and worker (the ``instance`` label), each "All" = ``.*`` so that
 series without the label still match. Metric names come from :mod:`feedops.metric_names`
 (the exporters' own names are written out: ``up`` and prometheus-redis-exporter's
 ``redis_stream_*``). Thresholds drawn on panels are the settings model's defaults.
 
-:func:`panel_queries` gives every panel query with the variables substituted, ready for
-the Prometheus HTTP API.
+:func:`.dashboard_queries.panel_queries` gives every panel query with the variables
+substituted, ready for the Prometheus HTTP API.
+
+This module stays whole at about 360 lines: it is the declarative table of the two
+dashboards' panels, one job.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from .. import metric_names as mn
-from ..exitcodes import Check, Runbook
 from ..settings import FeedSettings
-
-DATASOURCE_UID = "feedops-prometheus"
-DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
-SCHEMA_VERSION = 41  # Grafana 11.6
-TAG = "feedops"
-
-#: What Grafana puts in place of each variable when "All" (or the default) is selected, and the
-#: built-in intervals at a plausible zoom; :func:`panel_queries` substitutes these unless told otherwise.
-DEFAULT_VALUES = {"env": ".*", "exchange": ".*", "worker": ".*", "baseline": "1d",
-                  "__rate_interval": "1m", "__interval": "15s"}
-
-# Label matchers shared by the queries.
-ENV = 'env=~"$env"'
-WORKER = ENV + ',instance=~"$worker"'
-EXCHANGE = WORKER + ',exchange=~"$exchange"'
-STREAM = ENV + ',stream=~".+:$exchange"'  # the Redis sink writes one stream per exchange, <prefix>:<EXCHANGE>
-RATE = "[$__rate_interval]"
+from .panels import (
+    ACTIVE_STANDBY,
+    CHECK_MAPPINGS,
+    DATASOURCE,
+    ENV,
+    EXCHANGE,
+    RATE,
+    RUNBOOK_MAPPINGS,
+    STREAM,
+    WORKER,
+    YES_NO,
+    bar_gauge,
+    dashboard,
+    events,
+    quantile,
+    sel,
+    stat,
+    state_timeline,
+    threshold_steps,
+    timeseries,
+)
 
 
 def _default(field: str) -> float:
     return FeedSettings.model_fields[field].default
-
-
-def sel(spec: mn.MetricSpec | str, matchers: str, suffix: str = "") -> str:
-    """``name{matchers}`` for a metric spec (or an exporter's metric name)."""
-    name = spec.name if isinstance(spec, mn.MetricSpec) else spec
-    return f"{name}{suffix}{{{matchers}}}"
-
-
-def events(spec: mn.MetricSpec, by: str, fn: str = "increase") -> str:
-    """A worker counter's events per rate window (``fn="rate"``: per second) by ``by``, or one 0 labelled
-    ``none`` while a worker is scraped and nothing happened: a labelled counter has no series before its
-    first event, and "No data" would not tell "none" from "no worker"."""
-    zero = f'label_replace(0 * max({sel(mn.WORKER_UP, WORKER)}), "{by}", "none", "", "")'
-    return f"sum by ({by}) ({fn}({sel(spec, WORKER)}{RATE})) or on () {zero}"
-
-
-def quantile(q: float, spec: mn.MetricSpec, matchers: str, by: str = "") -> str:
-    return f"histogram_quantile({q}, sum by ({by}le) (rate({sel(spec, matchers, '_bucket')}{RATE})))"
-
-
-# ---------------------------------------------------------------- panel builders
-def _mappings(codes: dict[int, tuple[str, str]]) -> list[dict]:
-    return [{"type": "value", "options": {str(value): {"text": text, "color": color, "index": i}
-                                          for i, (value, (text, color)) in enumerate(sorted(codes.items()))}}]
-
-
-CHECK_MAPPINGS = _mappings({int(c): (c.name, color) for c, color in
-                            zip(Check, ("green", "yellow", "red", "purple"), strict=True)})
-RUNBOOK_MAPPINGS = _mappings({int(c): (f"{int(c)} {c.name}", "green" if c == Runbook.OK else "red") for c in Runbook})
-YES_NO = _mappings({0: ("no", "red"), 1: ("yes", "green")})
-ACTIVE_STANDBY = _mappings({0: ("standby", "text"), 1: ("active", "green")})
-
-
-def _thresholds(*steps: tuple[str, float | None]) -> dict:
-    return {"mode": "absolute", "steps": [{"color": color, "value": value} for color, value in steps]}
-
-
-def panel(kind: str, title: str, description: str, queries: list[tuple[str, str]], *, w: int = 12, h: int = 8,
-          unit: str = "short", instant: bool = False, mappings: list | None = None, thresholds: dict | None = None,
-          custom: dict | None = None, options: dict | None = None, overrides: list | None = None,
-          **defaults) -> dict:
-    """One panel; ``queries`` are (expr, legend) pairs. Its position is set by :func:`dashboard`."""
-    field_defaults = {"unit": unit, **defaults}
-    if mappings:
-        field_defaults["mappings"] = mappings
-    custom = dict(custom or {})
-    if thresholds:
-        field_defaults["thresholds"] = thresholds
-        if kind == "timeseries":  # drawn as lines; the series keep their own colours
-            custom["thresholdsStyle"] = {"mode": "line"}
-        else:
-            field_defaults["color"] = {"mode": "thresholds"}
-    if custom:
-        field_defaults["custom"] = custom
-    targets = [{"datasource": DATASOURCE, "refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend,
-                "range": not instant, "instant": instant} for i, (expr, legend) in enumerate(queries)]
-    return {"type": kind, "title": title, "description": description, "datasource": DATASOURCE,
-            "gridPos": {"w": w, "h": h}, "targets": targets,
-            "fieldConfig": {"defaults": field_defaults, "overrides": overrides or []}, "options": options or {}}
-
-
-_LEGEND = {"displayMode": "list", "placement": "bottom", "showLegend": True}
-_TOOLTIP = {"mode": "multi", "sort": "desc"}
-
-
-def timeseries(title: str, description: str, queries: list[tuple[str, str]], *, bars: bool = False,
-               axis_label: str = "", **kw) -> dict:
-    custom = {"drawStyle": "bars" if bars else "line", "lineInterpolation": "stepAfter",
-              "fillOpacity": 60 if bars else 10,
-              "showPoints": "never", "axisLabel": axis_label, "spanNulls": False}
-    return panel("timeseries", title, description, queries, custom=custom,
-                 options={"legend": _LEGEND, "tooltip": _TOOLTIP}, **kw)
-
-
-def state_timeline(title: str, description: str, queries: list[tuple[str, str]], **kw) -> dict:
-    options = {"showValue": "never", "mergeValues": True, "alignValue": "left", "rowHeight": 0.85,
-               "legend": {**_LEGEND, "showLegend": False}, "tooltip": {"mode": "single", "sort": "none"}}
-    return panel("state-timeline", title, description, queries, custom={"lineWidth": 0, "fillOpacity": 80},
-                 options=options, **kw)
-
-
-def stat(title: str, description: str, queries: list[tuple[str, str]], **kw) -> dict:
-    options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, "colorMode": "value",
-               "graphMode": "none", "justifyMode": "auto", "textMode": "value_and_name", "orientation": "auto"}
-    return panel("stat", title, description, queries, instant=True, options=options, **kw)
-
-
-def bar_gauge(title: str, description: str, queries: list[tuple[str, str]], **kw) -> dict:
-    options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, "orientation": "horizontal",
-               "displayMode": "basic", "showUnfilled": True, "valueMode": "color"}
-    return panel("bargauge", title, description, queries, instant=True, options=options, **kw)
-
-
-# ---------------------------------------------------------------- dashboard assembly
-def _variable(name: str, query: str) -> dict:
-    return {"name": name, "label": name, "type": "query", "datasource": DATASOURCE,
-            "definition": query, "query": {"query": query, "refId": f"{name}-variable"},
-            "refresh": 2, "sort": 1, "regex": "", "hide": 0, "options": [],
-            "includeAll": True, "allValue": ".*", "multi": True,
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}}
-
-
-def variables(*, baseline: bool = False) -> list[dict]:
-    result = [
-        _variable("env", f"label_values({mn.WORKER_UP.name}, env)"),
-        _variable("exchange", f"label_values({sel(mn.INSTRUMENTS_KNOWN, ENV)}, exchange)"),
-        _variable("worker", f"label_values({sel(mn.WORKER_UP, ENV)}, instance)"),
-    ]
-    if baseline:
-        choices = ("1d", "3d", "7d")
-        result.append({"name": "baseline", "label": "compare with", "type": "custom", "query": ",".join(choices),
-                       "hide": 0, "includeAll": False, "multi": False,
-                       "current": {"selected": True, "text": choices[0], "value": choices[0]},
-                       "options": [{"selected": c == choices[0], "text": c, "value": c} for c in choices]})
-    return result
-
-
-def dashboard(uid: str, title: str, description: str, rows: list[tuple[str, list[dict]]], *,
-              annotations: tuple[dict, ...] = (), baseline: bool = False) -> dict:
-    """Lay the rows out on Grafana's 24-column grid (panels left to right, wrapping) and number the panels."""
-    panels: list[dict] = []
-    y = 0
-    for row_title, row_panels in rows:
-        panels.append({"type": "row", "title": row_title, "collapsed": False, "panels": [],
-                       "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}})
-        y += 1
-        x = line_height = 0
-        for p in row_panels:
-            w, h = p["gridPos"]["w"], p["gridPos"]["h"]
-            if x + w > 24:
-                x, y, line_height = 0, y + line_height, 0
-            p["gridPos"] = {"x": x, "y": y, "w": w, "h": h}
-            x, line_height = x + w, max(line_height, h)
-            panels.append(p)
-        y += line_height
-    for number, p in enumerate(panels, start=1):
-        p["id"] = number
-    builtin = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True, "hide": True,
-               "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard"}
-    return {
-        "uid": uid, "title": title, "description": description, "tags": [TAG],
-        "editable": False, "graphTooltip": 1, "timezone": "browser", "refresh": "30s",
-        "time": {"from": "now-12h", "to": "now"}, "schemaVersion": SCHEMA_VERSION, "version": 1,
-        "links": [{"type": "dashboards", "tags": [TAG], "asDropdown": False, "includeVars": True, "keepTime": True,
-                   "title": "feedops dashboards", "icon": "external link", "targetBlank": False}],
-        "annotations": {"list": [builtin, *annotations]},
-        "templating": {"list": variables(baseline=baseline)},
-        "panels": panels,
-    }
 
 
 # ---------------------------------------------------------------- feed overview
@@ -213,7 +69,7 @@ def feed_overview() -> dict:
               f" / ({by_class} ({sel(mn.INSTRUMENTS_OPEN, EXCHANGE)}) > 0)",
               "{{exchange}} {{product_class}}")],
             w=24, h=9, unit="percentunit", min=0, max=1,
-            thresholds=_thresholds(("red", None), ("yellow", cov_crit), ("green", cov_warn))),
+            thresholds=threshold_steps(("red", None), ("yellow", cov_crit), ("green", cov_warn))),
         timeseries(
             "Instruments open, fresh and never ticked",
             "Per exchange: open now, ticked within the staleness window, and subscribed but never ticked.",
@@ -224,7 +80,7 @@ def feed_overview() -> dict:
             "Seconds since the last tick",
             "Age of the newest tick per exchange (any worker). Grows while the market is closed.",
             [(f"time() - max by (exchange) ({sel(mn.LAST_TICK_TIMESTAMP, EXCHANGE)})", "{{exchange}}")],
-            unit="s", thresholds=_thresholds(("green", None), ("yellow", stale_warn), ("red", stale_crit))),
+            unit="s", thresholds=threshold_steps(("green", None), ("yellow", stale_warn), ("red", stale_crit))),
     ]
     throughput = [
         timeseries(
@@ -251,7 +107,7 @@ def feed_overview() -> dict:
             "Per exchange, corrected for clock skew. Lines at the p99 warning and critical thresholds.",
             [(quantile(0.5, mn.TICK_LATENCY, EXCHANGE, "exchange, "), "{{exchange}} p50"),
              (quantile(0.99, mn.TICK_LATENCY, EXCHANGE, "exchange, "), "{{exchange}} p99")],
-            unit="s", thresholds=_thresholds(("green", None), ("yellow", lat_warn), ("red", lat_crit))),
+            unit="s", thresholds=threshold_steps(("green", None), ("yellow", lat_warn), ("red", lat_crit))),
         timeseries(
             "Pipeline latency p50 and p99 (received to written)",
             "The worker's own share of the tick latency, all selected workers.",
@@ -437,7 +293,7 @@ def operations() -> dict:
             "Holiday calendar known for",
             "Time until the end of the holiday calendar the workers use (absent on the always-open calendar).",
             [(f"min({sel(mn.CALENDAR_KNOWN_UNTIL, WORKER)}) - time()", "calendar")],
-            w=6, unit="s", thresholds=_thresholds(("red", None), ("orange", 30 * 86400), ("green", 90 * 86400))),
+            w=6, unit="s", thresholds=threshold_steps(("red", None), ("orange", 30 * 86400), ("green", 90 * 86400))),
     ]
     validate = [
         state_timeline(
@@ -482,40 +338,6 @@ def render() -> dict[str, str]:
     """File name -> JSON text of every dashboard."""
     return {name: json.dumps(build(), indent=2, ensure_ascii=False) + "\n" for name, build in DASHBOARDS.items()}
 
-
-# ---------------------------------------------------------------- queries, for tests and the live check
-_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
-
-
-def substitute(expr: str, values: dict[str, str] | None = None) -> str:
-    """``expr`` with ``$name`` / ``${name}`` replaced from :data:`DEFAULT_VALUES` updated by ``values``.
-
-    An unknown variable raises KeyError: a query must not reach Prometheus with a ``$`` left in it.
-    """
-    table = {**DEFAULT_VALUES, **(values or {})}
-    return _VARIABLE.sub(lambda m: table[m.group(1) or m.group(2)], expr)
-
-
-def iter_panels(dashboard_json: dict):
-    """Every non-row panel, including those inside collapsed rows."""
-    for p in dashboard_json["panels"]:
-        if p["type"] == "row":
-            yield from p.get("panels", [])
-        else:
-            yield p
-
-
-def panel_queries(dashboard_json: dict, values: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """(panel title, PromQL with the variables substituted) for every query of every panel.
-
-    ``values`` overrides :data:`DEFAULT_VALUES`, e.g. ``{"env": "dev", "__rate_interval": "20s"}``
-    (``$__rate_interval`` must span at least four scrapes to give a rate).
-    """
-    return [(p["title"], substitute(t["expr"], values)) for p in iter_panels(dashboard_json) for t in p["targets"]]
-
-
-def annotation_queries(dashboard_json: dict, values: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    return [(a["name"], substitute(a["expr"], values)) for a in dashboard_json["annotations"]["list"] if "expr" in a]
 
 
 def main(argv: list[str] | None = None) -> int:

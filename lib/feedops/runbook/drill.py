@@ -229,7 +229,8 @@ def outage(ctx: RunbookContext, phase: str, kill_front: str | None, timeout: flo
     start, start the worker(s) on the active profile (set before this step)."""
     from argparse import Namespace
 
-    from .cli import StepFailed, cmd_start_workers, cmd_stop
+    from .native_steps import cmd_start_workers, cmd_stop
+    from .step import StepFailed
 
     record = _attached(ctx)
     if record.get("attached"):
@@ -375,7 +376,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_drill(args, ctx: RunbookContext) -> int:
-    from .cli import StepFailed
+    from .step import StepFailed
 
     try:
         if args.drill_step == "attach":

@@ -20,7 +20,8 @@ from typing import Any
 from ..exitcodes import Sim
 from ..log import configure, get_logger
 from ..settings import PROFILE_NAMES, ConfigError, Settings, load_settings
-from .server import FAULTS, Credentials, ListenError, SimConfig, SimServer
+from .config import FAULTS, Credentials, SimConfig
+from .server import ListenError, SimServer
 from .universe import MAX_INSTRUMENTS
 
 log = get_logger("ctp-sim")

@@ -26,7 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..httpserve import JsonHandler
 from ..log import get_logger
-from .server import FAULTS, SimServer
+from .config import FAULTS
+from .server import SimServer
 
 log = get_logger("ctp-sim.control")
 

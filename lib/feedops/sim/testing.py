@@ -18,7 +18,8 @@ import time
 from typing import Any, Callable
 
 from ..calendar import TradingCalendar
-from .server import SimConfig, SimServer
+from .config import SimConfig
+from .server import SimServer
 
 
 class SimThread:

@@ -3,7 +3,7 @@
 The report's JSON shape is lib/feedops/schemas/validate-report.schema.json. A
 configuration that does not load is not an error of the checker: every problem
 of the :class:`~feedops.settings.ConfigError` becomes a failed check (the one
-owning the variable, see :func:`~feedops.validate.checks.owner_of`) and the
+owning the variable, see :func:`~feedops.validate.registry.owner_of`) and the
 checks that need a loaded configuration are skipped.
 """
 
@@ -20,12 +20,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from .. import __version__, metric_names
+from ..addresses import mask_url
 from ..envfile import EnvFileError, parse_env_file
 from ..exitcodes import Check
 from ..log import redact, register_secret, utc_timestamp
 from ..push import push_run
-from ..settings import ENV_NAMES, ConfigError, FeedSettings, Problem, Settings, env_file_for, load_settings, secret_env_vars
-from .checks import CHECKS, CheckResult, Context, mask_url, owner_of
+from ..settings import ENV_NAMES, ConfigError, FeedSettings, Problem, Settings, load_settings, secret_env_vars
+from ..settings_sources import env_file_for
+from .registry import CHECKS, CheckResult, Context, owner_of
 
 CHECKER = "validate_env"
 STATUS_CODE = {"pass": Check.OK, "warn": Check.WARNING, "fail": Check.CRITICAL, "unknown": Check.UNKNOWN}

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from ..log import get_logger
-from ..settings import public_target
+from ..addresses import public_target
 from .sinkbase import Sink, SinkError
 
 _log = get_logger("worker")

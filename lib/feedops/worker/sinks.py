@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .. import paths
-from ..settings import check_sink_url, public_target
+from ..addresses import check_sink_url, public_target
 from .filesink import FileSink, repair_torn_tail
 from .redissink import RedisSink, applied_key
 from .sinkbase import Sink, SinkError
