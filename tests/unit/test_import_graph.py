@@ -22,12 +22,7 @@ LIB = ROOT / "lib"
 
 #: (importer, imported) -> why the edge is still there. Each one closes a circle that is still open;
 #: remove the entry with the edge (the test fails on an entry whose edge no longer exists).
-KNOWN_EDGES: dict[tuple[str, str], str] = {
-    ("feedops.runbook.drill", "feedops.runbook.cli"):
-        "drill's steps use StepFailed, cmd_start_workers and cmd_stop of runbook/cli.py, which registers the drill "
-        "parser (cli -> drill, cli -> status -> drill); cut by moving those three out of runbook/cli.py into a "
-        "module both import",
-}
+KNOWN_EDGES: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path, lib: Path = LIB) -> tuple[str, bool]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..log import get_logger
 from ..addresses import public_target
+from ..log import get_logger
 from .sinkbase import Sink, SinkError
 
 _log = get_logger("worker")
