@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark the full-feed worker on ctp-sim with 20,000 instruments (one run, bounded in time).
 
+One file on purpose (about 480 lines): its phases share one ctp-sim and one procedure, read
+top to bottom; the per-stage costs are in worker_stages.py.
+
 Phases, all against one ctp-sim process (20,000 instruments, 500 ms snapshots: 40,000
 ticks/s offered; the ``burst`` fault multiplies that by a factor set at run time):
 

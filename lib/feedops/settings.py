@@ -1,5 +1,9 @@
 """The settings model: the single source of every feedops setting.
 
+A little over 400 lines on purpose: the fields of the two models are the declarations of every
+setting, kept together; reading and merging live in settings_sources, the messages in
+settings_errors, the .env.example renderer in envexample.
+
 Two kinds of variables:
 
 * ``FEEDOPS_*``: everything about the service (:class:`FeedSettings`);
