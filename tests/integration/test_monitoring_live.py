@@ -36,7 +36,7 @@ import yaml
 
 from conftest import ROOT, Server, free_port, http_ok, wait_for
 from feedops import metric_names
-from feedops.monitoring import prometheus_config
+from feedops.monitoring import dashboard_queries, prometheus_config
 from feedops.runbook import binaries as installed
 from feedops.runbook import monitoring as native
 from feedops.settings import load_settings
@@ -163,46 +163,22 @@ def metric_names_in(expr: str) -> set[str]:
     return found
 
 
-def grafana_to_promql(expr: str) -> str:
-    """A panel query with Grafana's variables replaced: $env/$exchange/$worker (and any other
-    template variable) match everything, the interval macros become 1m."""
-    expr = re.sub(r"\$\{?__(rate_interval|interval|range)(_ms|_s)?\}?", "1m", expr)
-    expr = re.sub(r'(\w+)\s*!?=~?\s*"\$\{?\w+(?::\w+)?\}?"', r'\1=~".*"', expr)
-    return re.sub(r"\$\{?\w+(?::\w+)?\}?", ".*", expr)
-
-
 #: Values for Grafana's built-in intervals: a 1 m window spans many 1 s scrapes.
 INTERVAL_VALUES = {"__rate_interval": "1m", "__interval": "1m", "__range": "1m"}
 
 
 def panel_queries() -> list[tuple[str, str]]:
     """(panel, PromQL) for every panel query and annotation query of the committed dashboards
-    (monitoring/grafana/dashboards/*.json), substituted by feedops.monitoring.dashboard_queries when it
-    exists (its "All" values), else by :func:`grafana_to_promql`."""
-    try:
-        from feedops.monitoring import dashboard_queries as dashboards
-    except ImportError:
-        dashboards = None
+    (monitoring/grafana/dashboards/*.json), their variables substituted by
+    feedops.monitoring.dashboard_queries (its "All" values)."""
     pairs: list[tuple[str, str]] = []
     for path in sorted(DASHBOARDS_DIR.glob("*.json")):
         doc = json.loads(path.read_text())
         title = doc.get("title", path.stem)
-        if dashboards is not None and hasattr(dashboards, "panel_queries"):
-            found = list(dashboards.panel_queries(doc, INTERVAL_VALUES))
-            if hasattr(dashboards, "annotation_queries"):
-                found += [(f"annotation {name}", expr) for name, expr in dashboards.annotation_queries(doc, INTERVAL_VALUES)]
-            pairs.extend((f"{title} / {name}", expr) for name, expr in found)
-            continue
-        panels = list(doc.get("panels", []))
-        while panels:
-            panel = panels.pop(0)
-            panels.extend(panel.get("panels", []))  # collapsed rows
-            for target in panel.get("targets", []):
-                if target.get("expr"):
-                    pairs.append((f"{title} / {panel.get('title', '?')}", grafana_to_promql(target["expr"])))
-        for annotation in doc.get("annotations", {}).get("list", []):
-            if annotation.get("expr"):
-                pairs.append((f"{title} / annotation {annotation.get('name', '?')}", grafana_to_promql(annotation["expr"])))
+        found = list(dashboard_queries.panel_queries(doc, INTERVAL_VALUES))
+        found += [(f"annotation {name}", expr) for name, expr in dashboard_queries.annotation_queries(doc, INTERVAL_VALUES)]
+        pairs.extend((f"{title} / {name}", expr) for name, expr in found)
+    assert pairs, f"no panel query in {DASHBOARDS_DIR}"
     return pairs
 
 
