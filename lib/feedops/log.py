@@ -18,7 +18,9 @@ Logs go to stderr; stdout is reserved for reports.
 from __future__ import annotations
 
 import datetime as _dt
+import faulthandler
 import json
+import signal
 import sys
 import threading
 from typing import Any, TextIO
@@ -29,6 +31,17 @@ REDACTED = "***"
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+
+
+#: The runbook sends it to a component that ignored SIGTERM, just before the SIGKILL: every feedops process
+#: that called :func:`dump_stacks_on_signal` writes all its threads' Python stacks to stderr (its log).
+STACKS_SIGNAL = signal.SIGUSR1
+
+
+def dump_stacks_on_signal() -> None:
+    """On :data:`STACKS_SIGNAL`, every thread's stack to stderr, from C: no Python code runs, so it works
+    while the main thread is blocked, where a Python signal handler would never run."""
+    faulthandler.register(STACKS_SIGNAL, file=sys.stderr, all_threads=True)
 
 
 def register_secret(value: str | None) -> None:

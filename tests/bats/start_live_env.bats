@@ -182,6 +182,7 @@ teardown() {
     > "${FEEDOPS_STATE_DIR}/pids/worker-0.pid"
   run -72 "${RUNBOOK}" shutdown --runtime native --timeout 1
   assert_output --partial "did not stop within 1s"
+  assert_output --partial "threads' stacks are in"
   run ! kill -0 "${pid}" 2>/dev/null
   [ ! -e "${FEEDOPS_STATE_DIR}/pids/worker-0.pid" ]
 }

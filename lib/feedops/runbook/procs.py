@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import paths
 from ..endpoints import listen_of
-from ..log import get_logger
+from ..log import STACKS_SIGNAL, get_logger
 from . import releases, supervisor
 from .config import RunbookContext
 from .state import atomic_write_json
@@ -174,6 +174,7 @@ class ProcessTable:
                 stuck = group_states(pid)
                 log.warning("runbook.component.kill", f"{name} did not stop within {timeout:g}s; sending SIGKILL "
                             f"(its processes: {stuck or 'none left'})", component_name=name, pid=pid, processes=stuck)
+                self._dump_stacks(name, pid)
                 _signal_group(pid, signal.SIGKILL)
                 self._wait_gone(name, time.monotonic() + 5)
         self.pid_file(name).unlink(missing_ok=True)
@@ -229,6 +230,18 @@ class ProcessTable:
             for pid in pids:
                 _kill_quietly(pid)
         return pids
+
+    def _dump_stacks(self, name: str, group: int) -> None:
+        """Before the SIGKILL: the group's feedops processes write every thread's stack to the log
+        (:data:`feedops.log.STACKS_SIGNAL`); waits until the log stops growing, at most 2 s."""
+        _signal_group(group, STACKS_SIGNAL)
+        sizes = [self.log_size(name)]
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and (len(sizes) < 3 or sizes[-1] != sizes[-3]):
+            time.sleep(0.1)
+            sizes.append(self.log_size(name))
+        log.warning("runbook.component.stacks", f"{name}: its threads' stacks are in {self.log_file(name)} "
+                    f"({sizes[-1] - sizes[0]} bytes)", component_name=name, log_file=str(self.log_file(name)))
 
     def _wait_gone(self, name: str, deadline: float) -> bool:
         while self.running_pid(name):

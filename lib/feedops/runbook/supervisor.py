@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                         push_url=ctx.pushgateway_url(), env=ctx.env, profile=profile)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, keeper.on_signal)
+    feedlog.dump_stacks_on_signal()  # the runbook's last word before a SIGKILL (procs.ProcessTable.stop)
     return keeper.run()
 
 

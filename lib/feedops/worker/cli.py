@@ -29,7 +29,7 @@ import os
 import sys
 
 from ..exitcodes import Check, Worker
-from ..log import configure, get_logger
+from ..log import configure, dump_stacks_on_signal, get_logger
 from ..settings import CHANNELS, ENV_NAMES, PROFILE_NAMES, ConfigError, load_settings
 
 PROG = "full_feed_subscription.py"
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = None
     try:
+        dump_stacks_on_signal()  # SIGUSR1 (the runbook's, before a SIGKILL): every thread's stack to the log
         worker = FeedWorker(settings)
 
         stop_on_signals(worker.request_stop)

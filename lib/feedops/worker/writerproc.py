@@ -167,6 +167,7 @@ class WriterProcess:
         # at the file size limit (RLIMIT_FSIZE) a write must fail with EFBIG, which the file sink rolls back,
         # not kill the process (Python ignores SIGXFSZ already; said here because the file sink relies on it)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        log_mod.dump_stacks_on_signal()  # the runbook's last word before a SIGKILL: where every thread waits
         log_mod.configure(log_defaults.get("level"), log_defaults.get("fmt"))
         for secret in secrets:
             log_mod.register_secret(secret)
