@@ -164,3 +164,22 @@ def test_the_restart_count_is_pushed_to_a_real_pushgateway(tmp_path, pushgateway
     lines = [line for line in text.splitlines() if line.startswith("feedops_supervisor_restarts_total{")]
     assert len(lines) == 1 and 'component="worker-0"' in lines[0] and 'job="feedops_supervisor"' in lines[0]
     assert 'env="dev"' in lines[0] and float(lines[0].rsplit(" ", 1)[1]) == 2
+
+
+def test_a_second_stop_signal_inside_the_first_ones_event_set_does_not_deadlock(tmp_path):
+    """The group's SIGTERM and a SIGINT (or a second SIGTERM) can nest: the second handler runs inside the first
+    one's stopping.set(), which holds the event's lock; it must not take that lock again."""
+    keeper = supervisor.Keeper("worker-0", "worker", [sys.executable, "-c", "pass"], StateStore(tmp_path / "state"))
+    outer_set = keeper.stopping.set
+
+    def set_with_a_second_signal_inside():
+        with keeper.stopping._cond:
+            keeper.on_signal(signal.SIGTERM)
+        outer_set()
+
+    keeper.stopping.set = set_with_a_second_signal_inside
+    stopper = threading.Thread(target=keeper.on_signal, args=(signal.SIGTERM,), daemon=True)
+    stopper.start()
+    stopper.join(10)
+    assert not stopper.is_alive(), "the second signal waited for the first one's lock"
+    assert keeper.stopping.is_set()

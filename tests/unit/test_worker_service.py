@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -347,3 +349,27 @@ def test_a_stop_signal_while_the_worker_holds_its_log_lock_stops_it_without_dead
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['received SIGTERM']"
+
+
+def test_a_second_stop_signal_inside_the_first_ones_event_set_does_not_deadlock(tmp_path):
+    """A stop brings two SIGTERMs (the runbook's to the group, the supervisor's forwarded one); the second
+    handler ran inside the first one's Event.set(), which holds the event's lock, and its own set() waited for
+    that lock forever (CI's stacks: set() inside set()). Here the second request arrives exactly there."""
+    w = FeedWorker(settings_for(tmp_path))
+    outer_set = w._stop.set
+
+    def set_with_a_second_signal_inside():
+        with w._stop._cond:  # where Event.set() is when the second signal's handler runs
+            w.request_stop("received SIGTERM")
+        outer_set()
+
+    w._stop.set = set_with_a_second_signal_inside
+    stopper = threading.Thread(target=w.request_stop, args=("received SIGTERM",), daemon=True)
+    try:
+        stopper.start()
+        stopper.join(10)
+        assert not stopper.is_alive(), "the second stop request waited for the first one's lock"
+        assert w._stop.is_set() and w._stop_reason == "received SIGTERM"
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        w.sink.close()

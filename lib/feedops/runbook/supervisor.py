@@ -107,12 +107,17 @@ class Keeper:
         self.profile = profile
         self.record = read_record(state, name)
         self.stopping = threading.Event()
+        self.signalled = False
         self.child: subprocess.Popen | None = None
 
     # -------------------------------------------------------------- signals
     def on_signal(self, signum: int, _frame=None) -> None:
-        """Stop on request: no restart; the component gets the signal too (the group's, or forwarded)."""
-        self.stopping.set()
+        """Stop on request: no restart; the component gets the signal too (the group's, or forwarded).
+        A second signal can run this inside the first one's ``stopping.set()``, which holds the event's
+        lock (not reentrant): only the first sets the event."""
+        first, self.signalled = not self.signalled, True
+        if first:
+            self.stopping.set()
         child = self.child
         if child is not None and child.poll() is None:
             try:

@@ -99,6 +99,7 @@ class FeedWorker:
         self.gateway.on_login = self._on_login
         self._stop = threading.Event()
         self._stop_reason = "stop requested"
+        self._stop_requested = False  # set before the event: a nested request returns before its lock
         self.heartbeat = time.monotonic()  # of the main loop (/livez)
         self._next_coverage = 0.0
         # /status reports the ticks lost over the staleness window (the health check reads the Prometheus counters
@@ -125,7 +126,15 @@ class FeedWorker:
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Ask :meth:`run` to stop. Safe in a signal handler: it only sets a flag and logs nothing (a handler
-        that logged while the main thread held the log's lock would deadlock the worker)."""
+        that logged while the main thread held the log's lock would deadlock the worker).
+
+        Only the first request does anything. A stop brings two SIGTERMs (the runbook signals the process
+        group and the supervisor forwards its own), and the second handler can run inside the first one's
+        ``Event.set()``, which holds the event's lock (not reentrant): had it called ``set()`` too, the main
+        thread would wait for its own lock forever (CI saw it, the stacks showing set() inside set())."""
+        if self._stop_requested:
+            return
+        self._stop_requested = True
         self._stop_reason = reason
         self._stop.set()
         # still running this long after the request: every thread's stack to stderr (the log), from C, no lock
