@@ -33,12 +33,14 @@ help: ## show this help
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py lib/feedops/worker/_jsonlines.c
 	@test -x $(PY) || { echo "bootstrap: creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "bootstrap: installing feedops into $(VENV)"
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e . 2>&1 | grep -v 'is ignored' || true
 	@$(PY) -c 'import feedops, pydantic_settings, prometheus_client, jsonschema, redis' \
 	  || { echo "bootstrap: installing dependencies failed" >&2; exit 1; }
+	@$(PY) -c 'import feedops.worker._jsonlines' \
+	  || { echo "bootstrap: building the sink writer's line encoder (lib/feedops/worker/_jsonlines.c) failed; it needs gcc and the Python headers (Debian: gcc python3-dev)" >&2; exit 1; }
 	@touch $@
 
 $(LOCALE_DIR)/zh_CN.GB18030/LC_CTYPE:

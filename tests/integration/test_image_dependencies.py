@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,26 @@ def test_numpy_size_is_what_the_dockerfile_says(image_venv):
     size = sum(f.stat().st_size for d in site.glob("numpy*") for f in (d.rglob("*") if d.is_dir() else [d]) if f.is_file())
     stated = int(re.search(r"numpy stays:.*?about (\d+) MB installed", DOCKERFILE, re.S).group(1))
     assert abs(size / 1e6 - stated) <= 0.25 * stated, f"numpy installs {size / 1e6:.0f} MB, the Dockerfile says {stated} MB"
+
+
+def _build_stage_compile() -> str:
+    """The build stage's gcc command (continuation lines joined), word for word."""
+    match = re.search(r"^RUN (gcc (?:[^\n]*\\\n)*[^\n]*)$", DOCKERFILE, re.M)
+    assert match, "the Dockerfile's build stage no longer compiles lib/feedops/worker/_jsonlines.c with gcc"
+    return match.group(1).replace("\\\n", " ")
+
+
+@pytest.mark.integration
+def test_the_build_stage_compiles_the_line_encoder_the_image_imports(image_venv, tmp_path):
+    """The build stage, replayed: its gcc command, on the source it copies, builds a module the image's Python
+    imports and that writes a double as the encoder expects."""
+    shutil.copy(ROOT / "lib" / "feedops" / "worker" / "_jsonlines.c", tmp_path)
+    done = subprocess.run(["sh", "-c", _build_stage_compile()], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PATH": f"{image_venv.parent}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = [p.name for p in tmp_path.glob("_jsonlines.*.so")]
+    assert len(built) == 1, built
+    check = "import _jsonlines; assert _jsonlines.double_text(3036.2) == b'3036.2', _jsonlines.double_text(3036.2)"
+    done = subprocess.run([str(image_venv), "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"]})
+    assert done.returncode == 0, done.stderr[-2000:]

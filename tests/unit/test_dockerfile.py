@@ -45,7 +45,7 @@ def test_base_image_pinned_by_digest():
 
 def test_locked_dependencies_installed_before_the_code():
     install = TEXT.index("--require-hashes --requirement requirements.lock")
-    assert TEXT.index("COPY requirements.lock") < install < TEXT.index("COPY lib")
+    assert TEXT.index("COPY requirements.lock") < install < TEXT.index("COPY lib ./lib")
 
 
 def test_non_root_labels_and_healthcheck():

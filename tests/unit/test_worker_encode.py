@@ -7,6 +7,7 @@ import random
 import sys
 
 import numpy as np
+import orjson
 import pytest
 
 from feedops.worker import encode as encode_mod
@@ -103,3 +104,33 @@ def test_a_batch_that_is_not_records_is_refused():
     with pytest.raises(TypeError, match="RECORD_DTYPE"):
         Encoder().rows([("not a tick",)])
     assert Encoder().rows(np.zeros(0, dtype=RECORD_DTYPE)) == []
+
+
+def _decimals(rnd: random.Random) -> float:
+    """A price, amount or ratio as exchanges send them: a few decimals, any magnitude, either sign."""
+    digits = rnd.randint(0, 9)
+    return rnd.choice((1, -1)) * round(rnd.uniform(0, 10 ** rnd.randint(-4, 15)), digits)
+
+
+def test_the_compiled_double_text_is_orjsons_wherever_it_writes_one():
+    """The C encoder writes most doubles itself (``double_text``) and hands the rest to orjson: where it writes
+    one, the text must be orjson's, byte for byte; and it must write the common ones (prices with few decimals),
+    or the encoder is slow."""
+    from feedops.worker import _jsonlines
+
+    rnd = random.Random(23)
+    values = list(FLOATS) + [0.0001, 0.00015, 9.9e-5, 1e15, 1e15 - 1, 999999999999999.9, 0.1, 0.7, 1.005, 2.675]
+    values += [_decimals(rnd) for _ in range(100_000)]
+    values += [rnd.uniform(-1e6, 1e6) for _ in range(20_000)]  # full-precision doubles: mostly orjson's
+    values += [np.frombuffer(rnd.randbytes(8), dtype="<f8")[0].item() for _ in range(20_000)]  # any bit pattern
+    written = 0
+    for value in values:
+        if value != value or value in (float("inf"), float("-inf")):
+            continue
+        text = _jsonlines.double_text(value)
+        if text is not None:
+            written += 1
+            assert text == orjson.dumps(value), value
+    assert written > 70_000  # of the 100,000 few-decimal values, those with at most 15 significant digits
+    for price in (3036.2, 4001.5, 0.5, 123456.0, -2.5, 0.0, -0.0, 1796233519.25):
+        assert _jsonlines.double_text(price) == orjson.dumps(price)

@@ -3,45 +3,39 @@
 The sink writer's hot path (:mod:`feedops.worker.writer`): a batch of records
 (:data:`~feedops.worker.ticks.RECORD_DTYPE`) becomes one line per tick, byte for byte the
 line :func:`encode` writes for :func:`~feedops.worker.ticks.record_of` (the reference:
-``orjson.dumps`` of the record's dict), without a dict or a per-field Python step per tick.
+``orjson.dumps`` of the record's dict), without a dict or a Python step per tick.
 
-A line is built from runs of consecutive keys:
+The line is written by the compiled ``_jsonlines.rows`` (``lib/feedops/worker/_jsonlines.c``,
+built by ``make bootstrap``), which runs a plan made here from RECORD_DTYPE and RECORD_KEYS
+over the batch's bytes: one step per key, in the record's order.
 
-* runs that change from tick to tick (the time, last price, volume, turnover, open
-  interest, level 1, high, low, average): numbers, encoded per batch by one orjson call
-  for the floats and one for the ints, split into tokens and put into a %-template of
-  the line;
-* runs that stay the same for an instrument through the day (instrument, exchange and
-  dates; the limits and the open; the previous day's values; settlement and close;
-  banding and deltas): their bytes in the record are, together, the key of a cache of
-  their JSON texts (one lookup per tick), so they are encoded once per instrument and
-  value, not per tick; the update time has a cache of its own;
-* levels 2-5: one constant text when every price of the levels has no value (all
-  exchanges but SHFE and INE), else encoded like the numbers.
-
-"No value" (the largest double, either sign, NaN, the infinities) is written as null,
-and so is the volume of a level 2-5 whose price has none. Floats are written by orjson
-from float64 (the same shortest round-trip text as for a Python float), ints as ints.
+* numbers are written from the record's bytes: ints as ints, floats as the shortest text
+  that reads back as the same double (orjson's text; a value the C code does not write
+  itself is handed to ``orjson.dumps``);
+* "no value" (the largest double, either sign, NaN, the infinities) is written as null,
+  and so is the volume of a level 2-5 whose price has none;
+* the strings (instrument, exchange, dates, update time) are looked up in caches keyed by
+  their bytes in the record and built here on a miss (GB18030 decoding, JSON escaping by
+  orjson): once per instrument and day, and once per distinct update time.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
 import orjson
-from numpy.lib.recfunctions import structured_to_unstructured
 
 from .layout import ENCODING
 from .ticks import DEPTH_LEVELS, RECORD_DTYPE, RECORD_KEYS, SCHEMA_VERSION, record_of
 
-_DBL_MAX = sys.float_info.max
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
-#: The int standing for a null volume (a level without a price) until it is written as null.
-_NULL_INT = np.iinfo(np.int64).min
-_NULL_INT_TEXT = str(_NULL_INT).encode()
-#: Entries a cache keeps before it starts afresh (bounds the writer's memory: ~0.5 kB an entry).
+try:
+    from . import _jsonlines
+except ImportError as exc:  # pragma: no cover - a checkout that was never bootstrapped
+    raise ImportError(f"feedops.worker._jsonlines (the sink writer's compiled line encoder) is not built ({exc}); "
+                      "fix: run `make bootstrap` (pip install -e . builds it; needs gcc and the Python headers)") from exc
+
+#: Entries a cache keeps before it starts afresh (bounds the writer's memory: ~0.3 kB an entry).
 CACHE_MAX = 65_536
 
 
@@ -57,134 +51,45 @@ def row_of(record: np.void) -> tuple:
             out["recv_ts"])
 
 
-def _is_float(key: str) -> bool:
-    return RECORD_DTYPE.fields[key][0].kind == "f"
+def _offset(key: str) -> int:
+    return RECORD_DTYPE.fields[key][1]
 
 
-def _span(first: str, last: str) -> tuple[int, int]:
-    """Byte range of the record's fields ``first`` .. ``last`` (consecutive in RECORD_DTYPE)."""
-    start = RECORD_DTYPE.fields[first][1]
-    dtype, offset = RECORD_DTYPE.fields[last]
-    return start, offset + dtype.itemsize
+def _plan() -> tuple[tuple[Any, ...], ...]:
+    """The steps of ``_jsonlines.rows``: one per key of RECORD_KEYS, in order (the C module's docstring)."""
+    volume_price = {volume: price for price, volume in DEPTH_LEVELS}
+    steps: list[tuple[Any, ...]] = [(_jsonlines.HEAD,)]
+    assert RECORD_KEYS[:5] == ("instrument", "exchange", "trading_day", "action_day", "update_time")
+    steps.append((_jsonlines.TEXT, _offset("update_time"), RECORD_DTYPE.fields["update_time"][0].itemsize))
+    for key in RECORD_KEYS[5:-1]:
+        kind = RECORD_DTYPE.fields[key][0].str
+        prefix = b',"%s":' % key.encode()
+        if kind == "<f8":
+            steps.append((_jsonlines.FLOAT, _offset(key), prefix))
+        elif kind == "<i4" and key in volume_price:
+            steps.append((_jsonlines.VOLUME, _offset(key), prefix, _offset(volume_price[key])))
+        elif kind == "<i4":
+            steps.append((_jsonlines.INT, _offset(key), prefix))
+        else:
+            raise TypeError(f"{key}: no step writes a {kind} value")
+    assert RECORD_KEYS[-1] == "schema"
+    steps.append((_jsonlines.LIT, b',"schema":%d}' % SCHEMA_VERSION))
+    return tuple(steps)
 
 
-def _keys(first: str, last: str) -> tuple[str, ...]:
-    return RECORD_KEYS[RECORD_KEYS.index(first):RECORD_KEYS.index(last) + 1]
-
-
-def _tokens(matrix: np.ndarray, null: bytes | None = None) -> list[bytes]:
-    """The numbers of a 2-D array as JSON tokens, row after row (one orjson call); NaN and ``null`` as null."""
-    blob = orjson.dumps(np.ascontiguousarray(matrix).reshape(-1), option=_NUMPY)[1:-1]
-    if null is not None and null in blob:
-        blob = blob.replace(null, b"null")
-    return blob.split(b",")
-
-
-class _Numbers:
-    """The numbers of some keys of a batch as JSON tokens: key -> one token per record."""
-
-    def __init__(self, keys: tuple[str, ...]):
-        self.float_keys = [key for key in keys if _is_float(key)]
-        self.int_keys = [key for key in keys if not _is_float(key)]
-        #: levels 2-5 among the keys: (column of the price in the floats, column of the volume in the ints)
-        self.levels = [(self.float_keys.index(price), self.int_keys.index(volume)) for price, volume in DEPTH_LEVELS
-                       if price in self.float_keys and volume in self.int_keys]
-
-    def columns(self, records: np.ndarray) -> dict[str, list[bytes]]:
-        out: dict[str, list[bytes]] = {}
-        no_value = None
-        if self.float_keys:
-            floats = structured_to_unstructured(records[self.float_keys], dtype=np.float64, copy=True)
-            no_value = ~(np.abs(floats) < _DBL_MAX)
-            floats[no_value] = np.nan  # orjson writes NaN as null
-            tokens = _tokens(floats)
-            width = len(self.float_keys)
-            out.update((key, tokens[j::width]) for j, key in enumerate(self.float_keys))
-        if self.int_keys:
-            ints = structured_to_unstructured(records[self.int_keys], dtype=np.int64, copy=True)
-            for price, volume in self.levels:
-                ints[no_value[:, price], volume] = _NULL_INT
-            tokens = _tokens(ints, _NULL_INT_TEXT)
-            width = len(self.int_keys)
-            out.update((key, tokens[j::width]) for j, key in enumerate(self.int_keys))
-        return out
-
-
-class _Runs:
-    """Runs of keys as text, one ``,"key":value...`` token per run and record (for the records a cache missed)."""
-
-    def __init__(self, runs: tuple[tuple[str, ...], ...]):
-        self.runs = runs
-        keys = tuple(key for run in runs for key in run)
-        self.numbers = _Numbers(keys)
-        self.keys = keys
-        self.template = "".join("".join(f',"{key}":%s' for key in run) + "\n" for run in runs).encode()
-
-    def tokens(self, records: np.ndarray) -> list[bytes]:
-        """The run tokens of every record, record after record (``len(runs)`` per record)."""
-        count = len(records)
-        columns = self.numbers.columns(records)
-        width = len(self.keys)
-        values: list[Any] = [None] * (count * width)
-        for j, key in enumerate(self.keys):
-            values[j::width] = columns[key]
-        return ((self.template * count) % tuple(values)).split(b"\n")[:count * len(self.runs)]
-
-
-class _Cache(dict):
-    """Bytes of a run in the record -> its text; starts afresh beyond CACHE_MAX entries."""
-
-    def fill(self, keys: list[bytes], build) -> list[Any]:
-        """The cached value of every key; the missing ones built by ``build(indexes of first occurrences)``."""
-        found = [self.get(key) for key in keys]
-        if None in found:
-            first: dict[bytes, int] = {}
-            for i, value in enumerate(found):
-                if value is None:
-                    first.setdefault(keys[i], i)
-            built = dict(zip(first, build(list(first.values()))))
-            if len(self) + len(built) > CACHE_MAX:
-                self.clear()
-            self.update(built)
-            found = [built[key] if value is None else value for key, value in zip(keys, found)]
-        return found
-
-
-_HEAD = _span("instrument", "action_day")
-_UPDATE_TIME = _span("update_time", "update_time")
-#: The runs that stay the same for an instrument, in line order, and their byte ranges in the record.
-_STATIC_RUNS = (_keys("upper_limit", "open"), _keys("pre_settlement", "pre_open_interest"),
-                _keys("settlement", "close"), _keys("banding_upper", "curr_delta"))
-_STATIC_SPANS = [_span(run[0], run[-1]) for run in _STATIC_RUNS]
-_STEADY_COLUMNS = np.concatenate([np.arange(start, end) for start, end in (_HEAD, *_STATIC_SPANS)])
-_LEVEL_RUN = _keys("bid2", "ask_volume5")
-_LEVEL_PRICES = [price for price, _ in DEPTH_LEVELS]
-#: Levels 2-5 when no price of them has a value.
-_NO_LEVELS = "".join(f',"{key}":null' for key in _LEVEL_RUN).encode()
-#: The keys encoded per tick, and the line: a %s per run token or number, the schema version last.
-_LIVE = (*_keys("millisec", "ask_volume1"), "high", "low", "average")
-_SLOTS = ("head", "update_time", *_keys("millisec", "ask_volume1"), "static0", "high", "low", "static1", "average",
-          "static2", "levels", "static3")
-_LINE = ("".join("%s" if slot in ("head", "update_time", "levels") or slot.startswith("static") else f',"{slot}":%s'
-                 for slot in _SLOTS) + f',"schema":{SCHEMA_VERSION}' + "}\n").encode()
-assert [key for key in RECORD_KEYS if key not in _LIVE] == [
-    *_keys("instrument", "update_time"), *_STATIC_RUNS[0], *_STATIC_RUNS[1], *_STATIC_RUNS[2], *_LEVEL_RUN,
-    *_STATIC_RUNS[3], "schema"], "the line's runs must cover RECORD_KEYS in order"
+_PLAN = _plan()
+#: The record's head: instrument, exchange, trading day and action day, consecutive at its start.
+_HEAD_DTYPE = np.dtype([(key, RECORD_DTYPE.fields[key][0]) for key in RECORD_KEYS[:4]])
+assert all(RECORD_DTYPE.fields[key][1] == _HEAD_DTYPE.fields[key][1] for key in RECORD_KEYS[:4])
 
 
 class Encoder:
-    """Rows of batches of records; holds the caches of the runs that stay the same (one per writer process)."""
+    """Rows of batches of records; holds the caches of the strings (one per writer process)."""
 
     def __init__(self) -> None:
-        # bytes of instrument..action_day and of the static runs -> (head text, instrument UTF-8, exchange,
-        # trading day, the texts of the static runs)
-        self._steady = _Cache()
-        self._times = _Cache()  # bytes of update_time -> its text
-        self._shared: dict[bytes, bytes] = {}  # texts of static runs, one object per distinct text
-        self._texts: dict[bytes, str] = {}  # a few exchanges and days, decoded once
-        self._live = _Numbers(_LIVE)
-        self._static_runs = _Runs(_STATIC_RUNS)
-        self._level_runs = _Runs((_LEVEL_RUN,))
+        self._heads: dict[bytes, tuple[bytes, bytes, str, str]] = {}  # head bytes -> (text, UTF-8 id, exchange, day)
+        self._times: dict[bytes, bytes] = {}  # update_time bytes -> its text with its key
+        self._texts: dict[bytes, str] = {}  # a few exchanges and days, decoded once (one str object each)
 
     def _text(self, raw: bytes) -> str:
         text = self._texts.get(raw)
@@ -194,72 +99,30 @@ class Encoder:
             text = self._texts[raw] = raw.decode(ENCODING, errors="replace")
         return text
 
+    def _head(self, raw: bytes) -> tuple[bytes, bytes, str, str]:
+        """(text, instrument UTF-8, exchange, trading day) of a record's head bytes (a cache miss)."""
+        instrument, exchange, trading_day, action_day = np.frombuffer(raw, dtype=_HEAD_DTYPE)[0].tolist()
+        instrument = instrument.decode(ENCODING, errors="replace")
+        exchange, trading_day, action_day = (self._text(part) for part in (exchange, trading_day, action_day))
+        text = b'{"instrument":%s,"exchange":%s,"trading_day":%s,"action_day":%s' % (
+            orjson.dumps(instrument), orjson.dumps(exchange), orjson.dumps(trading_day), orjson.dumps(action_day))
+        return text, instrument.encode(), exchange, trading_day
+
+    def _time(self, raw: bytes) -> bytes:
+        return b',"update_time":' + orjson.dumps(self._text(raw.rstrip(b"\0")))
+
     def rows(self, records: np.ndarray) -> list[tuple]:
         """Rows ``(line, instrument, exchange, trading_day, exchange_ts, recv_ts)`` of a batch of records
         (:data:`~feedops.worker.ticks.RECORD_DTYPE`, as the pipeline hands them over): the JSON line (no
         newline), the instrument id as UTF-8, exchange and trading day as str, the two times as float."""
-        count = len(records)
-        if not count:
-            return []
         if getattr(records, "dtype", None) != RECORD_DTYPE:
             raise TypeError(f"a batch of records is a numpy array of RECORD_DTYPE, not {type(records).__name__}")
-        records = np.ascontiguousarray(records)
-        raw = records.view(np.uint8).reshape(count, RECORD_DTYPE.itemsize)
-        # one lookup per tick for everything that stays the same for an instrument
-        (heads, instruments, exchanges, days, *statics) = zip(*self._steady.fill(
-            _void(raw[:, _STEADY_COLUMNS]), lambda first: self._build_steady(records[first])))
-        times = self._times.fill(_void(raw[:, _UPDATE_TIME[0]:_UPDATE_TIME[1]]),
-                                 lambda first: [b',"update_time":' + orjson.dumps(self._text(t))
-                                                for t in records["update_time"][first].tolist()])
-        columns: dict[str, Any] = self._live.columns(records)
-        columns["head"] = heads
-        columns["update_time"] = times
-        for j, static in enumerate(statics):
-            columns[f"static{j}"] = static
-        columns["levels"] = self._levels(records)
-        width = len(_SLOTS)
-        values: list[Any] = [None] * (count * width)
-        for j, slot in enumerate(_SLOTS):
-            values[j::width] = columns[slot]
-        lines = ((_LINE * count) % tuple(values)).split(b"\n")
-        return list(zip(lines, instruments, exchanges, days, records["exchange_ts"].tolist(),
-                        records["recv_ts"].tolist()))
-
-    def _build_heads(self, records: np.ndarray) -> list[tuple[bytes, bytes, str, str]]:
-        out = []
-        for instrument, exchange, trading_day, action_day in zip(*(records[key].tolist() for key in _keys(
-                "instrument", "action_day"))):
-            instrument = instrument.decode(ENCODING, errors="replace")
-            exchange, trading_day, action_day = (self._text(raw) for raw in (exchange, trading_day, action_day))
-            text = b'{"instrument":%s,"exchange":%s,"trading_day":%s,"action_day":%s' % (
-                orjson.dumps(instrument), orjson.dumps(exchange), orjson.dumps(trading_day), orjson.dumps(action_day))
-            out.append((text, instrument.encode(), exchange, trading_day))
-        return out
-
-    def _build_steady(self, records: np.ndarray) -> list[tuple[Any, ...]]:
-        """(head text, instrument UTF-8, exchange, trading day, the texts of the static runs) of each record."""
-        shared = self._shared
-        if len(shared) > CACHE_MAX:
-            shared.clear()
-        tokens = [shared.setdefault(token, token) for token in self._static_runs.tokens(records)]  # one copy each
-        width = len(_STATIC_RUNS)
-        return [head + tuple(tokens[i * width:(i + 1) * width]) for i, head in enumerate(self._build_heads(records))]
-
-    def _levels(self, records: np.ndarray) -> list[bytes]:
-        """Levels 2-5 of every record: the constant text where no price has a value, else encoded."""
-        prices = structured_to_unstructured(records[_LEVEL_PRICES], dtype=np.float64)
-        deep = np.flatnonzero((np.abs(prices) < _DBL_MAX).any(axis=1))
-        if not len(deep):
-            return [_NO_LEVELS] * len(records)
-        out = np.full(len(records), _NO_LEVELS, dtype=object)
-        out[deep] = self._level_runs.tokens(records[deep])
-        return out.tolist()
-
-
-def _void(matrix: np.ndarray) -> list[bytes]:
-    """The rows of a 2-D uint8 array as bytes (keys of a cache)."""
-    matrix = np.ascontiguousarray(matrix)
-    return matrix.view(f"V{matrix.shape[1]}").reshape(-1).tolist()
+        if not len(records):
+            return []
+        raw = np.ascontiguousarray(records).reshape(-1).view(np.uint8)
+        return _jsonlines.rows(raw, RECORD_DTYPE.itemsize, _PLAN, 0, _HEAD_DTYPE.itemsize, self._heads, self._head,
+                               self._times, self._time, orjson.dumps, _offset("exchange_ts"), _offset("recv_ts"),
+                               CACHE_MAX)
 
 
 _ENCODER = Encoder()

@@ -1,0 +1,447 @@
+/* The sink writer's line encoder: a batch of published records -> one JSON line per record.
+ *
+ * The writer's hot path (feedops/worker/encode.py builds the plan and documents the line).
+ * It runs a plan of steps over every record of a contiguous buffer of records:
+ *
+ *   (LIT, text)                          write text
+ *   (FLOAT, offset, prefix)              prefix, then the little-endian double at offset: null when it has no
+ *                                        value (not -DBL_MAX < v < DBL_MAX: CTP's marker, NaN, the infinities)
+ *   (INT, offset, prefix)                prefix, then the little-endian int32 at offset
+ *   (VOLUME, offset, prefix, price)      as INT, but null when the double at offset price has no value
+ *   (HEAD,)                              the head text of the record (see below)
+ *   (TEXT, offset, size)                 a cached text keyed by the size bytes at offset
+ *
+ * HEAD and TEXT look the record's bytes up in a dict (one per process, kept by encode.py);
+ * a miss calls back into Python, which builds the value (GB18030 decoding and JSON string
+ * escaping stay there), and a dict that reached cache_max entries starts afresh. The head's
+ * value is a tuple (text, instrument UTF-8, exchange, trading day), whose last three items go
+ * into the row.
+ *
+ * A double is written as the shortest text that reads back as the same double, the text
+ * orjson writes: a value M / 10^k (M < 10^15, k <= 9) that 1e-4 <= |v| < 1e15 holds is
+ * written here, in decimal notation; any other double is handed to float_text (orjson.dumps)
+ * and its text copied. tests/unit/test_worker_encode.py compares the two on random doubles.
+ *
+ * Returns the list of rows (line, instrument, exchange, trading day, exchange_ts, recv_ts),
+ * the line without its newline. The GIL is held throughout (the callbacks need it).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { OP_LIT = 0, OP_FLOAT = 1, OP_INT = 2, OP_VOLUME = 3, OP_HEAD = 4, OP_TEXT = 5 };
+
+typedef struct {
+    int kind;
+    Py_ssize_t offset;
+    Py_ssize_t size;     /* TEXT: the key's size */
+    Py_ssize_t price;    /* VOLUME: the offset of its price */
+    const char *text;    /* LIT: the text; FLOAT, INT, VOLUME: the prefix */
+    Py_ssize_t text_len;
+} Step;
+
+typedef struct {
+    char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t more) {
+    if (b->len + more <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *data = PyMem_Realloc(b->data, (size_t)cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static inline void put(Buf *b, const char *s, Py_ssize_t n) {
+    memcpy(b->data + b->len, s, (size_t)n);
+    b->len += n;
+}
+
+static inline double read_double(const char *p) {
+    double v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline int32_t read_int32(const char *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline int has_value(double v) {
+    return -DBL_MAX < v && v < DBL_MAX;  /* false for +-DBL_MAX, NaN and the infinities */
+}
+
+/* Digits of u, written backwards from end; returns where they start. */
+static inline char *digits_back(char *end, uint64_t u) {
+    do {
+        *--end = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    return end;
+}
+
+static void put_int(Buf *b, int64_t v) {
+    char tmp[24];
+    char *end = tmp + sizeof tmp;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char *start = digits_back(end, u);
+    if (v < 0)
+        *--start = '-';
+    put(b, start, end - start);
+}
+
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+#define MAX_DECIMALS 9
+
+/* The shortest round-trip text of v when it is M / 10^k with M < 10^15 and 1e-4 <= |v| < 1e15 (or zero);
+   returns its length, 0 when v is not such a value. out holds at least 40 bytes.
+   Why it is the shortest: (double)M / 10^k is the correctly rounded quotient of two exact values, so the test
+   below proves that the decimal M / 10^k reads back as v; two different decimals of at most 15 significant
+   digits are further apart than any two numbers that read back as one double, so no shorter text does. */
+static Py_ssize_t fast_double(double v, char *out) {
+    char *p = out;
+    if (v == 0.0) {
+        if (signbit(v))
+            *p++ = '-';
+        memcpy(p, "0.0", 3);
+        return (p - out) + 3;
+    }
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    for (int k = 0; k <= MAX_DECIMALS; k++) {
+        double m = a * POW10[k];
+        if (m >= 1e15)
+            return 0;
+        if (m != floor(m))
+            continue;
+        uint64_t M = (uint64_t)m;
+        if ((double)M / POW10[k] != a)
+            continue;
+        while (k > 0 && M % 10 == 0) {
+            M /= 10;
+            k--;
+        }
+        char tmp[40];
+        char *end = tmp + sizeof tmp;
+        char *start;
+        if (k == 0) {
+            char *q = end;
+            *--q = '0';
+            *--q = '.';
+            start = digits_back(q, M);
+        } else {
+            uint64_t scale = 1;
+            for (int i = 0; i < k; i++)
+                scale *= 10;
+            uint64_t frac = M % scale;
+            char *q = end;
+            for (int i = 0; i < k; i++) {
+                *--q = (char)('0' + frac % 10);
+                frac /= 10;
+            }
+            *--q = '.';
+            start = digits_back(q, M / scale);
+        }
+        if (v < 0)
+            *p++ = '-';
+        memcpy(p, start, (size_t)(end - start));
+        return (p - out) + (end - start);
+    }
+    return 0;
+}
+
+static int put_double(Buf *b, double v, PyObject *float_text) {
+    char tmp[48];
+    Py_ssize_t n = fast_double(v, tmp);
+    if (n) {
+        put(b, tmp, n);
+        return 0;
+    }
+    PyObject *f = PyFloat_FromDouble(v);
+    if (f == NULL)
+        return -1;
+    PyObject *text = PyObject_CallOneArg(float_text, f);
+    Py_DECREF(f);
+    if (text == NULL)
+        return -1;
+    if (!PyBytes_Check(text)) {
+        Py_DECREF(text);
+        PyErr_SetString(PyExc_TypeError, "float_text must return bytes");
+        return -1;
+    }
+    Py_ssize_t len = PyBytes_GET_SIZE(text);
+    int rc = buf_reserve(b, len);
+    if (rc == 0)
+        put(b, PyBytes_AS_STRING(text), len);
+    Py_DECREF(text);
+    return rc;
+}
+
+/* dict[key bytes] or, on a miss, build(key) stored under it (the dict emptied first when it reached cap).
+   Returns a borrowed reference (owned by the dict) or NULL with an exception set. */
+static PyObject *cached(PyObject *cache, PyObject *build, const char *key_data, Py_ssize_t key_size,
+                        Py_ssize_t cap) {
+    PyObject *key = PyBytes_FromStringAndSize(key_data, key_size);
+    if (key == NULL)
+        return NULL;
+    PyObject *value = PyDict_GetItemWithError(cache, key);
+    if (value == NULL && !PyErr_Occurred()) {
+        PyObject *built = PyObject_CallOneArg(build, key);
+        if (built != NULL) {
+            if (PyDict_GET_SIZE(cache) >= cap)
+                PyDict_Clear(cache);
+            if (PyDict_SetItem(cache, key, built) == 0)
+                value = built;  /* the dict holds it now */
+            Py_DECREF(built);
+        }
+    }
+    Py_DECREF(key);
+    return value;
+}
+
+static int parse_plan(PyObject *plan, Step **steps_out, Py_ssize_t *count_out) {
+    if (!PyTuple_Check(plan)) {
+        PyErr_SetString(PyExc_TypeError, "plan must be a tuple of steps");
+        return -1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(plan);
+    Step *steps = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Step));
+    if (steps == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *t = PyTuple_GET_ITEM(plan, i);
+        Step *s = &steps[i];
+        PyObject *text = NULL;
+        int ok;
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 1) {
+            ok = 0;
+        } else {
+            s->kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 0));
+            switch (s->kind) {
+            case OP_LIT:
+                ok = PyArg_ParseTuple(t, "iS", &s->kind, &text);
+                break;
+            case OP_FLOAT:
+            case OP_INT:
+                ok = PyArg_ParseTuple(t, "inS", &s->kind, &s->offset, &text);
+                break;
+            case OP_VOLUME:
+                ok = PyArg_ParseTuple(t, "inSn", &s->kind, &s->offset, &text, &s->price);
+                break;
+            case OP_HEAD:
+                ok = PyArg_ParseTuple(t, "i", &s->kind);
+                break;
+            case OP_TEXT:
+                ok = PyArg_ParseTuple(t, "inn", &s->kind, &s->offset, &s->size);
+                break;
+            default:
+                ok = 0;
+            }
+        }
+        if (!ok) {
+            PyMem_Free(steps);
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "plan step %zd is not a known step", i);
+            return -1;
+        }
+        if (text != NULL) {  /* the plan tuple keeps the bytes alive for the call */
+            s->text = PyBytes_AS_STRING(text);
+            s->text_len = PyBytes_GET_SIZE(text);
+        }
+    }
+    *steps_out = steps;
+    *count_out = count;
+    return 0;
+}
+
+static PyObject *rows(PyObject *module, PyObject *args) {
+    Py_buffer view;
+    PyObject *plan, *head_cache, *build_head, *text_cache, *build_text, *float_text;
+    Py_ssize_t itemsize, head_offset, head_size, exchange_ts_offset, recv_ts_offset, cache_max;
+    if (!PyArg_ParseTuple(args, "y*nOnnO!OO!OOnnn:rows", &view, &itemsize, &plan, &head_offset, &head_size,
+                          &PyDict_Type, &head_cache, &build_head, &PyDict_Type, &text_cache, &build_text,
+                          &float_text, &exchange_ts_offset, &recv_ts_offset, &cache_max))
+        return NULL;
+    Step *steps = NULL;
+    Py_ssize_t nsteps = 0;
+    PyObject *out = NULL;
+    Buf b = {NULL, 0, 0};
+    if (itemsize <= 0 || view.len % itemsize != 0) {
+        PyErr_SetString(PyExc_ValueError, "the buffer is not a whole number of records");
+        goto done;
+    }
+    if (head_offset < 0 || head_offset + head_size > itemsize || exchange_ts_offset + 8 > itemsize ||
+        recv_ts_offset + 8 > itemsize || cache_max < 1) {
+        PyErr_SetString(PyExc_ValueError, "an offset lies outside the record");
+        goto done;
+    }
+    if (parse_plan(plan, &steps, &nsteps) < 0)
+        goto done;
+    Py_ssize_t fixed = 0;  /* the most any record can need, but for cached texts and float_text's */
+    for (Py_ssize_t i = 0; i < nsteps; i++) {
+        Step *s = &steps[i];
+        Py_ssize_t end = s->offset + (s->kind == OP_TEXT ? s->size : s->kind == OP_HEAD ? 0 : 8);
+        if (s->offset < 0 || end > itemsize || (s->kind == OP_VOLUME && (s->price < 0 || s->price + 8 > itemsize))) {
+            PyErr_Format(PyExc_ValueError, "plan step %zd reads outside the record", i);
+            goto done;
+        }
+        fixed += s->text_len + 48;
+    }
+    Py_ssize_t count = view.len / itemsize;
+    out = PyList_New(count);
+    if (out == NULL)
+        goto done;
+    const char *base = view.buf;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        const char *rec = base + r * itemsize;
+        PyObject *head = NULL;
+        b.len = 0;
+        if (buf_reserve(&b, fixed) < 0)
+            goto fail;
+        for (Py_ssize_t i = 0; i < nsteps; i++) {
+            Step *s = &steps[i];
+            switch (s->kind) {
+            case OP_LIT:
+                put(&b, s->text, s->text_len);
+                break;
+            case OP_FLOAT: {
+                double v = read_double(rec + s->offset);
+                put(&b, s->text, s->text_len);
+                if (!has_value(v))
+                    put(&b, "null", 4);
+                else if (put_double(&b, v, float_text) < 0)
+                    goto fail;
+                break;
+            }
+            case OP_INT:
+                put(&b, s->text, s->text_len);
+                put_int(&b, read_int32(rec + s->offset));
+                break;
+            case OP_VOLUME:
+                put(&b, s->text, s->text_len);
+                if (has_value(read_double(rec + s->price)))
+                    put_int(&b, read_int32(rec + s->offset));
+                else
+                    put(&b, "null", 4);
+                break;
+            case OP_HEAD:
+            case OP_TEXT: {
+                PyObject *value = s->kind == OP_HEAD
+                    ? cached(head_cache, build_head, rec + head_offset, head_size, cache_max)
+                    : cached(text_cache, build_text, rec + s->offset, s->size, cache_max);
+                if (value == NULL)
+                    goto fail;
+                PyObject *text = value;
+                if (s->kind == OP_HEAD) {
+                    if (!PyTuple_Check(value) || PyTuple_GET_SIZE(value) != 4) {
+                        PyErr_SetString(PyExc_TypeError, "build_head must return (text, instrument, exchange, day)");
+                        goto fail;
+                    }
+                    head = value;
+                    text = PyTuple_GET_ITEM(value, 0);
+                }
+                if (!PyBytes_Check(text)) {
+                    PyErr_SetString(PyExc_TypeError, "a cached text must be bytes");
+                    goto fail;
+                }
+                Py_ssize_t len = PyBytes_GET_SIZE(text);
+                /* the reserve may move the buffer, never the cached value (the dict holds it) */
+                if (buf_reserve(&b, len + fixed) < 0)
+                    goto fail;
+                put(&b, PyBytes_AS_STRING(text), len);
+                break;
+            }
+            }
+        }
+        if (head == NULL) {
+            PyErr_SetString(PyExc_ValueError, "the plan has no HEAD step");
+            goto fail;
+        }
+        PyObject *row = PyTuple_New(6);
+        if (row == NULL)
+            goto fail;
+        PyList_SET_ITEM(out, r, row);
+        PyObject *line = PyBytes_FromStringAndSize(b.data, b.len);
+        PyObject *ets = PyFloat_FromDouble(read_double(rec + exchange_ts_offset));
+        PyObject *rts = PyFloat_FromDouble(read_double(rec + recv_ts_offset));
+        if (line == NULL || ets == NULL || rts == NULL) {
+            Py_XDECREF(line);
+            Py_XDECREF(ets);
+            Py_XDECREF(rts);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(row, 0, line);
+        for (int j = 1; j < 4; j++) {
+            PyObject *item = PyTuple_GET_ITEM(head, j);
+            Py_INCREF(item);
+            PyTuple_SET_ITEM(row, j, item);
+        }
+        PyTuple_SET_ITEM(row, 4, ets);
+        PyTuple_SET_ITEM(row, 5, rts);
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    PyMem_Free(b.data);
+    PyMem_Free(steps);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *double_text(PyObject *module, PyObject *arg) {
+    double v = PyFloat_AsDouble(arg);
+    if (v == -1.0 && PyErr_Occurred())
+        return NULL;
+    char tmp[48];
+    Py_ssize_t n = fast_double(v, tmp);
+    if (!n)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(tmp, n);
+}
+
+static PyMethodDef methods[] = {
+    {"rows", rows, METH_VARARGS,
+     "rows(buffer, itemsize, plan, head_offset, head_size, head_cache, build_head, text_cache, build_text, "
+     "float_text, exchange_ts_offset, recv_ts_offset, cache_max) -> [(line, instrument, exchange, day, "
+     "exchange_ts, recv_ts)]"},
+    {"double_text", double_text, METH_O,
+     "The text this module writes for a double itself, or None where it hands the double to float_text."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "feedops.worker._jsonlines",
+    "The sink writer's line encoder (see feedops.worker.encode).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__jsonlines(void) {
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "LIT", OP_LIT) < 0 || PyModule_AddIntConstant(m, "FLOAT", OP_FLOAT) < 0 ||
+        PyModule_AddIntConstant(m, "INT", OP_INT) < 0 || PyModule_AddIntConstant(m, "VOLUME", OP_VOLUME) < 0 ||
+        PyModule_AddIntConstant(m, "HEAD", OP_HEAD) < 0 || PyModule_AddIntConstant(m, "TEXT", OP_TEXT) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,10 @@
+"""The one compiled part of feedops: the sink writer's line encoder (lib/feedops/worker/_jsonlines.c).
+
+Everything else is in pyproject.toml. ``pip install -e .`` (``make bootstrap``) builds the extension
+next to its source, where the code runs from (``lib/``, as in the image: see the Dockerfile's build stage).
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("feedops.worker._jsonlines", ["lib/feedops/worker/_jsonlines.c"],
+                             extra_compile_args=["-O2", "-Wall", "-Werror"])])
