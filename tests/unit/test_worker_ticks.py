@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from feedops.calendar import TradingCalendar
-from feedops.worker.dedupe import Deduper
+from feedops.worker.dedupe import REASONS, Deduper
 from feedops.worker.ticks import VALUE_FIELDS, Normaliser, depth_rows
 from tick_support import depth_struct
 
@@ -177,12 +177,72 @@ def test_dedupe_of_batches_and_of_records_decide_alike(normaliser):
     times = ["10:00:00", "10:00:00", "10:00:01", "10:00:02", "10:00:03", "10:00:03", "10:00:04", "10:00:02"]
     rows = depth_rows([fields(Volume=v, UpdateTime=t) for v, t in zip(volumes, times)])
     prepared = normaliser.batch(rows, np.full(len(volumes), recv_at(2026, 11, 27, 10)))
-    keep, dropped = Deduper().check_batch(prepared)
+    keep, dropped, _ = Deduper().check_batch(prepared)
     by_record = Deduper()
     one_by_one = [by_record.check(record_of(r)) for r in prepared.records]
     assert one_by_one == [None, "duplicate", None, "backwards_volume", None, "duplicate", "backwards_volume", "replay"]
     assert keep.tolist() == [d is None for d in one_by_one]
     assert dropped == {"duplicate": 2, "backwards_volume": 2, "replay": 1}
+
+
+def _rules(state: dict, seeded: set, session: str | None, instrument: str, day: str, volume: float, ts: float):
+    """The rule set of docs/ops/worker.md, one tick at a time, written plainly (the reference for the batch engine)."""
+    if session is not None and day < session:
+        return "stale"
+    last = state.get(instrument)
+    if last is not None:
+        last_day, last_volume, last_ts = last
+        if day < last_day:
+            return "backwards_day"
+        if day == last_day and instrument in seeded:
+            if ts < last_ts:
+                return "replay"
+            if ts == last_ts and volume <= last_volume:
+                return "duplicate"
+        elif day == last_day:
+            if volume < last_volume:
+                return "backwards_volume"
+            if ts == last_ts and volume == last_volume:
+                return "duplicate"
+            if ts < last_ts:
+                return "replay"
+    seeded.discard(instrument)
+    state[instrument] = (day, volume, ts)
+    return None
+
+
+def test_the_batch_engine_decides_as_the_rules_one_tick_at_a_time():
+    """Random batches with an instrument several times in a batch, seeded instruments, a session day, repeats,
+    replays and backwards volumes: every decision equals the plain rules applied in order."""
+    import random
+
+    rnd = random.Random(5)
+    seen: set = set()
+    for trial in range(30):
+        d = Deduper()
+        state: dict = {}
+        seeded: set = set()
+        names = [f"i{k}" for k in range(rnd.randint(1, 12))]
+        seeds = {name: (rnd.choice(["20261126", "20261127"]), float(rnd.randint(0, 5)), float(rnd.randint(0, 5)))
+                 for name in rnd.sample(names, rnd.randint(0, len(names)))}
+        d.seed(seeds)
+        state.update(seeds)
+        seeded.update(seeds)
+        if trial % 3 == 0:
+            d.session_trading_day = "20261127"
+        expected, got = [], []
+        for _ in range(5):
+            batch = [(rnd.choice(names), rnd.choice(["20261126", "20261127", "20261128"]), rnd.randint(0, 6),
+                      float(rnd.randint(0, 6))) for _ in range(rnd.randint(1, 40))]
+            expected += [_rules(state, seeded, d.session_trading_day, *tick) for tick in batch]
+            ids = np.array([d.ids.of_name(name) for name, *_ in batch])
+            reasons = d.decide(ids, np.array([int(day) for _, day, _, _ in batch]),
+                               np.array([v for *_, v, _ in batch], dtype=np.float64),
+                               np.array([t for *_, t in batch], dtype=np.float64))
+            got += [REASONS[code] or None for code in reasons.tolist()]
+        assert got == expected, trial
+        seen.update(expected)
+    assert seen == {None, *REASONS[1:]}  # every rule was met
 
 
 def test_dedupe_drops_ticks_older_than_the_session():

@@ -1,4 +1,4 @@
-"""De-duplication of the normalised ticks, per instrument, on the pipeline thread.
+"""De-duplication of the normalised ticks, per instrument, on the pipeline thread, a batch at a time.
 
 :class:`Deduper` drops duplicates and replays per instrument on (trading day,
 exchange time, volume): same key again -> ``duplicate``; older exchange time on the
@@ -7,6 +7,12 @@ trading day -> ``backwards_day``; a trading day older than the session's (from t
 login) -> ``stale``. A new process seeds it from the sink's last records
 (:meth:`Deduper.seed`, :mod:`feedops.worker.resume`), so a restart or a failover
 does not publish a replay again.
+
+One engine (:meth:`Deduper.decide`): the state is numpy arrays indexed by a dense id per
+instrument (:class:`InstrumentIds`), and a batch is decided with array operations, in
+rounds: round k takes the k-th tick of every instrument in the batch, so the ticks of
+one instrument are decided in their order, each against the state its predecessors left.
+:meth:`Deduper.check_fields` and :meth:`Deduper.check` are batches of one.
 """
 
 from __future__ import annotations
@@ -15,20 +21,63 @@ from typing import Any
 
 import numpy as np
 
-from .ticks import Prepared
+from .layout import ENCODING
+from .ticks import Prepared, day_code
+
+#: Drop reasons, by their code in :meth:`Deduper.decide` (0: kept).
+REASONS = ("", "stale", "backwards_day", "replay", "duplicate", "backwards_volume")
+_STALE, _BACKWARDS_DAY, _REPLAY, _DUPLICATE, _BACKWARDS_VOLUME = range(1, 6)
+
+
+class InstrumentIds:
+    """A dense id for every instrument id the pipeline meets (its bytes as in the record), and its name."""
+
+    def __init__(self) -> None:
+        self.table: dict[bytes, int] = {}
+        self.names: list[str] = []
+
+    def _add(self, key: bytes) -> int:
+        found = self.table.get(key)
+        if found is None:
+            found = self.table[key] = len(self.names)
+            self.names.append(key.decode(ENCODING, errors="replace"))
+        return found
+
+    def of(self, column: np.ndarray) -> np.ndarray:
+        """The ids of a column of instrument ids (the record's ``S81``): one C-level dict lookup per tick."""
+        keys = column.tolist()
+        found = list(map(self.table.get, keys))
+        if None in found:  # first ticks of some instruments
+            found = [self._add(key) if value is None else value for key, value in zip(keys, found)]
+        return np.array(found, dtype=np.int64)
+
+    def of_name(self, name: str) -> int:
+        return self._add(name.encode(ENCODING, errors="replace"))
 
 
 class Deduper:
-    """Per-instrument replay and duplicate filter; ``check`` returns a drop reason or None."""
+    """Per-instrument replay and duplicate filter (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[str, int, float]] = {}
-        self._seeded: set[str] = set()  # instruments whose state came from the sink, not from this session
+        self.ids = InstrumentIds()
         self.session_trading_day: str | None = None
+        self.reset()
 
     def reset(self) -> None:
-        self._last.clear()
-        self._seeded.clear()
+        self._has = np.zeros(0, dtype=bool)  # a last tick (or a seed) is known
+        self._day = np.zeros(0, dtype=np.int64)  # its trading day, YYYYMMDD as an int
+        self._volume = np.zeros(0, dtype=np.float64)
+        self._ts = np.zeros(0, dtype=np.float64)
+        self._seeded = np.zeros(0, dtype=bool)  # the state came from the sink, not from this session
+
+    def _grow(self, size: int) -> None:
+        if size > len(self._has):
+            size = max(size, 2 * len(self._has), 1024)
+            for name in ("_has", "_day", "_volume", "_ts", "_seeded"):
+                old = getattr(self, name)
+                new = np.zeros(size, dtype=old.dtype)
+                new[:len(old)] = old
+                setattr(self, name, new)
 
     def seed(self, state: dict[str, tuple[str, float, float]]) -> int:
         """Start from what the sink already holds (:mod:`feedops.worker.resume`): instrument -> (trading day,
@@ -37,55 +86,79 @@ class Deduper:
         A seeded state is a watermark of exchange time only, until the instrument's first tick passes: a tick
         older than it is ``replay``, the same time with no more volume ``duplicate``, anything later passes
         (another front, after a failover, may count volume differently from the one that wrote the sink)."""
-        for instrument, last in state.items():
-            held = self._last.get(instrument)
-            if held is None or last[0] > held[0] or (last[0] == held[0] and last[2] > held[2]):
-                self._last[instrument] = last
-                self._seeded.add(instrument)
+        for instrument, (day, volume, ts) in state.items():
+            i = self.ids.of_name(instrument)
+            self._grow(i + 1)
+            code = day_code(day)
+            if not self._has[i] or code > self._day[i] or (code == self._day[i] and ts > self._ts[i]):
+                self._has[i], self._day[i], self._volume[i], self._ts[i] = True, code, volume, ts
+                self._seeded[i] = True
         return len(state)
 
     def check(self, record: dict[str, Any]) -> str | None:
         return self.check_fields(record["instrument"], record["trading_day"], record["volume"] or 0, record["exchange_ts"])
 
-    def check_batch(self, prepared: Prepared) -> tuple[np.ndarray | None, dict[str, int]]:
-        """Decide a normalised batch in order: (mask of the ticks kept, or None when all are; drops by reason)."""
-        check = self.check_fields
-        dropped: dict[str, int] = {}
-        keep = None
-        records = prepared.records
-        for i, (instrument, day, volume, ts) in enumerate(zip(prepared.instruments, prepared.trading_days,
-                                                                records["volume"].tolist(),
-                                                                records["exchange_ts"].tolist())):
-            reason = check(instrument, day, volume, ts)
-            if reason is not None:
-                if keep is None:
-                    keep = np.ones(len(records), dtype=bool)
-                keep[i] = False
-                dropped[reason] = dropped.get(reason, 0) + 1
-        return keep, dropped
-
     def check_fields(self, instrument: str, trading_day: str, volume: float, ts: float) -> str | None:
-        if self.session_trading_day is not None and trading_day < self.session_trading_day:
-            return "stale"
-        last = self._last.get(instrument)
-        if last is not None:
-            last_day, last_volume, last_ts = last
-            if trading_day < last_day:
-                return "backwards_day"
-            if trading_day == last_day and self._seeded and instrument in self._seeded:
-                if ts < last_ts:
-                    return "replay"
-                if ts == last_ts and volume <= last_volume:
-                    return "duplicate"
-                self._seeded.discard(instrument)
-            elif trading_day == last_day:
-                if volume < last_volume:
-                    return "backwards_volume"
-                if ts == last_ts and volume == last_volume:
-                    return "duplicate"
-                if ts < last_ts:
-                    return "replay"
-            elif self._seeded:  # a later trading day: live state from now on
-                self._seeded.discard(instrument)
-        self._last[instrument] = (trading_day, volume, ts)
-        return None
+        """The decision on one tick (a batch of one)."""
+        reasons = self.decide(np.array([self.ids.of_name(instrument)]), np.array([day_code(trading_day)]),
+                              np.array([volume], dtype=np.float64), np.array([ts], dtype=np.float64))
+        return REASONS[reasons[0]] or None
+
+    def check_batch(self, prepared: Prepared) -> tuple[np.ndarray | None, dict[str, int], np.ndarray]:
+        """Decide a normalised batch in order: (mask of the ticks kept, or None when all are; drops by reason;
+        the instrument id of every tick)."""
+        records = prepared.records
+        ids = self.ids.of(records["instrument"])
+        reasons = self.decide(ids, prepared.days, records["volume"].astype(np.float64), records["exchange_ts"])
+        if not reasons.any():
+            return None, {}, ids
+        counts = np.bincount(reasons, minlength=len(REASONS)).tolist()
+        return reasons == 0, {REASONS[code]: n for code, n in enumerate(counts) if code and n}, ids
+
+    def decide(self, ids: np.ndarray, days: np.ndarray, volumes: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """The reason code (:data:`REASONS`, 0: kept) of every tick, in order; the state moves to the kept ones."""
+        n = len(ids)
+        reasons = np.zeros(n, dtype=np.int64)
+        if not n:
+            return reasons
+        self._grow(int(ids.max()) + 1)
+        if self.session_trading_day is not None:
+            reasons[days < day_code(self.session_trading_day)] = _STALE
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+        if first.all():  # one tick per instrument: one round
+            rounds = [np.flatnonzero(reasons == 0)]
+        else:  # the k-th tick of each instrument in round k
+            starts = np.flatnonzero(first)
+            rank = np.empty(n, dtype=np.int64)
+            rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+            live = reasons == 0
+            rounds = [np.flatnonzero(live & (rank == k)) for k in range(int(rank.max()) + 1)]
+        for at in rounds:
+            if len(at):
+                reasons[at] = self._round(ids[at], days[at], volumes[at], ts[at])
+        return reasons
+
+    def _round(self, ids: np.ndarray, day: np.ndarray, volume: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Reason codes of ticks of distinct instruments against the state; the state moves to the kept ones."""
+        has, last_day, last_volume, last_ts, seeded = (self._has[ids], self._day[ids], self._volume[ids],
+                                                       self._ts[ids], self._seeded[ids])
+        out = np.zeros(len(ids), dtype=np.int64)
+        same = has & (day == last_day)
+        watermark = same & seeded  # a seeded state: exchange time only, until a tick passes
+        out[watermark & (ts == last_ts) & (volume <= last_volume)] = _DUPLICATE
+        out[watermark & (ts < last_ts)] = _REPLAY
+        live = same & ~seeded
+        # written in reverse order of the rules, so that the first rule that holds wins
+        out[live & (ts < last_ts)] = _REPLAY
+        out[live & (ts == last_ts) & (volume == last_volume)] = _DUPLICATE
+        out[live & (volume < last_volume)] = _BACKWARDS_VOLUME
+        out[has & (day < last_day)] = _BACKWARDS_DAY
+        kept = out == 0
+        moved = ids[kept]
+        self._has[moved] = True
+        self._day[moved], self._volume[moved], self._ts[moved] = day[kept], volume[kept], ts[kept]
+        self._seeded[moved] = False  # a tick passed: live state from now on
+        return out

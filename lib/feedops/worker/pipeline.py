@@ -21,7 +21,6 @@ from __future__ import annotations
 import array
 import collections
 import ctypes
-import itertools
 import threading
 import time
 from typing import Any
@@ -194,22 +193,21 @@ class Pipeline(threading.Thread):
         if prepared.invalid:
             self.dropped_by_reason["invalid"] += prepared.invalid
             self.metrics.ticks_dropped.labels(reason="invalid").inc(prepared.invalid)
-        for exchange, count in collections.Counter(prepared.exchanges).items():
+        for exchange, count in prepared.exchange_counts().items():
             child = self._received_children.get(exchange)
             if child is None:
                 child = self._received_children[exchange] = self.metrics.ticks_received.labels(exchange=exchange)
             child.inc(count)
-        keep, dropped = self.deduper.check_batch(prepared)
+        keep, dropped, ids = self.deduper.check_batch(prepared)
         for reason, count in dropped.items():
             self.dropped_by_reason[reason] += count
             self.metrics.ticks_dropped.labels(reason=reason).inc(count)
-        records, instruments = prepared.records, prepared.instruments
+        records = prepared.records
         if keep is not None:
-            records = records[keep]
-            instruments = list(itertools.compress(instruments, keep.tolist()))
+            records, ids = records[keep], ids[keep]
         if len(records):
             received_at = records["recv_ts"].tolist()
-            self.book.last_tick.update(zip(instruments, received_at))
+            self.book.last_tick.update(zip(map(self.deduper.ids.names.__getitem__, ids.tolist()), received_at))
             self.last_tick_unix = received_at[-1]
             self._submit(records)
         second = int(time.monotonic())

@@ -31,7 +31,6 @@ from __future__ import annotations
 import calendar as _calendar
 import datetime as _dt
 import sys
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -101,15 +100,38 @@ class _Decoded(dict):
         return value
 
 
-@dataclass
-class Prepared:
-    """A normalised batch: the records of the usable ticks and, aligned with them, what dedupe and coverage read."""
+def day_code(day: str) -> int:
+    """A trading day ``YYYYMMDD`` as an int (the order of the text; 0 for no day): what dedupe compares."""
+    return int(day) if day.isdigit() else 0
 
-    records: np.ndarray  # RECORD_DTYPE
-    instruments: list[str]
-    exchanges: list[str]
-    trading_days: list[str]
-    invalid: int  # ticks without an instrument id or a parsable UpdateTime
+
+class Prepared:
+    """A normalised batch: the records of the usable ticks and, aligned with them, their trading days as
+    ints (:func:`day_code`), what dedupe reads."""
+
+    def __init__(self, records: np.ndarray, days: np.ndarray, invalid: int, text: dict[bytes, str]):
+        self.records = records  # RECORD_DTYPE
+        self.days = days
+        self.invalid = invalid  # ticks without an instrument id or a parsable UpdateTime
+        self._text = text
+
+    def exchange_counts(self) -> dict[str, int]:
+        """Ticks per exchange (one numpy pass)."""
+        names, counts = np.unique(self.records["exchange"], return_counts=True)
+        return {self._text[raw]: count for raw, count in zip(names.tolist(), counts.tolist())}
+
+    @property
+    def exchanges(self) -> list[str]:
+        return [self._text[raw] for raw in self.records["exchange"].tolist()]
+
+    @property
+    def instruments(self) -> list[str]:
+        return [self._text[raw] for raw in self.records["instrument"].tolist()]
+
+    @property
+    def trading_days(self) -> list[str]:
+        return [str(day) if day else "" for day in self.days.tolist()]
+
 
 def _valid_day(text: str) -> bool:
     return len(text) == 8 and text.isdigit() and text[:2] in ("19", "20")
@@ -286,9 +308,8 @@ class Normaliser:
         out["recv_ts"] = recv
         for name, field in VALUE_FIELDS:
             out[name] = rows[field]
-        day_of = np.array(trading_days, dtype=object)
-        return Prepared(out, [text[i] for i in out["instrument"].tolist()],
-                        [text[e] for e in out["exchange"].tolist()], day_of[where].tolist(), n - len(out))
+        return Prepared(out, np.array([day_code(day) for day in trading_days], dtype=np.int64)[where], n - len(out),
+                        text)
 
     def normalise(self, fields: Mapping[str, Any], recv: float) -> dict[str, Any] | None:
         """The published record of one tick given as struct fields, or None when it is unusable (tests, tools)."""
