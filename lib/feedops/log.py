@@ -44,6 +44,22 @@ def dump_stacks_on_signal() -> None:
     faulthandler.register(STACKS_SIGNAL, file=sys.stderr, all_threads=True)
 
 
+#: prctl(2)'s PR_SET_NAME: the calling thread's name as ps, top -H and /proc/<pid>/task/<tid>/comm show it.
+_PR_SET_NAME = 15
+
+
+def name_native_thread(name: str) -> None:
+    """Give the calling thread ``name`` (at most 15 bytes) in the kernel too, where Python's thread name never
+    goes: ``top -H`` and ``/proc/<pid>/task/*/comm`` then tell the pipeline from the sink writer's threads (the
+    benchmark reads their CPU time so). Best effort: a platform without prctl keeps its name."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def register_secret(value: str | None) -> None:
     """Remember a secret value so that it is scrubbed from every log line."""
     if value and len(value) >= 3:

@@ -175,20 +175,29 @@ def test_unusable_sink_is_a_sink_error_before_any_process(tmp_path):
         SinkWriter(feed(tmp_path, "redis://127.0.0.1:notaport/0"), (0, 1), LATENCY_BUCKETS)
 
 
-def test_file_sink_starts_write_back_in_steps(tmp_path, monkeypatch):
+def _write_back_calls(tmp_path, monkeypatch, start_write_back: bool) -> tuple[list, list, int]:
+    """(sync_file_range ranges, posix_fadvise ranges, file size) of 20 batches appended to a day file of 1000 lines."""
     import os as os_mod
 
     from feedops.worker import filesink, sinks
 
-    calls = []
-    real = os_mod.posix_fadvise
+    started, advised = [], []
+    real_advise, real_start = os_mod.posix_fadvise, filesink._START_WRITE_BACK
 
-    def spy(fd, offset, length, advice):
-        calls.append((offset, length, advice))
-        return real(fd, offset, length, advice)
+    def advise(fd, offset, length, advice):
+        assert advice == os_mod.POSIX_FADV_DONTNEED
+        advised.append((offset, length))
+        return real_advise(fd, offset, length, advice)
+
+    def start(fd, offset, length, flags):
+        assert flags == filesink._SYNC_FILE_RANGE_WRITE
+        started.append((offset, length))
+        return real_start(fd, offset, length, flags)
 
     monkeypatch.setattr(filesink, "WRITEBACK_BYTES", 4096)
-    monkeypatch.setattr(filesink.os, "posix_fadvise", spy)
+    monkeypatch.setattr(filesink, "DROP_LAG_BYTES", 8192)
+    monkeypatch.setattr(filesink.os, "posix_fadvise", advise)
+    monkeypatch.setattr(filesink, "_START_WRITE_BACK", start if start_write_back else None)
     path = tmp_path / "feed" / DAY / "ticks-0of1.jsonl"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"{}\n" * 1000)  # a restart on the same day appends to this
@@ -201,14 +210,28 @@ def test_file_sink_starts_write_back_in_steps(tmp_path, monkeypatch):
         nts = records(n, *[raw(f"rb{batch:02d}{i:02d}") for i in range(10)])
         written += len(sink.publish(rows_of_records(nts)))
     sink.close()
-    size = path.stat().st_size
     assert written == 200 and len(path.read_bytes().splitlines()) == 1200
-    assert calls and all(advice == os_mod.POSIX_FADV_DONTNEED for *_, advice in calls)
-    # contiguous ranges from the old end, each at least WRITEBACK_BYTES, the rest (< 4096) not yet
-    assert calls[0][0] == 3000
-    assert all(a[0] + a[1] == b[0] for a, b in zip(calls, calls[1:]))
-    assert all(length >= 4096 for _, length, _ in calls)
-    assert 0 <= size - (calls[-1][0] + calls[-1][1]) < 4096
+    return started, advised, path.stat().st_size
+
+
+def _contiguous_from_old_end(ranges: list) -> bool:
+    return bool(ranges) and ranges[0][0] == 3000 and all(a[0] + a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+def test_file_sink_starts_write_back_in_steps_and_drops_what_lies_behind(tmp_path, monkeypatch):
+    """Every WRITEBACK_BYTES the range just written is written back (sync_file_range, no wait); the page cache is
+    told to drop only what lies DROP_LAG_BYTES behind the end: never the recent tail readers tail."""
+    started, advised, size = _write_back_calls(tmp_path, monkeypatch, start_write_back=True)
+    assert _contiguous_from_old_end(started) and all(length >= 4096 for _, length in started)
+    assert 0 <= size - (started[-1][0] + started[-1][1]) < 4096  # the rest (< 4096) not yet
+    assert _contiguous_from_old_end(advised)
+    assert advised[-1][0] + advised[-1][1] <= size - 8192
+
+
+def test_file_sink_without_sync_file_range_advises_the_written_ranges(tmp_path, monkeypatch):
+    started, advised, size = _write_back_calls(tmp_path, monkeypatch, start_write_back=False)
+    assert not started and _contiguous_from_old_end(advised) and all(length >= 4096 for _, length in advised)
+    assert 0 <= size - (advised[-1][0] + advised[-1][1]) < 4096
 
 
 def test_lines_follow_the_tick_record_schema_in_key_order():

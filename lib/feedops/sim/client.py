@@ -26,6 +26,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from .. import log as log_mod
 from ..log import get_logger
 from . import protocol as P
 from .structs import fields_of, fill
@@ -168,6 +169,7 @@ class SimClientBase:
             sock.close()
 
     def _run(self) -> None:
+        log_mod.name_native_thread(f"ctp-sim-{self.KIND}-api")  # CTP's own network thread in production
         while not self._stop.is_set():
             for front in list(self._fronts):
                 if self._stop.is_set():

@@ -8,6 +8,7 @@ consumers: docs/ops/worker.md.
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,22 @@ _log = get_logger("worker")
 
 #: FileSink starts the write-back of its file every this many bytes (see FileSink._write_back).
 WRITEBACK_BYTES = 8 << 20
+#: ... and drops from the page cache what lies this far behind the end (written back by then).
+DROP_LAG_BYTES = 64 << 20
+_SYNC_FILE_RANGE_WRITE = 2  # sync_file_range(2): start write-back of the range's dirty pages, do not wait
+
+
+def _sync_file_range():
+    """Linux's sync_file_range(2) through ctypes (Python has no binding), or None where libc has none."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    return call
+
+
+_START_WRITE_BACK = _sync_file_range()
 
 
 class FileSink(Sink):
@@ -47,6 +64,7 @@ class FileSink(Sink):
         self._files: dict[str, int] = {}  # trading day -> descriptor
         self._committed: dict[str, int] = {}  # trading day -> end of the last whole batch
         self._written_back: dict[str, int] = {}  # trading day -> offset up to which write-back was started
+        self._dropped: dict[str, int] = {}  # trading day -> offset up to which the page cache was told to drop
         self.repaired_total = 0  # torn tails cut off
         self._checked_tails = False
         self.rolled_back_total = 0  # failed writes truncated back
@@ -100,6 +118,7 @@ class FileSink(Sink):
             self._files[trading_day] = fd
             self._committed[trading_day] = committed
             self._written_back[trading_day] = committed  # appending to an older file: from its end
+            self._dropped[trading_day] = committed
         return fd
 
     def _send(self, records: list[Any]) -> list[Any]:
@@ -160,22 +179,37 @@ class FileSink(Sink):
         Left alone, the kernel writes dirty pages back once they are 30 s old: on a
         40,000 ticks/s feed, ~800 MB in one burst, which stalled the machine enough to
         take the worker's p99 latency from ~30 ms to ~200 ms (measured on a 2-vCPU VM).
-        ``POSIX_FADV_DONTNEED`` on the range just written starts its write-back without
-        waiting for it (pages still dirty stay cached; readers tailing the file read them from memory).
+        ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` on the range just written starts its
+        write-back without waiting for it; what lies DROP_LAG_BYTES behind the end, written
+        back by then, is dropped from the page cache (``POSIX_FADV_DONTNEED``), so the
+        cache holds the file's recent tail (where readers tailing it read) and no more.
+        ``POSIX_FADV_DONTNEED`` on the range just written, as before, did both at once and
+        cost ~10x the system time of the writes themselves (2-2.8 against 0.25-0.3 us per
+        1.1 kB line, 3 GB written, measured on this machine kind): the writer's largest cost.
+        Without sync_file_range (not Linux) the advice alone starts the write-back.
         """
         end = self._committed[day]
         start = self._written_back.get(day, 0)
-        if end - start >= WRITEBACK_BYTES:
-            try:
+        if end - start < WRITEBACK_BYTES:
+            return
+        try:
+            if _START_WRITE_BACK is not None:
+                _START_WRITE_BACK(fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
+                dropped, upto = self._dropped.get(day, 0), end - DROP_LAG_BYTES
+                if upto > dropped:
+                    os.posix_fadvise(fd, dropped, upto - dropped, os.POSIX_FADV_DONTNEED)
+                    self._dropped[day] = upto
+            else:
                 os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
-            except OSError:  # advice only: a file system that refuses it loses nothing
-                pass
-            self._written_back[day] = end
+        except OSError:  # advice only: a file system that refuses it loses nothing
+            pass
+        self._written_back[day] = end
 
     def _close_day(self, day: str) -> None:
         fd = self._files.pop(day)
         committed = self._committed.pop(day)
         self._written_back.pop(day, None)
+        self._dropped.pop(day, None)
         try:
             if os.fstat(fd).st_size != committed:  # a roll-back that failed: last chance before the file is left
                 os.ftruncate(fd, committed)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import clock
+from .. import log as log_mod
 from ..log import get_logger
 from .book import InstrumentBook
 from .dedupe import Deduper
@@ -146,6 +147,7 @@ class Pipeline(threading.Thread):
 
     # -------------------------------------------------------------- thread
     def run(self) -> None:
+        log_mod.name_native_thread("pipeline")
         try:
             self._loop()
         except BaseException as exc:  # reported by /livez and the main loop

@@ -95,6 +95,7 @@ class SinkWriter:
         _LIVE.add(self)
 
     def _read(self) -> None:
+        log_mod.name_native_thread("sink-reader")
         conn = self._conn
         while True:
             try:

@@ -193,6 +193,7 @@ class WriterProcess:
     # -------------------------------------------------------------- receiving thread
     def receive(self, writer: threading.Thread) -> None:
         """Take messages from the pipe until CLOSE or the pipe closes; batches become rows here."""
+        log_mod.name_native_thread("sink-receive")
         conn = self.conn
         try:
             while writer.is_alive():
@@ -276,6 +277,7 @@ class WriterProcess:
         return True
 
     def writing(self) -> None:
+        log_mod.name_native_thread("sink-write")
         try:
             while True:
                 items = self._take()
