@@ -10,8 +10,8 @@ thread, µs per tick):
   next to the raw-copy floor ``ctypes.string_at(int(s.this), size)``;
 * decode + normalise + dedupe: ``Pipeline.process`` on what ``Pipeline._take`` returns
   (the sink writer replaced by a list);
-* hand-over: pickling the submitted batches (worker) and unpickling them (writer), what the
-  pipe between the two processes costs;
+* hand-over: what the pipe between the two processes costs: the records' bytes copied (worker) and
+  read back as an array (writer); pickling and unpickling for the engines that pickled;
 * encode: ``feedops.worker.writer.rows_of`` (the JSON lines) in the writer;
 * write: the file sink's ``publish`` of those rows (page cache, a temporary directory) plus
   the writer's accounting of what was written.
@@ -23,6 +23,7 @@ Works against the per-tick tuple engine (before the struct-copy callback) and th
 from __future__ import annotations
 
 import ctypes
+import inspect
 import pickle
 import random
 import shutil
@@ -105,6 +106,16 @@ class _Collect:
         self.batches.append(batch)
 
 
+def _deduper(book: Any) -> Any:
+    """The deduper of ``book``'s pipeline (sharing its instrument ids where the engine has them)."""
+    from feedops.worker.dedupe import Deduper
+
+    try:
+        return Deduper(book.ids)
+    except (TypeError, AttributeError):  # an engine before the shared ids
+        return Deduper()
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.thread_time()
     out = fn()
@@ -115,7 +126,6 @@ def measure() -> tuple[str, dict[str, float]]:
     from feedops.calendar import TradingCalendar
     from feedops.worker import writer as writer_mod
     from feedops.worker.book import InstrumentBook
-    from feedops.worker.dedupe import Deduper
     from feedops.worker.metrics import LATENCY_BUCKETS, WorkerMetrics
     from feedops.worker.pipeline import Pipeline, TickQueue
     from feedops.worker.sinks import open_sink
@@ -142,7 +152,7 @@ def measure() -> tuple[str, dict[str, float]]:
     book = InstrumentBook()
     normaliser = Normaliser(TradingCalendar("exchange", set()), book.exchange_of)
     sink = _Collect()
-    pipeline = Pipeline(queue, normaliser, Deduper(), book, sink, WorkerMetrics("bench"))
+    pipeline = Pipeline(queue, normaliser, _deduper(book), book, sink, WorkerMetrics("bench"))
 
     def drain() -> None:
         while len(queue):
@@ -150,9 +160,18 @@ def measure() -> tuple[str, dict[str, float]]:
 
     out["decode_normalise_dedupe"] = _timed(drain)[0]
     published = sum(len(b) for b in sink.batches)
-    spent, blobs = _timed(lambda: [pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL) for b in sink.batches])
-    out["handover_worker"] = spent
-    spent, batches = _timed(lambda: [pickle.loads(b) for b in blobs])
+    if "send_bytes" in inspect.getsource(writer_mod.SinkWriter.submit):  # the records' bytes go as they are
+        import numpy as np
+
+        # the worker's copy is the pipe write's (timed here as one copy of the bytes); the writer's the read's
+        spent, blobs = _timed(lambda: [np.ascontiguousarray(b).view(np.uint8).tobytes() for b in sink.batches])
+        out["handover_worker"] = spent
+        dtype = sink.batches[0].dtype
+        spent, batches = _timed(lambda: [np.frombuffer(bytes(b), dtype=dtype) for b in blobs])
+    else:  # pickled, as the engines before did
+        spent, blobs = _timed(lambda: [pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL) for b in sink.batches])
+        out["handover_worker"] = spent
+        spent, batches = _timed(lambda: [pickle.loads(b) for b in blobs])
     out["handover_writer"] = spent
     spent, rows = _timed(lambda: [writer_mod.rows_of(b) for b in batches])
     out["encode"] = spent
@@ -186,7 +205,6 @@ def profile(emit: Callable[[str], None], top: int = 8) -> None:
     from feedops.calendar import TradingCalendar
     from feedops.worker import writer as writer_mod
     from feedops.worker.book import InstrumentBook
-    from feedops.worker.dedupe import Deduper
     from feedops.worker.metrics import WorkerMetrics
     from feedops.worker.pipeline import Pipeline, TickQueue
     from feedops.worker.ticks import Normaliser
@@ -198,7 +216,7 @@ def profile(emit: Callable[[str], None], top: int = 8) -> None:
         queue.offer(s)
     book = InstrumentBook()
     sink = _Collect()
-    pipeline = Pipeline(queue, Normaliser(TradingCalendar("exchange", set()), book.exchange_of), Deduper(), book,
+    pipeline = Pipeline(queue, Normaliser(TradingCalendar("exchange", set()), book.exchange_of), _deduper(book), book,
                         sink, WorkerMetrics("bench"))
     for name, work in (("worker: decode/normalise/dedupe", lambda: [pipeline.process(pipeline._take())
                                                                      for _ in range(len(queue) // 1000 + 1)]),

@@ -89,7 +89,7 @@ def test_pipeline_writes_json_lines_per_trading_day_and_drops_duplicates(worker,
     lines = [json.loads(line) for line in files[0].read_text().splitlines()]
     assert [r["instrument"] for r in lines] == ["rb2601", "m2601"]
     assert lines[0]["settlement"] is None and lines[0]["volume"] == 10
-    assert worker.book.last_tick["rb2601"] > 0 and "cu2601C80000" not in worker.book.last_tick
+    assert worker.book.last_tick_of("rb2601") > 0 and worker.book.last_tick_of("cu2601C80000") is None
 
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path):

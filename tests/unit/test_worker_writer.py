@@ -22,6 +22,7 @@ from feedops.worker.metrics import LATENCY_BUCKETS
 from feedops.worker.sinks import SinkError
 from feedops.worker.ticks import VALUE_FIELDS, Normaliser, depth_rows, record_of
 from feedops.worker.writer import Accountant, SinkWriter
+from feedops.worker.writerproc import Msg
 
 DAY = "20261127"
 
@@ -145,14 +146,18 @@ def test_a_batch_the_writer_cannot_build_ends_it_loudly_after_writing_the_rest(t
     try:
         assert writer.open() is True
         writer.submit(records(n, raw("rb2601")))
-        writer.submit([("not a tick",)])  # a bug upstream: the child cannot build its rows
+        with pytest.raises(TypeError, match="RECORD_DTYPE"):
+            writer.submit([("not a tick",)])  # a bug upstream: refused in the worker, nothing sent
+        with writer._send_lock:  # a batch whose bytes are not records (a bug on the pipe): the child cannot build rows
+            writer._conn.send((Msg.BATCH, 3))
+            writer._conn.send_bytes(b"not records")
         wait_for(lambda: writer.error is not None, timeout=20, what="writer exit noticed")
         assert "exited unexpectedly (exit code 1)" in writer.error
     finally:
         writer.close()
     err = capfd.readouterr().err
     crashed = [json.loads(line) for line in err.splitlines() if '"worker.sink.receiver_crashed"' in line]
-    assert crashed and crashed[0]["level"] == "critical" and "TypeError" in crashed[0]["msg"]
+    assert crashed and crashed[0]["level"] == "critical" and "ValueError" in crashed[0]["msg"]
     lines = (tmp_path / "feed" / DAY / "ticks-0of1.jsonl").read_text().splitlines()
     assert [json.loads(line)["instrument"] for line in lines] == ["rb2601"]
 

@@ -17,6 +17,7 @@ one instrument are decided in their order, each against the state its predecesso
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -35,12 +36,16 @@ class InstrumentIds:
     def __init__(self) -> None:
         self.table: dict[bytes, int] = {}
         self.names: list[str] = []
+        self._lock = threading.Lock()  # the pipeline and the instrument list's load both add ids
 
     def _add(self, key: bytes) -> int:
         found = self.table.get(key)
         if found is None:
-            found = self.table[key] = len(self.names)
-            self.names.append(key.decode(ENCODING, errors="replace"))
+            with self._lock:
+                found = self.table.get(key)
+                if found is None:
+                    self.names.append(key.decode(ENCODING, errors="replace"))
+                    found = self.table[key] = len(self.names) - 1
         return found
 
     def of(self, column: np.ndarray) -> np.ndarray:
@@ -54,12 +59,16 @@ class InstrumentIds:
     def of_name(self, name: str) -> int:
         return self._add(name.encode(ENCODING, errors="replace"))
 
+    def id_of_name(self, name: str) -> int | None:
+        """The id of an instrument met already, or None (adds nothing)."""
+        return self.table.get(name.encode(ENCODING, errors="replace"))
+
 
 class Deduper:
     """Per-instrument replay and duplicate filter (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self.ids = InstrumentIds()
+    def __init__(self, ids: InstrumentIds | None = None) -> None:
+        self.ids = ids if ids is not None else InstrumentIds()
         self.session_trading_day: str | None = None
         self.reset()
 

@@ -118,6 +118,8 @@ class Pipeline(threading.Thread):
     def __init__(self, queue: TickQueue, normaliser: Normaliser, deduper: Deduper, book: InstrumentBook,
                  sink: SinkWriter, metrics: WorkerMetrics, batch_max: int = 1000):
         super().__init__(name="feedops-pipeline", daemon=True)
+        if deduper.ids is not book.ids:  # the ids dedupe hands out index the book's last tick times
+            raise ValueError("the deduper and the book must share their instrument ids: Deduper(book.ids)")
         self.queue = queue
         self.normaliser = normaliser
         self.deduper = deduper
@@ -208,9 +210,9 @@ class Pipeline(threading.Thread):
         if keep is not None:
             records, ids = records[keep], ids[keep]
         if len(records):
-            received_at = records["recv_ts"].tolist()
-            self.book.last_tick.update(zip(map(self.deduper.ids.names.__getitem__, ids.tolist()), received_at))
-            self.last_tick_unix = received_at[-1]
+            received_at = records["recv_ts"]
+            self.book.record(ids, received_at)
+            self.last_tick_unix = float(received_at[-1])
             self._submit(records)
         second = int(time.monotonic())
         buckets = self.rate_buckets

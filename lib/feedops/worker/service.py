@@ -85,7 +85,7 @@ class FeedWorker:
         self.book = InstrumentBook()
         self.queue = TickQueue(feed.queue_max)
         self.normaliser = Normaliser(self.calendar, self.book.exchange_of)
-        self.deduper = Deduper()
+        self.deduper = Deduper(self.book.ids)  # one id per instrument for dedupe and coverage
         try:
             self.sink = SinkWriter(feed, self.shard, LATENCY_BUCKETS,
                                    on_error=lambda reason: self.metrics.sink_errors.labels(reason=reason).inc())

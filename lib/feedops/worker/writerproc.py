@@ -32,6 +32,7 @@ from .. import log as log_mod
 from ..log import get_logger
 from .encode import rows_of_records
 from .sinks import SinkError, open_sink
+from .ticks import RECORD_DTYPE
 from .tuning import tune_interpreter
 
 _log = get_logger("worker")
@@ -46,7 +47,7 @@ class Msg:
     """Tags of the pipe's messages (the first item of each tuple)."""
 
     # worker -> writer
-    BATCH = "batch"  # (BATCH, records): write them
+    BATCH = "batch"  # (BATCH, count), then the count records' bytes (RECORD_DTYPE) in a frame of their own
     OPEN = "open"  # (OPEN,): connect the sink; answered by REPLY
     FLUSH = "flush"  # (FLUSH, timeout): write what is buffered; answered by ACCT then REPLY
     CLOSE = "close"  # (CLOSE,): close the sink and exit; answered by REPLY
@@ -200,8 +201,11 @@ class WriterProcess:
                 if not conn.poll(0.5):  # (a crashed writing thread ends the process: the worker sees the pipe close)
                     continue
                 message = conn.recv()
-                if message[0] == Msg.BATCH:
-                    self.hand((Msg.ROWS, rows_of(message[1])))
+                if message[0] == Msg.BATCH:  # the records' bytes follow in the next frame
+                    records = np.frombuffer(conn.recv_bytes(), dtype=RECORD_DTYPE)
+                    if len(records) != message[1]:
+                        raise ValueError(f"a batch of {message[1]} records came with {len(records)}")
+                    self.hand((Msg.ROWS, rows_of(records)))
                 else:
                     self.hand(message)
                     if message[0] == Msg.CLOSE:
