@@ -121,8 +121,10 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
 
     def __init__(self, flow_path: str = "") -> None:
         super().__init__(flow_path, _FAST)
-        self._depth: dict[int, np.ndarray] = {}  # instrument index on the wire -> its static struct (one row)
-        self._static: tuple[np.ndarray, np.ndarray] | None = None
+        # the static structs of the subscribed instruments, one row each of one table (no object per instrument)
+        self._rows: dict[int, int] = {}  # instrument index on the wire -> its row of the table
+        self._table = np.zeros(0, dtype=DEPTH_DTYPE)
+        self._lookup: np.ndarray | None = None  # wire index -> row, rebuilt after a change
         self.ticks_received = 0
 
     def ReqUserLogin(self, pReqUserLoginField: Any, nRequestID: int) -> int:
@@ -141,8 +143,9 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
 
     # ------------------------------------------------------------------ tick path (hot)
     def _on_disconnected(self) -> None:
-        self._depth.clear()
-        self._static = None
+        self._rows.clear()
+        self._table = np.zeros(0, dtype=DEPTH_DTYPE)
+        self._lookup = None
 
     def _dispatch_other(self, kind: int, payload: bytes) -> None:
         if kind == P.TICKS:
@@ -151,9 +154,18 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
             self._on_static(json.loads(payload))
 
     def _on_static(self, items: list[list[Any]]) -> None:
+        rows, table = self._rows, self._table
         for (index, instrument_id, exchange_id, exchange_inst_id, pre_settlement, pre_close, pre_open_interest,
              upper, lower) in items:
-            row = _BLANK.copy()
+            at = rows.get(index)
+            if at is None:
+                at = rows[index] = len(rows)
+                if at >= len(table):  # grown by doubling, bytes and all (padding included)
+                    grown = np.zeros(max(1024, 2 * len(table)), dtype=DEPTH_DTYPE)
+                    grown.view(np.uint8)[:table.nbytes] = table.view(np.uint8)
+                    self._table = table = grown
+            table[at] = _BLANK[0]
+            row = table[at]  # a view of the table's row
             row["InstrumentID"] = instrument_id.encode(ENCODING)
             row["ExchangeID"] = exchange_id.encode(ENCODING)
             row["ExchangeInstID"] = exchange_inst_id.encode(ENCODING)
@@ -162,21 +174,16 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
             row["PreOpenInterest"] = pre_open_interest
             row["UpperLimitPrice"] = upper
             row["LowerLimitPrice"] = lower  # volumes of levels 2-5 stay 0, their prices DBL_MAX
-            self._depth[index] = row
-        self._static = None  # rebuilt at the next frame
+        self._lookup = None  # rebuilt at the next frame
 
     def _static_table(self) -> tuple[np.ndarray, np.ndarray]:
-        """(wire index -> row of the table or -1, the table of static structs), rebuilt after a change."""
-        if self._static is None:
-            indexes = np.fromiter(self._depth, dtype=np.int64, count=len(self._depth))
-            table = np.zeros(len(self._depth), dtype=DEPTH_DTYPE)  # (np.concatenate would drop the padding)
-            if self._depth:
-                table.view(np.uint8)[:] = np.frombuffer(b"".join(row.tobytes() for row in self._depth.values()),
-                                                        dtype=np.uint8)
+        """(wire index -> row of the table or -1, the table of static structs)."""
+        if self._lookup is None:
+            indexes = np.fromiter(self._rows.keys(), dtype=np.int64, count=len(self._rows))
             lookup = np.full(int(indexes.max()) + 1 if len(indexes) else 0, -1, dtype=np.int64)
-            lookup[indexes] = np.arange(len(indexes))
-            self._static = (lookup, table)
-        return self._static
+            lookup[indexes] = np.fromiter(self._rows.values(), dtype=np.int64, count=len(self._rows))
+            self._lookup = lookup
+        return self._lookup, self._table
 
     def _on_ticks(self, payload: bytes) -> None:
         """A frame of ticks -> arrays of depth structs built in bulk (FRAME_CHUNK at a time, so a large frame does not
