@@ -7,7 +7,8 @@
 # Base pinned by digest: the multi-arch index of python:3.11-slim-bookworm (Python 3.11.16) as
 # published on Docker Hub. Dependabot (.github/dependabot.yml) proposes new digests.
 # The build stage compiles the one C part, the sink writer's line encoder (lib/feedops/worker/_jsonlines.c,
-# as setup.py builds it for a checkout); the image gets the module and no compiler.
+# with the flags of lib/feedops/buildext.py, as setup.py builds it for a checkout); the image gets the
+# module and no compiler.
 FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b AS build
 # hadolint ignore=DL3008  # the compiler only builds the module below; it does not reach the image
 RUN apt-get update \

@@ -4,7 +4,11 @@ Everything else is in pyproject.toml. ``pip install -e .`` (``make bootstrap``) 
 next to its source, where the code runs from (``lib/``, as in the image: see the Dockerfile's build stage).
 """
 
+import sys
+
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("feedops.worker._jsonlines", ["lib/feedops/worker/_jsonlines.c"],
-                             extra_compile_args=["-O2", "-Wall", "-Werror"])])
+sys.path.insert(0, "lib")
+from feedops.buildext import CFLAGS, SOURCE
+
+setup(ext_modules=[Extension("feedops.worker._jsonlines", [str(SOURCE)], extra_compile_args=list(CFLAGS))])

@@ -67,7 +67,7 @@ class Runbook(enum.IntEnum):
     ROLLBACK_FAILED = 71  # no usable previous release/snapshot, or it did not recover
     SHUTDOWN_FAILED = 72  # a component did not stop within the timeout
     STATE_CORRUPT = 73  # a state file is corrupt or unreadable; it was not trusted: nothing was started or overwritten (shutdown still stops what runs)
-    DEPENDENCY_MISSING = 74  # a required tool (python venv, docker compose) is missing
+    DEPENDENCY_MISSING = 74  # a required tool (python venv, docker compose, gcc for the line encoder) is missing
     ROTATION_FAILED = 75  # the new credentials did not recover; the previous ones were restored
     SCHEDULE_REFUSED = 76  # --scheduled run refused: its session already opened (premarket) or one is open (shutdown, drill)
     DRILL_FAILED = 77  # drill: failover and failback recovered, but the reference consumer saw duplicates or out-of-order ticks, gaps outside the outages, or a recovery beyond its target

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from feedops.buildext import CFLAGS
 from validate_support import ROOT, clean_environ
 
 LOCK = ROOT / "requirements.lock"
@@ -95,7 +96,9 @@ def test_the_build_stage_compiles_the_line_encoder_the_image_imports(image_venv,
     """The build stage, replayed: its gcc command, on the source it copies, builds a module the image's Python
     imports and that writes a double as the encoder expects."""
     shutil.copy(ROOT / "lib" / "feedops" / "worker" / "_jsonlines.c", tmp_path)
-    done = subprocess.run(["sh", "-c", _build_stage_compile()], cwd=tmp_path, capture_output=True, text=True,
+    command = _build_stage_compile()
+    assert all(flag in command.split() for flag in CFLAGS), f"the image compiles with other flags than {CFLAGS}"
+    done = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PATH": f"{image_venv.parent}:{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr[-3000:]
     built = [p.name for p in tmp_path.glob("_jsonlines.*.so")]

@@ -27,11 +27,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
+from .. import buildext, paths
 from ..exitcodes import Runbook
 from ..release import parse_image_tag
 from .config import RunbookContext, snapshot_values
 from .state import StateError
+from .step import StepFailed
 
 #: ``--to`` values that mean "the release before the running one".
 PREVIOUS = ("previous", "last-good")
@@ -183,13 +184,19 @@ def tree(ctx: RunbookContext, revision: str) -> Path:
 
 def code_root(ctx: RunbookContext) -> Path:
     """Where the native runtime runs the feed's programs from: the checkout, or the tree of the
-    revision a rollback pinned."""
+    revision a rollback pinned; its compiled line encoder built first where it is missing
+    (:func:`feedops.buildext.ensure`: an exported tree, a checkout never bootstrapped)."""
     revision = (ctx.pin or {}).get("revision")
-    if ctx.runtime != "native" or not revision:
-        return paths.ROOT
-    if git_revision()[0] == revision:
-        return paths.ROOT
-    return tree(ctx, revision)
+    if ctx.runtime != "native" or not revision or git_revision()[0] == revision:
+        root = paths.ROOT
+    else:
+        root = tree(ctx, revision)
+    if ctx.runtime == "native":
+        try:
+            buildext.ensure(root)
+        except buildext.BuildError as exc:
+            raise StepFailed(Runbook.DEPENDENCY_MISSING, str(exc)) from None
+    return root
 
 
 def code_environ(ctx: RunbookContext) -> dict[str, str]:
