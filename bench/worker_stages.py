@@ -1,9 +1,8 @@
 """In-process costs of the worker's tick path, per tick, on the ticks production receives.
 
 Imported by ``bench/bench_worker.py`` (run it with ``--stages-only`` for just this part).
-Real openctp-ctp ``CThostFtdcDepthMarketDataField`` structs when the binding imports
-(SWIG proxies, as the callback receives them), else the simulator's drop-in structs
-(said in the output). Stages, each timed alone on the same ticks (CPU time of this
+Real openctp-ctp ``CThostFtdcDepthMarketDataField`` structs (SWIG proxies, as the callback
+receives them); without the binding (no locale) it stops with the fix. Stages, each timed alone on the same ticks (CPU time of this
 thread, µs per tick):
 
 * callback: ``TickQueue.offer`` on every struct (what ``OnRtnDepthMarketData`` runs),
@@ -40,11 +39,10 @@ EXCHANGES = ("SHFE", "INE", "DCE", "CZCE", "CFFEX", "GFEX")
 def _struct_class() -> tuple[type, str]:
     from feedops.sim.structs import REAL_MD
 
-    if REAL_MD is not None:
-        return REAL_MD.CThostFtdcDepthMarketDataField, "real openctp-ctp structs"
-    from feedops.sim import mdapi
-
-    return mdapi._FAST["CThostFtdcDepthMarketDataField"], "simulator structs (openctp-ctp not importable)"
+    if REAL_MD is None:  # the callback copies through the struct's address, which only a real struct has
+        raise SystemExit("bench: openctp-ctp does not import here (its zh_CN.GB18030 locale: LOCPATH); the stages "
+                         "are timed on its real structs; fix: run `make bench`, which bootstraps the locale")
+    return REAL_MD.CThostFtdcDepthMarketDataField, "real openctp-ctp structs"
 
 
 def _depth_size() -> int:
