@@ -134,3 +134,48 @@ def test_the_compiled_double_text_is_orjsons_wherever_it_writes_one():
     assert written > 70_000  # of the 100,000 few-decimal values, those with at most 15 significant digits
     for price in (3036.2, 4001.5, 0.5, 123456.0, -2.5, 0.0, -0.0, 1796233519.25):
         assert _jsonlines.double_text(price) == orjson.dumps(price)
+
+
+def _rows_with(records, build_head=None, build_text=None, float_text=orjson.dumps, heads=None):
+    """``_jsonlines.rows`` over ``records`` with the encoder's plan and the given callbacks (its contract's edges)."""
+    from feedops.worker import _jsonlines
+
+    encoder = Encoder()
+    heads = {} if heads is None else heads
+    return _jsonlines.rows(np.ascontiguousarray(records).view(np.uint8), RECORD_DTYPE.itemsize, encode_mod._PLAN, 0,
+                           encode_mod._HEAD_DTYPE.itemsize, heads, build_head or encoder._head, {},
+                           build_text or encoder._time, float_text, RECORD_DTYPE.fields["exchange_ts"][1],
+                           RECORD_DTYPE.fields["recv_ts"][1], encode_mod.CACHE_MAX)
+
+
+def test_a_long_text_from_float_text_leaves_the_rest_of_the_line_whole():
+    """The line buffer grows for whatever float_text returns; every key after it is still written."""
+    records = random_records(random.Random(3), 20, instruments=5)
+    records["last"] = 1.5e-7  # not written by the C code: handed to float_text
+    long = b"9" * 20_000
+    rows = _rows_with(records, float_text=lambda value: long if value == 1.5e-7 else orjson.dumps(value))
+    reference = [row_of(r) for r in records]
+    for (line, *rest), (expected, *expected_rest) in zip(rows, reference):
+        assert line == expected.replace(b'"last":1.5e-7', b'"last":' + long) and rest == expected_rest
+
+
+def test_a_failing_callback_raises_and_a_callback_emptying_the_head_cache_is_harmless():
+    records = random_records(random.Random(4), 30, instruments=30)
+    calls = []
+
+    def failing(key):
+        calls.append(key)
+        if len(calls) == 3:
+            raise ValueError("no head for this one")
+        return Encoder()._head(key)
+
+    with pytest.raises(ValueError, match="no head"):
+        _rows_with(records, build_head=failing)
+    heads: dict = {}
+    encoder = Encoder()
+
+    def emptying(raw):
+        heads.clear()  # the head of this record was just looked up: the C code holds its own reference
+        return encoder._time(raw)
+
+    assert _rows_with(records, build_text=emptying, heads=heads) == [row_of(r) for r in records]

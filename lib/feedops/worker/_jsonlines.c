@@ -166,7 +166,8 @@ static Py_ssize_t fast_double(double v, char *out) {
     return 0;
 }
 
-static int put_double(Buf *b, double v, PyObject *float_text) {
+/* reserve: what the rest of the record still needs, kept free after a text of float_text's (any length) */
+static int put_double(Buf *b, double v, PyObject *float_text, Py_ssize_t reserve) {
     char tmp[48];
     Py_ssize_t n = fast_double(v, tmp);
     if (n) {
@@ -186,7 +187,7 @@ static int put_double(Buf *b, double v, PyObject *float_text) {
         return -1;
     }
     Py_ssize_t len = PyBytes_GET_SIZE(text);
-    int rc = buf_reserve(b, len);
+    int rc = buf_reserve(b, len + reserve);
     if (rc == 0)
         put(b, PyBytes_AS_STRING(text), len);
     Py_DECREF(text);
@@ -283,6 +284,7 @@ static PyObject *rows(PyObject *module, PyObject *args) {
     Step *steps = NULL;
     Py_ssize_t nsteps = 0;
     PyObject *out = NULL;
+    PyObject *head = NULL;  /* the record's head tuple, a reference held until its row is built */
     Buf b = {NULL, 0, 0};
     if (itemsize <= 0 || view.len % itemsize != 0) {
         PyErr_SetString(PyExc_ValueError, "the buffer is not a whole number of records");
@@ -312,7 +314,6 @@ static PyObject *rows(PyObject *module, PyObject *args) {
     const char *base = view.buf;
     for (Py_ssize_t r = 0; r < count; r++) {
         const char *rec = base + r * itemsize;
-        PyObject *head = NULL;
         b.len = 0;
         if (buf_reserve(&b, fixed) < 0)
             goto fail;
@@ -327,7 +328,7 @@ static PyObject *rows(PyObject *module, PyObject *args) {
                 put(&b, s->text, s->text_len);
                 if (!has_value(v))
                     put(&b, "null", 4);
-                else if (put_double(&b, v, float_text) < 0)
+                else if (put_double(&b, v, float_text, fixed) < 0)
                     goto fail;
                 break;
             }
@@ -355,7 +356,9 @@ static PyObject *rows(PyObject *module, PyObject *args) {
                         PyErr_SetString(PyExc_TypeError, "build_head must return (text, instrument, exchange, day)");
                         goto fail;
                     }
+                    Py_XDECREF(head);  /* (a plan has one HEAD step; a second one replaces the first) */
                     head = value;
+                    Py_INCREF(head);  /* held until the row is built: a callback may empty the cache */
                     text = PyTuple_GET_ITEM(value, 0);
                 }
                 if (!PyBytes_Check(text)) {
@@ -394,11 +397,13 @@ static PyObject *rows(PyObject *module, PyObject *args) {
             Py_INCREF(item);
             PyTuple_SET_ITEM(row, j, item);
         }
+        Py_CLEAR(head);
         PyTuple_SET_ITEM(row, 4, ets);
         PyTuple_SET_ITEM(row, 5, rts);
     }
     goto done;
 fail:
+    Py_XDECREF(head);
     Py_CLEAR(out);
 done:
     PyMem_Free(b.data);
