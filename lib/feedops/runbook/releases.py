@@ -186,16 +186,14 @@ def code_root(ctx: RunbookContext) -> Path:
     """Where the native runtime runs the feed's programs from: the checkout, or the tree of the
     revision a rollback pinned; its compiled line encoder built first where it is missing
     (:func:`feedops.buildext.ensure`: an exported tree, a checkout never bootstrapped)."""
+    if ctx.runtime != "native":
+        return paths.ROOT
     revision = (ctx.pin or {}).get("revision")
-    if ctx.runtime != "native" or not revision or git_revision()[0] == revision:
-        root = paths.ROOT
-    else:
-        root = tree(ctx, revision)
-    if ctx.runtime == "native":
-        try:
-            buildext.ensure(root)
-        except buildext.BuildError as exc:
-            raise StepFailed(Runbook.DEPENDENCY_MISSING, str(exc)) from None
+    root = tree(ctx, revision) if revision and git_revision()[0] != revision else paths.ROOT
+    try:
+        buildext.ensure(root)
+    except buildext.BuildError as exc:
+        raise StepFailed(Runbook.DEPENDENCY_MISSING, str(exc)) from None
     return root
 
 

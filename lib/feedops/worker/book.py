@@ -44,8 +44,9 @@ class InstrumentBook:
     def record(self, ids: np.ndarray, received: np.ndarray) -> None:
         """The pipeline thread's write: instrument ``ids[i]`` ticked at ``received[i]`` (later ticks win)."""
         last = self._last
-        if len(ids) and int(ids.max()) >= len(last):  # the array grows here only: no write is lost
-            grown = np.full(max(2 * len(last), int(ids.max()) + 1), np.nan)
+        needed = int(ids.max()) + 1 if len(ids) else 0
+        if needed > len(last):  # the array grows here only: no write is lost
+            grown = np.full(max(2 * len(last), needed), np.nan)
             grown[:len(last)] = last
             self._last = last = grown
         last[ids] = received

@@ -31,11 +31,11 @@ _STALE, _BACKWARDS_DAY, _REPLAY, _DUPLICATE, _BACKWARDS_VOLUME = range(1, 6)
 
 
 class InstrumentIds:
-    """A dense id for every instrument id the pipeline meets (its bytes as in the record), and its name."""
+    """A dense id (0, 1, 2 ... in the order met) for every instrument id the pipeline meets, by its bytes as in
+    the record."""
 
     def __init__(self) -> None:
         self.table: dict[bytes, int] = {}
-        self.names: list[str] = []
         self._lock = threading.Lock()  # the pipeline and the instrument list's load both add ids
 
     def _add(self, key: bytes) -> int:
@@ -44,8 +44,7 @@ class InstrumentIds:
             with self._lock:
                 found = self.table.get(key)
                 if found is None:
-                    self.names.append(key.decode(ENCODING, errors="replace"))
-                    found = self.table[key] = len(self.names) - 1
+                    found = self.table[key] = len(self.table)
         return found
 
     def of(self, column: np.ndarray) -> np.ndarray:

@@ -124,14 +124,6 @@ class Prepared:
     def exchanges(self) -> list[str]:
         return [self._text[raw] for raw in self.records["exchange"].tolist()]
 
-    @property
-    def instruments(self) -> list[str]:
-        return [self._text[raw] for raw in self.records["instrument"].tolist()]
-
-    @property
-    def trading_days(self) -> list[str]:
-        return [str(day) if day else "" for day in self.days.tolist()]
-
 
 def _valid_day(text: str) -> bool:
     return len(text) == 8 and text.isdigit() and text[:2] in ("19", "20")
