@@ -193,6 +193,54 @@ def measure() -> tuple[str, dict[str, float]]:
     return kind, per_tick
 
 
+#: openctp-ctp's director method, what CTP's thread calls for a tick (an exported symbol of the binding).
+DIRECTOR_SYMBOL = "_ZN28SwigDirector_CThostFtdcMdSpi20OnRtnDepthMarketDataEP30CThostFtdcDepthMarketDataField"
+
+
+def director_callback(n: int = 40_000) -> float:
+    """CPU us per tick of the callback as production runs it: a native thread (bench/native_thread.c, compiled
+    here with feedops.buildext's flags) calls the binding's director method for OnRtnDepthMarketData on a real
+    struct, n times: the interpreter lock taken on a thread Python never made, the struct's proxy built, the
+    worker's SPI method run (TickQueue.offer). Checks that every call reached the queue with the struct's bytes."""
+    import subprocess
+    import sys
+    import sysconfig
+    from types import SimpleNamespace
+
+    from feedops.buildext import CFLAGS
+    from feedops.worker.callbacks import md_spi_class
+    from feedops.worker.pipeline import TickQueue
+
+    cls, _ = _struct_class()
+    binding = sys.modules[cls.__module__.rpartition(".")[0] + "._thostmduserapi"]
+    director = ctypes.cast(getattr(ctypes.CDLL(binding.__file__), DIRECTOR_SYMBOL), ctypes.c_void_p).value
+    tmp = Path(tempfile.mkdtemp(prefix="bench-native-"))
+    try:
+        helper_path = tmp / ("native_thread" + sysconfig.get_config_var("SHLIB_SUFFIX"))
+        subprocess.run(["gcc", *CFLAGS, "-shared", "-fPIC", str(Path(__file__).with_name("native_thread.c")), "-o",
+                        str(helper_path)], check=True, capture_output=True, text=True)
+        helper = ctypes.CDLL(str(helper_path))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    call = helper.call_on_native_thread
+    call.restype = ctypes.c_double
+    call.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_long]
+    queue = TickQueue(n)
+    spi = md_spi_class(sys.modules[cls.__module__].CThostFtdcMdSpi)(
+        SimpleNamespace(events=SimpleNamespace(put=lambda event: None), on_depth=queue.offer))
+    struct = make_structs(cls)[0]
+    best = float("inf")
+    for _ in range(3):  # best of 3, as the callback above
+        queue.head = queue.tail = queue.received = 0
+        spent = call(director, int(spi.this), int(struct.this), n)
+        if spent < 0:
+            raise RuntimeError("could not start a native thread")
+        if queue.received != n or queue.ring[0]["InstrumentID"] != struct.InstrumentID.encode():
+            raise RuntimeError(f"the director reached the queue {queue.received} times of {n}")
+        best = min(best, spent)
+    return best / n * 1e6
+
+
 def profile(emit: Callable[[str], None], top: int = 8) -> None:
     """cProfile of the two heaviest stages (the writer's encode, the worker's decode/normalise/dedupe): where
     the time of a tick goes, by function."""
@@ -229,11 +277,30 @@ def profile(emit: Callable[[str], None], top: int = 8) -> None:
                 emit("    " + line.rstrip())
 
 
+def _director_in_a_process() -> tuple[float | None, str]:
+    """:func:`director_callback` in a process of its own (a native thread calling into the binding: a crash there
+    must not take the benchmark with it); (us per tick, or None and why)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, __file__, "--director"], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        return None, (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return float(done.stdout.split()[-1]), ""
+
+
 def report(emit: Callable[[str], None]) -> dict[str, float]:
     kind, t = measure()
     emit(f"in-process stages on {t['ticks']:,.0f} ticks ({kind}; CPU us per tick, this thread):")
     emit(f"  callback (TickQueue.offer) {t['callback']:6.2f} us   raw-copy floor (string_at of the struct) "
          f"{t['raw_copy']:5.2f} us   (target callback <= 1 us)")
+    director, why = _director_in_a_process()
+    if director is None:
+        emit(f"  callback on CTP's thread (native thread -> openctp-ctp's director -> TickQueue.offer): not measured ({why})")
+    else:
+        t["director"] = director
+        emit(f"  callback on CTP's thread (native thread -> openctp-ctp's director -> TickQueue.offer) {director:5.2f} us   "
+             "(what production runs per tick; the thread state kept: feedops.worker.callbacks.keep_thread_state)")
     worker = t["callback"] + t["decode_normalise_dedupe"] + t["handover_worker"]
     writer = t["handover_writer"] + t["encode"] + t["write"]
     emit(f"  worker: callback {t['callback']:5.2f} + decode/normalise/dedupe {t['decode_normalise_dedupe']:5.2f} "
@@ -254,6 +321,9 @@ if __name__ == "__main__":
 
     if bootstrap_locpath():  # before feedops.sim imports the openctp-ctp structs
         os.environ.setdefault("LOCPATH", bootstrap_locpath())
+    if "--director" in sys.argv:  # alone, in a process of its own: see report()
+        print(f"{director_callback():.3f}")
+        sys.exit(0)
     report(print)
     if "--profile" in sys.argv:
         profile(print)

@@ -94,7 +94,8 @@ def test_a_batch_decides_each_tick_as_one_tick_batches_do(normaliser):
         normalise(normaliser, recv, **row) for row, recv in zip(rows, recvs) if normalise(normaliser, recv, **row)]
     assert [r["action_day"] for r in map(record_of, prepared.records)] == ["20261127", "20261127", "20261127",
                                                                          "20261128"]
-    assert prepared.exchanges == ["SHFE", "DCE", "CZCE", "DCE"]
+    assert [r["exchange"] for r in map(record_of, prepared.records)] == ["SHFE", "DCE", "CZCE", "DCE"]
+    assert prepared.exchange_counts == {"SHFE": 1, "DCE": 2, "CZCE": 1}  # the records', the unusable left out
 
 
 def test_largest_double_becomes_null_and_real_values_stay(normaliser):

@@ -16,13 +16,14 @@ import pytest
 
 from conftest import wait_for
 from feedops.calendar import TradingCalendar
+from feedops.worker import sinks
 from feedops.worker.encode import encode, row_of, rows_of_records
 from feedops.worker.layout import DEPTH_DTYPE
 from feedops.worker.metrics import LATENCY_BUCKETS
 from feedops.worker.sinks import SinkError
 from feedops.worker.ticks import VALUE_FIELDS, Normaliser, depth_rows, record_of
 from feedops.worker.writer import Accountant, SinkWriter
-from feedops.worker.writerproc import Msg
+from feedops.worker.writerproc import Msg, columns
 
 DAY = "20261127"
 
@@ -99,6 +100,20 @@ def test_accounting_buckets_match_one_observation_per_tick(monkeypatch):
     assert acct["pipeline_sum"] == pytest.approx(sum(max(0.0, lat) for lat in latencies))  # never negative
     half = len(latencies) // 2
     assert acct["per_exchange"] == {"DCE": len(latencies) - half, "SHFE": half} and acct["delivered"] == len(latencies)
+
+
+def test_accounting_from_the_columns_read_before_the_write_is_the_same(monkeypatch, tmp_path):
+    """WriterProcess.write reads the rows' times once, for the skew and for the accounting, when the sink
+    delivered the very rows it was given (the usual write); any other delivery is read again."""
+    monkeypatch.setattr("feedops.worker.writerproc.time.time", lambda: 1_000.0)
+    rows = [(b"{}", b"x", ("SHFE", "DCE", "CZCE")[i % 3], DAY, 990.0 + i / 7, 999.0 - i / 11) for i in range(40)]
+    first, second = Accountant(LATENCY_BUCKETS), Accountant(LATENCY_BUCKETS)
+    assert first.account(rows, columns(rows)) == second.account(rows)
+    sink = sinks.open_sink(feed(tmp_path), (0, 1))
+    sink.use_rows()
+    sink.open()
+    assert sink.publish(rows) is rows  # delivered whole, nothing before it: the same list
+    sink.close()
 
 
 def test_writer_writes_reports_and_flushes(tmp_path):

@@ -47,7 +47,8 @@ for _name in DEPTH_DTYPE.names:
 
 def _field_reader(name: str) -> property:
     def read(self: Any) -> Any:
-        value = self._rows[self._index][name]
+        rows = self._rows
+        value = rows[(self.this - rows.ctypes.data) // DEPTH_SIZE][name]
         return value.decode(ENCODING) if isinstance(value, bytes) else value.item()
 
     return property(read)
@@ -59,7 +60,7 @@ def _depth_class() -> type:
     read by name decodes it from that memory. The binding's own field accessors are not used (they would need a
     C++ object behind ``this``)."""
     base = _EXPORTED["CThostFtdcDepthMarketDataField"]  # the binding's class, or its pure-Python stand-in
-    namespace: dict[str, Any] = {"__slots__": ("this", "_rows", "_index"), "__module__": __name__,
+    namespace: dict[str, Any] = {"__slots__": ("this", "_rows"), "__module__": __name__,
                                  "__doc__": _depth_class.__doc__, "__init__": lambda self: None,
                                  "__setattr__": object.__setattr__}
     namespace.update({name: _field_reader(name) for name in DEPTH_DTYPE.names})
@@ -213,9 +214,7 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
             tick = DepthMarketData()
             tick._rows = rows
             base = rows.ctypes.data
-            for i in range(count):
-                tick.this = base + i * DEPTH_SIZE
-                tick._index = i
+            for i, tick.this in enumerate(range(base, base + count * DEPTH_SIZE, DEPTH_SIZE)):
                 try:
                     callback(tick)
                 except Exception:

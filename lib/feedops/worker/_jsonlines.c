@@ -412,6 +412,353 @@ done:
     return out;
 }
 
+/* ================================================================== the pipeline's batch helpers
+ *
+ * Used by the worker's pipeline thread (feedops/worker/ticks.py and dedupe.py), over the bytes of a
+ * batch of structs; none calls back into Python or releases the GIL, so each call is atomic for the
+ * other Python threads.
+ */
+
+/* FNV-1a over n bytes, continuing from h */
+static inline uint64_t hash_more(uint64_t h, const char *p, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+#define HASH_START 1469598103934665603ULL
+
+/* A buffer of n whole records of itemsize bytes whose range [offset, offset + size) lies inside a record. */
+static int check_records(Py_buffer *view, Py_ssize_t itemsize, Py_ssize_t offset, Py_ssize_t size) {
+    if (itemsize <= 0 || view->len % itemsize != 0) {
+        PyErr_SetString(PyExc_ValueError, "the buffer is not a whole number of records");
+        return -1;
+    }
+    if (offset < 0 || size < 0 || offset + size > itemsize) {
+        PyErr_SetString(PyExc_ValueError, "a field lies outside the record");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ IdTable */
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t at;   /* where its bytes are in the arena */
+    Py_ssize_t len;
+} IdKey;
+
+typedef struct {
+    PyObject_HEAD
+    IdKey *keys;        /* by id */
+    Py_ssize_t count, cap;
+    Py_ssize_t *slots;  /* open addressing: id + 1, 0 for an empty slot; nslots a power of two > 2 x count */
+    Py_ssize_t nslots;
+    char *arena;
+    Py_ssize_t arena_len, arena_cap;
+} IdTable;
+
+/* The id of key, or -1 with *slot the empty slot where it would go. */
+static Py_ssize_t idt_find(IdTable *t, const char *key, Py_ssize_t len, uint64_t h, Py_ssize_t *slot) {
+    size_t mask = (size_t)t->nslots - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        Py_ssize_t s = t->slots[i];
+        if (s == 0) {
+            *slot = (Py_ssize_t)i;
+            return -1;
+        }
+        IdKey *k = &t->keys[s - 1];
+        if (k->hash == h && k->len == len && memcmp(t->arena + k->at, key, (size_t)len) == 0)
+            return s - 1;
+    }
+}
+
+static int idt_grow(IdTable *t) {
+    Py_ssize_t nslots = t->nslots ? 2 * t->nslots : 1024;
+    Py_ssize_t *slots = PyMem_Calloc((size_t)nslots, sizeof *slots);
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t mask = (size_t)nslots - 1;
+    for (Py_ssize_t id = 0; id < t->count; id++) {
+        size_t i = (size_t)t->keys[id].hash & mask;
+        while (slots[i])
+            i = (i + 1) & mask;
+        slots[i] = id + 1;
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->nslots = nslots;
+    return 0;
+}
+
+/* The id of key, a new one (the next) when it is not known; -1 with an exception set on failure. */
+static Py_ssize_t idt_add(IdTable *t, const char *key, Py_ssize_t len) {
+    uint64_t h = hash_more(HASH_START, key, len);
+    Py_ssize_t slot;
+    if (t->nslots == 0 && idt_grow(t) < 0)
+        return -1;
+    Py_ssize_t id = idt_find(t, key, len, h, &slot);
+    if (id >= 0)
+        return id;
+    if (2 * (t->count + 1) > t->nslots) {
+        if (idt_grow(t) < 0)
+            return -1;
+        idt_find(t, key, len, h, &slot);
+    }
+    if (t->count == t->cap) {
+        Py_ssize_t cap = t->cap ? 2 * t->cap : 1024;
+        IdKey *keys = PyMem_Realloc(t->keys, (size_t)cap * sizeof *keys);
+        if (keys == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->keys = keys;
+        t->cap = cap;
+    }
+    if (t->arena_len + len > t->arena_cap) {
+        Py_ssize_t cap = t->arena_cap ? t->arena_cap : 65536;
+        while (cap < t->arena_len + len)
+            cap *= 2;
+        char *arena = PyMem_Realloc(t->arena, (size_t)cap);
+        if (arena == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->arena = arena;
+        t->arena_cap = cap;
+    }
+    memcpy(t->arena + t->arena_len, key, (size_t)len);
+    t->keys[t->count] = (IdKey){h, t->arena_len, len};
+    t->arena_len += len;
+    t->slots[slot] = t->count + 1;
+    return t->count++;
+}
+
+/* A field's bytes as a key: without its trailing NULs (numpy's bytes of an "S" field). */
+static inline Py_ssize_t stripped(const char *p, Py_ssize_t n) {
+    while (n > 0 && p[n - 1] == 0)
+        n--;
+    return n;
+}
+
+static PyObject *idt_ids(IdTable *t, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t itemsize, offset, size;
+    if (!PyArg_ParseTuple(args, "y*nnn:ids", &view, &itemsize, &offset, &size))
+        return NULL;
+    PyObject *out = NULL;
+    if (check_records(&view, itemsize, offset, size) < 0)
+        goto done;
+    Py_ssize_t count = view.len / itemsize;
+    out = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(int64_t));
+    if (out == NULL)
+        goto done;
+    int64_t *ids = (int64_t *)PyBytes_AS_STRING(out);
+    const char *base = view.buf;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        const char *key = base + r * itemsize + offset;
+        Py_ssize_t id = idt_add(t, key, stripped(key, size));
+        if (id < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        ids[r] = id;
+    }
+done:
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *idt_add_key(IdTable *t, PyObject *key) {
+    if (!PyBytes_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "a key is bytes");
+        return NULL;
+    }
+    Py_ssize_t id = idt_add(t, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
+    return id < 0 ? NULL : PyLong_FromSsize_t(id);
+}
+
+static PyObject *idt_get(IdTable *t, PyObject *key) {
+    if (!PyBytes_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "a key is bytes");
+        return NULL;
+    }
+    Py_ssize_t slot, len = PyBytes_GET_SIZE(key);
+    if (t->nslots == 0)
+        Py_RETURN_NONE;
+    Py_ssize_t id = idt_find(t, PyBytes_AS_STRING(key), len, hash_more(HASH_START, PyBytes_AS_STRING(key), len),
+                             &slot);
+    if (id < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromSsize_t(id);
+}
+
+static Py_ssize_t idt_len(IdTable *t) {
+    return t->count;
+}
+
+static PyObject *idt_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    if (PyTuple_GET_SIZE(args) || (kwds != NULL && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "IdTable() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);  /* zeroed: an empty table */
+}
+
+static void idt_dealloc(IdTable *t) {
+    PyMem_Free(t->keys);
+    PyMem_Free(t->slots);
+    PyMem_Free(t->arena);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyMethodDef idt_methods[] = {
+    {"ids", (PyCFunction)idt_ids, METH_VARARGS,
+     "ids(buffer, itemsize, offset, size) -> bytes: the id (int64) of the key in every record's field "
+     "[offset, offset + size), its trailing NULs left out; a key not met before gets the next id"},
+    {"add", (PyCFunction)idt_add_key, METH_O, "add(key: bytes) -> int: its id (the next one if it is new)"},
+    {"get", (PyCFunction)idt_get, METH_O, "get(key: bytes) -> int | None: its id, or None (adds nothing)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods idt_as_sequence = {.sq_length = (lenfunc)idt_len};
+
+static PyTypeObject IdTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "feedops.worker._jsonlines.IdTable",
+    .tp_doc = "Dense ids (0, 1, 2 ... in the order met) of byte keys: the pipeline's instrument ids.",
+    .tp_basicsize = sizeof(IdTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = idt_new,
+    .tp_dealloc = (destructor)idt_dealloc,
+    .tp_methods = idt_methods,
+    .tp_as_sequence = &idt_as_sequence,
+};
+
+/* ------------------------------------------------------------------ group, copy_fields */
+#define MAX_FIELDS 64
+
+/* fields: a tuple of (offset, size) pairs, each inside a record of itemsize bytes */
+static int parse_ranges(PyObject *fields, Py_ssize_t itemsize, Py_ssize_t (*ranges)[3], Py_ssize_t per_item,
+                        Py_ssize_t *count_out, Py_ssize_t other_itemsize) {
+    if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) > MAX_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "the fields are a tuple of at most %d entries", MAX_FIELDS);
+        return -1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(fields);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *t = PyTuple_GET_ITEM(fields, i);
+        Py_ssize_t *r = ranges[i];
+        int ok = per_item == 2 ? PyArg_ParseTuple(t, "nn", &r[0], &r[1])
+                               : PyArg_ParseTuple(t, "nnn", &r[0], &r[1], &r[2]);
+        if (!ok)
+            return -1;
+        Py_ssize_t size = per_item == 2 ? r[1] : r[2];
+        if (r[0] < 0 || size < 0 || r[0] + size > itemsize ||
+            (per_item == 3 && (r[1] < 0 || r[1] + size > other_itemsize))) {
+            PyErr_Format(PyExc_ValueError, "field %zd lies outside the record", i);
+            return -1;
+        }
+    }
+    *count_out = count;
+    return 0;
+}
+
+static PyObject *group(PyObject *module, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t itemsize;
+    PyObject *fields;
+    if (!PyArg_ParseTuple(args, "y*nO:group", &view, &itemsize, &fields))
+        return NULL;
+    Py_ssize_t ranges[MAX_FIELDS][3], nfields;
+    PyObject *firsts = NULL, *inverse = NULL, *out = NULL;
+    Py_ssize_t *slots = NULL;
+    if (check_records(&view, itemsize, 0, 0) < 0 || parse_ranges(fields, itemsize, ranges, 2, &nfields, 0) < 0)
+        goto done;
+    Py_ssize_t count = view.len / itemsize, nslots = 16;
+    while (nslots < 2 * count)
+        nslots *= 2;
+    slots = PyMem_Calloc((size_t)nslots, sizeof *slots);  /* group + 1, 0 for an empty slot */
+    inverse = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(int64_t));
+    firsts = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(int64_t));  /* cut to size below */
+    if (slots == NULL || inverse == NULL || firsts == NULL) {
+        if (slots == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *which = (int64_t *)PyBytes_AS_STRING(inverse), *first = (int64_t *)PyBytes_AS_STRING(firsts);
+    const char *base = view.buf;
+    Py_ssize_t groups = 0;
+    size_t mask = (size_t)nslots - 1;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        const char *rec = base + r * itemsize;
+        uint64_t h = HASH_START;
+        for (Py_ssize_t f = 0; f < nfields; f++)
+            h = hash_more(h, rec + ranges[f][0], ranges[f][1]);
+        size_t i = (size_t)h & mask;
+        for (;; i = (i + 1) & mask) {
+            Py_ssize_t s = slots[i];
+            if (s == 0) {
+                slots[i] = groups + 1;
+                first[groups] = r;
+                which[r] = groups++;
+                break;
+            }
+            const char *other = base + first[s - 1] * itemsize;
+            Py_ssize_t f = 0;
+            while (f < nfields && memcmp(rec + ranges[f][0], other + ranges[f][0], (size_t)ranges[f][1]) == 0)
+                f++;
+            if (f == nfields) {
+                which[r] = s - 1;
+                break;
+            }
+        }
+    }
+    if (_PyBytes_Resize(&firsts, groups * (Py_ssize_t)sizeof(int64_t)) < 0)
+        goto done;
+    out = PyTuple_Pack(2, firsts, inverse);
+done:
+    Py_XDECREF(firsts);
+    Py_XDECREF(inverse);
+    PyMem_Free(slots);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *copy_fields(PyObject *module, PyObject *args) {
+    Py_buffer src, dst;
+    Py_ssize_t src_itemsize, dst_itemsize;
+    PyObject *plan;
+    if (!PyArg_ParseTuple(args, "y*nw*nO:copy_fields", &src, &src_itemsize, &dst, &dst_itemsize, &plan))
+        return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t ranges[MAX_FIELDS][3], nfields;
+    if (check_records(&src, src_itemsize, 0, 0) < 0 || check_records(&dst, dst_itemsize, 0, 0) < 0 ||
+        parse_ranges(plan, src_itemsize, ranges, 3, &nfields, dst_itemsize) < 0)
+        goto done;
+    Py_ssize_t count = src.len / src_itemsize;
+    if (dst.len / dst_itemsize != count) {
+        PyErr_SetString(PyExc_ValueError, "the two buffers hold different numbers of records");
+        goto done;
+    }
+    const char *from = src.buf;
+    char *to = dst.buf;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        const char *a = from + r * src_itemsize;
+        char *b = to + r * dst_itemsize;
+        for (Py_ssize_t f = 0; f < nfields; f++)
+            memcpy(b + ranges[f][1], a + ranges[f][0], (size_t)ranges[f][2]);
+    }
+    out = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    return out;
+}
+
 static PyObject *double_text(PyObject *module, PyObject *arg) {
     double v = PyFloat_AsDouble(arg);
     if (v == -1.0 && PyErr_Occurred())
@@ -430,6 +777,13 @@ static PyMethodDef methods[] = {
      "exchange_ts, recv_ts)]"},
     {"double_text", double_text, METH_O,
      "The text this module writes for a double itself, or None where it hands the double to float_text."},
+    {"group", group, METH_VARARGS,
+     "group(buffer, itemsize, fields) -> (firsts, inverse): the distinct values of the byte ranges fields "
+     "((offset, size), ...) of the records, in the order first met: the index of each one's first record, and "
+     "each record's group (int64 bytes)"},
+    {"copy_fields", copy_fields, METH_VARARGS,
+     "copy_fields(src, src_itemsize, dst, dst_itemsize, plan): copy the byte ranges of plan "
+     "((src_offset, dst_offset, size), ...) of every record of src into the record of dst at the same index"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -442,6 +796,10 @@ PyMODINIT_FUNC PyInit__jsonlines(void) {
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
+    if (PyType_Ready(&IdTableType) < 0 || PyModule_AddObjectRef(m, "IdTable", (PyObject *)&IdTableType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddIntConstant(m, "LIT", OP_LIT) < 0 || PyModule_AddIntConstant(m, "FLOAT", OP_FLOAT) < 0 ||
         PyModule_AddIntConstant(m, "INT", OP_INT) < 0 || PyModule_AddIntConstant(m, "VOLUME", OP_VOLUME) < 0 ||
         PyModule_AddIntConstant(m, "HEAD", OP_HEAD) < 0 || PyModule_AddIntConstant(m, "TEXT", OP_TEXT) < 0) {

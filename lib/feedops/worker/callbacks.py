@@ -15,8 +15,35 @@ so the same code serves openctp-ctp and ctp-sim.
 
 from __future__ import annotations
 
+import ctypes
 import queue
+import threading
 from typing import Any
+
+#: CPython's PyGILState_Ensure, called with the interpreter lock held (PyDLL: ctypes keeps the lock).
+_GILSTATE_ENSURE = ctypes.pythonapi.PyGILState_Ensure
+_GILSTATE_ENSURE.restype = ctypes.c_int
+_GILSTATE_ENSURE.argtypes = []
+
+
+_KEPT: set[int] = set()  # threads whose thread state is kept
+
+
+def keep_thread_state() -> None:
+    """Keep the calling thread's Python thread state for the life of the process (once per thread).
+
+    CTP calls the SPI on threads of its own, which Python never made. For each call, the
+    binding's SWIG director takes the interpreter lock with ``PyGILState_Ensure``, which on
+    such a thread makes a new thread state, and gives it back with ``PyGILState_Release``,
+    which deletes it: most of the callback's cost on CTP's thread (``make bench`` prints the
+    director's cost from a native thread; docs/ops/worker.md has the figures). One
+    ``PyGILState_Ensure`` more, never released, keeps it (the counter never falls back to
+    zero), so the next calls only take and give back the lock. A thread Python made keeps
+    its thread state anyway: nothing changes there (ctp-sim's client thread)."""
+    ident = threading.get_ident()
+    if ident not in _KEPT:
+        _KEPT.add(ident)
+        _GILSTATE_ENSURE()
 
 
 def _err(info: Any) -> tuple[int, str]:
@@ -32,8 +59,10 @@ def md_spi_class(base: type) -> type:
             self.gateway = gateway
             self.put = gateway.events.put
             self.on_depth = gateway.on_depth
+            self.threads: set[int] = set()  # the threads ticks came on, each with its thread state kept
 
         def OnFrontConnected(self):
+            keep_thread_state()
             self.put(("md_connected", None))
 
         def OnFrontDisconnected(self, nReason):
@@ -53,7 +82,10 @@ def md_spi_class(base: type) -> type:
         def OnRspError(self, pRspInfo, nRequestID, bIsLast):
             self.put(("md_error", _err(pRspInfo)))
 
-        def OnRtnDepthMarketData(self, pDepthMarketData):
+        def OnRtnDepthMarketData(self, pDepthMarketData, _ident=threading.get_ident):
+            if _ident() not in self.threads:  # the first tick on this thread (CTP's): see keep_thread_state
+                keep_thread_state()
+                self.threads.add(_ident())
             if pDepthMarketData is not None:
                 self.on_depth(pDepthMarketData)  # copies the struct's bytes (TickQueue.offer); nothing else here
 

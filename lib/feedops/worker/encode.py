@@ -26,14 +26,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .compiled import _jsonlines
 from .layout import ENCODING
 from .ticks import DEPTH_LEVELS, RECORD_DTYPE, RECORD_KEYS, SCHEMA_VERSION, record_of
-
-try:
-    from . import _jsonlines
-except ImportError as exc:  # pragma: no cover - a checkout that was never bootstrapped
-    raise ImportError(f"feedops.worker._jsonlines (the sink writer's compiled line encoder) is not built ({exc}); "
-                      "fix: run `make bootstrap` (pip install -e . builds it; needs gcc and the Python headers)") from exc
 
 #: Entries a cache keeps before it starts afresh (bounds the writer's memory: ~0.3 kB an entry).
 CACHE_MAX = 65_536

@@ -122,14 +122,17 @@ class FileSink(Sink):
         return fd
 
     def _send(self, records: list[Any]) -> list[Any]:
-        by_day: dict[str, list[bytes]] = {}
         day_of = self.trading_day_of
-        for record, line in zip(records, self.encode_all(records)):
-            day = day_of(record)
-            lines = by_day.get(day)
-            if lines is None:
-                lines = by_day[day] = []
-            lines.append(line)
+        days = list(map(day_of, records))
+        by_day: dict[str, list[bytes]] = {}
+        if len(set(days)) == 1:  # the usual batch: one trading day, no Python step per record
+            by_day[days[0]] = self.encode_all(records)
+        else:
+            for day, line in zip(days, self.encode_all(records)):
+                lines = by_day.get(day)
+                if lines is None:
+                    lines = by_day[day] = []
+                lines.append(line)
         touched: list[str] = []
         ends: dict[str, int] = {}
         try:

@@ -18,7 +18,6 @@ and the exchange's when it exceeds one second).
 
 from __future__ import annotations
 
-import array
 import collections
 import ctypes
 import threading
@@ -89,7 +88,8 @@ class TickQueue:
         self._ring_bytes[at:at + _size] = _memory[address:address + _size]
         self._recv_view[slot] = _now()
         self.head = head + 1
-        if self.idle:
+        if self.idle:  # once per idle spell: the pipeline may not run before the next ticks come
+            self.idle = False  # (an Event.set per tick until then cost ~1 us each)
             self.wakeup.set()
 
     def take(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +110,35 @@ class TickQueue:
 
     def __len__(self) -> int:
         return self.head - self.tail
+
+
+class LatencySamples:
+    """The last ``capacity`` latencies (seconds), for /status's percentiles: a ring of doubles that the writer's
+    reports extend with their bytes as they come (no Python float per tick: the reader thread's largest cost
+    when it was a deque). Written by the reader thread, copied by whoever reads."""
+
+    def __init__(self, capacity: int = LATENCY_SAMPLE):
+        self._ring = np.zeros(capacity, dtype=np.float64)
+        self._written = 0
+
+    def extend(self, raw: bytes) -> None:
+        """Add the doubles of ``raw`` (native byte order, as ``ndarray.tobytes`` wrote them), oldest first."""
+        values = np.frombuffer(raw, dtype=np.float64)
+        ring, capacity = self._ring, len(self._ring)
+        added = len(values)
+        values = values[-capacity:]
+        start = (self._written + added - len(values)) % capacity
+        first = min(len(values), capacity - start)
+        ring[start:start + first] = values[:first]
+        ring[:len(values) - first] = values[first:]
+        self._written += added
+
+    def __len__(self) -> int:
+        return min(self._written, len(self._ring))
+
+    def values(self) -> np.ndarray:
+        """A copy of the samples held (in no particular order)."""
+        return self._ring[:len(self)].copy()
 
 
 class Pipeline(threading.Thread):
@@ -133,8 +162,8 @@ class Pipeline(threading.Thread):
         self.published_total = 0
         self.dropped_by_reason: collections.Counter[str] = collections.Counter()
         self.last_tick_unix: float | None = None
-        self.sink_latency: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLE)  # receive -> sink
-        self.exchange_latency: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLE)  # exchange -> sink
+        self.sink_latency = LatencySamples()  # receive -> sink
+        self.exchange_latency = LatencySamples()  # exchange -> sink
         self.rate_buckets: collections.deque[list[int]] = collections.deque(maxlen=16)  # [second, ticks]
         self.skew = 0.0  # as estimated by the writer
         self._seen_drops = 0
@@ -168,6 +197,8 @@ class Pipeline(threading.Thread):
                                abandoned=len(queue))
                 break
             if not len(queue):
+                # idle: the callback sets the event (once) from here on; the queue is looked at again after
+                # saying so, so a tick offered in between is not left waiting for the timeout
                 queue.idle = True
                 if not len(queue):
                     queue.wakeup.wait(0.05)
@@ -197,7 +228,7 @@ class Pipeline(threading.Thread):
         if prepared.invalid:
             self.dropped_by_reason["invalid"] += prepared.invalid
             self.metrics.ticks_dropped.labels(reason="invalid").inc(prepared.invalid)
-        for exchange, count in prepared.exchange_counts().items():
+        for exchange, count in prepared.exchange_counts.items():
             child = self._received_children.get(exchange)
             if child is None:
                 child = self._received_children[exchange] = self.metrics.ticks_received.labels(exchange=exchange)
@@ -248,8 +279,8 @@ class Pipeline(threading.Thread):
             if child is None:
                 child = self._last_tick_children[exchange] = self.metrics.last_tick.labels(exchange=exchange)
             child.set(now)
-        self.sink_latency.extend(array.array("d", acct["sink_latency"]))
-        self.exchange_latency.extend(array.array("d", acct["exchange_latency"]))
+        self.sink_latency.extend(acct["sink_latency"])
+        self.exchange_latency.extend(acct["exchange_latency"])
         self.skew = acct["skew"]
         self.published_total += acct["delivered"]
 
@@ -282,10 +313,10 @@ class Pipeline(threading.Thread):
         return total / window
 
     @staticmethod
-    def percentiles(samples: collections.deque[float] | list[float], qs: tuple[float, ...]) -> list[float | None]:
+    def percentiles(samples: LatencySamples | list[float], qs: tuple[float, ...]) -> list[float | None]:
         """Nearest-rank percentiles from one sorted copy."""
-        values = sorted(samples)
-        if not values:
+        values = np.sort(samples.values() if isinstance(samples, LatencySamples) else np.asarray(samples, dtype=float))
+        if not len(values):
             return [None] * len(qs)
         last = len(values) - 1
-        return [values[min(last, max(0, int(round(q * last))))] for q in qs]
+        return [float(values[min(last, max(0, int(round(q * last))))]) for q in qs]

@@ -19,7 +19,10 @@ _log = get_logger("worker")
 
 
 def _lines_of(rows: list[tuple]) -> list[bytes]:
-    return [row[0] for row in rows]
+    return list(map(_LINE, rows))
+
+
+_LINE = operator.itemgetter(0)
 
 
 #: At most this many records per write: a backlog is written in whole chunks of this size.
@@ -143,9 +146,13 @@ class Sink:
         # takes that part, instead of refusing the whole backlog forever
         failed = False
         for start in range(0, max(1, len(batch)), SEND_CHUNK):
-            chunk = batch[start:start + SEND_CHUNK]
+            chunk = batch if len(batch) <= SEND_CHUNK else batch[start:start + SEND_CHUNK]
             try:
-                delivered.extend(self._send(chunk))
+                sent = self._send(chunk)
+                if delivered:
+                    delivered.extend(sent)
+                else:  # the batch itself when it went out in one chunk with nothing before it (WriterProcess.write)
+                    delivered = sent
             except Exception as exc:
                 self._error("write", exc)
                 self._requeue(chunk, batch[start + SEND_CHUNK:])

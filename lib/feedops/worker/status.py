@@ -81,7 +81,7 @@ def status(worker: FeedWorker, with_table: bool = False) -> dict[str, Any]:
     """/status (lib/feedops/schemas/worker-status.schema.json); ``with_table`` adds every instrument's last tick."""
     cov, columns, last = worker.coverage.compute(max_age=0.0 if with_table else COVERAGE_REFRESH_SECONDS)
     g, p, q, s = worker.gateway, worker.pipeline, worker.queue, worker.sink
-    sink_samples = list(p.sink_latency)
+    sink_samples = p.sink_latency.values()
     ready_now, reasons = ready(worker)
     by_exchange = {k: {"open": b.open, "fresh": b.fresh, "ratio": b.ratio} for k, b in sorted(cov.by_exchange.items())}
     by_class: dict[str, dict[str, Any]] = {}

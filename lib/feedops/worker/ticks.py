@@ -35,7 +35,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .layout import DEPTH_DTYPE, ENCODING
+from .compiled import _jsonlines as _native
+from .layout import DEPTH_DTYPE, DEPTH_SIZE, ENCODING
 
 #: Version of the published record (its ``schema`` key; docs/ops/worker.md). 1 had no ``schema`` key and level 1 only.
 SCHEMA_VERSION = 2
@@ -73,7 +74,22 @@ TRUSTED_TRADING_DAY = frozenset({"SHFE", "INE", "DCE", "CFFEX", "GFEX"})
 BEIJING_OFFSET = 8 * 3600
 _HALF_DAY = 12 * 3600
 _PAIR = 1 << 32  # (distinct key, receive day + 1) as one int64: key * _PAIR + day
-_KEY_DTYPE = np.dtype([("ExchangeID", "S9"), ("TradingDay", "S9"), ("ActionDay", "S9"), ("UpdateTime", "S9")])
+#: What a batch's ticks are grouped by for the date work: the struct's fields, (offset, size) of each.
+_KEY_NAMES = ("ExchangeID", "TradingDay", "ActionDay", "UpdateTime")
+_KEY_FIELDS = tuple((DEPTH_DTYPE.fields[name][1], DEPTH_DTYPE.fields[name][0].itemsize) for name in _KEY_NAMES)
+#: The record's fields a struct's field fills as it is (same type): (struct offset, record offset, size) of each.
+_TAKEN = (("instrument", "InstrumentID"), ("exchange", "ExchangeID"), ("update_time", "UpdateTime"),
+          ("millisec", "UpdateMillisec"), *VALUE_FIELDS)
+assert all(RECORD_DTYPE.fields[name][0] == DEPTH_DTYPE.fields[field][0] for name, field in _TAKEN)
+_COPY_PLAN = tuple((DEPTH_DTYPE.fields[field][1], RECORD_DTYPE.fields[name][1], RECORD_DTYPE.fields[name][0].itemsize)
+                   for name, field in _TAKEN)
+_EXCHANGE_BYTES = slice(DEPTH_DTYPE.fields["ExchangeID"][1],
+                        DEPTH_DTYPE.fields["ExchangeID"][1] + DEPTH_DTYPE.fields["ExchangeID"][0].itemsize)
+
+
+def _no_exchange(rows: np.ndarray) -> np.ndarray:
+    """Which structs have no ExchangeID (all its bytes zero)."""
+    return ~rows.view(np.uint8).reshape(len(rows), DEPTH_SIZE)[:, _EXCHANGE_BYTES].any(axis=1)
 
 
 def depth_rows(ticks: Iterable[Mapping[str, Any]]) -> np.ndarray:
@@ -107,22 +123,13 @@ def day_code(day: str) -> int:
 
 class Prepared:
     """A normalised batch: the records of the usable ticks and, aligned with them, their trading days as
-    ints (:func:`day_code`), what dedupe reads."""
+    ints (:func:`day_code`), what dedupe reads; the count of ticks (records) per exchange."""
 
-    def __init__(self, records: np.ndarray, days: np.ndarray, invalid: int, text: dict[bytes, str]):
+    def __init__(self, records: np.ndarray, days: np.ndarray, invalid: int, exchange_counts: dict[str, int]):
         self.records = records  # RECORD_DTYPE
         self.days = days
         self.invalid = invalid  # ticks without an instrument id or a parsable UpdateTime
-        self._text = text
-
-    def exchange_counts(self) -> dict[str, int]:
-        """Ticks per exchange (one numpy pass)."""
-        names, counts = np.unique(self.records["exchange"], return_counts=True)
-        return {self._text[raw]: count for raw, count in zip(names.tolist(), counts.tolist())}
-
-    @property
-    def exchanges(self) -> list[str]:
-        return [self._text[raw] for raw in self.records["exchange"].tolist()]
+        self.exchange_counts = exchange_counts
 
 
 def _valid_day(text: str) -> bool:
@@ -233,30 +240,27 @@ class Normaliser:
     def batch(self, rows: np.ndarray, recv: np.ndarray) -> Prepared:
         """Depth structs (DEPTH_DTYPE) and their receive times -> the records of the usable ones.
 
-        The pipeline's hot path, a batch at a time: the per-tick work is numpy's; Python
-        runs once per distinct (exchange, TradingDay, ActionDay, UpdateTime) and, for the
-        exchanges whose ActionDay is derived, per distinct receive date.
+        The pipeline's hot path, a batch at a time: the per-tick work is numpy's and the compiled
+        module's (``_jsonlines.group``: the ticks of one key; ``copy_fields``: the fields a record
+        takes as they are); Python runs once per distinct (exchange, TradingDay, ActionDay,
+        UpdateTime) of the batch and, for the exchanges whose ActionDay is derived, per distinct
+        receive date.
         """
         text = self._text
         n = len(rows)
-        instruments_raw = rows["InstrumentID"]
-        exchange_raw = rows["ExchangeID"]
-        if not exchange_raw.all():  # no ExchangeID: the instrument list's
-            exchange_raw = exchange_raw.copy()
-            for i in np.flatnonzero(exchange_raw == b""):
-                exchange_raw[i] = self.exchange_of.get(text[instruments_raw[i]], "").encode()
-        keys = np.empty(n, dtype=_KEY_DTYPE)
-        keys["ExchangeID"] = exchange_raw
-        for name in ("TradingDay", "ActionDay", "UpdateTime"):
-            keys[name] = rows[name]
-        distinct, which = np.unique(keys.view(f"V{_KEY_DTYPE.itemsize}"), return_inverse=True)
-        which = which.reshape(-1)
+        rows = np.ascontiguousarray(rows)
+        if _no_exchange(rows).any():  # no ExchangeID: the instrument list's (in a copy: the caller's rows stay)
+            rows = rows.copy()
+            exchange_raw = rows["ExchangeID"]
+            for i in np.flatnonzero(_no_exchange(rows)):
+                exchange_raw[i] = self.exchange_of.get(text[rows["InstrumentID"][i]], "").encode()
+        firsts, which = (np.frombuffer(part, dtype=np.int64) for part in _native.group(rows, DEPTH_SIZE, _KEY_FIELDS))
         # per distinct key: the second of day (-1: unparsable) and the header when the ActionDay is trusted
-        secs_of = np.empty(len(distinct), dtype=np.int64)
-        derive = np.zeros(len(distinct), dtype=bool)
+        secs_of = np.empty(len(firsts), dtype=np.int64)
+        derive = np.zeros(len(firsts), dtype=bool)
         fixed: list[tuple[str, str, float] | None] = []
-        for k, key in enumerate(distinct.view(_KEY_DTYPE).tolist()):
-            exchange, trading_day, action_day, update_time = (text[part] for part in key)
+        keys = [tuple(text[part] for part in key) for key in rows[firsts][list(_KEY_NAMES)].tolist()]
+        for k, (exchange, trading_day, action_day, update_time) in enumerate(keys):
             secs = self._secs(update_time)
             secs_of[k] = -1 if secs is None else secs
             if secs is None:
@@ -267,19 +271,21 @@ class Normaliser:
                 derive[k] = True
                 fixed.append(None)
         secs = secs_of[which]
-        usable = (secs >= 0) & (instruments_raw != b"")
+        usable = (secs >= 0) & (rows["InstrumentID"] != b"")
         # one header per (key, receive date) pair; the date is -1 for keys whose ActionDay is trusted
-        day_index = np.where(derive[which], self.receive_day_index(recv, secs), -1)
-        pairs, where = np.unique(which.astype(np.int64) * _PAIR + (day_index + 1), return_inverse=True)
-        where = where.reshape(-1)
+        if derive.any():
+            day_index = np.where(derive[which], self.receive_day_index(recv, secs), -1)
+            pairs = which * _PAIR + (day_index + 1)
+            first_pairs, where = (np.frombuffer(part, dtype=np.int64) for part in _native.group(pairs, 8, ((0, 8),)))
+            pairs = pairs[first_pairs].tolist()
+        else:
+            pairs, where = [k * _PAIR for k in range(len(firsts))], which
         trading_days, action_days, bases = [], [], []
-        named = distinct.view(_KEY_DTYPE)
-        for pair in pairs.tolist():
+        for pair in pairs:
             k, day = divmod(pair, _PAIR)
             header = fixed[k]
             if header is None and secs_of[k] >= 0:
-                header = self._header(text[named[k]["ExchangeID"]], text[named[k]["TradingDay"]],
-                                      self._local_date(day - 1), int(secs_of[k]))
+                header = self._header(keys[k][0], keys[k][1], self._local_date(day - 1), int(secs_of[k]))
             if header is None:  # unparsable time: the tick is dropped below
                 header = ("", "", 0.0)
             trading_days.append(header[0])
@@ -287,21 +293,19 @@ class Normaliser:
             bases.append(header[2])
         if not usable.all():
             keep = np.flatnonzero(usable)
-            rows, recv, where, exchange_raw = rows[keep], recv[keep], where[keep], exchange_raw[keep]
+            rows, recv, where, which = rows[keep], recv[keep], where[keep], which[keep]
         out = np.empty(len(rows), dtype=RECORD_DTYPE)
-        out["instrument"] = rows["InstrumentID"]
-        out["exchange"] = exchange_raw
+        _native.copy_fields(rows, DEPTH_SIZE, out, RECORD_DTYPE.itemsize, _COPY_PLAN)  # the fields taken as they are
         out["trading_day"] = np.array(trading_days, dtype="S8")[where]
         out["action_day"] = np.array(action_days, dtype="S8")[where]
-        out["update_time"] = rows["UpdateTime"]
-        millisec = rows["UpdateMillisec"]
-        out["millisec"] = millisec
-        out["exchange_ts"] = np.array(bases, dtype=np.float64)[where] + millisec / 1000.0
+        out["exchange_ts"] = np.array(bases, dtype=np.float64)[where] + rows["UpdateMillisec"] / 1000.0
         out["recv_ts"] = recv
-        for name, field in VALUE_FIELDS:
-            out[name] = rows[field]
+        counts: dict[str, int] = {}
+        for k, count in enumerate(np.bincount(which, minlength=len(firsts)).tolist()):
+            if count:
+                counts[keys[k][0]] = counts.get(keys[k][0], 0) + count
         return Prepared(out, np.array([day_code(day) for day in trading_days], dtype=np.int64)[where], n - len(out),
-                        text)
+                        counts)
 
     def normalise(self, fields: Mapping[str, Any], recv: float) -> dict[str, Any] | None:
         """The published record of one tick given as struct fields, or None when it is unusable (tests, tools)."""

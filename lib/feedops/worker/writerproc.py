@@ -84,22 +84,25 @@ def rows_of(records: Any) -> list[tuple]:
 class Accountant:
     """Skew estimate and per-batch accounting of delivered records (runs in the child).
 
-    Bulk operations, no Python step per tick but reading the two times and the exchange of
-    each row: the latencies as numpy arrays, their bucket by one ``searchsorted``, the counts
-    per (exchange, bucket) by one ``bincount``.
+    Bulk operations, no Python step per tick: the two times of the rows and their exchanges are
+    read by C-level maps (:func:`columns`), the latencies are numpy arrays, their bucket one
+    ``searchsorted``, the counts per (exchange, bucket) one ``bincount``.
     """
 
     def __init__(self, buckets: tuple[float, ...]):
         self.buckets = buckets
         self._bounds = np.array(buckets, dtype=np.float64)
         self._skew_minimums: dict[int, float] = {}
+        self._codes: dict[str, int] = {}  # exchange -> its number in the bincounts (this process's, first met first)
         self.skew = 0.0
 
-    def update_skew(self, rows: list[tuple]) -> None:
-        """The smallest (receive - exchange) offset of the last minute, when beyond one second, is the skew."""
-        if not rows:
+    def update_skew(self, times: tuple[np.ndarray, np.ndarray]) -> None:
+        """The smallest (receive - exchange) offset of the last minute, when beyond one second, is the skew.
+        ``times``: :func:`columns` of the rows about to be written."""
+        exchange_ts, recv_ts = times
+        if not len(exchange_ts):
             return
-        offset = float((_column(rows, 5) - _column(rows, 4)).min())
+        offset = float((recv_ts - exchange_ts).min())
         second = int(time.monotonic())
         known = self._skew_minimums.get(second)
         if known is None or offset < known:
@@ -114,25 +117,32 @@ class Accountant:
         """Bucket i holds bound[i-1] < v <= bound[i] (Prometheus "le"), the last one everything above the last bound."""
         return np.searchsorted(self._bounds, values, side="left")
 
-    def account(self, delivered: list[tuple]) -> dict[str, Any]:
+    def account(self, delivered: list[tuple], times: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
         """Counts, latency samples and histogram buckets of the rows (:func:`~feedops.worker.encode.rows_of_records`)
-        just written."""
+        just written; ``times``, their :func:`columns` when already read."""
         now = clock.time()
         skew = self.skew
         count, width = len(delivered), len(self.buckets) + 1
+        exchange_ts, recv_ts = times if times is not None else columns(delivered)
         # a wall-clock step back: not negative
-        sink_latency = np.maximum(0.0, now - _column(delivered, 5))
-        exchange_latency = np.maximum(0.0, now - _column(delivered, 4) - skew)
-        index: dict[str, int] = {}
-        codes = np.array([index.setdefault(exchange, len(index)) for exchange in map(_EXCHANGE, delivered)],
-                         dtype=np.intp)
+        sink_latency = np.maximum(0.0, now - recv_ts)
+        exchange_latency = np.maximum(0.0, now - exchange_ts - skew)
+        exchanges = list(map(_EXCHANGE, delivered))
+        codes_of = self._codes
+        for exchange in set(exchanges).difference(codes_of):
+            codes_of[exchange] = len(codes_of)
+        names = list(codes_of)
+        codes = np.fromiter(map(codes_of.__getitem__, exchanges), dtype=np.intp, count=count)
+        known = len(names)
+        per_exchange = np.bincount(codes, minlength=known)
+        present = np.flatnonzero(per_exchange).tolist()
         cells = np.bincount(codes * width + self._bucket_of(exchange_latency),
-                            minlength=len(index) * width).reshape(len(index), width).tolist()
-        per_exchange = np.bincount(codes, minlength=len(index)).tolist()
-        sums = np.bincount(codes, weights=exchange_latency, minlength=len(index)).tolist()  # in order, as sum() adds
+                            minlength=known * width).reshape(known, width)[present].tolist()
+        sums = np.bincount(codes, weights=exchange_latency, minlength=known)[present].tolist()
+        present_names = [names[i] for i in present]
         return {"delivered": count, "now": now,
-                "per_exchange": dict(zip(index, per_exchange)), "histogram": dict(zip(index, cells)),
-                "sums": dict(zip(index, sums)),
+                "per_exchange": dict(zip(present_names, per_exchange[present].tolist())),
+                "histogram": dict(zip(present_names, cells)), "sums": dict(zip(present_names, sums)),
                 "pipeline_histogram": np.bincount(self._bucket_of(sink_latency), minlength=width).tolist(),
                 "pipeline_sum": sum(sink_latency.tolist()),
                 "sink_latency": sink_latency[-LATENCY_SAMPLE:].tobytes(),
@@ -140,11 +150,14 @@ class Accountant:
 
 
 _EXCHANGE = operator.itemgetter(2)
+_EXCHANGE_TS = operator.itemgetter(4)
+_RECV_TS = operator.itemgetter(5)
 
 
-def _column(rows: list[tuple], i: int) -> np.ndarray:
-    """Item ``i`` of every row as a float64 array."""
-    return np.fromiter(map(operator.itemgetter(i), rows), dtype=np.float64, count=len(rows))
+def columns(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """(exchange_ts, recv_ts) of every row, as float64 arrays."""
+    return (np.fromiter(map(_EXCHANGE_TS, rows), dtype=np.float64, count=len(rows)),
+            np.fromiter(map(_RECV_TS, rows), dtype=np.float64, count=len(rows)))
 
 
 class WriterProcess:
@@ -232,9 +245,11 @@ class WriterProcess:
         return body
 
     def write(self, batches: int, rows: list[tuple]) -> None:
-        self.accountant.update_skew(rows)
-        delivered = self.sink.publish(rows)
-        self.conn.send((Msg.ACCT, batches, self.accountant.account(delivered), self.state()))
+        times = columns(rows)
+        self.accountant.update_skew(times)
+        delivered = self.sink.publish(rows)  # the rows themselves when they all went out, with nothing before them
+        self.conn.send((Msg.ACCT, batches, self.accountant.account(delivered, times if delivered is rows else None),
+                        self.state()))
 
     def finish(self) -> None:
         """The worker is gone: write what the sink still buffers (5 s at most), then close it."""
