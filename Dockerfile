@@ -6,7 +6,8 @@
 #
 # Base pinned by digest: the multi-arch index of python:3.11-slim-bookworm (Python 3.11.16) as
 # published on Docker Hub. Dependabot (.github/dependabot.yml) proposes new digests.
-# The build stage compiles the one C part, the sink writer's line encoder (lib/feedops/worker/_jsonlines.c,
+# The build stage compiles the one C part, the worker's hot path: the sink writer's line encoder and the pipeline's
+# batch helpers (lib/feedops/worker/_jsonlines.c,
 # with the flags of lib/feedops/buildext.py, as setup.py builds it for a checkout); the image gets the
 # module and no compiler.
 FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b AS build
@@ -54,7 +55,7 @@ WORKDIR /app
 COPY requirements.lock ./
 RUN pip install --no-compile --no-deps --require-hashes --requirement requirements.lock
 
-# The code runs from /app/lib (PYTHONPATH), with the line encoder the build stage compiled.
+# The code runs from /app/lib (PYTHONPATH), with the compiled module the build stage built.
 COPY lib ./lib
 COPY --from=build /src/_jsonlines.*.so ./lib/feedops/worker/
 COPY scripts ./scripts

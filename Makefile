@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml setup.py lib/feedops/worker/_jsonlines.c
 	@$(PY) -c 'import feedops, pydantic_settings, prometheus_client, jsonschema, redis' \
 	  || { echo "bootstrap: installing dependencies failed" >&2; exit 1; }
 	@$(PY) -c 'import feedops.worker._jsonlines' \
-	  || { echo "bootstrap: building the sink writer's line encoder (lib/feedops/worker/_jsonlines.c) failed; it needs gcc and the Python headers (Debian: gcc python3-dev)" >&2; exit 1; }
+	  || { echo "bootstrap: building the worker's compiled module (lib/feedops/worker/_jsonlines.c) failed; it needs gcc and the Python headers (Debian: gcc python3-dev)" >&2; exit 1; }
 	@touch $@
 
 $(LOCALE_DIR)/zh_CN.GB18030/LC_CTYPE:

@@ -1,4 +1,5 @@
-"""The one compiled part of feedops: the sink writer's line encoder (lib/feedops/worker/_jsonlines.c).
+"""The one compiled part of feedops: the worker's hot path, the sink writer's line encoder and the pipeline's batch
+helpers (lib/feedops/worker/_jsonlines.c; feedops/worker/compiled.py says what it holds).
 
 Everything else is in pyproject.toml. ``pip install -e .`` (``make bootstrap``) builds the extension
 next to its source, where the code runs from (``lib/``, as in the image: see the Dockerfile's build stage).

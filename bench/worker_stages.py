@@ -7,6 +7,8 @@ thread, µs per tick):
 
 * callback: ``TickQueue.offer`` on every struct (what ``OnRtnDepthMarketData`` runs),
   next to the raw-copy floor ``ctypes.string_at(int(s.this), size)``;
+* the callback as production runs it (:func:`director_callback`): a native thread calls openctp-ctp's
+  director method for ``OnRtnDepthMarketData`` (``bench/native_thread.c``), in a process of its own;
 * decode + normalise + dedupe: ``Pipeline.process`` on what ``Pipeline._take`` returns
   (the sink writer replaced by a list);
 * hand-over: what the pipe between the two processes costs: the records' bytes copied (worker) and

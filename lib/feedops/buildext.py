@@ -1,4 +1,5 @@
-"""The one compiled module of feedops, the sink writer's line encoder: where it lives and how it is built.
+"""The one compiled module of feedops, the worker's hot path (the sink writer's line encoder and the pipeline's
+batch helpers, :mod:`feedops.worker.compiled`): where it lives and how it is built.
 
 ``lib/feedops/worker/_jsonlines.c`` compiles to ``_jsonlines<EXT_SUFFIX>`` next to it. Three
 builders, one set of flags (:data:`CFLAGS`):
@@ -46,7 +47,7 @@ def ensure(root: Path, timeout: float = 300.0) -> bool:
         return False
     compiler = shutil.which(os.environ.get("CC", "gcc"))
     if compiler is None:
-        raise BuildError(f"no C compiler to build {module} (the sink writer's line encoder); fix: install gcc and "
+        raise BuildError(f"no C compiler to build {module} (the worker's compiled hot path); fix: install gcc and "
                          "the Python headers (Debian: apt-get install gcc python3-dev), or run `make bootstrap` there")
     fd, partial = tempfile.mkstemp(prefix=".jsonlines.", suffix=".so", dir=module.parent)
     os.close(fd)
