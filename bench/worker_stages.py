@@ -173,7 +173,10 @@ def measure() -> tuple[str, dict[str, float]]:
         out["handover_worker"] = spent
         spent, batches = _timed(lambda: [pickle.loads(b) for b in blobs])
     out["handover_writer"] = spent
-    spent, rows = _timed(lambda: [writer_mod.rows_of(b) for b in batches])
+    # the file sink's rows: one text per batch where the engine has it (the writer hands the file sink those)
+    encode_mod = __import__("feedops.worker.encode", fromlist=["encode"])
+    rows_of = getattr(encode_mod, "text_rows_of_records", writer_mod.rows_of)
+    spent, rows = _timed(lambda: [rows_of(b) for b in batches])
     out["encode"] = spent
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-stages-"))

@@ -194,3 +194,25 @@ def test_a_batch_lost_with_a_killed_redis_is_added_once_after_the_restart(own_re
     ticks = _stream_ticks(restarted.url, prefix)
     assert len(ticks) == 1200 == sink.published_total and duplicates(ticks) == 0
     sink.close()
+
+
+def test_rows_as_one_text_make_the_same_entries_as_rows_line_by_line(redis_server):
+    """The writer hands the file sink a batch as one text (encode.Rows); the Redis sink takes it too, entry for entry."""
+    import redis as redis_lib
+
+    from feedops.worker.encode import text_rows_of_records
+
+    n = Normaliser(TradingCalendar("exchange", set()))
+    batch = np.array([prepared(n, ("rb2601", "SR601", "m2601")[i % 3], ("SHFE", "CZCE", "DCE")[i % 3], i)
+                      for i in range(60)], dtype=RECORD_DTYPE)
+    for prefix, rows in (("rowtest:lines", _rows_of(batch)), ("rowtest:text", text_rows_of_records(batch))):
+        config = SimpleNamespace(sink_url=redis_server.url, redis_stream_prefix=prefix, redis_stream_maxlen=1000,
+                                 sink_buffer_max=1000)
+        sink = open_sink(config, (0, 1))
+        sink.use_rows()
+        assert sink.open() and len(sink.publish(rows)) == 60
+        sink.close()
+    client = redis_lib.Redis.from_url(redis_server.url, decode_responses=True)
+    for exchange in ("SHFE", "CZCE", "DCE"):
+        lines, text = ([fields for _, fields in client.xrange(f"rowtest:{kind}:{exchange}")] for kind in ("lines", "text"))
+        assert len(lines) == 20 and lines == text

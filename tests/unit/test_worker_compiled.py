@@ -99,3 +99,21 @@ def test_copy_fields_refuses_a_read_only_destination():
     dst.flags.writeable = False
     with pytest.raises((TypeError, BufferError, ValueError)):
         _jsonlines.copy_fields(src, 8, dst, 8, ((0, 0, 8),))
+
+
+def test_dedupe_refuses_an_id_without_state_before_it_moves_any():
+    has, seeded = np.zeros(2, dtype=bool), np.zeros(2, dtype=bool)
+    day, volume, ts = np.zeros(2, dtype=np.int64), np.zeros(2), np.zeros(2)
+    state = (has, day, volume, ts, seeded)
+    ticks = (np.array([0, 2], dtype=np.int64), np.array([20261127] * 2, dtype=np.int64), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match="instrument id 2 has no state"):
+        _jsonlines.dedupe(*ticks, 0, *state, (1, 2, 3, 4, 5))
+    assert not has.any() and not day.any()  # the first tick, valid, was not applied either
+    with pytest.raises(ValueError, match="as many"):
+        _jsonlines.dedupe(ticks[0], ticks[1][:1], ticks[2], ticks[3], 0, *state, (1, 2, 3, 4, 5))
+    with pytest.raises(ValueError, match="as long as each other"):
+        _jsonlines.dedupe(*ticks, 0, has, day[:1], volume, ts, seeded, (1, 2, 3, 4, 5))
+    reasons = _jsonlines.dedupe(np.array([1, 1], dtype=np.int64), ticks[1], np.array([5.0, 4.0]), np.array([1.0, 2.0]),
+                                0, *state, (1, 2, 3, 4, 5))
+    assert np.frombuffer(reasons, dtype=np.int64).tolist() == [0, 5]  # the second: volume went down
+    assert has.tolist() == [False, True] and volume.tolist() == [0.0, 5.0]

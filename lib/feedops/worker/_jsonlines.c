@@ -23,7 +23,10 @@
  * and its text copied. tests/unit/test_worker_encode.py compares the two on random doubles.
  *
  * Returns the list of rows (line, instrument, exchange, trading day, exchange_ts, recv_ts),
- * the line without its newline. The GIL is held throughout (the callbacks need it).
+ * the line without its newline; or, in text mode, (text, ends, instruments, exchanges, days): every
+ * line followed by a newline in one bytes object, the end of each line (int64, its newline left out),
+ * and the instrument (UTF-8), exchange and trading day of each record. The GIL is held throughout
+ * (the callbacks need it).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -47,6 +50,7 @@ typedef struct {
     char *data;
     Py_ssize_t len;
     Py_ssize_t cap;
+    PyObject *owner;  /* the bytes object data lives in (text mode), or NULL: PyMem memory */
 } Buf;
 
 static int buf_reserve(Buf *b, Py_ssize_t more) {
@@ -55,6 +59,15 @@ static int buf_reserve(Buf *b, Py_ssize_t more) {
     Py_ssize_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + more)
         cap *= 2;
+    if (b->owner != NULL) {  /* grown in place where the allocator can; the object is ours alone */
+        if (_PyBytes_Resize(&b->owner, cap) < 0) {  /* (it is freed and NULL then) */
+            b->data = NULL;
+            return -1;
+        }
+        b->data = PyBytes_AS_STRING(b->owner);
+        b->cap = cap;
+        return 0;
+    }
     char *data = PyMem_Realloc(b->data, (size_t)cap);
     if (data == NULL) {
         PyErr_NoMemory();
@@ -277,15 +290,17 @@ static PyObject *rows(PyObject *module, PyObject *args) {
     Py_buffer view;
     PyObject *plan, *head_cache, *build_head, *text_cache, *build_text, *float_text;
     Py_ssize_t itemsize, head_offset, head_size, exchange_ts_offset, recv_ts_offset, cache_max;
-    if (!PyArg_ParseTuple(args, "y*nOnnO!OO!OOnnn:rows", &view, &itemsize, &plan, &head_offset, &head_size,
+    int text_mode = 0;
+    if (!PyArg_ParseTuple(args, "y*nOnnO!OO!OOnnn|p:rows", &view, &itemsize, &plan, &head_offset, &head_size,
                           &PyDict_Type, &head_cache, &build_head, &PyDict_Type, &text_cache, &build_text,
-                          &float_text, &exchange_ts_offset, &recv_ts_offset, &cache_max))
+                          &float_text, &exchange_ts_offset, &recv_ts_offset, &cache_max, &text_mode))
         return NULL;
     Step *steps = NULL;
     Py_ssize_t nsteps = 0;
     PyObject *out = NULL;
     PyObject *head = NULL;  /* the record's head tuple, a reference held until its row is built */
-    Buf b = {NULL, 0, 0};
+    PyObject *ends = NULL, *columns[3] = {NULL, NULL, NULL};  /* text mode: instruments, exchanges, days */
+    Buf b = {NULL, 0, 0, NULL};
     if (itemsize <= 0 || view.len % itemsize != 0) {
         PyErr_SetString(PyExc_ValueError, "the buffer is not a whole number of records");
         goto done;
@@ -307,14 +322,29 @@ static PyObject *rows(PyObject *module, PyObject *args) {
         }
         fixed += s->text_len + 48;
     }
+    fixed += 1;  /* text mode: the newline */
     Py_ssize_t count = view.len / itemsize;
-    out = PyList_New(count);
-    if (out == NULL)
-        goto done;
+    int64_t *line_ends = NULL;
+    if (text_mode) {
+        b.owner = PyBytes_FromStringAndSize(NULL, count * 1024 + fixed);
+        ends = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(int64_t));
+        for (int j = 0; j < 3; j++)
+            columns[j] = PyList_New(count);
+        if (b.owner == NULL || ends == NULL || !columns[0] || !columns[1] || !columns[2])
+            goto fail;
+        b.data = PyBytes_AS_STRING(b.owner);
+        b.cap = count * 1024 + fixed;
+        line_ends = (int64_t *)PyBytes_AS_STRING(ends);
+    } else {
+        out = PyList_New(count);
+        if (out == NULL)
+            goto done;
+    }
     const char *base = view.buf;
     for (Py_ssize_t r = 0; r < count; r++) {
         const char *rec = base + r * itemsize;
-        b.len = 0;
+        if (!text_mode)
+            b.len = 0;
         if (buf_reserve(&b, fixed) < 0)
             goto fail;
         for (Py_ssize_t i = 0; i < nsteps; i++) {
@@ -378,6 +408,17 @@ static PyObject *rows(PyObject *module, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "the plan has no HEAD step");
             goto fail;
         }
+        if (text_mode) {
+            line_ends[r] = b.len;
+            put(&b, "\n", 1);
+            for (int j = 0; j < 3; j++) {
+                PyObject *item = PyTuple_GET_ITEM(head, j + 1);
+                Py_INCREF(item);
+                PyList_SET_ITEM(columns[j], r, item);
+            }
+            Py_CLEAR(head);
+            continue;
+        }
         PyObject *row = PyTuple_New(6);
         if (row == NULL)
             goto fail;
@@ -401,12 +442,22 @@ static PyObject *rows(PyObject *module, PyObject *args) {
         PyTuple_SET_ITEM(row, 4, ets);
         PyTuple_SET_ITEM(row, 5, rts);
     }
+    if (text_mode) {
+        if (_PyBytes_Resize(&b.owner, b.len) < 0)
+            goto fail;
+        out = PyTuple_Pack(5, b.owner, ends, columns[0], columns[1], columns[2]);
+    }
     goto done;
 fail:
     Py_XDECREF(head);
     Py_CLEAR(out);
 done:
-    PyMem_Free(b.data);
+    if (b.owner == NULL)
+        PyMem_Free(b.data);
+    Py_XDECREF(b.owner);
+    Py_XDECREF(ends);
+    for (int j = 0; j < 3; j++)
+        Py_XDECREF(columns[j]);
     PyMem_Free(steps);
     PyBuffer_Release(&view);
     return out;
@@ -419,13 +470,26 @@ done:
  * other Python threads.
  */
 
-/* FNV-1a over n bytes, continuing from h */
+/* A hash of n bytes, continuing from h: eight bytes at a time (multiply, fold the high bits down), then the
+   rest byte by byte (FNV-1a); hash_finish mixes every bit into the low ones the tables index by. */
 static inline uint64_t hash_more(uint64_t h, const char *p, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ULL;
+    uint64_t word;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&word, p, 8);
+        h = (h ^ word) * 1099511628211ULL;
+        h ^= h >> 29;
     }
+    for (; n > 0; p++, n--)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     return h;
+}
+
+static inline uint64_t hash_finish(uint64_t h) {  /* MurmurHash3's 64-bit finaliser */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
 }
 #define HASH_START 1469598103934665603ULL
 
@@ -496,7 +560,7 @@ static int idt_grow(IdTable *t) {
 
 /* The id of key, a new one (the next) when it is not known; -1 with an exception set on failure. */
 static Py_ssize_t idt_add(IdTable *t, const char *key, Py_ssize_t len) {
-    uint64_t h = hash_more(HASH_START, key, len);
+    uint64_t h = hash_finish(hash_more(HASH_START, key, len));
     Py_ssize_t slot;
     if (t->nslots == 0 && idt_grow(t) < 0)
         return -1;
@@ -539,6 +603,13 @@ static Py_ssize_t idt_add(IdTable *t, const char *key, Py_ssize_t len) {
 
 /* A field's bytes as a key: without its trailing NULs (numpy's bytes of an "S" field). */
 static inline Py_ssize_t stripped(const char *p, Py_ssize_t n) {
+    uint64_t word;
+    while (n >= 8) {  /* eight zero bytes at a time (an 81-byte id is mostly padding), then byte by byte */
+        memcpy(&word, p + n - 8, 8);
+        if (word)
+            break;
+        n -= 8;
+    }
     while (n > 0 && p[n - 1] == 0)
         n--;
     return n;
@@ -589,8 +660,8 @@ static PyObject *idt_get(IdTable *t, PyObject *key) {
     Py_ssize_t slot, len = PyBytes_GET_SIZE(key);
     if (t->nslots == 0)
         Py_RETURN_NONE;
-    Py_ssize_t id = idt_find(t, PyBytes_AS_STRING(key), len, hash_more(HASH_START, PyBytes_AS_STRING(key), len),
-                             &slot);
+    Py_ssize_t id = idt_find(t, PyBytes_AS_STRING(key), len,
+                             hash_finish(hash_more(HASH_START, PyBytes_AS_STRING(key), len)), &slot);
     if (id < 0)
         Py_RETURN_NONE;
     return PyLong_FromSsize_t(id);
@@ -698,7 +769,7 @@ static PyObject *group(PyObject *module, PyObject *args) {
         uint64_t h = HASH_START;
         for (Py_ssize_t f = 0; f < nfields; f++)
             h = hash_more(h, rec + ranges[f][0], ranges[f][1]);
-        size_t i = (size_t)h & mask;
+        size_t i = (size_t)hash_finish(h) & mask;
         for (;; i = (i + 1) & mask) {
             Py_ssize_t s = slots[i];
             if (s == 0) {
@@ -749,13 +820,111 @@ static PyObject *copy_fields(PyObject *module, PyObject *args) {
     for (Py_ssize_t r = 0; r < count; r++) {
         const char *a = from + r * src_itemsize;
         char *b = to + r * dst_itemsize;
-        for (Py_ssize_t f = 0; f < nfields; f++)
-            memcpy(b + ranges[f][1], a + ranges[f][0], (size_t)ranges[f][2]);
+        for (Py_ssize_t f = 0; f < nfields; f++) {
+            const char *from_field = a + ranges[f][0];
+            char *to_field = b + ranges[f][1];
+            switch (ranges[f][2]) {  /* a double or an int: one move, not a call */
+            case 8:
+                memcpy(to_field, from_field, 8);
+                break;
+            case 4:
+                memcpy(to_field, from_field, 4);
+                break;
+            default:
+                memcpy(to_field, from_field, (size_t)ranges[f][2]);
+            }
+        }
     }
     out = Py_NewRef(Py_None);
 done:
     PyBuffer_Release(&src);
     PyBuffer_Release(&dst);
+    return out;
+}
+
+/* dedupe(ids, days, volumes, ts, stale_below, has, day, volume, ts_state, seeded, codes) -> reasons
+ *
+ * The deduper's rules (feedops/worker/dedupe.py, which holds the reason names and passes their codes:
+ * (stale, backwards_day, replay, duplicate, backwards_volume)) over a batch, tick after tick: each tick
+ * against the state its instrument's earlier ticks left. ids (int64), days (int64), volumes and ts
+ * (float64) per tick; the state per instrument id, written in place for every tick kept: has and seeded
+ * (one byte each), day (int64), volume and ts_state (float64). Returns the reason code of every tick
+ * (int64 bytes, 0: kept). */
+static PyObject *dedupe(PyObject *module, PyObject *args) {
+    Py_buffer b[10];
+    long long stale_below;
+    int stale, backwards_day, replay, duplicate, backwards_volume;
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "y*y*y*y*Lw*w*w*w*w*(iiiii):dedupe", &b[0], &b[1], &b[2], &b[3], &stale_below,
+                          &b[4], &b[5], &b[6], &b[7], &b[8], &stale, &backwards_day, &replay, &duplicate,
+                          &backwards_volume)) {
+        for (int i = 0; i < 10; i++)
+            if (b[i].obj != NULL)
+                PyBuffer_Release(&b[i]);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t n = b[0].len / 8, m = b[4].len;
+    if (b[0].len % 8 || b[1].len != n * 8 || b[2].len != n * 8 || b[3].len != n * 8) {
+        PyErr_SetString(PyExc_ValueError, "ids, days, volumes and ts must be as many int64 and float64 values");
+        goto done;
+    }
+    if (b[5].len != m * 8 || b[6].len != m * 8 || b[7].len != m * 8 || b[8].len != m) {
+        PyErr_SetString(PyExc_ValueError, "the state arrays must be as long as each other");
+        goto done;
+    }
+    const int64_t *ids = b[0].buf, *days = b[1].buf;
+    const double *volumes = b[2].buf, *ts = b[3].buf;
+    char *has = b[4].buf, *seeded = b[8].buf;
+    int64_t *last_day = b[5].buf;
+    double *last_volume = b[6].buf, *last_ts = b[7].buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= m) {
+            PyErr_Format(PyExc_ValueError, "instrument id %lld has no state (%zd held)", (long long)ids[i], m);
+            goto done;
+        }
+    }
+    out = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (out == NULL)
+        goto done;
+    int64_t *reasons = (int64_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t id = ids[i], day = days[i];
+        double volume = volumes[i], t = ts[i];
+        int code = 0;
+        if (day < stale_below) {
+            code = stale;
+        } else if (has[id]) {
+            if (day < last_day[id]) {
+                code = backwards_day;
+            } else if (day == last_day[id]) {
+                if (seeded[id]) {  /* a watermark of exchange time only, until a tick passes */
+                    if (t < last_ts[id])
+                        code = replay;
+                    else if (t == last_ts[id] && volume <= last_volume[id])
+                        code = duplicate;
+                } else if (volume < last_volume[id]) {
+                    code = backwards_volume;
+                } else if (t == last_ts[id] && volume == last_volume[id]) {
+                    code = duplicate;
+                } else if (t < last_ts[id]) {
+                    code = replay;
+                }
+            }
+        }
+        if (code == 0) {
+            has[id] = 1;
+            seeded[id] = 0;
+            last_day[id] = day;
+            last_volume[id] = volume;
+            last_ts[id] = t;
+        }
+        reasons[i] = code;
+    }
+done:
+    for (int i = 0; i < 10; i++)
+        if (b[i].obj != NULL)
+            PyBuffer_Release(&b[i]);
     return out;
 }
 
@@ -781,6 +950,9 @@ static PyMethodDef methods[] = {
      "group(buffer, itemsize, fields) -> (firsts, inverse): the distinct values of the byte ranges fields "
      "((offset, size), ...) of the records, in the order first met: the index of each one's first record, and "
      "each record's group (int64 bytes)"},
+    {"dedupe", dedupe, METH_VARARGS,
+     "dedupe(ids, days, volumes, ts, stale_below, has, day, volume, ts_state, seeded, codes) -> reasons: "
+     "the deduper's rules over a batch, tick after tick (feedops.worker.dedupe)"},
     {"copy_fields", copy_fields, METH_VARARGS,
      "copy_fields(src, src_itemsize, dst, dst_itemsize, plan): copy the byte ranges of plan "
      "((src_offset, dst_offset, size), ...) of every record of src into the record of dst at the same index"},

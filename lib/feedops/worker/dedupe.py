@@ -9,9 +9,9 @@ login) -> ``stale``. A new process seeds it from the sink's last records
 does not publish a replay again.
 
 One engine (:meth:`Deduper.decide`): the state is numpy arrays indexed by a dense id per
-instrument (:class:`InstrumentIds`), and a batch is decided with array operations, in
-rounds: round k takes the k-th tick of every instrument in the batch, so the ticks of
-one instrument are decided in their order, each against the state its predecessors left.
+instrument (:class:`InstrumentIds`), and the compiled module (``_jsonlines.dedupe``) decides
+a batch tick after tick, so the ticks of one instrument are decided in their order, each
+against the state its predecessors left, and moves the state in place.
 :meth:`Deduper.check_fields` and :meth:`Deduper.check` are batches of one.
 """
 
@@ -27,7 +27,9 @@ from .ticks import Prepared, day_code
 
 #: Drop reasons, by their code in :meth:`Deduper.decide` (0: kept).
 REASONS = ("", "stale", "backwards_day", "replay", "duplicate", "backwards_volume")
-_STALE, _BACKWARDS_DAY, _REPLAY, _DUPLICATE, _BACKWARDS_VOLUME = range(1, 6)
+#: The codes the compiled rules return, in the order it takes them.
+_CODES = tuple(REASONS.index(name) for name in ("stale", "backwards_day", "replay", "duplicate", "backwards_volume"))
+_NO_DAY = -(1 << 63)  # below every day code: nothing is stale
 
 
 class InstrumentIds:
@@ -122,49 +124,16 @@ class Deduper:
         return reasons == 0, {REASONS[code]: n for code, n in enumerate(counts) if code and n}, ids
 
     def decide(self, ids: np.ndarray, days: np.ndarray, volumes: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        """The reason code (:data:`REASONS`, 0: kept) of every tick, in order; the state moves to the kept ones."""
-        n = len(ids)
-        reasons = np.zeros(n, dtype=np.int64)
-        if not n:
-            return reasons
-        self._grow(int(ids.max()) + 1)
-        if self.session_trading_day is not None:
-            reasons[days < day_code(self.session_trading_day)] = _STALE
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
-        first = np.ones(n, dtype=bool)
-        first[1:] = sorted_ids[1:] != sorted_ids[:-1]
-        if first.all():  # one tick per instrument: one round
-            rounds = [np.flatnonzero(reasons == 0)]
-        else:  # the k-th tick of each instrument in round k
-            starts = np.flatnonzero(first)
-            rank = np.empty(n, dtype=np.int64)
-            rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
-            live = reasons == 0
-            rounds = [np.flatnonzero(live & (rank == k)) for k in range(int(rank.max()) + 1)]
-        for at in rounds:
-            if len(at):
-                reasons[at] = self._round(ids[at], days[at], volumes[at], ts[at])
-        return reasons
+        """The reason code (:data:`REASONS`, 0: kept) of every tick, in order; the state moves to the kept ones.
 
-    def _round(self, ids: np.ndarray, day: np.ndarray, volume: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        """Reason codes of ticks of distinct instruments against the state; the state moves to the kept ones."""
-        has, last_day, last_volume, last_ts, seeded = (self._has[ids], self._day[ids], self._volume[ids],
-                                                       self._ts[ids], self._seeded[ids])
-        out = np.zeros(len(ids), dtype=np.int64)
-        same = has & (day == last_day)
-        watermark = same & seeded  # a seeded state: exchange time only, until a tick passes
-        out[watermark & (ts == last_ts) & (volume <= last_volume)] = _DUPLICATE
-        out[watermark & (ts < last_ts)] = _REPLAY
-        live = same & ~seeded
-        # written in reverse order of the rules, so that the first rule that holds wins
-        out[live & (ts < last_ts)] = _REPLAY
-        out[live & (ts == last_ts) & (volume == last_volume)] = _DUPLICATE
-        out[live & (volume < last_volume)] = _BACKWARDS_VOLUME
-        out[has & (day < last_day)] = _BACKWARDS_DAY
-        kept = out == 0
-        moved = ids[kept]
-        self._has[moved] = True
-        self._day[moved], self._volume[moved], self._ts[moved] = day[kept], volume[kept], ts[kept]
-        self._seeded[moved] = False  # a tick passed: live state from now on
-        return out
+        The compiled ``_jsonlines.dedupe`` applies the rules tick after tick, each against the state its
+        instrument's earlier ticks left, and moves the state in place."""
+        if not len(ids):
+            return np.zeros(0, dtype=np.int64)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self._grow(int(ids.max()) + 1)
+        stale_below = day_code(self.session_trading_day) if self.session_trading_day is not None else _NO_DAY
+        raw = _jsonlines.dedupe(ids, np.ascontiguousarray(days, dtype=np.int64),
+                                np.ascontiguousarray(volumes, dtype=np.float64), np.ascontiguousarray(ts, dtype=np.float64),
+                                stale_below, self._has, self._day, self._volume, self._ts, self._seeded, _CODES)
+        return np.frombuffer(raw, dtype=np.int64)

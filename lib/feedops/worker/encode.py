@@ -21,7 +21,7 @@ over the batch's bytes: one step per key, in the record's order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import orjson
@@ -110,14 +110,81 @@ class Encoder:
         """Rows ``(line, instrument, exchange, trading_day, exchange_ts, recv_ts)`` of a batch of records
         (:data:`~feedops.worker.ticks.RECORD_DTYPE`, as the pipeline hands them over): the JSON line (no
         newline), the instrument id as UTF-8, exchange and trading day as str, the two times as float."""
-        if getattr(records, "dtype", None) != RECORD_DTYPE:
-            raise TypeError(f"a batch of records is a numpy array of RECORD_DTYPE, not {type(records).__name__}")
-        if not len(records):
+        if not len(_check(records)):
             return []
+        return self._encode(records, False)
+
+    def text_rows(self, records: np.ndarray) -> Rows:
+        """The same rows as one text (:class:`Rows`): no object per line."""
+        records = _check(records)
+        if not len(records):
+            return Rows(b"", np.zeros(0, dtype=np.int64), [], [], [], np.zeros(0), np.zeros(0))
+        text, ends, instruments, exchanges, days = self._encode(records, True)
+        return Rows(text, np.frombuffer(ends, dtype=np.int64), instruments, exchanges, days,
+                    records["exchange_ts"].copy(), records["recv_ts"].copy())
+
+    def _encode(self, records: np.ndarray, text: bool) -> Any:
         raw = np.ascontiguousarray(records).reshape(-1).view(np.uint8)
         return _jsonlines.rows(raw, RECORD_DTYPE.itemsize, _PLAN, 0, _HEAD_DTYPE.itemsize, self._heads, self._head,
                                self._times, self._time, orjson.dumps, _offset("exchange_ts"), _offset("recv_ts"),
-                               CACHE_MAX)
+                               CACHE_MAX, text)
+
+
+def _check(records: Any) -> np.ndarray:
+    if getattr(records, "dtype", None) != RECORD_DTYPE:
+        raise TypeError(f"a batch of records is a numpy array of RECORD_DTYPE, not {type(records).__name__}")
+    return records
+
+
+class Rows:
+    """A batch's rows as one text: every JSON line followed by a newline (what the file sink writes as it
+    is), the end of each line, and per row the instrument (UTF-8), exchange and trading day (lists) and the
+    two times (float64 arrays).
+
+    Also a sequence of the rows :meth:`Encoder.rows` makes, each built when asked for: only a sink's
+    slower paths ask (buffering while it is down, a batch across two trading days, a backlog in chunks)."""
+
+    __slots__ = ("text", "ends", "instruments", "exchanges", "days", "exchange_ts", "recv_ts")
+
+    def __init__(self, text: bytes, ends: np.ndarray, instruments: list[bytes], exchanges: list[str], days: list[str],
+                 exchange_ts: np.ndarray, recv_ts: np.ndarray):
+        self.text, self.ends = text, ends
+        self.instruments, self.exchanges, self.days = instruments, exchanges, days
+        self.exchange_ts, self.recv_ts = exchange_ts, recv_ts
+
+    @classmethod
+    def concat(cls, parts: list[Rows]) -> Rows:
+        """One Rows of several, in order."""
+        offsets = np.cumsum([0] + [len(part.text) for part in parts[:-1]])
+        return cls(b"".join(part.text for part in parts),
+                   np.concatenate([part.ends + offset for part, offset in zip(parts, offsets.tolist())]),
+                   [i for part in parts for i in part.instruments], [e for part in parts for e in part.exchanges],
+                   [d for part in parts for d in part.days], np.concatenate([part.exchange_ts for part in parts]),
+                   np.concatenate([part.recv_ts for part in parts]))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def lines(self) -> list[bytes]:
+        """Every JSON line, without its newline."""
+        ends = self.ends.tolist()
+        text = self.text
+        return [text[start:end] for start, end in zip([0, *(end + 1 for end in ends[:-1])], ends)]
+
+    def _row(self, i: int) -> tuple:
+        start = int(self.ends[i - 1]) + 1 if i else 0
+        return (self.text[start:int(self.ends[i])], self.instruments[i], self.exchanges[i], self.days[i],
+                float(self.exchange_ts[i]), float(self.recv_ts[i]))
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self._row(i) for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError("row index out of range")
+        return self._row(index % len(self))
+
+    def __iter__(self) -> Iterator[tuple]:
+        return (self._row(i) for i in range(len(self)))
 
 
 _ENCODER = Encoder()
@@ -127,3 +194,8 @@ def rows_of_records(records: np.ndarray) -> list[tuple]:
     """Rows ``(line, instrument, exchange, trading_day, exchange_ts, recv_ts)`` of a batch of records
     (:meth:`Encoder.rows`, with this process's caches)."""
     return _ENCODER.rows(records)
+
+
+def text_rows_of_records(records: np.ndarray) -> Rows:
+    """The same rows as one text (:meth:`Encoder.text_rows`, with this process's caches)."""
+    return _ENCODER.text_rows(records)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..log import get_logger
+from .encode import Rows
 from .sinkbase import Sink, SinkError
 
 _log = get_logger("worker")
@@ -56,6 +57,7 @@ class FileSink(Sink):
     """
 
     kind = "file"
+    takes_text = True  # a one-day batch's rows as one text are written as they are
 
     def __init__(self, directory: Path, shard: tuple[int, int], buffer_max: int, **kw: Any):
         super().__init__(f"file:{directory}", buffer_max, **kw)
@@ -122,28 +124,29 @@ class FileSink(Sink):
         return fd
 
     def _send(self, records: list[Any]) -> list[Any]:
-        day_of = self.trading_day_of
-        days = list(map(day_of, records))
-        by_day: dict[str, list[bytes]] = {}
-        if len(set(days)) == 1:  # the usual batch: one trading day, no Python step per record
-            by_day[days[0]] = self.encode_all(records)
+        days = records.days if isinstance(records, Rows) else list(map(self.trading_day_of, records))
+        by_day: dict[str, bytes] = {}
+        if isinstance(records, Rows) and len(set(days)) == 1:  # the usual batch: its text as it is
+            by_day[days[0]] = records.text
         else:
+            lines_of: dict[str, list[bytes]] = {}
             for day, line in zip(days, self.encode_all(records)):
-                lines = by_day.get(day)
+                lines = lines_of.get(day)
                 if lines is None:
-                    lines = by_day[day] = []
+                    lines = lines_of[day] = []
                 lines.append(line)
+            for day, lines in lines_of.items():
+                lines.append(b"")
+                by_day[day] = b"\n".join(lines)
         touched: list[str] = []
         ends: dict[str, int] = {}
         try:
-            for day, lines in by_day.items():
+            for day, data in by_day.items():
                 fd = self._file(day)
                 touched.append(day)
                 committed = self._committed[day]
                 if os.fstat(fd).st_size != committed:  # an earlier roll-back did not complete
                     os.ftruncate(fd, committed)
-                lines.append(b"")
-                data = b"\n".join(lines)
                 _write_all(fd, data)
                 ends[day] = committed + len(data)
         except BaseException:

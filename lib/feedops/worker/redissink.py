@@ -13,6 +13,7 @@ from typing import Any
 
 from ..addresses import public_target
 from ..log import get_logger
+from .encode import Rows
 from .sinkbase import Sink, SinkError
 
 _log = get_logger("worker")
@@ -102,7 +103,7 @@ class RedisSink(Sink):
         if self._in_flight is not None and self._in_flight[1] is failed:
             self._buffer(rest)  # the failed call is held as it was sent, numbers included
         else:
-            self._buffer(failed + rest)
+            self._buffer([*failed, *rest])
 
     def _send(self, records: list[Any]) -> list[Any]:
         """One script call per stream and chunk (``XADD <stream> * instrument <id> tick <json>`` per entry, one
@@ -110,13 +111,15 @@ class RedisSink(Sink):
         if not records:
             return records
         by_stream: dict[str, list[Any]] = {}
-        exchange_of, instrument_of = self.exchange_of, self.instrument_of
-        for record, line in zip(records, self.encode_all(records)):
-            exchange = exchange_of(record)
+        if isinstance(records, Rows):
+            exchanges, instruments = records.exchanges, records.instruments
+        else:
+            exchanges, instruments = map(self.exchange_of, records), map(self.instrument_of, records)
+        for exchange, instrument, line in zip(exchanges, instruments, self.encode_all(records)):
             args = by_stream.get(exchange)
             if args is None:
                 args = by_stream[exchange] = []
-            args.append(instrument_of(record))
+            args.append(instrument)
             args.append(line)
         chunk = 2 * REDIS_CHUNK
         commands = []

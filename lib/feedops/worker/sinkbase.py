@@ -13,13 +13,13 @@ import time
 from typing import Any, Callable
 
 from ..log import get_logger
-from .encode import encode
+from .encode import Rows, encode
 
 _log = get_logger("worker")
 
 
-def _lines_of(rows: list[tuple]) -> list[bytes]:
-    return list(map(_LINE, rows))
+def _lines_of(rows: list[tuple] | Rows) -> list[bytes]:
+    return rows.lines() if isinstance(rows, Rows) else list(map(_LINE, rows))
 
 
 _LINE = operator.itemgetter(0)
@@ -56,6 +56,9 @@ class Sink:
         self.exchange_of: Callable[[Any], str] = operator.itemgetter("exchange")
         self.trading_day_of: Callable[[Any], str] = operator.itemgetter("trading_day")
 
+    #: Whether the sink takes a batch's rows as one text (:class:`~feedops.worker.encode.Rows`) best.
+    takes_text = False
+
     def use_rows(self) -> None:
         """Take rows (:func:`feedops.worker.encode.rows_of_records`: the JSON line already built) as records instead
         of dicts."""
@@ -74,7 +77,7 @@ class Sink:
     def _requeue(self, failed: list[Any], rest: list[Any]) -> None:
         """A write of ``failed`` failed (``rest`` was not tried): keep both for the next attempt, in order
         (the Redis sink holds its in-flight batch itself, to re-send it with the same sequence numbers)."""
-        self._buffer(failed + rest)
+        self._buffer([*failed, *rest])
 
     def _held(self) -> int:
         """Records the sink holds outside the buffer (the Redis sink's unconfirmed batch)."""

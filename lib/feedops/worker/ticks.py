@@ -81,8 +81,21 @@ _KEY_FIELDS = tuple((DEPTH_DTYPE.fields[name][1], DEPTH_DTYPE.fields[name][0].it
 _TAKEN = (("instrument", "InstrumentID"), ("exchange", "ExchangeID"), ("update_time", "UpdateTime"),
           ("millisec", "UpdateMillisec"), *VALUE_FIELDS)
 assert all(RECORD_DTYPE.fields[name][0] == DEPTH_DTYPE.fields[field][0] for name, field in _TAKEN)
-_COPY_PLAN = tuple((DEPTH_DTYPE.fields[field][1], RECORD_DTYPE.fields[name][1], RECORD_DTYPE.fields[name][0].itemsize)
-                   for name, field in _TAKEN)
+
+
+def _copy_plan() -> tuple[tuple[int, int, int], ...]:
+    """(struct offset, record offset, size) of each field taken, fields next to each other in both as one range."""
+    plan: list[tuple[int, int, int]] = []
+    for src, dst, size in sorted((DEPTH_DTYPE.fields[field][1], RECORD_DTYPE.fields[name][1],
+                                  RECORD_DTYPE.fields[name][0].itemsize) for name, field in _TAKEN):
+        if plan and plan[-1][0] + plan[-1][2] == src and plan[-1][1] + plan[-1][2] == dst:
+            plan[-1] = (plan[-1][0], plan[-1][1], plan[-1][2] + size)
+        else:
+            plan.append((src, dst, size))
+    return tuple(plan)
+
+
+_COPY_PLAN = _copy_plan()
 _EXCHANGE_BYTES = slice(DEPTH_DTYPE.fields["ExchangeID"][1],
                         DEPTH_DTYPE.fields["ExchangeID"][1] + DEPTH_DTYPE.fields["ExchangeID"][0].itemsize)
 
@@ -249,17 +262,18 @@ class Normaliser:
         text = self._text
         n = len(rows)
         rows = np.ascontiguousarray(rows)
-        if _no_exchange(rows).any():  # no ExchangeID: the instrument list's (in a copy: the caller's rows stay)
+        firsts, which, keys = self._keys(rows)
+        if any(not key[0] for key in keys) and _no_exchange(rows).any():
+            # no ExchangeID: the instrument list's (in a copy: the caller's rows stay as they are), then again
             rows = rows.copy()
             exchange_raw = rows["ExchangeID"]
             for i in np.flatnonzero(_no_exchange(rows)):
                 exchange_raw[i] = self.exchange_of.get(text[rows["InstrumentID"][i]], "").encode()
-        firsts, which = (np.frombuffer(part, dtype=np.int64) for part in _native.group(rows, DEPTH_SIZE, _KEY_FIELDS))
+            firsts, which, keys = self._keys(rows)
         # per distinct key: the second of day (-1: unparsable) and the header when the ActionDay is trusted
         secs_of = np.empty(len(firsts), dtype=np.int64)
         derive = np.zeros(len(firsts), dtype=bool)
         fixed: list[tuple[str, str, float] | None] = []
-        keys = [tuple(text[part] for part in key) for key in rows[firsts][list(_KEY_NAMES)].tolist()]
         for k, (exchange, trading_day, action_day, update_time) in enumerate(keys):
             secs = self._secs(update_time)
             secs_of[k] = -1 if secs is None else secs
@@ -306,6 +320,14 @@ class Normaliser:
                 counts[keys[k][0]] = counts.get(keys[k][0], 0) + count
         return Prepared(out, np.array([day_code(day) for day in trading_days], dtype=np.int64)[where], n - len(out),
                         counts)
+
+    def _keys(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
+        """The batch grouped by (ExchangeID, TradingDay, ActionDay, UpdateTime): the first struct of each
+        group, the group of every struct, and each group's four texts."""
+        firsts, which = (np.frombuffer(part, dtype=np.int64) for part in _native.group(rows, DEPTH_SIZE, _KEY_FIELDS))
+        text = self._text
+        columns = [map(text.__getitem__, rows[name][firsts].tolist()) for name in _KEY_NAMES]
+        return firsts, which, list(zip(*columns))
 
     def normalise(self, fields: Mapping[str, Any], recv: float) -> dict[str, Any] | None:
         """The published record of one tick given as struct fields, or None when it is unusable (tests, tools)."""

@@ -30,7 +30,7 @@ import numpy as np
 from .. import clock
 from .. import log as log_mod
 from ..log import get_logger
-from .encode import rows_of_records
+from .encode import Rows, rows_of_records, text_rows_of_records
 from .sinks import SinkError, open_sink
 from .ticks import RECORD_DTYPE
 from .tuning import tune_interpreter
@@ -127,7 +127,7 @@ class Accountant:
         # a wall-clock step back: not negative
         sink_latency = np.maximum(0.0, now - recv_ts)
         exchange_latency = np.maximum(0.0, now - exchange_ts - skew)
-        exchanges = list(map(_EXCHANGE, delivered))
+        exchanges = delivered.exchanges if isinstance(delivered, Rows) else list(map(_EXCHANGE, delivered))
         codes_of = self._codes
         for exchange in set(exchanges).difference(codes_of):
             codes_of[exchange] = len(codes_of)
@@ -154,8 +154,19 @@ _EXCHANGE_TS = operator.itemgetter(4)
 _RECV_TS = operator.itemgetter(5)
 
 
-def columns(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+def joined(parts: list[Any]) -> list[tuple] | Rows:
+    """The rows of several batches as one batch, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(part, Rows) for part in parts):
+        return Rows.concat(parts)
+    return [row for part in parts for row in part]
+
+
+def columns(rows: list[tuple] | Rows) -> tuple[np.ndarray, np.ndarray]:
     """(exchange_ts, recv_ts) of every row, as float64 arrays."""
+    if isinstance(rows, Rows):
+        return rows.exchange_ts, rows.recv_ts
     return (np.fromiter(map(_EXCHANGE_TS, rows), dtype=np.float64, count=len(rows)),
             np.fromiter(map(_RECV_TS, rows), dtype=np.float64, count=len(rows)))
 
@@ -168,6 +179,8 @@ class WriterProcess:
         self.sink = sink
         self.errors = errors  # sink errors by reason since the last report
         self.accountant = Accountant(buckets)
+        # a batch's rows: one text for the file sink (written as it is), a line per row for Redis (an entry each)
+        self.rows_of = text_rows_of_records if getattr(sink, "takes_text", False) else rows_of_records
         self.work: collections.deque[tuple] = collections.deque()  # receiving thread -> writing thread
         self.ready = threading.Condition()
         self.crashed: list[BaseException] = []
@@ -218,7 +231,7 @@ class WriterProcess:
                     records = np.frombuffer(conn.recv_bytes(), dtype=RECORD_DTYPE)
                     if len(records) != message[1]:
                         raise ValueError(f"a batch of {message[1]} records came with {len(records)}")
-                    self.hand((Msg.ROWS, rows_of(records)))
+                    self.hand((Msg.ROWS, self.rows_of(records)))
                 else:
                     self.hand(message)
                     if message[0] == Msg.CLOSE:
@@ -303,19 +316,18 @@ class WriterProcess:
                 if not items:
                     self.write(0, [])
                     continue
-                batches, rows = 0, []
+                parts: list[Any] = []
                 for item in items:
                     if item[0] == Msg.ROWS:  # behind: everything waiting goes out as one write
-                        batches += 1
-                        rows.extend(item[1])
+                        parts.append(item[1])
                         continue
-                    if batches:
-                        self.write(batches, rows)
-                        batches, rows = 0, []
+                    if parts:
+                        self.write(len(parts), joined(parts))
+                        parts = []
                     if not self._control(item):
                         return
-                if batches:
-                    self.write(batches, rows)
+                if parts:
+                    self.write(len(parts), joined(parts))
         except (EOFError, OSError):  # the pipe broke under a send: the worker is gone
             self.finish()
         except BaseException as exc:  # a bug: the process exits non-zero and the worker reports it
