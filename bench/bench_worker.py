@@ -30,7 +30,7 @@ ticks/s offered; the ``burst`` fault multiplies that by a factor set at run time
 6. CPU per published tick: the worker's and its sink writer's user+system time
    (``/proc/<pid>/stat``) over each measuring window, divided by the ticks published in it;
 7. in this process, without the sim: the callback's cost per tick on real openctp-ctp
-   ``CThostFtdcDepthMarketDataField`` structs (``TickQueue.offer``) next to the raw-copy floor
+   ``CThostFtdcDepthMarketDataField`` structs (``TickQueue.offer``) next to a copy in Python
    (``ctypes.string_at(int(s.this), size)``), the callback on a native thread through openctp-ctp's SWIG
    director (as CTP's thread calls it: ``bench/native_thread.c``), and CPU per tick of each stage (callback;
    decode, normalise and dedupe; hand-over to the writer; encode; file write) on the same ticks.

@@ -6,7 +6,8 @@ receives them); without the binding (no locale) it stops with the fix. Stages, e
 thread, µs per tick):
 
 * callback: ``TickQueue.offer`` on every struct (what ``OnRtnDepthMarketData`` runs),
-  next to the raw-copy floor ``ctypes.string_at(int(s.this), size)``;
+  next to a copy of the struct in Python, ``ctypes.string_at(int(s.this), size)`` (the floor of the
+  Python callback before it was compiled);
 * the callback as production runs it (:func:`director_callback`): a native thread calls openctp-ctp's
   director method for ``OnRtnDepthMarketData`` (``bench/native_thread.c``), in a process of its own;
 * decode + normalise + dedupe: ``Pipeline.process`` on what ``Pipeline._take`` returns
@@ -297,7 +298,7 @@ def _director_in_a_process() -> tuple[float | None, str]:
 def report(emit: Callable[[str], None]) -> dict[str, float]:
     kind, t = measure()
     emit(f"in-process stages on {t['ticks']:,.0f} ticks ({kind}; CPU us per tick, this thread):")
-    emit(f"  callback (TickQueue.offer) {t['callback']:6.2f} us   raw-copy floor (string_at of the struct) "
+    emit(f"  callback (TickQueue.offer) {t['callback']:6.2f} us   a copy in Python (string_at of the struct) "
          f"{t['raw_copy']:5.2f} us   (target callback <= 1 us)")
     director, why = _director_in_a_process()
     if director is None:

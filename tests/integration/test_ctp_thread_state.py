@@ -65,6 +65,9 @@ def test_the_worker_spi_keeps_ctp_threads_python_thread_state_across_ticks(nativ
     assert len(seen) == 3 and len({ident for ident, _, _ in seen}) == 1 and seen[0][0] != threading.get_ident()
     assert [earlier for _, earlier, _ in seen] == [False, True, True]  # one thread state for all three ticks
     assert {name for _, _, name in seen} == {"rb2601"}
+    # a new CTP thread (a reconnect), whose id the system may give again: its thread state is kept in turn
+    assert native_thread(spi, _struct(), 3) >= 0
+    assert [earlier for _, earlier, _ in seen[3:]] == [False, True, True]
 
 
 def test_without_it_the_director_makes_a_thread_state_per_tick(native_thread):

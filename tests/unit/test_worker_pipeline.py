@@ -76,3 +76,59 @@ def test_a_waiting_pipeline_thread_takes_ticks_offered_while_it_waits(ticks):
     assert taken.wait(4.0)
     assert waits and waits[-1] is True  # woken by the event, not by the timeout
     thread.join(1.0)
+
+
+def test_the_allocator_keeps_a_batch_s_buffers_in_its_heap():
+    """tune_allocator (both processes, at start): glibc's mallopt accepts both settings; a buffer of a batch's
+    size freed and asked for again comes back from the heap, at the same address, not from a new mapping."""
+    import ctypes
+
+    from feedops.worker.tuning import tune_allocator
+
+    assert tune_allocator() is True
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    first = libc.malloc(600_000)
+    libc.free(first)
+    second = libc.malloc(600_000)
+    libc.free(second)
+    assert first == second
+
+
+def test_the_compiled_callback_side_copies_through_the_pointer_and_counts_drops_without_reading_it():
+    from feedops import clock
+    from feedops.worker.layout import DEPTH_SIZE
+
+    queue = TickQueue(2)
+    first = depth_struct(InstrumentID="rb2601", ExchangeID="SHFE", UpdateTime="10:00:00", Volume=7)
+    before = clock.time()
+    queue.offer(first)
+    queue.offer(depth_struct(InstrumentID="cu2601", ExchangeID="SHFE", UpdateTime="10:00:01"))
+    after = clock.time()
+
+    class NoPointer:  # a full ring never looks at the struct
+        @property
+        def this(self):
+            raise AssertionError("read")
+
+    queue.offer(NoPointer())
+    assert (queue.received, queue.dropped, len(queue)) == (3, 1, 2)
+    rows, recv = queue.take(10)
+    assert rows["InstrumentID"].tolist() == [b"rb2601", b"cu2601"] and rows["Volume"].tolist()[0] == 7
+    assert rows.view(np.uint8).reshape(2, DEPTH_SIZE)[0].tobytes() == first.rows.view(np.uint8).tobytes()
+    assert before <= recv[0] <= recv[1] <= after  # the receive time of each, on the feed's clock
+    with pytest.raises(AttributeError):
+        queue.offer(object())  # no pointer: the callback raises (the binding prints it), nothing is written
+    assert len(queue) == 0 and queue.head == 2
+
+
+def test_the_ring_refuses_buffers_that_do_not_hold_whole_structs():
+    from feedops.worker.compiled import _jsonlines
+
+    with pytest.raises(ValueError, match="whole structs"):
+        _jsonlines.Ring(bytearray(10), bytearray(8), 4, float, print)
+    with pytest.raises(ValueError, match="at least one struct"):
+        _jsonlines.Ring(bytearray(0), bytearray(0), 4, float, print)
+    with pytest.raises(TypeError):
+        _jsonlines.Ring(bytes(8), bytearray(8), 8, float, print)  # read-only

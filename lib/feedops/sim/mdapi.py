@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..worker.compiled import _jsonlines
 from ..worker.layout import DEPTH_DTYPE, DEPTH_SIZE, ENCODING
 from . import protocol as P
 from .client import SimClientBase
@@ -38,6 +39,23 @@ globals().update(_EXPORTED)
 FRAME_CHUNK = 2048
 #: The wire's tick fields -> the struct's (the rest of a struct is the instrument's static part).
 _FROM_WIRE = tuple(zip(P.TICK_DTYPE.names[1:], P.TICK_FIELDS))
+
+
+def _wire_plan() -> tuple[tuple[tuple[int, int, int], ...], tuple[tuple[str, str], ...]]:
+    """How a wire tick fills its struct: (wire offset, struct offset, size) of the fields whose bytes the struct
+    takes as they are (a date or time of 8 characters into its char[9], whose last byte stays 0), and the
+    fields numpy converts (another type)."""
+    plan, converted = [], []
+    for wire_name, field in _FROM_WIRE:
+        (wire, at), (struct, to) = P.TICK_DTYPE.fields[wire_name][:2], DEPTH_DTYPE.fields[field][:2]
+        if wire == struct or (wire.kind == struct.kind == "S" and wire.itemsize < struct.itemsize):
+            plan.append((at, to, wire.itemsize))
+        else:
+            converted.append((wire_name, field))
+    return tuple(plan), tuple(converted)
+
+
+_WIRE_PLAN, _WIRE_CONVERTED = _wire_plan()
 #: The struct of an instrument before its first tick: prices without a value carry CTP's marker (DBL_MAX).
 _BLANK = np.zeros(1, dtype=DEPTH_DTYPE)
 for _name in DEPTH_DTYPE.names:
@@ -207,7 +225,8 @@ class SimMdApi(SimClientBase, CThostFtdcMdApi):
             wire, where = wire[where >= 0], where[where >= 0]
         rows = table.view(np.uint8).reshape(len(table), DEPTH_SIZE)[where].view(DEPTH_DTYPE).reshape(len(where))
         # (a copy of the static structs as bytes: the structs of this frame)
-        for wire_name, field in _FROM_WIRE:
+        _jsonlines.copy_fields(np.ascontiguousarray(wire), P.TICK_DTYPE.itemsize, rows, DEPTH_SIZE, _WIRE_PLAN)
+        for wire_name, field in _WIRE_CONVERTED:
             rows[field] = wire[wire_name]
         count = len(rows)
         if callback is not None and count:

@@ -30,6 +30,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -44,7 +45,13 @@ typedef struct {
     Py_ssize_t price;    /* VOLUME: the offset of its price */
     const char *text;    /* LIT: the text; FLOAT, INT, VOLUME: the prefix */
     Py_ssize_t text_len;
+    char pad[32];        /* the text again, zero-padded, when it is at most SHORT bytes: see put_short */
 } Step;
+
+/* A text of at most SHORT bytes is copied as SHORT bytes, one fixed-size move instead of a call to memcpy;
+   the bytes past it are overwritten by what follows or cut off at the end. Every step's reserve (48 bytes
+   beyond its prefix, see rows) leaves room for that. */
+#define SHORT 32
 
 typedef struct {
     char *data;
@@ -83,6 +90,19 @@ static inline void put(Buf *b, const char *s, Py_ssize_t n) {
     b->len += n;
 }
 
+/* n <= SHORT bytes from src, which has SHORT readable bytes */
+static inline void put_short(Buf *b, const char *src, Py_ssize_t n) {
+    memcpy(b->data + b->len, src, SHORT);
+    b->len += n;
+}
+
+static inline void put_text(Buf *b, const Step *s) {
+    if (s->text_len <= SHORT)
+        put_short(b, s->pad, s->text_len);
+    else
+        put(b, s->text, s->text_len);
+}
+
 static inline double read_double(const char *p) {
     double v;
     memcpy(&v, p, sizeof v);
@@ -109,30 +129,33 @@ static inline char *digits_back(char *end, uint64_t u) {
 }
 
 static void put_int(Buf *b, int64_t v) {
-    char tmp[24];
-    char *end = tmp + sizeof tmp;
+    char tmp[24 + SHORT] = {0};  /* the digits end at tmp + 24; SHORT bytes from their start are readable */
+    char *end = tmp + 24;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     char *start = digits_back(end, u);
     if (v < 0)
         *--start = '-';
-    put(b, start, end - start);
+    put_short(b, start, end - start);
 }
 
 static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
 #define MAX_DECIMALS 9
 
 /* The shortest round-trip text of v when it is M / 10^k with M < 10^15 and 1e-4 <= |v| < 1e15 (or zero);
-   returns its length, 0 when v is not such a value. out holds at least 40 bytes.
+   returns its length, 0 when v is not such a value. The text is written to end at tmp + 40 (tmp holds
+   40 + SHORT bytes, so SHORT bytes from its start are readable) and *start is where it begins.
    Why it is the shortest: (double)M / 10^k is the correctly rounded quotient of two exact values, so the test
    below proves that the decimal M / 10^k reads back as v; two different decimals of at most 15 significant
    digits are further apart than any two numbers that read back as one double, so no shorter text does. */
-static Py_ssize_t fast_double(double v, char *out) {
-    char *p = out;
+static Py_ssize_t fast_double(double v, char *tmp, char **start_out) {
+    char *end = tmp + 40;
     if (v == 0.0) {
+        char *start = end - 3;
+        memcpy(start, "0.0", 3);
         if (signbit(v))
-            *p++ = '-';
-        memcpy(p, "0.0", 3);
-        return (p - out) + 3;
+            *--start = '-';
+        *start_out = start;
+        return end - start;
     }
     double a = fabs(v);
     if (!(a >= 1e-4 && a < 1e15))
@@ -141,17 +164,15 @@ static Py_ssize_t fast_double(double v, char *out) {
         double m = a * POW10[k];
         if (m >= 1e15)
             return 0;
-        if (m != floor(m))
+        uint64_t M = (uint64_t)m;  /* 0 <= m < 1e15: exact when m is a whole number */
+        if ((double)M != m)
             continue;
-        uint64_t M = (uint64_t)m;
         if ((double)M / POW10[k] != a)
             continue;
         while (k > 0 && M % 10 == 0) {
             M /= 10;
             k--;
         }
-        char tmp[40];
-        char *end = tmp + sizeof tmp;
         char *start;
         if (k == 0) {
             char *q = end;
@@ -172,19 +193,19 @@ static Py_ssize_t fast_double(double v, char *out) {
             start = digits_back(q, M / scale);
         }
         if (v < 0)
-            *p++ = '-';
-        memcpy(p, start, (size_t)(end - start));
-        return (p - out) + (end - start);
+            *--start = '-';
+        *start_out = start;
+        return end - start;
     }
     return 0;
 }
 
 /* reserve: what the rest of the record still needs, kept free after a text of float_text's (any length) */
 static int put_double(Buf *b, double v, PyObject *float_text, Py_ssize_t reserve) {
-    char tmp[48];
-    Py_ssize_t n = fast_double(v, tmp);
+    char tmp[40 + SHORT] = {0}, *start;
+    Py_ssize_t n = fast_double(v, tmp, &start);
     if (n) {
-        put(b, tmp, n);
+        put_short(b, start, n);
         return 0;
     }
     PyObject *f = PyFloat_FromDouble(v);
@@ -279,6 +300,8 @@ static int parse_plan(PyObject *plan, Step **steps_out, Py_ssize_t *count_out) {
         if (text != NULL) {  /* the plan tuple keeps the bytes alive for the call */
             s->text = PyBytes_AS_STRING(text);
             s->text_len = PyBytes_GET_SIZE(text);
+            if (s->text_len <= SHORT)
+                memcpy(s->pad, s->text, (size_t)s->text_len);  /* (calloc'd: the rest is zero) */
         }
     }
     *steps_out = steps;
@@ -351,11 +374,11 @@ static PyObject *rows(PyObject *module, PyObject *args) {
             Step *s = &steps[i];
             switch (s->kind) {
             case OP_LIT:
-                put(&b, s->text, s->text_len);
+                put_text(&b, s);
                 break;
             case OP_FLOAT: {
                 double v = read_double(rec + s->offset);
-                put(&b, s->text, s->text_len);
+                put_text(&b, s);
                 if (!has_value(v))
                     put(&b, "null", 4);
                 else if (put_double(&b, v, float_text, fixed) < 0)
@@ -363,11 +386,11 @@ static PyObject *rows(PyObject *module, PyObject *args) {
                 break;
             }
             case OP_INT:
-                put(&b, s->text, s->text_len);
+                put_text(&b, s);
                 put_int(&b, read_int32(rec + s->offset));
                 break;
             case OP_VOLUME:
-                put(&b, s->text, s->text_len);
+                put_text(&b, s);
                 if (has_value(read_double(rec + s->price)))
                     put_int(&b, read_int32(rec + s->offset));
                 else
@@ -709,6 +732,130 @@ static PyTypeObject IdTableType = {
     .tp_as_sequence = &idt_as_sequence,
 };
 
+/* ------------------------------------------------------------------ Ring: the callback's queue */
+/* The callback's side of feedops.worker.pipeline.TickQueue: offer(struct) copies the struct's bytes, through
+ * its pointer (int(struct.this)), into the next slot of a ring of structs and stamps its receive time (now()),
+ * or counts a drop when the ring is full; when the pipeline said it was idle, the first offer calls wake().
+ * head, tail, received, dropped and idle are read and written by TickQueue (the pipeline thread) as
+ * attributes. Under the GIL: one producer, one consumer, as TickQueue's docstring says. */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer ring, recv;
+    Py_ssize_t size, capacity;
+    long long head, tail, received, dropped;
+    int idle;
+    PyObject *now, *wake;
+} Ring;
+
+static PyObject *THIS;  /* "this", interned */
+
+static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *names[] = {"ring", "recv", "size", "now", "wake", NULL};
+    Ring *r = (Ring *)type->tp_alloc(type, 0);
+    if (r == NULL)
+        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "w*w*nOO:Ring", names, &r->ring, &r->recv, &r->size, &r->now,
+                                     &r->wake)) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    Py_INCREF(r->now);
+    Py_INCREF(r->wake);
+    if (r->size <= 0 || r->ring.len % r->size != 0 || r->recv.len != (r->ring.len / r->size) * 8) {
+        PyErr_SetString(PyExc_ValueError, "the ring must hold whole structs and recv one double per struct");
+        Py_DECREF(r);
+        return NULL;
+    }
+    r->capacity = r->ring.len / r->size;
+    if (r->capacity < 1) {
+        PyErr_SetString(PyExc_ValueError, "the ring must hold at least one struct");
+        Py_DECREF(r);
+        return NULL;
+    }
+    return (PyObject *)r;
+}
+
+static void ring_dealloc(Ring *r) {
+    if (r->ring.obj != NULL)
+        PyBuffer_Release(&r->ring);
+    if (r->recv.obj != NULL)
+        PyBuffer_Release(&r->recv);
+    Py_XDECREF(r->now);
+    Py_XDECREF(r->wake);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyObject *ring_offer(Ring *r, PyObject *depth) {
+    r->received++;
+    if (r->head - r->tail >= r->capacity) {  /* full: counted, nothing copied; the callback never waits */
+        r->dropped++;
+        Py_RETURN_NONE;
+    }
+    PyObject *this = PyObject_GetAttr(depth, THIS);
+    if (this == NULL)
+        return NULL;
+    PyObject *number = PyNumber_Long(this);  /* the binding's pointer object converts with int() */
+    Py_DECREF(this);
+    if (number == NULL)
+        return NULL;
+    void *address = PyLong_AsVoidPtr(number);
+    Py_DECREF(number);
+    if (address == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "the struct's pointer is NULL");
+        return NULL;
+    }
+    PyObject *stamp = PyObject_CallNoArgs(r->now);
+    if (stamp == NULL)
+        return NULL;
+    double now = PyFloat_AsDouble(stamp);
+    Py_DECREF(stamp);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t slot = (Py_ssize_t)(r->head % r->capacity);
+    /* The pointer is valid only during this callback: the library reuses its buffer for the next tick.
+       This memcpy is the copy; neither the struct nor the address is kept. */
+    memcpy((char *)r->ring.buf + slot * r->size, address, (size_t)r->size);
+    ((double *)r->recv.buf)[slot] = now;
+    r->head++;
+    if (r->idle) {  /* once per idle spell: the pipeline is waiting */
+        r->idle = 0;
+        PyObject *done = PyObject_CallNoArgs(r->wake);
+        if (done == NULL)
+            return NULL;
+        Py_DECREF(done);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ring_methods[] = {
+    {"offer", (PyCFunction)ring_offer, METH_O,
+     "offer(struct): copy the struct's bytes into the next slot with its receive time, or count a drop"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef ring_members[] = {
+    {"head", T_LONGLONG, offsetof(Ring, head), 0, "structs written (the callback's)"},
+    {"tail", T_LONGLONG, offsetof(Ring, tail), 0, "structs taken (the pipeline's)"},
+    {"received", T_LONGLONG, offsetof(Ring, received), 0, "offers, dropped ones included"},
+    {"dropped", T_LONGLONG, offsetof(Ring, dropped), 0, "offers dropped because the ring was full"},
+    {"idle", T_BOOL, offsetof(Ring, idle), 0, "the pipeline waits: the next offer calls wake()"},
+    {"capacity", T_PYSSIZET, offsetof(Ring, capacity), READONLY, "structs the ring holds"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject RingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "feedops.worker._jsonlines.Ring",
+    .tp_doc = "Ring(ring, recv, size, now, wake): the callback's side of the tick queue (TickQueue).",
+    .tp_basicsize = sizeof(Ring),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = ring_new,
+    .tp_dealloc = (destructor)ring_dealloc,
+    .tp_methods = ring_methods,
+    .tp_members = ring_members,
+};
+
 /* ------------------------------------------------------------------ group, copy_fields */
 #define MAX_FIELDS 64
 
@@ -932,11 +1079,11 @@ static PyObject *double_text(PyObject *module, PyObject *arg) {
     double v = PyFloat_AsDouble(arg);
     if (v == -1.0 && PyErr_Occurred())
         return NULL;
-    char tmp[48];
-    Py_ssize_t n = fast_double(v, tmp);
+    char tmp[40 + SHORT], *start;
+    Py_ssize_t n = fast_double(v, tmp, &start);
     if (!n)
         Py_RETURN_NONE;
-    return PyBytes_FromStringAndSize(tmp, n);
+    return PyBytes_FromStringAndSize(start, n);
 }
 
 static PyMethodDef methods[] = {
@@ -968,7 +1115,9 @@ PyMODINIT_FUNC PyInit__jsonlines(void) {
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
-    if (PyType_Ready(&IdTableType) < 0 || PyModule_AddObjectRef(m, "IdTable", (PyObject *)&IdTableType) < 0) {
+    THIS = PyUnicode_InternFromString("this");
+    if (THIS == NULL || PyType_Ready(&RingType) < 0 || PyModule_AddObjectRef(m, "Ring", (PyObject *)&RingType) < 0 ||
+        PyType_Ready(&IdTableType) < 0 || PyModule_AddObjectRef(m, "IdTable", (PyObject *)&IdTableType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -26,11 +26,15 @@ _GILSTATE_ENSURE.restype = ctypes.c_int
 _GILSTATE_ENSURE.argtypes = []
 
 
-_KEPT: set[int] = set()  # threads whose thread state is kept
+class _ThreadState(threading.local):
+    kept = False  # per Python thread state: a thread state made for one call starts with False again
+
+
+_STATE = _ThreadState()
 
 
 def keep_thread_state() -> None:
-    """Keep the calling thread's Python thread state for the life of the process (once per thread).
+    """Keep the calling thread's Python thread state for the life of the process (once per thread state).
 
     CTP calls the SPI on threads of its own, which Python never made. For each call, the
     binding's SWIG director takes the interpreter lock with ``PyGILState_Ensure``, which on
@@ -38,11 +42,13 @@ def keep_thread_state() -> None:
     which deletes it: most of the callback's cost on CTP's thread (``make bench`` prints the
     director's cost from a native thread; docs/ops/worker.md has the figures). One
     ``PyGILState_Ensure`` more, never released, keeps it (the counter never falls back to
-    zero), so the next calls only take and give back the lock. A thread Python made keeps
-    its thread state anyway: nothing changes there (ctp-sim's client thread)."""
-    ident = threading.get_ident()
-    if ident not in _KEPT:
-        _KEPT.add(ident)
+    zero), so the next calls only take and give back the lock. What is kept is marked in a
+    ``threading.local``, which lives in the thread state itself: a new CTP thread (after a
+    reconnect or a failover) whose id the system reused from an ended one starts unmarked
+    and is kept in its turn. A thread Python made keeps its thread state anyway: nothing
+    changes there (ctp-sim's client thread)."""
+    if not _STATE.kept:
+        _STATE.kept = True
         _GILSTATE_ENSURE()
 
 
@@ -59,7 +65,6 @@ def md_spi_class(base: type) -> type:
             self.gateway = gateway
             self.put = gateway.events.put
             self.on_depth = gateway.on_depth
-            self.threads: set[int] = set()  # the threads ticks came on, each with its thread state kept
 
         def OnFrontConnected(self):
             keep_thread_state()
@@ -82,10 +87,9 @@ def md_spi_class(base: type) -> type:
         def OnRspError(self, pRspInfo, nRequestID, bIsLast):
             self.put(("md_error", _err(pRspInfo)))
 
-        def OnRtnDepthMarketData(self, pDepthMarketData, _ident=threading.get_ident):
-            if _ident() not in self.threads:  # the first tick on this thread (CTP's): see keep_thread_state
+        def OnRtnDepthMarketData(self, pDepthMarketData, _state=_STATE):
+            if not _state.kept:  # the first tick on this thread (CTP's): see keep_thread_state
                 keep_thread_state()
-                self.threads.add(_ident())
             if pDepthMarketData is not None:
                 self.on_depth(pDepthMarketData)  # copies the struct's bytes (TickQueue.offer); nothing else here
 
