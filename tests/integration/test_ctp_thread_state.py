@@ -70,6 +70,32 @@ def test_the_worker_spi_keeps_ctp_threads_python_thread_state_across_ticks(nativ
     assert [earlier for _, earlier, _ in seen[3:]] == [False, True, True]
 
 
+def test_production_path_director_to_the_compiled_queue_keeps_the_thread_state(native_thread, monkeypatch):
+    """The worker's SPI hands the director the tick queue's compiled offer itself (no Python frame): it copies
+    the struct and keeps CTP's thread state; the queue's clock, called once per tick, sees one thread state."""
+    import time as real_time
+
+    from feedops import clock
+    from feedops.worker.pipeline import TickQueue
+
+    local, seen = threading.local(), []
+
+    def now():
+        seen.append((threading.get_ident(), getattr(local, "earlier", False)))
+        local.earlier = True
+        return real_time.time()
+
+    monkeypatch.setattr(clock, "time", now)
+    queue = TickQueue(16)
+    spi = md_spi_class(REAL_MD.CThostFtdcMdSpi)(SimpleNamespace(events=SimpleNamespace(put=lambda e: None),
+                                                                on_depth=queue.offer))
+    assert spi.OnRtnDepthMarketData == queue.offer  # bound on the instance: the director finds it there
+    for _ in range(2):  # two CTP threads one after the other (a reconnect)
+        assert native_thread(spi, _struct(), 3) >= 0
+    assert [earlier for _, earlier in seen] == [False, True, True, False, True, True]
+    assert queue.received == 6 and queue.take(10)[0]["InstrumentID"].tolist() == [b"rb2601"] * 6
+
+
 def test_without_it_the_director_makes_a_thread_state_per_tick(native_thread):
     """The control: a plain SPI (the binding's base class, no keep_thread_state) sees a new thread state each time."""
     on_depth, seen = _recorder()

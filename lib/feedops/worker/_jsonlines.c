@@ -749,6 +749,29 @@ typedef struct {
 
 static PyObject *THIS;  /* "this", interned */
 
+/* CTP calls the SPI on threads Python never made; openctp-ctp's SWIG director takes the interpreter lock with
+ * PyGILState_Ensure, which on such a thread makes a thread state, and PyGILState_Release deletes it again:
+ * 6.9 us of every tick's 7.0 (bench/native_thread.c measures it). One PyGILState_Ensure more, never released,
+ * keeps the calling thread's state (its counter never falls back to zero), so the next calls only take and
+ * give back the lock. kept is the last thread state kept: a kept state is never freed, so no other thread
+ * state can have its address; a thread whose state is not it is kept now (once per thread, or again when two
+ * threads take turns: one more count on a state that is kept anyway). A thread Python made keeps its state
+ * anyway: nothing changes there. */
+static PyThreadState *kept;
+
+static inline void keep_this_thread_state(void) {
+    PyThreadState *mine = PyThreadState_Get();
+    if (mine != kept) {
+        PyGILState_Ensure();
+        kept = mine;
+    }
+}
+
+static PyObject *keep_thread_state(PyObject *module, PyObject *unused) {
+    keep_this_thread_state();
+    Py_RETURN_NONE;
+}
+
 static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *names[] = {"ring", "recv", "size", "now", "wake", NULL};
     Ring *r = (Ring *)type->tp_alloc(type, 0);
@@ -786,6 +809,9 @@ static void ring_dealloc(Ring *r) {
 }
 
 static PyObject *ring_offer(Ring *r, PyObject *depth) {
+    keep_this_thread_state();
+    if (depth == Py_None)  /* (the binding passes None for a NULL pointer) */
+        Py_RETURN_NONE;
     r->received++;
     if (r->head - r->tail >= r->capacity) {  /* full: counted, nothing copied; the callback never waits */
         r->dropped++;
@@ -830,7 +856,8 @@ static PyObject *ring_offer(Ring *r, PyObject *depth) {
 
 static PyMethodDef ring_methods[] = {
     {"offer", (PyCFunction)ring_offer, METH_O,
-     "offer(struct): copy the struct's bytes into the next slot with its receive time, or count a drop"},
+     "offer(struct): copy the struct's bytes into the next slot with its receive time, or count a drop (None: "
+     "nothing); the calling thread's Python thread state is kept (keep_thread_state)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1093,6 +1120,8 @@ static PyMethodDef methods[] = {
      "exchange_ts, recv_ts)]"},
     {"double_text", double_text, METH_O,
      "The text this module writes for a double itself, or None where it hands the double to float_text."},
+    {"keep_thread_state", keep_thread_state, METH_NOARGS,
+     "Keep the calling thread's Python thread state for the life of the process (see the C source)"},
     {"group", group, METH_VARARGS,
      "group(buffer, itemsize, fields) -> (firsts, inverse): the distinct values of the byte ranges fields "
      "((offset, size), ...) of the records, in the order first met: the index of each one's first record, and "

@@ -15,41 +15,26 @@ so the same code serves openctp-ctp and ctp-sim.
 
 from __future__ import annotations
 
-import ctypes
 import queue
-import threading
 from typing import Any
 
-#: CPython's PyGILState_Ensure, called with the interpreter lock held (PyDLL: ctypes keeps the lock).
-_GILSTATE_ENSURE = ctypes.pythonapi.PyGILState_Ensure
-_GILSTATE_ENSURE.restype = ctypes.c_int
-_GILSTATE_ENSURE.argtypes = []
-
-
-class _ThreadState(threading.local):
-    kept = False  # per Python thread state: a thread state made for one call starts with False again
-
-
-_STATE = _ThreadState()
+from .compiled import _jsonlines
 
 
 def keep_thread_state() -> None:
-    """Keep the calling thread's Python thread state for the life of the process (once per thread state).
+    """Keep the calling thread's Python thread state for the life of the process.
 
     CTP calls the SPI on threads of its own, which Python never made. For each call, the
     binding's SWIG director takes the interpreter lock with ``PyGILState_Ensure``, which on
     such a thread makes a new thread state, and gives it back with ``PyGILState_Release``,
     which deletes it: most of the callback's cost on CTP's thread (``make bench`` prints the
-    director's cost from a native thread; docs/ops/worker.md has the figures). One
-    ``PyGILState_Ensure`` more, never released, keeps it (the counter never falls back to
-    zero), so the next calls only take and give back the lock. What is kept is marked in a
-    ``threading.local``, which lives in the thread state itself: a new CTP thread (after a
-    reconnect or a failover) whose id the system reused from an ended one starts unmarked
-    and is kept in its turn. A thread Python made keeps its thread state anyway: nothing
-    changes there (ctp-sim's client thread)."""
-    if not _STATE.kept:
-        _STATE.kept = True
-        _GILSTATE_ENSURE()
+    director's cost from a native thread; docs/ops/worker.md has the figures). The compiled
+    module takes one ``PyGILState_Ensure`` more, never released, so the thread state stays
+    and the next calls only take and give back the lock (``_jsonlines.keep_thread_state``;
+    the tick queue's compiled ``offer`` does the same on every tick, one pointer compare). A
+    thread Python made keeps its thread state anyway: nothing changes there (ctp-sim's
+    client thread)."""
+    _jsonlines.keep_thread_state()
 
 
 def _err(info: Any) -> tuple[int, str]:
@@ -65,6 +50,10 @@ def md_spi_class(base: type) -> type:
             self.gateway = gateway
             self.put = gateway.events.put
             self.on_depth = gateway.on_depth
+            if isinstance(getattr(gateway.on_depth, "__self__", None), _jsonlines.Ring):
+                # the tick's whole path: the director -> Ring.offer (copies the struct's bytes, keeps CTP's
+                # thread state; None: nothing), no Python frame; the binding looks the method up on the instance
+                self.OnRtnDepthMarketData = gateway.on_depth
 
         def OnFrontConnected(self):
             keep_thread_state()
@@ -87,11 +76,12 @@ def md_spi_class(base: type) -> type:
         def OnRspError(self, pRspInfo, nRequestID, bIsLast):
             self.put(("md_error", _err(pRspInfo)))
 
-        def OnRtnDepthMarketData(self, pDepthMarketData, _state=_STATE):
-            if not _state.kept:  # the first tick on this thread (CTP's): see keep_thread_state
-                keep_thread_state()
+        def OnRtnDepthMarketData(self, pDepthMarketData):
+            """Replaced per SPI by ``gateway.on_depth`` itself (``__init__``): the director calls the tick queue's
+            compiled ``offer`` with no Python frame in between. This one serves an ``on_depth`` of another kind."""
+            keep_thread_state()
             if pDepthMarketData is not None:
-                self.on_depth(pDepthMarketData)  # copies the struct's bytes (TickQueue.offer); nothing else here
+                self.on_depth(pDepthMarketData)
 
     return MdSpi
 

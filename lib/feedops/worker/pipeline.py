@@ -64,6 +64,7 @@ class TickQueue:
         self.ring.view(np.uint8).fill(0)
         self.recv.fill(0.0)
         self._ring_rows = self.ring.view(np.uint8).reshape(capacity, DEPTH_SIZE)
+        self._peeked = 0
         self.wakeup = threading.Event()
         self._side = _jsonlines.Ring(self.ring.view(np.uint8), self.recv, DEPTH_SIZE, clock.time, self._wake)
         #: The callback's whole job: copy the struct's bytes into the ring (or count a drop, copying nothing).
@@ -80,6 +81,26 @@ class TickQueue:
     received = property(lambda self: self._side.received, lambda self, v: setattr(self._side, "received", v))
     dropped = property(lambda self: self._side.dropped, lambda self, v: setattr(self._side, "dropped", v))
     idle = property(lambda self: self._side.idle, lambda self, v: setattr(self._side, "idle", bool(v)))
+
+    def peek(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``limit`` of the oldest structs and their receive times, in place: views of the ring (a copy
+        only when the batch wraps around its end). Their slots stay taken, so the callback cannot write over
+        them, until :meth:`release`."""
+        tail = self.tail
+        n = min(self.head - tail, limit)
+        start = tail % self.capacity
+        end = start + n
+        self._peeked = n
+        if end <= self.capacity:
+            return self.ring[start:end], self.recv[start:end]
+        wrap = end - self.capacity
+        rows = np.concatenate((self._ring_rows[start:], self._ring_rows[:wrap]))
+        return rows.view(DEPTH_DTYPE).reshape(n), np.concatenate((self.recv[start:], self.recv[:wrap]))
+
+    def release(self) -> None:
+        """Free the slots of what :meth:`peek` returned: only now may the callback reuse them."""
+        self.tail += self._peeked
+        self._peeked = 0
 
     def take(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """Copy out up to ``limit`` of the oldest structs and their receive times, then free their slots."""
@@ -197,9 +218,16 @@ class Pipeline(threading.Thread):
                 queue.idle = False
                 queue.wakeup.clear()
                 continue
-            self.process(self._take())
+            self.process_next()
         self.sink.flush(self.flush_seconds)
         self.housekeeping()
+
+    def process_next(self) -> None:
+        """Process the next batch in place in the ring (no copy of the structs), then free its slots."""
+        try:
+            self.process(self.queue.peek(self.batch_max))
+        finally:
+            self.queue.release()
 
     def _take(self) -> tuple[np.ndarray, np.ndarray]:
         return self.queue.take(self.batch_max)

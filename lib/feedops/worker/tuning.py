@@ -6,6 +6,7 @@ seconds and shows as latency spikes. The long-lived objects are frozen (never wa
 again) and collections run less often; the tick path creates no cycles. Threads switch
 every 1 ms instead of 5 ms: a thread handed work (the pipeline after the callback, the
 writer's writing thread after its receiving thread) gets the interpreter lock sooner.
+And glibc's malloc keeps the per-batch buffers in its heap (:func:`tune_allocator`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ The messages on the pipe are tuples whose first item is a tag of :class:`Msg`.
 from __future__ import annotations
 
 import collections
+import multiprocessing
 import operator
 import signal
 import sys
@@ -182,6 +183,7 @@ class WriterProcess:
         # a batch's rows: one text for the file sink (written as it is), a line per row for Redis (an entry each)
         self.rows_of = text_rows_of_records if getattr(sink, "takes_text", False) else rows_of_records
         self.work: collections.deque[tuple] = collections.deque()  # receiving thread -> writing thread
+        self._buffer = bytearray(1 << 20)  # the receiving thread's, for a batch's records
         self.ready = threading.Condition()
         self.crashed: list[BaseException] = []
 
@@ -228,10 +230,8 @@ class WriterProcess:
                     continue
                 message = conn.recv()
                 if message[0] == Msg.BATCH:  # the records' bytes follow in the next frame
-                    records = np.frombuffer(conn.recv_bytes(), dtype=RECORD_DTYPE)
-                    if len(records) != message[1]:
-                        raise ValueError(f"a batch of {message[1]} records came with {len(records)}")
-                    self.hand((Msg.ROWS, self.rows_of(records)))
+                    records = self._records(message[1])
+                    self.hand((Msg.ROWS, self.rows_of(records)))  # (the rows hold copies: the buffer is reused)
                 else:
                     self.hand(message)
                     if message[0] == Msg.CLOSE:
@@ -243,6 +243,20 @@ class WriterProcess:
                           f"{exc.__class__.__name__}: {exc}", traceback=traceback.format_exc())
             self.crashed.append(exc)
             self.hand((Msg.EOF,))
+
+    def _records(self, count: int) -> np.ndarray:
+        """The next frame, a batch of ``count`` records, read into this thread's buffer (reused: one copy out of
+        the kernel, no new object per batch); the array is valid until the next call."""
+        size = count * RECORD_DTYPE.itemsize
+        if len(self._buffer) < size:
+            self._buffer = bytearray(max(size, 2 * len(self._buffer)))
+        try:
+            got = self.conn.recv_bytes_into(self._buffer)
+        except multiprocessing.BufferTooShort as exc:  # more bytes than the header said: refused below
+            got = len(exc.args[0])
+        if got != size:
+            raise ValueError(f"a batch of {count} records came with {got} bytes, not {size}")
+        return np.frombuffer(self._buffer, dtype=RECORD_DTYPE, count=count)
 
     def hand(self, item: tuple) -> None:
         with self.ready:
