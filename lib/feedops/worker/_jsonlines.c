@@ -750,21 +750,16 @@ typedef struct {
 static PyObject *THIS;  /* "this", interned */
 
 /* CTP calls the SPI on threads Python never made; openctp-ctp's SWIG director takes the interpreter lock with
- * PyGILState_Ensure, which on such a thread makes a thread state, and PyGILState_Release deletes it again:
- * 6.9 us of every tick's 7.0 (bench/native_thread.c measures it). One PyGILState_Ensure more, never released,
- * keeps the calling thread's state (its counter never falls back to zero), so the next calls only take and
- * give back the lock. kept is the last thread state kept: a kept state is never freed, so no other thread
- * state can have its address; a thread whose state is not it is kept now (once per thread, or again when two
- * threads take turns: one more count on a state that is kept anyway). A thread Python made keeps its state
- * anyway: nothing changes there. */
-static PyThreadState *kept;
-
+ * PyGILState_Ensure, which on such a thread makes a thread state (its count of Ensures: 1), and
+ * PyGILState_Release deletes it again when the count falls back to zero: 6.9 us of every tick's 7.0
+ * (bench/native_thread.c measures it). One PyGILState_Ensure more, never released, keeps it: the count never
+ * falls back to zero, so the next calls only take and give back the lock. The count is the thread state's
+ * own (CPython's PyThreadState.gilstate_counter), so no other thread, and no new thread that gets an ended
+ * one's address or id, can pass for kept: inside a director call a kept state counts 2 or more. A thread
+ * Python made keeps its thread state anyway; on it this adds one count, once: nothing changes. */
 static inline void keep_this_thread_state(void) {
-    PyThreadState *mine = PyThreadState_Get();
-    if (mine != kept) {
+    if (PyThreadState_Get()->gilstate_counter < 2)
         PyGILState_Ensure();
-        kept = mine;
-    }
 }
 
 static PyObject *keep_thread_state(PyObject *module, PyObject *unused) {

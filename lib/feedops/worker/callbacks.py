@@ -31,7 +31,7 @@ def keep_thread_state() -> None:
     director's cost from a native thread; docs/ops/worker.md has the figures). The compiled
     module takes one ``PyGILState_Ensure`` more, never released, so the thread state stays
     and the next calls only take and give back the lock (``_jsonlines.keep_thread_state``;
-    the tick queue's compiled ``offer`` does the same on every tick, one pointer compare). A
+    the tick queue's compiled ``offer`` checks it on every tick: one compare of the thread state's count). A
     thread Python made keeps its thread state anyway: nothing changes there (ctp-sim's
     client thread)."""
     _jsonlines.keep_thread_state()
