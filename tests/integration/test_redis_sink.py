@@ -172,7 +172,10 @@ def test_a_batch_redis_ran_during_a_stall_is_not_added_again(own_redis):
 
     wait_for(lambda: len(_stream_ticks(server.url, prefix)) == 520, what="the stalled batch executed on resume")
     delivered = sink.publish(_batch(n, 520, 500))
-    assert len(delivered) == 520 and sink.buffered == 0 and sink.refused_total == 2  # one call per stream
+    # the stalled batch's two calls (one per stream) are refused; on a loaded machine a reply can miss the 2 s
+    # timeout once more, and the call behind it is refused in its turn on its re-send: the stream's contents
+    # below show that nothing went in twice or got lost
+    assert len(delivered) == 520 and sink.buffered == 0 and sink.refused_total >= 2
     ticks = _stream_ticks(server.url, prefix)
     assert len(ticks) == 1020 == sink.published_total and duplicates(ticks) == 0
     assert sorted(t["last"] for t in ticks) == [float(i) for i in range(1020)]
