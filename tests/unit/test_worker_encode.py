@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from feedops.worker import encode as encode_mod
+from feedops.worker.compiled import _jsonlines
 from feedops.worker.encode import Encoder, row_of
 from feedops.worker.ticks import DEPTH_LEVELS, RECORD_DTYPE, RECORD_KEYS
 
@@ -116,8 +117,6 @@ def test_the_compiled_double_text_is_orjsons_wherever_it_writes_one():
     """The C encoder writes most doubles itself (``double_text``) and hands the rest to orjson: where it writes
     one, the text must be orjson's, byte for byte; and it must write the common ones (prices with few decimals),
     or the encoder is slow."""
-    from feedops.worker import _jsonlines
-
     rnd = random.Random(23)
     values = list(FLOATS) + [0.0001, 0.00015, 9.9e-5, 1e15, 1e15 - 1, 999999999999999.9, 0.1, 0.7, 1.005, 2.675]
     values += [_decimals(rnd) for _ in range(100_000)]
@@ -138,12 +137,10 @@ def test_the_compiled_double_text_is_orjsons_wherever_it_writes_one():
 
 def _rows_with(records, build_head=None, build_text=None, float_text=orjson.dumps, heads=None):
     """``_jsonlines.rows`` over ``records`` with the encoder's plan and the given callbacks (its contract's edges)."""
-    from feedops.worker import _jsonlines
-
     encoder = Encoder()
-    heads = {} if heads is None else heads
+    heads = _jsonlines.Cache() if heads is None else heads
     return _jsonlines.rows(np.ascontiguousarray(records).view(np.uint8), RECORD_DTYPE.itemsize, encode_mod._PLAN, 0,
-                           encode_mod._HEAD_DTYPE.itemsize, heads, build_head or encoder._head, {},
+                           encode_mod._HEAD_DTYPE.itemsize, heads, build_head or encoder._head, _jsonlines.Cache(),
                            build_text or encoder._time, float_text, RECORD_DTYPE.fields["exchange_ts"][1],
                            RECORD_DTYPE.fields["recv_ts"][1], encode_mod.CACHE_MAX)
 
@@ -171,7 +168,7 @@ def test_a_failing_callback_raises_and_a_callback_emptying_the_head_cache_is_har
 
     with pytest.raises(ValueError, match="no head"):
         _rows_with(records, build_head=failing)
-    heads: dict = {}
+    heads = _jsonlines.Cache()
     encoder = Encoder()
 
     def emptying(raw):
@@ -179,3 +176,44 @@ def test_a_failing_callback_raises_and_a_callback_emptying_the_head_cache_is_har
         return encoder._time(raw)
 
     assert _rows_with(records, build_text=emptying, heads=heads) == [row_of(r) for r in records]
+
+
+def test_the_caches_keep_one_value_per_key_bound_their_size_and_refuse_a_dict():
+    """``_jsonlines.Cache``: a value per distinct key, built once; emptied when it holds cache_max keys; a build
+    that empties the very cache it fills still gets its value stored; anything but a Cache is refused."""
+    records = random_records(random.Random(5), 200, instruments=25)
+    heads_of = {np.ascontiguousarray(r).view(np.uint8)[:encode_mod._HEAD_DTYPE.itemsize].tobytes() for r in records}
+    built: list[bytes] = []
+    encoder, heads = Encoder(), _jsonlines.Cache()
+
+    def counting(raw):
+        built.append(raw)
+        return encoder._head(raw)
+
+    assert _rows_with(records, build_head=counting, heads=heads) == [row_of(r) for r in records]
+    assert sorted(built) == sorted(heads_of) and len(heads) == len(heads_of)  # each head built once, all kept
+    some = built[0]
+    assert heads.get(some) == encoder._head(some) and heads.get(b"no such head") is None
+    assert _rows_with(records, build_head=counting, heads=heads) and len(built) == len(heads_of)  # all hits
+
+    def clearing(raw):
+        heads.clear()  # the cache being filled is emptied by its own build: the value is stored all the same
+        return encoder._head(raw)
+
+    heads.clear()
+    assert len(heads) == 0 and heads.get(some) is None
+    assert _rows_with(records, build_head=clearing, heads=heads) == [row_of(r) for r in records]
+    assert len(heads) == 1  # every miss emptied it, then stored its own value
+    with pytest.raises(TypeError, match="_jsonlines.Cache, not dict"):
+        _rows_with(records, heads={})
+
+
+def test_a_cache_starts_afresh_at_cache_max_keys():
+    records = random_records(random.Random(6), 100, instruments=20)
+    heads = _jsonlines.Cache()
+    raw = np.ascontiguousarray(records).view(np.uint8)
+    rows = _jsonlines.rows(raw, RECORD_DTYPE.itemsize, encode_mod._PLAN, 0, encode_mod._HEAD_DTYPE.itemsize, heads,
+                           Encoder()._head, _jsonlines.Cache(), Encoder()._time, orjson.dumps,
+                           RECORD_DTYPE.fields["exchange_ts"][1], RECORD_DTYPE.fields["recv_ts"][1], 7)
+    assert rows == [row_of(r) for r in records]
+    assert 1 <= len(heads) <= 7  # 20 instruments' heads met: emptied at 7 keys, again and again

@@ -11,9 +11,10 @@
  *   (HEAD,)                              the head text of the record (see below)
  *   (TEXT, offset, size)                 a cached text keyed by the size bytes at offset
  *
- * HEAD and TEXT look the record's bytes up in a dict (one per process, kept by encode.py);
- * a miss calls back into Python, which builds the value (GB18030 decoding and JSON string
- * escaping stay there), and a dict that reached cache_max entries starts afresh. The head's
+ * HEAD and TEXT look the record's bytes up in a Cache (below; one of each per process, kept by
+ * encode.py): a hit makes no object; a miss calls back into Python, which builds the value
+ * (GB18030 decoding and JSON string escaping stay there), and a cache that holds cache_max
+ * keys starts afresh. The head's
  * value is a tuple (text, instrument UTF-8, exchange, trading day), whose last three items go
  * into the row.
  *
@@ -228,27 +229,10 @@ static int put_double(Buf *b, double v, PyObject *float_text, Py_ssize_t reserve
     return rc;
 }
 
-/* dict[key bytes] or, on a miss, build(key) stored under it (the dict emptied first when it reached cap).
-   Returns a borrowed reference (owned by the dict) or NULL with an exception set. */
-static PyObject *cached(PyObject *cache, PyObject *build, const char *key_data, Py_ssize_t key_size,
-                        Py_ssize_t cap) {
-    PyObject *key = PyBytes_FromStringAndSize(key_data, key_size);
-    if (key == NULL)
-        return NULL;
-    PyObject *value = PyDict_GetItemWithError(cache, key);
-    if (value == NULL && !PyErr_Occurred()) {
-        PyObject *built = PyObject_CallOneArg(build, key);
-        if (built != NULL) {
-            if (PyDict_GET_SIZE(cache) >= cap)
-                PyDict_Clear(cache);
-            if (PyDict_SetItem(cache, key, built) == 0)
-                value = built;  /* the dict holds it now */
-            Py_DECREF(built);
-        }
-    }
-    Py_DECREF(key);
-    return value;
-}
+typedef struct Cache Cache;
+static PyTypeObject CacheType;
+static int cache_check(PyObject *cache);
+static PyObject *cache_lookup(Cache *c, PyObject *build, const char *key, Py_ssize_t len, Py_ssize_t cap);
 
 static int parse_plan(PyObject *plan, Step **steps_out, Py_ssize_t *count_out) {
     if (!PyTuple_Check(plan)) {
@@ -314,9 +298,9 @@ static PyObject *rows(PyObject *module, PyObject *args) {
     PyObject *plan, *head_cache, *build_head, *text_cache, *build_text, *float_text;
     Py_ssize_t itemsize, head_offset, head_size, exchange_ts_offset, recv_ts_offset, cache_max;
     int text_mode = 0;
-    if (!PyArg_ParseTuple(args, "y*nOnnO!OO!OOnnn|p:rows", &view, &itemsize, &plan, &head_offset, &head_size,
-                          &PyDict_Type, &head_cache, &build_head, &PyDict_Type, &text_cache, &build_text,
-                          &float_text, &exchange_ts_offset, &recv_ts_offset, &cache_max, &text_mode))
+    if (!PyArg_ParseTuple(args, "y*nOnnOOOOOnnn|p:rows", &view, &itemsize, &plan, &head_offset, &head_size,
+                          &head_cache, &build_head, &text_cache, &build_text, &float_text, &exchange_ts_offset,
+                          &recv_ts_offset, &cache_max, &text_mode))
         return NULL;
     Step *steps = NULL;
     Py_ssize_t nsteps = 0;
@@ -324,6 +308,8 @@ static PyObject *rows(PyObject *module, PyObject *args) {
     PyObject *head = NULL;  /* the record's head tuple, a reference held until its row is built */
     PyObject *ends = NULL, *columns[3] = {NULL, NULL, NULL};  /* text mode: instruments, exchanges, days */
     Buf b = {NULL, 0, 0, NULL};
+    if (cache_check(head_cache) < 0 || cache_check(text_cache) < 0)
+        goto done;
     if (itemsize <= 0 || view.len % itemsize != 0) {
         PyErr_SetString(PyExc_ValueError, "the buffer is not a whole number of records");
         goto done;
@@ -399,8 +385,8 @@ static PyObject *rows(PyObject *module, PyObject *args) {
             case OP_HEAD:
             case OP_TEXT: {
                 PyObject *value = s->kind == OP_HEAD
-                    ? cached(head_cache, build_head, rec + head_offset, head_size, cache_max)
-                    : cached(text_cache, build_text, rec + s->offset, s->size, cache_max);
+                    ? cache_lookup((Cache *)head_cache, build_head, rec + head_offset, head_size, cache_max)
+                    : cache_lookup((Cache *)text_cache, build_text, rec + s->offset, s->size, cache_max);
                 if (value == NULL)
                     goto fail;
                 PyObject *text = value;
@@ -419,7 +405,7 @@ static PyObject *rows(PyObject *module, PyObject *args) {
                     goto fail;
                 }
                 Py_ssize_t len = PyBytes_GET_SIZE(text);
-                /* the reserve may move the buffer, never the cached value (the dict holds it) */
+                /* the reserve may move the buffer, never the cached value (the cache holds it) */
                 if (buf_reserve(&b, len + fixed) < 0)
                     goto fail;
                 put(&b, PyBytes_AS_STRING(text), len);
@@ -694,12 +680,13 @@ static Py_ssize_t idt_len(IdTable *t) {
     return t->count;
 }
 
-static PyObject *idt_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+/* tp_new of IdTable and Cache: no arguments, zeroed memory (an empty table or cache). */
+static PyObject *empty_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (PyTuple_GET_SIZE(args) || (kwds != NULL && PyDict_GET_SIZE(kwds))) {
-        PyErr_SetString(PyExc_TypeError, "IdTable() takes no arguments");
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", type->tp_name);
         return NULL;
     }
-    return type->tp_alloc(type, 0);  /* zeroed: an empty table */
+    return type->tp_alloc(type, 0);
 }
 
 static void idt_dealloc(IdTable *t) {
@@ -726,10 +713,134 @@ static PyTypeObject IdTableType = {
     .tp_doc = "Dense ids (0, 1, 2 ... in the order met) of byte keys: the pipeline's instrument ids.",
     .tp_basicsize = sizeof(IdTable),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = idt_new,
+    .tp_new = empty_new,
     .tp_dealloc = (destructor)idt_dealloc,
     .tp_methods = idt_methods,
     .tp_as_sequence = &idt_as_sequence,
+};
+
+/* ------------------------------------------------------------------ Cache: the encoder's string caches */
+/* The sink writer's, not the pipeline's (it sits here for the IdTable it is made of): values (the head
+ * tuples, the update times' texts) by the bytes of a record's field. The IdTable gives the key its dense id,
+ * the value is values[id]. A lookup that hits makes no object and runs no Python hash (a dict made a bytes
+ * object per record and hashed it with siphash); a miss calls rows' build callback. */
+struct Cache {
+    IdTable table;      /* first: a Cache is an IdTable for idt_find and idt_add */
+    PyObject **values;  /* by id, owned references; values_cap >= table.count */
+    Py_ssize_t values_cap;
+};
+
+/* Forget every key; the values are released last (a value's release runs no code that could reach back
+   here: they are bytes, str and tuples of them, but the order keeps the cache whole either way). */
+static void cache_clear_all(Cache *c) {
+    PyObject **values = c->values;
+    Py_ssize_t count = c->table.count;
+    PyMem_Free(c->table.keys);
+    PyMem_Free(c->table.slots);
+    PyMem_Free(c->table.arena);
+    c->table.keys = NULL;
+    c->table.slots = NULL;
+    c->table.arena = NULL;
+    c->table.count = c->table.cap = c->table.nslots = c->table.arena_len = c->table.arena_cap = 0;
+    c->values = NULL;
+    c->values_cap = 0;
+    for (Py_ssize_t i = 0; i < count; i++)
+        Py_DECREF(values[i]);
+    PyMem_Free(values);
+}
+
+/* The value of key: its cached one, or on a miss build(key as bytes), stored under it (the cache emptied
+   first when it holds cap keys). A borrowed reference (the cache owns it), or NULL with an exception set. */
+static PyObject *cache_lookup(Cache *c, PyObject *build, const char *key, Py_ssize_t len, Py_ssize_t cap) {
+    IdTable *t = &c->table;
+    if (t->nslots) {
+        Py_ssize_t slot, id = idt_find(t, key, len, hash_finish(hash_more(HASH_START, key, len)), &slot);
+        if (id >= 0)
+            return c->values[id];
+    }
+    PyObject *raw = PyBytes_FromStringAndSize(key, len);
+    if (raw == NULL)
+        return NULL;
+    PyObject *built = PyObject_CallOneArg(build, raw);
+    Py_DECREF(raw);
+    if (built == NULL)
+        return NULL;
+    /* build may have run anything, this cache's clear() included: look again before storing */
+    if (t->count >= cap)
+        cache_clear_all(c);
+    if (c->values_cap <= t->count) {  /* room for the next id first: every key always has its value */
+        Py_ssize_t values_cap = c->values_cap ? 2 * c->values_cap : 1024;
+        PyObject **values = PyMem_Realloc(c->values, (size_t)values_cap * sizeof *values);
+        if (values == NULL) {
+            Py_DECREF(built);
+            return PyErr_NoMemory();
+        }
+        c->values = values;
+        c->values_cap = values_cap;
+    }
+    Py_ssize_t before = t->count;
+    Py_ssize_t id = idt_add(t, key, len);
+    if (id < 0) {
+        Py_DECREF(built);
+        return NULL;
+    }
+    if (id < before)
+        Py_SETREF(c->values[id], built);
+    else
+        c->values[id] = built;
+    return built;
+}
+
+static int cache_check(PyObject *cache) {
+    if (!PyObject_TypeCheck(cache, &CacheType)) {
+        PyErr_Format(PyExc_TypeError, "a cache is a _jsonlines.Cache, not %s", Py_TYPE(cache)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *cache_get(Cache *c, PyObject *key) {
+    if (!PyBytes_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "a key is bytes");
+        return NULL;
+    }
+    IdTable *t = &c->table;
+    if (t->nslots == 0)
+        Py_RETURN_NONE;
+    Py_ssize_t slot, len = PyBytes_GET_SIZE(key);
+    const char *p = PyBytes_AS_STRING(key);
+    Py_ssize_t id = idt_find(t, p, len, hash_finish(hash_more(HASH_START, p, len)), &slot);
+    if (id < 0)
+        Py_RETURN_NONE;
+    return Py_NewRef(c->values[id]);
+}
+
+static PyObject *cache_clear(Cache *c, PyObject *unused) {
+    cache_clear_all(c);
+    Py_RETURN_NONE;
+}
+
+static void cache_dealloc(Cache *c) {
+    cache_clear_all(c);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static PyMethodDef cache_methods[] = {
+    {"get", (PyCFunction)cache_get, METH_O, "get(key: bytes) -> the value cached under key, or None"},
+    {"clear", (PyCFunction)cache_clear, METH_NOARGS, "clear(): forget every key and value"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CacheType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "feedops.worker._jsonlines.Cache",
+    .tp_doc = "The encoder's cache of values by byte key (rows' head_cache and text_cache); filled by rows.",
+    .tp_basicsize = sizeof(Cache),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = empty_new,
+    .tp_dealloc = (destructor)cache_dealloc,
+    .tp_methods = cache_methods,
+    .tp_as_sequence = &idt_as_sequence,  /* its keys */
 };
 
 /* ------------------------------------------------------------------ Ring: the callback's queue */
@@ -1111,8 +1222,9 @@ static PyObject *double_text(PyObject *module, PyObject *arg) {
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS,
      "rows(buffer, itemsize, plan, head_offset, head_size, head_cache, build_head, text_cache, build_text, "
-     "float_text, exchange_ts_offset, recv_ts_offset, cache_max) -> [(line, instrument, exchange, day, "
-     "exchange_ts, recv_ts)]"},
+     "float_text, exchange_ts_offset, recv_ts_offset, cache_max[, text_mode]) -> [(line, instrument, exchange, "
+     "day, exchange_ts, recv_ts)] or, in text mode, (text, ends, instruments, exchanges, days); the caches are "
+     "Cache objects"},
     {"double_text", double_text, METH_O,
      "The text this module writes for a double itself, or None where it hands the double to float_text."},
     {"keep_thread_state", keep_thread_state, METH_NOARGS,
@@ -1141,7 +1253,8 @@ PyMODINIT_FUNC PyInit__jsonlines(void) {
         return NULL;
     THIS = PyUnicode_InternFromString("this");
     if (THIS == NULL || PyType_Ready(&RingType) < 0 || PyModule_AddObjectRef(m, "Ring", (PyObject *)&RingType) < 0 ||
-        PyType_Ready(&IdTableType) < 0 || PyModule_AddObjectRef(m, "IdTable", (PyObject *)&IdTableType) < 0) {
+        PyType_Ready(&IdTableType) < 0 || PyModule_AddObjectRef(m, "IdTable", (PyObject *)&IdTableType) < 0 ||
+        PyType_Ready(&CacheType) < 0 || PyModule_AddObjectRef(m, "Cache", (PyObject *)&CacheType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -15,8 +15,9 @@ over the batch's bytes: one step per key, in the record's order.
 * "no value" (the largest double, either sign, NaN, the infinities) is written as null,
   and so is the volume of a level 2-5 whose price has none;
 * the strings (instrument, exchange, dates, update time) are looked up in caches keyed by
-  their bytes in the record and built here on a miss (GB18030 decoding, JSON escaping by
-  orjson): once per instrument and day, and once per distinct update time.
+  their bytes in the record (``_jsonlines.Cache``: a hash table in C, no object per lookup)
+  and built here on a miss (GB18030 decoding, JSON escaping by orjson): once per instrument
+  and day, and once per distinct update time.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ class Encoder:
     """Rows of batches of records; holds the caches of the strings (one per writer process)."""
 
     def __init__(self) -> None:
-        self._heads: dict[bytes, tuple[bytes, bytes, str, str]] = {}  # head bytes -> (text, UTF-8 id, exchange, day)
-        self._times: dict[bytes, bytes] = {}  # update_time bytes -> its text with its key
+        self._heads = _jsonlines.Cache()  # head bytes -> (text, UTF-8 id, exchange, day)
+        self._times = _jsonlines.Cache()  # update_time bytes -> its text with its key
         self._texts: dict[bytes, str] = {}  # a few exchanges and days, decoded once (one str object each)
 
     def _text(self, raw: bytes) -> str:
