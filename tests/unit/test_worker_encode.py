@@ -135,14 +135,15 @@ def test_the_compiled_double_text_is_orjsons_wherever_it_writes_one():
         assert _jsonlines.double_text(price) == orjson.dumps(price)
 
 
-def _rows_with(records, build_head=None, build_text=None, float_text=orjson.dumps, heads=None):
+def _rows_with(records, build_head=None, build_text=None, float_text=orjson.dumps, heads=None,
+               cache_max=encode_mod.CACHE_MAX):
     """``_jsonlines.rows`` over ``records`` with the encoder's plan and the given callbacks (its contract's edges)."""
     encoder = Encoder()
     heads = _jsonlines.Cache() if heads is None else heads
     return _jsonlines.rows(np.ascontiguousarray(records).view(np.uint8), RECORD_DTYPE.itemsize, encode_mod._PLAN, 0,
                            encode_mod._HEAD_DTYPE.itemsize, heads, build_head or encoder._head, _jsonlines.Cache(),
                            build_text or encoder._time, float_text, RECORD_DTYPE.fields["exchange_ts"][1],
-                           RECORD_DTYPE.fields["recv_ts"][1], encode_mod.CACHE_MAX)
+                           RECORD_DTYPE.fields["recv_ts"][1], cache_max)
 
 
 def test_a_long_text_from_float_text_leaves_the_rest_of_the_line_whole():
@@ -211,9 +212,5 @@ def test_the_caches_keep_one_value_per_key_bound_their_size_and_refuse_a_dict():
 def test_a_cache_starts_afresh_at_cache_max_keys():
     records = random_records(random.Random(6), 100, instruments=20)
     heads = _jsonlines.Cache()
-    raw = np.ascontiguousarray(records).view(np.uint8)
-    rows = _jsonlines.rows(raw, RECORD_DTYPE.itemsize, encode_mod._PLAN, 0, encode_mod._HEAD_DTYPE.itemsize, heads,
-                           Encoder()._head, _jsonlines.Cache(), Encoder()._time, orjson.dumps,
-                           RECORD_DTYPE.fields["exchange_ts"][1], RECORD_DTYPE.fields["recv_ts"][1], 7)
-    assert rows == [row_of(r) for r in records]
+    assert _rows_with(records, heads=heads, cache_max=7) == [row_of(r) for r in records]
     assert 1 <= len(heads) <= 7  # 20 instruments' heads met: emptied at 7 keys, again and again

@@ -610,6 +610,23 @@ static Py_ssize_t idt_add(IdTable *t, const char *key, Py_ssize_t len) {
     return t->count++;
 }
 
+/* The id of key, or -1 when it is not in the table (adds nothing). */
+static inline Py_ssize_t idt_lookup(IdTable *t, const char *key, Py_ssize_t len) {
+    Py_ssize_t slot;
+    return t->nslots ? idt_find(t, key, len, hash_finish(hash_more(HASH_START, key, len)), &slot) : -1;
+}
+
+/* Free the table's memory and leave it empty (IdTable's dealloc, Cache's clear). */
+static void idt_reset(IdTable *t) {
+    PyMem_Free(t->keys);
+    PyMem_Free(t->slots);
+    PyMem_Free(t->arena);
+    t->keys = NULL;
+    t->slots = NULL;
+    t->arena = NULL;
+    t->count = t->cap = t->nslots = t->arena_len = t->arena_cap = 0;
+}
+
 /* A field's bytes as a key: without its trailing NULs (numpy's bytes of an "S" field). */
 static inline Py_ssize_t stripped(const char *p, Py_ssize_t n) {
     uint64_t word;
@@ -666,11 +683,7 @@ static PyObject *idt_get(IdTable *t, PyObject *key) {
         PyErr_SetString(PyExc_TypeError, "a key is bytes");
         return NULL;
     }
-    Py_ssize_t slot, len = PyBytes_GET_SIZE(key);
-    if (t->nslots == 0)
-        Py_RETURN_NONE;
-    Py_ssize_t id = idt_find(t, PyBytes_AS_STRING(key), len,
-                             hash_finish(hash_more(HASH_START, PyBytes_AS_STRING(key), len)), &slot);
+    Py_ssize_t id = idt_lookup(t, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
     if (id < 0)
         Py_RETURN_NONE;
     return PyLong_FromSsize_t(id);
@@ -690,9 +703,7 @@ static PyObject *empty_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 }
 
 static void idt_dealloc(IdTable *t) {
-    PyMem_Free(t->keys);
-    PyMem_Free(t->slots);
-    PyMem_Free(t->arena);
+    idt_reset(t);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
@@ -735,13 +746,7 @@ struct Cache {
 static void cache_clear_all(Cache *c) {
     PyObject **values = c->values;
     Py_ssize_t count = c->table.count;
-    PyMem_Free(c->table.keys);
-    PyMem_Free(c->table.slots);
-    PyMem_Free(c->table.arena);
-    c->table.keys = NULL;
-    c->table.slots = NULL;
-    c->table.arena = NULL;
-    c->table.count = c->table.cap = c->table.nslots = c->table.arena_len = c->table.arena_cap = 0;
+    idt_reset(&c->table);
     c->values = NULL;
     c->values_cap = 0;
     for (Py_ssize_t i = 0; i < count; i++)
@@ -753,11 +758,9 @@ static void cache_clear_all(Cache *c) {
    first when it holds cap keys). A borrowed reference (the cache owns it), or NULL with an exception set. */
 static PyObject *cache_lookup(Cache *c, PyObject *build, const char *key, Py_ssize_t len, Py_ssize_t cap) {
     IdTable *t = &c->table;
-    if (t->nslots) {
-        Py_ssize_t slot, id = idt_find(t, key, len, hash_finish(hash_more(HASH_START, key, len)), &slot);
-        if (id >= 0)
-            return c->values[id];
-    }
+    Py_ssize_t hit = idt_lookup(t, key, len);
+    if (hit >= 0)
+        return c->values[hit];
     PyObject *raw = PyBytes_FromStringAndSize(key, len);
     if (raw == NULL)
         return NULL;
@@ -804,12 +807,7 @@ static PyObject *cache_get(Cache *c, PyObject *key) {
         PyErr_SetString(PyExc_TypeError, "a key is bytes");
         return NULL;
     }
-    IdTable *t = &c->table;
-    if (t->nslots == 0)
-        Py_RETURN_NONE;
-    Py_ssize_t slot, len = PyBytes_GET_SIZE(key);
-    const char *p = PyBytes_AS_STRING(key);
-    Py_ssize_t id = idt_find(t, p, len, hash_finish(hash_more(HASH_START, p, len)), &slot);
+    Py_ssize_t id = idt_lookup(&c->table, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
     if (id < 0)
         Py_RETURN_NONE;
     return Py_NewRef(c->values[id]);
