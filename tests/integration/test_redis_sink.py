@@ -193,7 +193,10 @@ def test_a_batch_lost_with_a_killed_redis_is_added_once_after_the_restart(own_re
     restarted = start()
     assert len(_stream_ticks(restarted.url, prefix)) == 500  # the append-only file kept what was acknowledged
     delivered = sink.publish(_batch(n, 1000, 200))
-    assert len(delivered) == 700 and sink.refused_total == 0
+    # the stalled batch never ran, so nothing is refused as applied, unless a reply of the restarted server
+    # misses the 2 s timeout on a loaded machine (seen once in a fresh-clone CI run: 2 refused, 700 delivered):
+    # then its re-send is refused (counted in refused_total); the stream's contents below show every tick once
+    assert len(delivered) == 700
     ticks = _stream_ticks(restarted.url, prefix)
     assert len(ticks) == 1200 == sink.published_total and duplicates(ticks) == 0
     sink.close()
